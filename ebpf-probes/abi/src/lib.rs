@@ -1,0 +1,99 @@
+//! The ABI between Osprey's kernel programs and userspace.
+//!
+//! Every type here is `#[repr(C)]` with explicit padding so that the kernel
+//! (bpfel-unknown-none) and userspace (x86_64/aarch64) agree on its layout
+//! byte for byte. Layout is pinned by tests at the bottom of this file.
+#![no_std]
+
+/// Packet seen entering a socket (cgroup_skb/ingress).
+pub const DIR_INGRESS: u8 = 0;
+/// Packet seen leaving a socket (cgroup_skb/egress).
+pub const DIR_EGRESS: u8 = 1;
+
+/// `family` of an IPv4 flow (AF_INET).
+pub const FAMILY_V4: u8 = 2;
+/// `family` of an IPv6 flow (AF_INET6).
+pub const FAMILY_V6: u8 = 10;
+
+/// IP protocol numbers the probes parse.
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// Default number of entries of each flow map (there are two, see `FLOW_MAP_NAMES`).
+pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
+
+/// The kernel writes into one flow map while userspace drains the other.
+/// `ACTIVE_FLOW_MAP[0]` holds the index (0 or 1) of the map being written.
+pub const FLOW_MAP_NAMES: [&str; 2] = ["FLOWS_0", "FLOWS_1"];
+
+/// Identity of a flow in one direction: the 5-tuple as it appears in the packet,
+/// the direction it was observed in, and the cgroup (v2 id) of the socket.
+///
+/// Addresses are 16 bytes; IPv4 addresses are stored in the first 4 bytes and
+/// the rest is zero. For ICMP/ICMPv6, `src_port` carries the type and
+/// `dst_port` the code. Ports are in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub cgroup_id: u64,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub family: u8,
+    pub protocol: u8,
+    pub direction: u8,
+    pub _pad: u8,
+}
+
+/// Per-CPU counters of one flow since it was inserted into the active map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// L3 bytes (IP header included) as seen at the socket layer.
+    pub bytes: u64,
+    /// Packets on the wire: a GSO super-packet counts as its segment count.
+    pub packets: u64,
+    /// `bpf_ktime_get_ns()` of the first and the last packet on this CPU.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// OR of the TCP flags seen (FIN=0x01, SYN=0x02, RST=0x04, PSH=0x08, ACK=0x10, …).
+    pub tcp_flags: u32,
+    pub _pad: u32,
+}
+
+/// What the flow probe could not account to a flow. Per-CPU, index 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowLoss {
+    /// Packets of new flows that found the active flow map full.
+    pub map_full_packets: u64,
+    /// Their bytes.
+    pub map_full_bytes: u64,
+    /// Packets whose headers could not be read (truncated or unknown family).
+    pub unparsed_packets: u64,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data, `#[repr(C)]`, no implicit padding (checked by the tests below).
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowStats {}
+    unsafe impl aya::Pod for super::FlowLoss {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, size_of};
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<FlowKey>(), 16 + 16 + 8 + 2 + 2 + 4);
+        assert_eq!(align_of::<FlowKey>(), 8);
+        assert_eq!(size_of::<FlowStats>(), 8 * 4 + 4 + 4);
+        assert_eq!(size_of::<FlowLoss>(), 8 * 3);
+    }
+}

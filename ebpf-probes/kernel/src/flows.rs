@@ -1,0 +1,119 @@
+//! Flow accounting at the socket layer (cgroup_skb on the root cgroup v2).
+//!
+//! Every packet entering or leaving a socket on the node, in any network
+//! namespace, is accounted to a `FlowKey` in the active one of two per-CPU
+//! hash maps. Userspace flips `ACTIVE_FLOW_MAP` and drains the idle map, so
+//! no packet is counted twice or lost between drains. A new flow that finds
+//! the map full is counted in `FLOW_LOSS`: nothing is dropped silently.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_ktime_get_ns, bpf_skb_cgroup_id},
+    macros::{cgroup_skb, map},
+    maps::{Array, PerCpuArray, PerCpuHashMap},
+    programs::SkBuffContext,
+};
+use osprey_abi::{DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowLoss, FlowKey, FlowStats};
+
+use crate::headers::{Parsed, Unparsed, parse};
+
+/// Verdict of a cgroup_skb program: let the packet pass. Osprey only observes.
+const PASS: i32 = 1;
+const EEXIST: i32 = 17;
+
+#[map]
+static FLOWS_0: PerCpuHashMap<FlowKey, FlowStats> =
+    PerCpuHashMap::with_max_entries(DEFAULT_FLOW_MAP_ENTRIES, 0);
+
+#[map]
+static FLOWS_1: PerCpuHashMap<FlowKey, FlowStats> =
+    PerCpuHashMap::with_max_entries(DEFAULT_FLOW_MAP_ENTRIES, 0);
+
+/// Index 0: which of `FLOWS_0` / `FLOWS_1` the programs write into.
+#[map]
+static ACTIVE_FLOW_MAP: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map]
+static FLOW_LOSS: PerCpuArray<FlowLoss> = PerCpuArray::with_max_entries(1, 0);
+
+#[cgroup_skb(ingress)]
+pub fn flow_ingress(ctx: SkBuffContext) -> i32 {
+    account(&ctx, DIR_INGRESS);
+    PASS
+}
+
+#[cgroup_skb(egress)]
+pub fn flow_egress(ctx: SkBuffContext) -> i32 {
+    account(&ctx, DIR_EGRESS);
+    PASS
+}
+
+#[inline(always)]
+fn account(ctx: &SkBuffContext, direction: u8) {
+    let bytes = ctx.len() as u64;
+    // A GSO super-packet leaves as several segments on the wire.
+    let segs = unsafe { (*ctx.skb.skb).gso_segs } as u64;
+    let packets = if segs > 1 { segs } else { 1 };
+    match parse(ctx) {
+        Ok(Parsed { mut key, tcp_flags }) => {
+            key.direction = direction;
+            key.cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb) };
+            record(&key, bytes, packets, tcp_flags);
+        }
+        Err(Unparsed) => {
+            if let Some(loss) = FLOW_LOSS.get_ptr_mut(0) {
+                unsafe { (*loss).unparsed_packets += 1 };
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn record(key: &FlowKey, bytes: u64, packets: u64, tcp_flags: u32) {
+    let active = ACTIVE_FLOW_MAP.get(0).copied().unwrap_or(0);
+    let flows = if active == 0 { &FLOWS_0 } else { &FLOWS_1 };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(stats) = flows.get_ptr_mut(key) {
+        add(stats, bytes, packets, tcp_flags, now);
+        return;
+    }
+    let fresh = FlowStats {
+        bytes,
+        packets,
+        first_seen_ns: now,
+        last_seen_ns: now,
+        tcp_flags,
+        _pad: 0,
+    };
+    match flows.insert(key, &fresh, BPF_NOEXIST as u64) {
+        Ok(()) => {}
+        // Inserted on another CPU (or by a softirq on this one) meanwhile.
+        Err(e) if e == -EEXIST => {
+            if let Some(stats) = flows.get_ptr_mut(key) {
+                add(stats, bytes, packets, tcp_flags, now);
+            }
+        }
+        // E2BIG / ENOMEM: the map is full.
+        Err(_) => {
+            if let Some(loss) = FLOW_LOSS.get_ptr_mut(0) {
+                unsafe {
+                    (*loss).map_full_packets += packets;
+                    (*loss).map_full_bytes += bytes;
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn add(stats: *mut FlowStats, bytes: u64, packets: u64, tcp_flags: u32, now: u64) {
+    // Per-CPU values: no other CPU writes here. (The BPF target has no atomic
+    // RMW in Rust's core; a softirq interrupting process context between the
+    // load and the store of the same flow on one CPU is the only, rare, race.)
+    unsafe {
+        (*stats).bytes += bytes;
+        (*stats).packets += packets;
+        (*stats).last_seen_ns = now;
+        (*stats).tcp_flags |= tcp_flags;
+    }
+}

@@ -1,0 +1,80 @@
+//! Parsing of L3/L4 headers from a socket buffer whose data starts at the
+//! network header (cgroup_skb). Only `bpf_skb_load_bytes` is used, so the
+//! verifier never sees direct packet access.
+
+use aya_ebpf::programs::SkBuffContext;
+use osprey_abi::{
+    FAMILY_V4, FAMILY_V6, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+
+/// The packet's flow key (direction and cgroup still to be filled in) and its TCP flags.
+pub struct Parsed {
+    pub key: FlowKey,
+    pub tcp_flags: u32,
+}
+
+/// Headers could not be read: truncated packet or a family other than IPv4/IPv6.
+pub struct Unparsed;
+
+#[inline(always)]
+pub fn parse(ctx: &SkBuffContext) -> Result<Parsed, Unparsed> {
+    let proto = u16::from_be(ctx.skb.protocol() as u16);
+    let mut key = FlowKey {
+        src_addr: [0; 16],
+        dst_addr: [0; 16],
+        cgroup_id: 0,
+        src_port: 0,
+        dst_port: 0,
+        family: 0,
+        protocol: 0,
+        direction: 0,
+        _pad: 0,
+    };
+    let l4_offset = match proto {
+        ETH_P_IP => {
+            let ver_ihl: u8 = ctx.load(0).map_err(|_| Unparsed)?;
+            let frag: u16 = u16::from_be(ctx.load(6).map_err(|_| Unparsed)?);
+            key.family = FAMILY_V4;
+            key.protocol = ctx.load(9).map_err(|_| Unparsed)?;
+            let src: [u8; 4] = ctx.load(12).map_err(|_| Unparsed)?;
+            let dst: [u8; 4] = ctx.load(16).map_err(|_| Unparsed)?;
+            key.src_addr[..4].copy_from_slice(&src);
+            key.dst_addr[..4].copy_from_slice(&dst);
+            // Non-first fragments carry no L4 header.
+            if frag & 0x1fff != 0 {
+                return Ok(Parsed { key, tcp_flags: 0 });
+            }
+            ((ver_ihl & 0x0f) as usize) * 4
+        }
+        ETH_P_IPV6 => {
+            key.family = FAMILY_V6;
+            key.protocol = ctx.load(6).map_err(|_| Unparsed)?;
+            key.src_addr = ctx.load(8).map_err(|_| Unparsed)?;
+            key.dst_addr = ctx.load(24).map_err(|_| Unparsed)?;
+            40
+        }
+        _ => return Err(Unparsed),
+    };
+    let mut tcp_flags = 0;
+    match key.protocol {
+        PROTO_TCP | PROTO_UDP => {
+            let ports: [u8; 4] = ctx.load(l4_offset).map_err(|_| Unparsed)?;
+            key.src_port = u16::from_be_bytes([ports[0], ports[1]]);
+            key.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+            if key.protocol == PROTO_TCP {
+                let flags: u8 = ctx.load(l4_offset + 13).map_err(|_| Unparsed)?;
+                tcp_flags = flags as u32;
+            }
+        }
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            let type_code: [u8; 2] = ctx.load(l4_offset).map_err(|_| Unparsed)?;
+            key.src_port = type_code[0] as u16;
+            key.dst_port = type_code[1] as u16;
+        }
+        _ => {}
+    }
+    Ok(Parsed { key, tcp_flags })
+}

@@ -1,0 +1,82 @@
+//! Command line: every config field as a flag and an environment variable.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Parser;
+
+use crate::config::{Config, ConfigError};
+
+/// Osprey node agent: eBPF flow accounting served as OpenMetrics.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// TOML configuration file (see deploy/agent.example.toml). Flags override it.
+    #[arg(long, env = "OSPREY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "OSPREY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[arg(long, env = "OSPREY_PROBES")]
+    pub probes: Option<PathBuf>,
+    #[arg(long, env = "OSPREY_CGROUP")]
+    pub cgroup: Option<PathBuf>,
+    #[arg(long, env = "OSPREY_FLOW_MAP_ENTRIES")]
+    pub flow_map_entries: Option<u32>,
+    #[arg(long, env = "OSPREY_DRAIN_INTERVAL_MS")]
+    pub drain_interval_ms: Option<u64>,
+    #[arg(long, env = "OSPREY_FLOW_IDLE_TTL_SECS")]
+    pub flow_idle_ttl_secs: Option<u64>,
+    #[arg(long, env = "OSPREY_BPF_STATS")]
+    pub bpf_stats: Option<bool>,
+    #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
+    pub summary_interval_secs: Option<u64>,
+}
+
+impl Cli {
+    /// The file's config (or the defaults) with flags and variables on top.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.probes {
+            c.probes = v;
+        }
+        if let Some(v) = self.cgroup {
+            c.cgroup = v;
+        }
+        if let Some(v) = self.flow_map_entries {
+            c.flow_map_entries = v;
+        }
+        if let Some(v) = self.drain_interval_ms {
+            c.drain_interval_ms = v;
+        }
+        if let Some(v) = self.flow_idle_ttl_secs {
+            c.flow_idle_ttl_secs = v;
+        }
+        if let Some(v) = self.bpf_stats {
+            c.bpf_stats = v;
+        }
+        if let Some(v) = self.summary_interval_secs {
+            c.summary_interval_secs = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::parse_from(["osprey-agent", "--listen", "127.0.0.1:0", "--flow-map-entries", "16"]);
+        let config = cli.into_config().unwrap();
+        assert_eq!(config.flow_map_entries, 16);
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.drain_interval_ms, Config::default().drain_interval_ms);
+    }
+}

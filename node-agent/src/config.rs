@@ -1,0 +1,130 @@
+//! Agent configuration: a documented serde struct, readable from a TOML file,
+//! with every field also settable by a CLI flag or an environment variable.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+/// Errors reading the configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(&'static str),
+}
+
+/// The agent's configuration. Every field has a default; see `deploy/agent.example.toml`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP server that serves `/metrics` (OpenMetrics) and `/healthz`.
+    /// Port 0 picks a free port; the URL is printed at start.
+    pub listen: SocketAddr,
+    /// Path of the compiled kernel programs (`osprey-probes.bpf.o`).
+    /// Empty: next to the agent binary.
+    pub probes: PathBuf,
+    /// cgroup v2 directory to attach the flow probes to. Empty: the root of the
+    /// cgroup v2 hierarchy found in /proc/self/mountinfo (pure v2 or hybrid).
+    pub cgroup: PathBuf,
+    /// Entries of each of the two kernel flow maps. New flows past this between
+    /// two drains are counted in `osprey_flow_lost_packets_total{reason="map_full"}`.
+    pub flow_map_entries: u32,
+    /// How often the kernel flow maps are drained into metrics, in milliseconds.
+    pub drain_interval_ms: u64,
+    /// A flow series with no traffic for this many seconds is removed from /metrics.
+    pub flow_idle_ttl_secs: u64,
+    /// Keep the kernel's per-program run-time statistics on (`kernel.bpf_stats_enabled`)
+    /// and export them as `osprey_bpf_program_run_seconds_total`. Costs ~20 ns per run.
+    pub bpf_stats: bool,
+    /// Print a live summary of the top flows to the terminal every this many
+    /// seconds (0: off).
+    pub summary_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9811)),
+            probes: PathBuf::new(),
+            cgroup: PathBuf::new(),
+            flow_map_entries: osprey_abi::DEFAULT_FLOW_MAP_ENTRIES,
+            drain_interval_ms: 2_000,
+            flow_idle_ttl_secs: 300,
+            bpf_stats: false,
+            summary_interval_secs: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; fields it leaves out keep their defaults.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.flow_map_entries == 0 {
+            return Err(ConfigError::Invalid("flow_map_entries must be at least 1"));
+        }
+        if self.drain_interval_ms < 10 {
+            return Err(ConfigError::Invalid("drain_interval_ms must be at least 10"));
+        }
+        Ok(())
+    }
+
+    pub fn drain_interval(&self) -> Duration {
+        Duration::from_millis(self.drain_interval_ms)
+    }
+
+    pub fn flow_idle_ttl(&self) -> Duration {
+        Duration::from_secs(self.flow_idle_ttl_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults_where_silent() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/agent.example.toml");
+        let config = Config::from_file(std::path::Path::new(path)).unwrap();
+        assert_eq!(config.flow_map_entries, 65_536);
+        assert_eq!(config.listen.port(), 9811);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_the_field_name() {
+        let err = toml::from_str::<Config>("flow_map_entrys = 3").unwrap_err();
+        assert!(err.to_string().contains("flow_map_entrys"), "{err}");
+    }
+
+    #[test]
+    fn zero_map_entries_is_invalid() {
+        let config = Config {
+            flow_map_entries: 0,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! Stage 2: fold drained flow deltas into cumulative series, expire idle
+//! ones, and keep the loss counters in step with the kernel's.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use osprey_abi::FlowLoss;
+
+use super::{
+    drain::FlowBatch,
+    labels::FlowLabels,
+    metrics::{FlowMetrics, LossLabels, LossReason},
+};
+
+/// Cumulative state of one flow series.
+#[derive(Debug, Clone, Copy)]
+struct Series {
+    bytes: u64,
+    packets: u64,
+    last_interval_bytes: u64,
+    last_active: Instant,
+}
+
+/// One line of the live summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopFlow {
+    pub labels: FlowLabels,
+    pub bytes: u64,
+    pub packets: u64,
+    /// Bytes in the most recent drain interval.
+    pub recent_bytes: u64,
+}
+
+pub struct FlowAggregator {
+    metrics: FlowMetrics,
+    series: HashMap<FlowLabels, Series>,
+    idle_ttl: Duration,
+    loss_seen: FlowLoss,
+}
+
+impl FlowAggregator {
+    pub fn new(metrics: FlowMetrics, idle_ttl: Duration) -> Self {
+        Self {
+            metrics,
+            series: HashMap::new(),
+            idle_ttl,
+            loss_seen: FlowLoss::default(),
+        }
+    }
+
+    pub fn apply(&mut self, batch: &FlowBatch, now: Instant) {
+        for entry in self.series.values_mut() {
+            entry.last_interval_bytes = 0;
+        }
+        for delta in &batch.flows {
+            let labels = FlowLabels::from(&delta.key);
+            self.metrics
+                .bytes
+                .get_or_create(&labels)
+                .inc_by(delta.stats.bytes);
+            self.metrics
+                .packets
+                .get_or_create(&labels)
+                .inc_by(delta.stats.packets);
+            let entry = self.series.entry(labels).or_insert(Series {
+                bytes: 0,
+                packets: 0,
+                last_interval_bytes: 0,
+                last_active: now,
+            });
+            entry.bytes += delta.stats.bytes;
+            entry.packets += delta.stats.packets;
+            entry.last_interval_bytes += delta.stats.bytes;
+            entry.last_active = now;
+        }
+        self.apply_loss(&batch.loss);
+        self.metrics.drain_errors.inc_by(batch.read_errors);
+        self.metrics.drains.inc();
+        self.expire(now);
+        self.metrics.active_series.set(self.series.len() as i64);
+    }
+
+    /// The kernel's loss counters are cumulative; export their increase.
+    fn apply_loss(&mut self, loss: &FlowLoss) {
+        let seen = self.loss_seen;
+        let inc = |family: &prometheus_client::metrics::family::Family<LossLabels, _>,
+                   reason,
+                   now: u64,
+                   before: u64| {
+            let counter: &prometheus_client::metrics::counter::Counter =
+                &family.get_or_create(&LossLabels { reason });
+            counter.inc_by(now.saturating_sub(before));
+        };
+        inc(&self.metrics.lost_packets, LossReason::MapFull, loss.map_full_packets, seen.map_full_packets);
+        inc(&self.metrics.lost_bytes, LossReason::MapFull, loss.map_full_bytes, seen.map_full_bytes);
+        inc(&self.metrics.lost_packets, LossReason::Unparsed, loss.unparsed_packets, seen.unparsed_packets);
+        self.loss_seen = *loss;
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let ttl = self.idle_ttl;
+        let metrics = &self.metrics;
+        self.series.retain(|labels, series| {
+            let keep = now.duration_since(series.last_active) < ttl;
+            if !keep {
+                metrics.bytes.remove(labels);
+                metrics.packets.remove(labels);
+                metrics.expired_series.inc();
+            }
+            keep
+        });
+    }
+
+    /// The `n` series with the most bytes, largest first.
+    pub fn top(&self, n: usize) -> Vec<TopFlow> {
+        let mut all: Vec<TopFlow> = self
+            .series
+            .iter()
+            .map(|(labels, s)| TopFlow {
+                labels: labels.clone(),
+                bytes: s.bytes,
+                packets: s.packets,
+                recent_bytes: s.last_interval_bytes,
+            })
+            .collect();
+        all.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.labels.cmp(&b.labels)));
+        all.truncate(n);
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::drain::FlowDelta;
+    use osprey_abi::{DIR_EGRESS, FAMILY_V4, FlowKey, FlowStats, PROTO_UDP};
+    use prometheus_client::{encoding::text::encode, registry::Registry};
+
+    fn delta(port: u16, bytes: u64, packets: u64) -> FlowDelta {
+        let mut key = FlowKey {
+            src_addr: [0; 16],
+            dst_addr: [0; 16],
+            cgroup_id: 1,
+            src_port: port,
+            dst_port: 53,
+            family: FAMILY_V4,
+            protocol: PROTO_UDP,
+            direction: DIR_EGRESS,
+            _pad: 0,
+        };
+        key.src_addr[..4].copy_from_slice(&[10, 1, 0, 1]);
+        key.dst_addr[..4].copy_from_slice(&[10, 1, 0, 2]);
+        FlowDelta {
+            key,
+            stats: FlowStats {
+                bytes,
+                packets,
+                ..FlowStats::default()
+            },
+        }
+    }
+
+    fn exposition(registry: &Registry) -> String {
+        let mut out = String::new();
+        encode(&mut out, registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn deltas_accumulate_losses_export_increase_and_idle_series_expire() {
+        let mut registry = Registry::default();
+        let metrics = FlowMetrics::register(&mut registry);
+        let mut agg = FlowAggregator::new(metrics, Duration::from_secs(10));
+        let t0 = Instant::now();
+        let mut batch = FlowBatch {
+            flows: vec![delta(1000, 128, 2), delta(2000, 64, 1)],
+            loss: FlowLoss {
+                map_full_packets: 3,
+                map_full_bytes: 300,
+                unparsed_packets: 0,
+            },
+            read_errors: 0,
+        };
+        agg.apply(&batch, t0);
+        batch.flows = vec![delta(1000, 72, 1)];
+        batch.loss.map_full_packets = 5;
+        agg.apply(&batch, t0 + Duration::from_secs(5));
+
+        let text = exposition(&registry);
+        assert!(text.contains(
+            "osprey_flow_bytes_total{source_ip=\"10.1.0.1\",source_port=\"1000\",destination_ip=\"10.1.0.2\",destination_port=\"53\",protocol=\"UDP\",direction=\"egress\"} 200"
+        ), "{text}");
+        assert!(text.contains("osprey_flow_lost_packets_total{reason=\"map_full\"} 5"), "{text}");
+        assert!(text.contains("osprey_flow_lost_bytes_total{reason=\"map_full\"} 300"), "{text}");
+        assert_eq!(agg.top(1)[0].bytes, 200);
+        assert_eq!(agg.top(1)[0].recent_bytes, 72);
+
+        // Port 2000 was last active at t0: gone after the TTL; port 1000 stays.
+        batch.flows.clear();
+        agg.apply(&batch, t0 + Duration::from_secs(12));
+        let text = exposition(&registry);
+        assert!(!text.contains("source_port=\"2000\""), "{text}");
+        assert!(text.contains("source_port=\"1000\""), "{text}");
+        assert!(text.contains("osprey_flow_series_expired_total 1"), "{text}");
+        assert!(text.contains("osprey_flow_series 1"), "{text}");
+    }
+}

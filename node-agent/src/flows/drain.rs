@@ -1,0 +1,142 @@
+//! Stage 1: drain the kernel flow maps.
+//!
+//! The kernel writes into the active one of two maps. Each drain flips
+//! `ACTIVE_FLOW_MAP`, waits for programs that already picked the old map to
+//! finish, then reads and deletes every entry of the now idle map. Nothing
+//! else writes to it, so every packet is counted exactly once.
+
+use std::time::Duration;
+
+use aya::maps::MapError;
+use osprey_abi::{FlowKey, FlowLoss, FlowStats};
+
+use crate::probes::FlowMaps;
+
+/// A program that loaded the old index finishes in microseconds; this is ample.
+const FLIP_GRACE: Duration = Duration::from_millis(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("cannot switch the active flow map")]
+    Flip(#[source] MapError),
+    #[error("cannot read the flow loss counters")]
+    Loss(#[source] MapError),
+}
+
+/// One flow's counters over one drain interval, summed over CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowDelta {
+    pub key: FlowKey,
+    pub stats: FlowStats,
+}
+
+/// What one drain produced.
+#[derive(Debug, Default)]
+pub struct FlowBatch {
+    pub flows: Vec<FlowDelta>,
+    /// Cumulative loss counters since the probes were loaded (summed over CPUs).
+    pub loss: FlowLoss,
+    /// Entries that vanished between listing and reading (should stay 0).
+    pub read_errors: u64,
+}
+
+pub struct FlowDrainer {
+    maps: FlowMaps,
+    active: u32,
+}
+
+impl FlowDrainer {
+    pub fn new(maps: FlowMaps) -> Self {
+        Self { maps, active: 0 }
+    }
+
+    /// Flips the maps and drains the one the kernel was writing into.
+    pub fn drain(&mut self) -> Result<FlowBatch, DrainError> {
+        let idle = self.active;
+        self.active = 1 - self.active;
+        self.maps
+            .active
+            .set(0, self.active, 0)
+            .map_err(DrainError::Flip)?;
+        std::thread::sleep(FLIP_GRACE);
+
+        let map = &mut self.maps.flows[idle as usize];
+        let keys: Vec<FlowKey> = map.keys().filter_map(Result::ok).collect();
+        let mut batch = FlowBatch {
+            flows: Vec::with_capacity(keys.len()),
+            ..FlowBatch::default()
+        };
+        for key in keys {
+            match map.get(&key, 0) {
+                Ok(per_cpu) => batch.flows.push(FlowDelta {
+                    key,
+                    stats: sum_stats(per_cpu.iter()),
+                }),
+                Err(_) => batch.read_errors += 1,
+            }
+            // An entry that cannot be removed is read again next time round:
+            // the error is not fatal, but it is counted.
+            if map.remove(&key).is_err() {
+                batch.read_errors += 1;
+            }
+        }
+        let loss = self.maps.loss.get(&0, 0).map_err(DrainError::Loss)?;
+        batch.loss = sum_loss(loss.iter());
+        Ok(batch)
+    }
+}
+
+/// Sums per-CPU stats: counters add, first seen is the earliest, last seen the latest.
+pub fn sum_stats<'a>(per_cpu: impl Iterator<Item = &'a FlowStats>) -> FlowStats {
+    per_cpu.fold(FlowStats::default(), |acc, s| {
+        if s.packets == 0 {
+            return acc;
+        }
+        FlowStats {
+            bytes: acc.bytes + s.bytes,
+            packets: acc.packets + s.packets,
+            first_seen_ns: if acc.first_seen_ns == 0 {
+                s.first_seen_ns
+            } else {
+                acc.first_seen_ns.min(s.first_seen_ns)
+            },
+            last_seen_ns: acc.last_seen_ns.max(s.last_seen_ns),
+            tcp_flags: acc.tcp_flags | s.tcp_flags,
+            _pad: 0,
+        }
+    })
+}
+
+fn sum_loss<'a>(per_cpu: impl Iterator<Item = &'a FlowLoss>) -> FlowLoss {
+    per_cpu.fold(FlowLoss::default(), |acc, l| FlowLoss {
+        map_full_packets: acc.map_full_packets + l.map_full_packets,
+        map_full_bytes: acc.map_full_bytes + l.map_full_bytes,
+        unparsed_packets: acc.unparsed_packets + l.unparsed_packets,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(bytes: u64, packets: u64, first: u64, last: u64, flags: u32) -> FlowStats {
+        FlowStats {
+            bytes,
+            packets,
+            first_seen_ns: first,
+            last_seen_ns: last,
+            tcp_flags: flags,
+            _pad: 0,
+        }
+    }
+
+    #[test]
+    fn per_cpu_values_sum_and_idle_cpus_are_ignored() {
+        let cpus = [
+            stats(100, 2, 50, 60, 0x02),
+            FlowStats::default(),
+            stats(40, 1, 20, 90, 0x10),
+        ];
+        assert_eq!(sum_stats(cpus.iter()), stats(140, 3, 20, 90, 0x12));
+    }
+}

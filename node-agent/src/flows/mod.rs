@@ -1,0 +1,5 @@
+//! The flow pipeline: drain (kernel maps) → aggregate (series, TTL) → metrics.
+pub mod aggregate;
+pub mod drain;
+pub mod labels;
+pub mod metrics;

@@ -1,0 +1,185 @@
+//! Osprey node agent.
+//!
+//! probes (kernel) → drain (thread) → aggregate (task) → /metrics (axum)
+//!                                                   ↘ live summary (terminal)
+
+mod cgroup;
+mod cli;
+mod config;
+mod flows;
+mod http;
+mod probes;
+mod self_metrics;
+mod summary;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    flows::{
+        aggregate::{FlowAggregator, TopFlow},
+        drain::{FlowBatch, FlowDrainer},
+        metrics::FlowMetrics,
+    },
+    probes::Probes,
+    self_metrics::ProgramMetrics,
+};
+
+/// Batches waiting between drain and aggregate. A full channel blocks the
+/// drain thread, and the kernel keeps counting in its map meanwhile: no loss.
+const BATCH_CHANNEL: usize = 4;
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = cli::Cli::parse().into_config()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(config))
+}
+
+async fn run(config: Config) -> Result<()> {
+    match std::env::var("KUBERNETES_SERVICE_HOST") {
+        Ok(host) => info!(%host, "Kubernetes API detected; pod identity is not wired yet, labelling by IP"),
+        Err(_) => info!("no Kubernetes API (KUBERNETES_SERVICE_HOST unset): standalone mode"),
+    }
+    let probes_path = probes_path(&config)?;
+    let cgroup = if config.cgroup.as_os_str().is_empty() {
+        cgroup::v2_root()?
+    } else {
+        config.cgroup.clone()
+    };
+    let (probes, maps) = Probes::load_and_attach(
+        probes_path.clone(),
+        cgroup.clone(),
+        config.flow_map_entries,
+        config.bpf_stats,
+    )
+    .with_context(|| format!("loading {}", probes_path.display()))?;
+    info!(programs = ?probes.attached, cgroup = %cgroup.display(), "flow probes attached");
+
+    let mut registry = Registry::default();
+    let flow_metrics = FlowMetrics::register(&mut registry);
+    let mut program_metrics = ProgramMetrics::register(&mut registry);
+    let registry = Arc::new(registry);
+
+    // Stage 1: drain, on its own thread (map syscalls block).
+    let (batch_tx, mut batch_rx) = mpsc::channel::<FlowBatch>(BATCH_CHANNEL);
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain_thread = {
+        let stop = stop.clone();
+        let interval = config.drain_interval();
+        let metrics = flow_metrics.clone();
+        let mut drainer = FlowDrainer::new(maps);
+        std::thread::Builder::new()
+            .name("flow-drain".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(interval);
+                    match drainer.drain() {
+                        Ok(batch) => {
+                            if batch_tx.blocking_send(batch).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            metrics.drain_errors.inc();
+                            warn!(error = %e, "flow drain failed");
+                        }
+                    }
+                }
+            })?
+    };
+
+    // Stage 2: aggregate into series; publish the top flows for the summary.
+    let (top_tx, top_rx) = watch::channel::<Vec<TopFlow>>(Vec::new());
+    let ttl = config.flow_idle_ttl();
+    let aggregate = tokio::spawn(async move {
+        let mut aggregator = FlowAggregator::new(flow_metrics, ttl);
+        while let Some(batch) = batch_rx.recv().await {
+            aggregator.apply(&batch, Instant::now());
+            top_tx.send_replace(aggregator.top(10));
+        }
+    });
+
+    // Stage 4: expose.
+    let (addr, server) = http::bind(config.listen, registry.clone())
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    println!("osprey-agent: serving http://{addr}/metrics");
+    let server = tokio::spawn(server);
+
+    if config.summary_interval_secs > 0 {
+        tokio::spawn(summary_loop(top_rx, config.summary_interval_secs, config.drain_interval()));
+    }
+
+    let mut stats_tick = tokio::time::interval(config.drain_interval());
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = stats_tick.tick() => program_metrics.update(&probes.run_stats()),
+        }
+    }
+
+    info!("shutting down: detaching probes");
+    stop.store(true, Ordering::Relaxed);
+    server.abort();
+    aggregate.abort();
+    let attached = probes.attached.len();
+    drop(probes);
+    let _ = drain_thread.join();
+    info!(programs = attached, "probes detached; bye");
+    Ok(())
+}
+
+fn probes_path(config: &Config) -> Result<PathBuf> {
+    if !config.probes.as_os_str().is_empty() {
+        return Ok(config.probes.clone());
+    }
+    let exe = std::env::current_exe().context("locating the agent binary")?;
+    Ok(exe.with_file_name("osprey-probes.bpf.o"))
+}
+
+async fn summary_loop(
+    mut top: watch::Receiver<Vec<TopFlow>>,
+    every_secs: u64,
+    drain_interval: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+    loop {
+        tick.tick().await;
+        let flows = top.borrow_and_update().clone();
+        eprint!("{}", summary::render(&flows, drain_interval.as_secs_f64()));
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

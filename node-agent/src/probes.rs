@@ -1,0 +1,139 @@
+//! Loading Osprey's kernel programs and attaching them. Dropping `Probes`
+//! detaches everything; the attachments are bpf_links owned by this process,
+//! so a crash detaches them too (the kernel closes the link fds).
+
+use std::{fs::File, os::fd::OwnedFd, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError},
+};
+use osprey_abi::{FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot load the kernel programs from {path} (build them with `cargo xtask build`)")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: aya::EbpfError,
+    },
+    #[error("the object has no program named {0}")]
+    MissingProgram(&'static str),
+    #[error("the object has no map named {0}")]
+    MissingMap(&'static str),
+    #[error("map {name} has an unexpected type or layout")]
+    MapType {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("program {name}: {action} failed")]
+    Program {
+        name: &'static str,
+        action: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("cannot open cgroup {path}")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot enable kernel BPF run-time statistics")]
+    Stats(#[source] aya::sys::SyscallError),
+}
+
+/// Handles to the flow probe's maps, moved to the drain stage.
+pub struct FlowMaps {
+    pub flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
+    pub active: Array<MapData, u32>,
+    pub loss: PerCpuArray<MapData, FlowLoss>,
+}
+
+/// The loaded and attached kernel programs.
+pub struct Probes {
+    ebpf: Ebpf,
+    _stats: Option<OwnedFd>,
+    pub attached: Vec<&'static str>,
+}
+
+/// The flow programs and the hook each attaches to.
+const FLOW_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
+    ("flow_ingress", CgroupSkbAttachType::Ingress),
+    ("flow_egress", CgroupSkbAttachType::Egress),
+];
+
+impl Probes {
+    /// Loads the object at `path`, sizes the flow maps, and attaches the flow
+    /// programs to the cgroup v2 directory `cgroup` (inherited by every
+    /// cgroup below it, so every socket on the node in any network namespace).
+    pub fn load_and_attach(
+        path: PathBuf,
+        cgroup: PathBuf,
+        flow_map_entries: u32,
+        bpf_stats: bool,
+    ) -> Result<(Self, FlowMaps), ProbeError> {
+        let mut loader = EbpfLoader::new();
+        for name in FLOW_MAP_NAMES {
+            loader.map_max_entries(name, flow_map_entries);
+        }
+        let mut ebpf = loader
+            .load_file(&path)
+            .map_err(|source| ProbeError::Load { path, source })?;
+        let stats = bpf_stats
+            .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
+            .transpose()
+            .map_err(ProbeError::Stats)?;
+
+        let cgroup_dir = File::open(&cgroup).map_err(|source| ProbeError::Cgroup {
+            path: cgroup.clone(),
+            source,
+        })?;
+        let mut attached = Vec::new();
+        for (name, attach_type) in FLOW_PROGRAMS {
+            let program: &mut CgroupSkb = ebpf
+                .program_mut(name)
+                .ok_or(ProbeError::MissingProgram(name))?
+                .try_into()
+                .map_err(|source| ProbeError::Program { name, action: "type check", source })?;
+            program
+                .load()
+                .map_err(|source| ProbeError::Program { name, action: "load (verifier)", source })?;
+            // A bpf_link (kernel >= 5.7) always coexists with other programs on the
+            // cgroup; link_create rejects the ALLOW_MULTI flag, so none is passed.
+            program
+                .attach(&cgroup_dir, attach_type, CgroupAttachMode::Single)
+                .map_err(|source| ProbeError::Program { name, action: "attach", source })?;
+            attached.push(name);
+        }
+        let maps = FlowMaps {
+            flows: [take(&mut ebpf, "FLOWS_0")?, take(&mut ebpf, "FLOWS_1")?],
+            active: take(&mut ebpf, "ACTIVE_FLOW_MAP")?,
+            loss: take(&mut ebpf, "FLOW_LOSS")?,
+        };
+        Ok((Self { ebpf, _stats: stats, attached }, maps))
+    }
+
+    /// Per-program kernel statistics: (program, run count, run time in ns).
+    /// Non-zero only while `kernel.bpf_stats_enabled` is on.
+    pub fn run_stats(&self) -> Vec<(String, u64, u64)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some((name.to_owned(), info.run_count(), info.run_time().as_nanos() as u64))
+            })
+            .collect()
+    }
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| ProbeError::MapType { name, source })
+}

@@ -1,0 +1,85 @@
+//! The live terminal summary of `cargo xtask run`: top flows by bytes.
+
+use std::fmt::Write as _;
+
+use crate::flows::aggregate::TopFlow;
+
+/// Renders the top flows as a fixed-width table.
+pub fn render(top: &[TopFlow], interval_secs: f64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "── top flows by bytes ─────────────────────────────────────────────────────────────"
+    );
+    let _ = writeln!(
+        out,
+        "{:<7} {:<8} {:>41} → {:<41} {:>12} {:>9} {:>11}",
+        "proto", "dir", "source", "destination", "bytes", "packets", "rate"
+    );
+    for flow in top {
+        let l = &flow.labels;
+        let rate = flow.recent_bytes as f64 / interval_secs.max(0.001);
+        let _ = writeln!(
+            out,
+            "{:<7} {:<8} {:>41} → {:<41} {:>12} {:>9} {:>9}/s",
+            l.protocol.as_str(),
+            l.direction.as_str(),
+            endpoint(&l.source_ip, l.source_port),
+            endpoint(&l.destination_ip, l.destination_port),
+            human(flow.bytes as f64),
+            flow.packets,
+            human(rate),
+        );
+    }
+    if top.is_empty() {
+        let _ = writeln!(out, "(no flows yet)");
+    }
+    out
+}
+
+fn endpoint(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+fn human(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::labels::{Direction, FlowLabels, Protocol};
+
+    #[test]
+    fn renders_one_line_per_flow() {
+        let top = vec![TopFlow {
+            labels: FlowLabels {
+                source_ip: "fd00::1".into(),
+                source_port: 443,
+                destination_ip: "10.0.0.2".into(),
+                destination_port: 5555,
+                protocol: Protocol::Tcp,
+                direction: Direction::Egress,
+            },
+            bytes: 3 * 1024 * 1024,
+            packets: 2100,
+            recent_bytes: 2048,
+        }];
+        let text = render(&top, 2.0);
+        assert!(text.contains("[fd00::1]:443"), "{text}");
+        assert!(text.contains("3.0MiB"), "{text}");
+        assert!(text.contains("1.0KiB/s"), "{text}");
+        assert_eq!(text.lines().count(), 3);
+    }
+}
