@@ -50,12 +50,17 @@ pub fn flow_egress(ctx: SkBuffContext) -> i32 {
 
 #[inline(always)]
 fn account(ctx: &SkBuffContext, direction: u8) {
-    let bytes = ctx.len() as u64;
-    // A GSO super-packet leaves as several segments on the wire.
+    // A GSO super-packet (TCP at the socket layer is always GSO) leaves as
+    // several segments on the wire, each with its own copy of the headers.
     let segs = unsafe { (*ctx.skb.skb).gso_segs } as u64;
     let packets = if segs > 1 { segs } else { 1 };
     match parse(ctx) {
-        Ok(Parsed { mut key, tcp_flags }) => {
+        Ok(Parsed {
+            mut key,
+            tcp_flags,
+            header_len,
+        }) => {
+            let bytes = ctx.len() as u64 + (packets - 1) * header_len as u64;
             key.direction = direction;
             key.cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb) };
             record(&key, bytes, packets, tcp_flags);

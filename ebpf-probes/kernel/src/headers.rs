@@ -10,10 +10,13 @@ use osprey_abi::{
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 
-/// The packet's flow key (direction and cgroup still to be filled in) and its TCP flags.
+/// The packet's flow key (direction and cgroup still to be filled in), its
+/// TCP flags, and the length of its L3+L4 headers (0 if unknown), which a GSO
+/// super-packet repeats in every segment on the wire.
 pub struct Parsed {
     pub key: FlowKey,
     pub tcp_flags: u32,
+    pub header_len: u32,
 }
 
 /// Headers could not be read: truncated packet or a family other than IPv4/IPv6.
@@ -45,7 +48,11 @@ pub fn parse(ctx: &SkBuffContext) -> Result<Parsed, Unparsed> {
             key.dst_addr[..4].copy_from_slice(&dst);
             // Non-first fragments carry no L4 header.
             if frag & 0x1fff != 0 {
-                return Ok(Parsed { key, tcp_flags: 0 });
+                return Ok(Parsed {
+                    key,
+                    tcp_flags: 0,
+                    header_len: 0,
+                });
             }
             ((ver_ihl & 0x0f) as usize) * 4
         }
@@ -59,14 +66,18 @@ pub fn parse(ctx: &SkBuffContext) -> Result<Parsed, Unparsed> {
         _ => return Err(Unparsed),
     };
     let mut tcp_flags = 0;
+    let mut header_len = 0;
     match key.protocol {
         PROTO_TCP | PROTO_UDP => {
             let ports: [u8; 4] = ctx.load(l4_offset).map_err(|_| Unparsed)?;
             key.src_port = u16::from_be_bytes([ports[0], ports[1]]);
             key.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
             if key.protocol == PROTO_TCP {
-                let flags: u8 = ctx.load(l4_offset + 13).map_err(|_| Unparsed)?;
-                tcp_flags = flags as u32;
+                let off_flags: [u8; 2] = ctx.load(l4_offset + 12).map_err(|_| Unparsed)?;
+                tcp_flags = off_flags[1] as u32;
+                header_len = (l4_offset + ((off_flags[0] >> 4) as usize) * 4) as u32;
+            } else {
+                header_len = (l4_offset + 8) as u32;
             }
         }
         PROTO_ICMP | PROTO_ICMPV6 => {
@@ -76,5 +87,9 @@ pub fn parse(ctx: &SkBuffContext) -> Result<Parsed, Unparsed> {
         }
         _ => {}
     }
-    Ok(Parsed { key, tcp_flags })
+    Ok(Parsed {
+        key,
+        tcp_flags,
+        header_len,
+    })
 }

@@ -1,0 +1,91 @@
+//! The real agent binary, started as a child process and stopped on drop.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// Path of the agent built by `cargo xtask test` (OSPREY_AGENT_BIN), if any.
+pub fn binary() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("OSPREY_AGENT_BIN")?);
+    path.exists().then_some(path)
+}
+
+pub struct Agent {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+}
+
+impl Agent {
+    /// Starts the agent on a free loopback port with `args` and waits until it serves.
+    pub fn start(args: &[&str]) -> Result<Self, String> {
+        let bin = binary().ok_or("OSPREY_AGENT_BIN is not set to a built agent (run `cargo xtask test`)")?;
+        let mut child = Command::new(&bin)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let Some(url) = line.trim().strip_prefix("osprey-agent: serving ") else {
+            let status = child.wait().map_err(|e| e.to_string())?;
+            return Err(format!("agent exited ({status}) before serving; see its stderr above"));
+        };
+        let base_url = url.trim_end_matches("/metrics").to_owned();
+        Ok(Self { child, base_url })
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("{}/metrics", self.base_url)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.base_url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Fetches /metrics; returns (content type, body).
+    pub fn scrape(&self) -> (String, String) {
+        let resp = ureq::get(&self.metrics_url())
+            .timeout(Duration::from_secs(10))
+            .call()
+            .expect("scraping the agent");
+        let ctype = resp.header("content-type").unwrap_or_default().to_owned();
+        (ctype, resp.into_string().expect("reading /metrics"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the agent gets no chance to clean up.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited 0.
+    pub fn stop(mut self) -> bool {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! A real Prometheus (Debian's package) scraping targets on loopback.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// The Prometheus binary: $OSPREY_PROMETHEUS or Debian's /usr/bin/prometheus.
+pub fn binary() -> Option<PathBuf> {
+    let path = std::env::var_os("OSPREY_PROMETHEUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus"));
+    path.exists().then_some(path)
+}
+
+pub struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    pub base_url: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` (host:port) every second.
+    pub fn start(targets: &[String]) -> Result<Self, String> {
+        let bin = binary().ok_or("prometheus is not installed (cargo xtask setup installs it)")?;
+        let dir = std::env::temp_dir().join(format!("osprey-prom-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n  - job_name: osprey\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).map_err(|e| e.to_string())?;
+        let port = free_port();
+        let child = Command::new(&bin)
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--enable-feature=exemplar-storage")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        let prometheus = Self {
+            child,
+            dir,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        crate::eventually(30, "Prometheus to be ready", || {
+            ureq::get(&format!("{}/-/ready", prometheus.base_url))
+                .timeout(Duration::from_secs(2))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+        });
+        Ok(prometheus)
+    }
+
+    /// Instant query; returns (labels, value) per series.
+    pub fn query(&self, promql: &str) -> Vec<(serde_json::Value, f64)> {
+        let resp: serde_json::Value = ureq::get(&format!("{}/api/v1/query", self.base_url))
+            .query("query", promql)
+            .timeout(Duration::from_secs(5))
+            .call()
+            .expect("querying Prometheus")
+            .into_json()
+            .expect("Prometheus answers JSON");
+        assert_eq!(resp["status"], "success", "{resp}");
+        resp["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["metric"].clone(), r["value"][1].as_str().unwrap().parse().unwrap()))
+            .collect()
+    }
+
+    /// Health of the scrape targets as Prometheus reports them.
+    pub fn targets_up(&self) -> Vec<(String, String)> {
+        let resp: serde_json::Value = ureq::get(&format!("{}/api/v1/targets", self.base_url))
+            .call()
+            .expect("querying targets")
+            .into_json()
+            .unwrap();
+        resp["data"]["activeTargets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["scrapeUrl"].as_str().unwrap_or_default().to_owned(),
+                    t["health"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

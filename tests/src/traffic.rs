@@ -1,0 +1,135 @@
+//! Traffic with known byte counts between two pods: the ground truth.
+
+use std::{
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    sync::mpsc,
+    time::Duration,
+};
+
+use crate::netns::PodPair;
+
+/// What a TCP exchange did: the client's ephemeral port and payload counts.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpExchange {
+    pub client_port: u16,
+    pub server_port: u16,
+    pub a_to_b: usize,
+    pub b_to_a: usize,
+}
+
+/// `a` connects to `b:port`, sends `a_to_b` bytes, reads `b_to_a` bytes back, closes.
+pub fn tcp(pair: &PodPair, port: u16, a_to_b: usize, b_to_a: usize) -> TcpExchange {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let b_ip = pair.b_ip;
+    let server = pair.b.run(move || {
+        let listener = TcpListener::bind(SocketAddr::new(b_ip, port)).expect("bind in pod b");
+        ready_tx.send(()).unwrap();
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; a_to_b];
+        conn.read_exact(&mut buf).expect("server reads everything");
+        conn.write_all(&vec![7u8; b_to_a]).expect("server writes");
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        // Wait for the client's FIN so both sides close cleanly.
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("server ready");
+    let client = pair.a.run(move || {
+        let mut conn = TcpStream::connect_timeout(&SocketAddr::new(b_ip, port), Duration::from_secs(5))
+            .expect("connect from pod a");
+        let local = conn.local_addr().unwrap().port();
+        conn.write_all(&vec![1u8; a_to_b]).expect("client writes");
+        let mut buf = vec![0u8; b_to_a];
+        conn.read_exact(&mut buf).expect("client reads everything");
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).unwrap();
+        local
+    });
+    let client_port = client.join().expect("client thread");
+    server.join().expect("server thread");
+    TcpExchange {
+        client_port,
+        server_port: port,
+        a_to_b,
+        b_to_a,
+    }
+}
+
+/// What a UDP exchange did.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpExchange {
+    pub a_port: u16,
+    pub b_port: u16,
+    pub a_to_b: (usize, usize),
+    pub b_to_a: (usize, usize),
+}
+
+/// `a` sends `a_to_b.0` datagrams of `a_to_b.1` bytes to `b:port`; `b` answers
+/// with `b_to_a.0` datagrams of `b_to_a.1` bytes. Both sides check arrival.
+pub fn udp(pair: &PodPair, port: u16, a_to_b: (usize, usize), b_to_a: (usize, usize)) -> UdpExchange {
+    let (b_ip, a_ip) = (pair.b_ip, pair.a_ip);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = pair.b.run(move || {
+        let sock = UdpSocket::bind(SocketAddr::new(b_ip, port)).expect("bind in pod b");
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut peer = None;
+        for _ in 0..a_to_b.0 {
+            let (n, from) = sock.recv_from(&mut buf).expect("server receives every datagram");
+            assert_eq!(n, a_to_b.1);
+            peer = Some(from);
+        }
+        let peer = peer.expect("a datagram arrived");
+        for _ in 0..b_to_a.0 {
+            sock.send_to(&vec![9u8; b_to_a.1], peer).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("server ready");
+    let client = pair.a.run(move || {
+        let sock = UdpSocket::bind(SocketAddr::new(a_ip, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        for _ in 0..a_to_b.0 {
+            sock.send_to(&vec![3u8; a_to_b.1], SocketAddr::new(b_ip, port)).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..b_to_a.0 {
+            let n = sock.recv(&mut buf).expect("client receives every answer");
+            assert_eq!(n, b_to_a.1);
+        }
+        sock.local_addr().unwrap().port()
+    });
+    let a_port = client.join().expect("client thread");
+    server.join().expect("server thread");
+    UdpExchange {
+        a_port,
+        b_port: port,
+        a_to_b,
+        b_to_a,
+    }
+}
+
+/// Sends one UDP datagram from `a` to each of `count` ports of `b` (new flows).
+pub fn udp_fanout(pair: &PodPair, first_port: u16, count: u16, size: usize) {
+    let b_ip: IpAddr = pair.b_ip;
+    let a_ip: IpAddr = pair.a_ip;
+    pair.a
+        .run(move || {
+            let sock = UdpSocket::bind(SocketAddr::new(a_ip, 0)).unwrap();
+            for port in first_port..first_port + count {
+                sock.send_to(&vec![5u8; size], SocketAddr::new(b_ip, port)).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+}
+
+/// IP header size of the pair's family.
+pub fn ip_header(pair: &PodPair) -> u64 {
+    if pair.a_ip.is_ipv4() { 20 } else { 40 }
+}

@@ -1,0 +1,210 @@
+//! Real probes, real kernel, real traffic between two network-namespace pods:
+//! the agent's per-flow counters against what the generators sent and what the
+//! veth interfaces counted.
+
+use osprey_e2e::{
+    agent::{self, Agent},
+    eventually,
+    exposition::{Sample, samples, sum},
+    is_root,
+    netns::{IFACE, PodPair},
+    require, settle,
+    traffic::{self, ip_header},
+};
+
+/// Per-packet IP+TCP header overhead bounds: 20 bytes of TCP header without
+/// options up to 60 with the most options a segment can carry.
+const TCP_HEADER_MIN: u64 = 20;
+const TCP_HEADER_MAX: u64 = 60;
+const UDP_HEADER: u64 = 8;
+
+fn start_agent(args: &[&str]) -> Option<Agent> {
+    match Agent::start(args) {
+        Ok(agent) => Some(agent),
+        Err(e) if osprey_e2e::in_ci() => panic!("the agent must load the probes in CI: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: the agent could not start: {e}");
+            None
+        }
+    }
+}
+
+struct Flow<'a> {
+    src: (&'a str, u16),
+    dst: (&'a str, u16),
+    protocol: &'a str,
+    direction: &'a str,
+}
+
+impl Flow<'_> {
+    fn labels(&self) -> Vec<(&str, String)> {
+        vec![
+            ("source_ip", self.src.0.to_owned()),
+            ("source_port", self.src.1.to_string()),
+            ("destination_ip", self.dst.0.to_owned()),
+            ("destination_port", self.dst.1.to_string()),
+            ("protocol", self.protocol.to_owned()),
+            ("direction", self.direction.to_owned()),
+        ]
+    }
+
+    fn counters(&self, s: &[Sample]) -> (u64, u64) {
+        let owned = self.labels();
+        let want: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        (
+            sum(s, "osprey_flow_bytes_total", &want) as u64,
+            sum(s, "osprey_flow_packets_total", &want) as u64,
+        )
+    }
+}
+
+fn preconditions() -> bool {
+    require!(is_root(), "root is needed to load eBPF and create network namespaces");
+    require!(agent::binary().is_some(), "OSPREY_AGENT_BIN unset: run `cargo xtask test`");
+    true
+}
+
+/// TCP both ways: each direction is seen leaving one pod (egress) and entering
+/// the other (ingress), with identical counts; packets equal what the veth
+/// interfaces counted; bytes are the payload plus 40..80 (v4) / 60..100 (v6)
+/// header bytes per packet.
+fn tcp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
+    if !preconditions() {
+        return;
+    }
+    let Some(agent) = start_agent(&["--drain-interval-ms", "200"]) else { return };
+    let pair = PodPair::new(tag, a_ip, b_ip, prefix);
+    let (a_ip, b_ip) = (pair.a_ip.to_string(), pair.b_ip.to_string());
+    let a_tx_before = pair.a.counter(IFACE, "tx_packets");
+    let b_tx_before = pair.b.counter(IFACE, "tx_packets");
+
+    let x = traffic::tcp(&pair, 5201, 1_000_000, 300_000);
+    let a_tx = pair.a.counter(IFACE, "tx_packets") - a_tx_before;
+    let b_tx = pair.b.counter(IFACE, "tx_packets") - b_tx_before;
+
+    let a_to_b = |direction| Flow {
+        src: (&a_ip, x.client_port),
+        dst: (&b_ip, x.server_port),
+        protocol: "TCP",
+        direction,
+    };
+    let b_to_a = |direction| Flow {
+        src: (&b_ip, x.server_port),
+        dst: (&a_ip, x.client_port),
+        protocol: "TCP",
+        direction,
+    };
+    // Counters only grow towards the truth: wait until a drain has caught up.
+    let s = settle(15, || {
+        let s = samples(&agent.scrape().1);
+        let done = a_to_b("egress").counters(&s).1 >= a_tx
+            && b_to_a("egress").counters(&s).1 >= b_tx
+            && a_to_b("ingress").counters(&s).1 >= a_tx
+            && b_to_a("ingress").counters(&s).1 >= b_tx;
+        (done, s)
+    });
+    let hdr = ip_header(&pair);
+    for (flow, payload, wire_packets) in [
+        (a_to_b("egress"), x.a_to_b, a_tx),
+        (a_to_b("ingress"), x.a_to_b, a_tx),
+        (b_to_a("egress"), x.b_to_a, b_tx),
+        (b_to_a("ingress"), x.b_to_a, b_tx),
+    ] {
+        let (bytes, packets) = flow.counters(&s);
+        let payload = payload as u64;
+        assert_eq!(packets, wire_packets, "{} {}: packets vs veth counter", flow.src.0, flow.direction);
+        let overhead = bytes - payload;
+        assert!(
+            overhead >= packets * (hdr + TCP_HEADER_MIN) && overhead <= packets * (hdr + TCP_HEADER_MAX),
+            "{} {}: {bytes} bytes for {payload} payload in {packets} packets",
+            flow.src.0,
+            flow.direction
+        );
+    }
+}
+
+/// UDP both ways, counted exactly: datagrams × (payload + UDP + IP header).
+fn udp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
+    if !preconditions() {
+        return;
+    }
+    let Some(agent) = start_agent(&["--drain-interval-ms", "200"]) else { return };
+    let pair = PodPair::new(tag, a_ip, b_ip, prefix);
+    let (a_ip, b_ip) = (pair.a_ip.to_string(), pair.b_ip.to_string());
+    let x = traffic::udp(&pair, 5353, (300, 1000), (120, 1400));
+    let hdr = ip_header(&pair);
+    let expect_ab = (x.a_to_b.0 as u64 * (x.a_to_b.1 as u64 + UDP_HEADER + hdr), x.a_to_b.0 as u64);
+    let expect_ba = (x.b_to_a.0 as u64 * (x.b_to_a.1 as u64 + UDP_HEADER + hdr), x.b_to_a.0 as u64);
+    let flows = [
+        (Flow { src: (&a_ip, x.a_port), dst: (&b_ip, x.b_port), protocol: "UDP", direction: "egress" }, expect_ab),
+        (Flow { src: (&a_ip, x.a_port), dst: (&b_ip, x.b_port), protocol: "UDP", direction: "ingress" }, expect_ab),
+        (Flow { src: (&b_ip, x.b_port), dst: (&a_ip, x.a_port), protocol: "UDP", direction: "egress" }, expect_ba),
+        (Flow { src: (&b_ip, x.b_port), dst: (&a_ip, x.a_port), protocol: "UDP", direction: "ingress" }, expect_ba),
+    ];
+    let s = eventually(15, "UDP flows to be drained", || {
+        let s = samples(&agent.scrape().1);
+        flows
+            .iter()
+            .all(|(f, (_, packets))| f.counters(&s).1 >= *packets)
+            .then_some(s)
+    });
+    for (flow, expected) in &flows {
+        assert_eq!(flow.counters(&s), *expected, "{} {} (bytes, packets)", flow.src.0, flow.direction);
+    }
+}
+
+#[test]
+fn tcp_ipv4_bytes_and_packets_match_ground_truth() {
+    tcp_matches_ground_truth("t4", "10.201.0.1", "10.201.0.2", 24);
+}
+
+#[test]
+fn tcp_ipv6_bytes_and_packets_match_ground_truth() {
+    tcp_matches_ground_truth("t6", "fd00:201::1", "fd00:201::2", 64);
+}
+
+#[test]
+fn udp_ipv4_bytes_and_packets_are_exact() {
+    udp_matches_ground_truth("u4", "10.202.0.1", "10.202.0.2", 24);
+}
+
+#[test]
+fn udp_ipv6_bytes_and_packets_are_exact() {
+    udp_matches_ground_truth("u6", "fd00:202::1", "fd00:202::2", 64);
+}
+
+/// A tiny flow map and many new flows inside one drain interval: the flows
+/// that did not fit are counted as lost, never silently dropped.
+#[test]
+fn full_flow_map_counts_lost_packets() {
+    if !preconditions() {
+        return;
+    }
+    let Some(agent) = start_agent(&["--drain-interval-ms", "3000", "--flow-map-entries", "8"]) else {
+        return;
+    };
+    let pair = PodPair::new("mf", "10.203.0.1", "10.203.0.2", 24);
+    let lost = |s: &[Sample]| sum(s, "osprey_flow_lost_packets_total", &[("reason", "map_full")]) as u64;
+    let before = lost(&samples(&agent.scrape().1));
+    const FLOWS: u16 = 200;
+    traffic::udp_fanout(&pair, 20_000, FLOWS, 100);
+    let a_ip = pair.a_ip.to_string();
+    let s = eventually(15, "a drain after the fan-out", || {
+        let s = samples(&agent.scrape().1);
+        (lost(&s) > before).then_some(s)
+    });
+    std::thread::sleep(std::time::Duration::from_secs(4)); // one more drain
+    let s = {
+        let later = samples(&agent.scrape().1);
+        if later.is_empty() { s } else { later }
+    };
+    let counted = sum(&s, "osprey_flow_packets_total", &[("source_ip", &a_ip), ("direction", "egress")]) as u64;
+    let lost_packets = lost(&s) - before;
+    assert!(counted < u64::from(FLOWS), "only 8 entries, yet {counted} of {FLOWS} flows counted");
+    assert!(
+        counted + lost_packets >= u64::from(FLOWS),
+        "{counted} counted + {lost_packets} lost < {FLOWS} sent: packets vanished"
+    );
+    let lost_bytes = sum(&s, "osprey_flow_lost_bytes_total", &[("reason", "map_full")]) as u64;
+    assert!(lost_bytes >= lost_packets * 20, "lost bytes {lost_bytes} for {lost_packets} packets");
+}

@@ -1,0 +1,97 @@
+//! `cargo xtask setup`: installs what building and testing need, idempotently.
+//! Every step first checks whether its work is already done, so a second run
+//! returns in seconds.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{Result, bail};
+
+use crate::sh;
+
+/// Debian packages: the BPF toolchain (Debian's rustc with a prebuilt `core`
+/// for bpfel-unknown-none, LLVM 22 for bpf-linker) and the tests' peers.
+const APT_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "libstd-rust-web-dev-bpf",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "zlib1g-dev",
+    "libzstd-dev",
+    "iproute2",
+    "iptables",
+    "ethtool",
+    "iperf3",
+    "prometheus",
+];
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The OpenMetrics parser the tests validate the exposition with.
+const PY_PROMETHEUS_CLIENT: &str = "prometheus-client==0.21.1";
+
+pub fn setup() -> Result<()> {
+    if !sh::is_root() {
+        bail!("setup installs packages and loads eBPF: run it as root");
+    }
+    apt()?;
+    bpf_linker()?;
+    python()?;
+    tracefs()?;
+    eprintln!("xtask: setup complete");
+    Ok(())
+}
+
+fn apt() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|pkg| {
+            sh::output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        eprintln!("xtask: apt packages present");
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    sh::run(Command::new("apt-get").args(["update", "-q"]))?;
+    sh::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn bpf_linker() -> Result<()> {
+    let version = sh::output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if version.contains(BPF_LINKER_VERSION) {
+        eprintln!("xtask: bpf-linker {BPF_LINKER_VERSION} present");
+        return Ok(());
+    }
+    eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (about a minute)");
+    let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
+    sh::run(
+        sh::cargo()
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("PATH", path),
+    )
+}
+
+fn python() -> Result<()> {
+    if sh::succeeds(Command::new("python3").args(["-c", "import prometheus_client.openmetrics.parser"])) {
+        eprintln!("xtask: python prometheus-client present");
+        return Ok(());
+    }
+    eprintln!("xtask: installing {PY_PROMETHEUS_CLIENT} (OpenMetrics parser for the tests)");
+    sh::run(Command::new("python3").args(["-m", "pip", "install", "-q", PY_PROMETHEUS_CLIENT]))
+}
+
+fn tracefs() -> Result<()> {
+    if Path::new("/sys/kernel/tracing/events").exists() {
+        eprintln!("xtask: tracefs mounted");
+        return Ok(());
+    }
+    eprintln!("xtask: mounting tracefs at /sys/kernel/tracing");
+    sh::run(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]))
+}
