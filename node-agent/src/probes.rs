@@ -53,6 +53,15 @@ pub struct FlowMaps {
     pub loss: PerCpuArray<MapData, FlowLoss>,
 }
 
+/// A loaded program's kernel id and cumulative run statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: String,
+    pub id: u32,
+    pub runs: u64,
+    pub run_time_ns: u64,
+}
+
 /// The loaded and attached kernel programs.
 pub struct Probes {
     ebpf: Ebpf,
@@ -117,14 +126,19 @@ impl Probes {
         Ok((Self { ebpf, _stats: stats, attached }, maps))
     }
 
-    /// Per-program kernel statistics: (program, run count, run time in ns).
-    /// Non-zero only while `kernel.bpf_stats_enabled` is on.
-    pub fn run_stats(&self) -> Vec<(String, u64, u64)> {
+    /// Per-program kernel identity and statistics. Runs and run time are
+    /// non-zero only while `kernel.bpf_stats_enabled` is on.
+    pub fn run_stats(&self) -> Vec<ProgramStats> {
         self.ebpf
             .programs()
             .filter_map(|(name, program)| {
                 let info = program.info().ok()?;
-                Some((name.to_owned(), info.run_count(), info.run_time().as_nanos() as u64))
+                Some(ProgramStats {
+                    name: name.to_owned(),
+                    id: info.id(),
+                    runs: info.run_count(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                })
             })
             .collect()
     }

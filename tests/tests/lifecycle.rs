@@ -1,0 +1,69 @@
+//! Attach/detach lifecycle: a clean stop and a crash both leave nothing
+//! attached in the kernel, and a second run after a crash works.
+
+use std::collections::BTreeSet;
+
+use osprey_e2e::{
+    agent::{self, Agent},
+    eventually,
+    exposition::samples,
+    is_root, require,
+};
+
+/// Kernel ids of the programs the agent says it loaded.
+fn program_ids(agent: &Agent) -> BTreeSet<u32> {
+    eventually(10, "osprey_bpf_program_info", || {
+        let ids: BTreeSet<u32> = samples(&agent.scrape().1)
+            .into_iter()
+            .filter(|s| s.name == "osprey_bpf_program_info")
+            .filter_map(|s| s.labels.get("id")?.parse().ok())
+            .collect();
+        (ids.len() == 2).then_some(ids)
+    })
+}
+
+/// Ids of every program loaded in the kernel right now.
+fn loaded_in_kernel() -> BTreeSet<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| p.id())
+        .collect()
+}
+
+fn start(args: &[&str]) -> Agent {
+    Agent::start(args).unwrap_or_else(|e| panic!("agent failed to start: {e}"))
+}
+
+#[test]
+fn crash_leaves_nothing_attached_and_a_second_run_works_then_stops_cleanly() {
+    require!(is_root(), "root is needed to load eBPF");
+    require!(agent::binary().is_some(), "OSPREY_AGENT_BIN unset: run `cargo xtask test`");
+
+    let first = start(&[]);
+    let ids = program_ids(&first);
+    assert!(ids.is_subset(&loaded_in_kernel()), "{ids:?} not loaded in the kernel");
+    first.kill_hard();
+    eventually(10, "the crashed agent's programs to leave the kernel", || {
+        loaded_in_kernel().is_disjoint(&ids).then_some(())
+    });
+
+    let second = start(&[]);
+    let ids = program_ids(&second);
+    assert!(ids.is_subset(&loaded_in_kernel()));
+    assert!(second.stop(), "SIGTERM must exit 0");
+    eventually(10, "the stopped agent's programs to leave the kernel", || {
+        loaded_in_kernel().is_disjoint(&ids).then_some(())
+    });
+}
+
+#[test]
+fn bad_config_is_a_clear_error() {
+    require!(agent::binary().is_some(), "OSPREY_AGENT_BIN unset: run `cargo xtask test`");
+    let out = std::process::Command::new(agent::binary().unwrap())
+        .args(["--flow-map-entries", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("flow_map_entries must be at least 1"), "{stderr}");
+}
