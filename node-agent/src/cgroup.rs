@@ -11,7 +11,9 @@ pub enum CgroupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no cgroup2 filesystem is mounted (see /proc/self/mountinfo); mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`")]
+    #[error(
+        "no cgroup2 filesystem is mounted (see /proc/self/mountinfo); mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`"
+    )]
     NoCgroup2,
 }
 
@@ -48,11 +50,15 @@ mod tests {
             v2_root_from_mountinfo(hybrid),
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
-        let pure = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        let pure =
+            "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
         assert_eq!(
             v2_root_from_mountinfo(pure),
             Some(PathBuf::from("/sys/fs/cgroup"))
         );
-        assert_eq!(v2_root_from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n"), None);
+        assert_eq!(
+            v2_root_from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n"),
+            None
+        );
     }
 }

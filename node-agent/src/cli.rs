@@ -73,10 +73,19 @@ mod tests {
 
     #[test]
     fn flags_override_defaults() {
-        let cli = Cli::parse_from(["osprey-agent", "--listen", "127.0.0.1:0", "--flow-map-entries", "16"]);
+        let cli = Cli::parse_from([
+            "osprey-agent",
+            "--listen",
+            "127.0.0.1:0",
+            "--flow-map-entries",
+            "16",
+        ]);
         let config = cli.into_config().unwrap();
         assert_eq!(config.flow_map_entries, 16);
         assert_eq!(config.listen.port(), 0);
-        assert_eq!(config.drain_interval_ms, Config::default().drain_interval_ms);
+        assert_eq!(
+            config.drain_interval_ms,
+            Config::default().drain_interval_ms
+        );
     }
 }

@@ -87,7 +87,9 @@ impl Config {
             return Err(ConfigError::Invalid("flow_map_entries must be at least 1"));
         }
         if self.drain_interval_ms < 10 {
-            return Err(ConfigError::Invalid("drain_interval_ms must be at least 10"));
+            return Err(ConfigError::Invalid(
+                "drain_interval_ms must be at least 10",
+            ));
         }
         Ok(())
     }

@@ -12,7 +12,10 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 pub async fn bind(
     addr: SocketAddr,
     registry: Arc<Registry>,
-) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
+) -> std::io::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>>,
+)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = Router::new()

@@ -45,8 +45,7 @@ const BATCH_CHANNEL: usize = 4;
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -60,7 +59,9 @@ fn main() -> Result<()> {
 
 async fn run(config: Config) -> Result<()> {
     match std::env::var("KUBERNETES_SERVICE_HOST") {
-        Ok(host) => info!(%host, "Kubernetes API detected; pod identity is not wired yet, labelling by IP"),
+        Ok(host) => {
+            info!(%host, "Kubernetes API detected; pod identity is not wired yet, labelling by IP")
+        }
         Err(_) => info!("no Kubernetes API (KUBERNETES_SERVICE_HOST unset): standalone mode"),
     }
     let probes_path = probes_path(&config)?;
@@ -130,7 +131,11 @@ async fn run(config: Config) -> Result<()> {
     let server = tokio::spawn(server);
 
     if config.summary_interval_secs > 0 {
-        tokio::spawn(summary_loop(top_rx, config.summary_interval_secs, config.drain_interval()));
+        tokio::spawn(summary_loop(
+            top_rx,
+            config.summary_interval_secs,
+            config.drain_interval(),
+        ));
     }
 
     let mut stats_tick = tokio::time::interval(config.drain_interval());

@@ -17,7 +17,7 @@ pub enum ProbeError {
     Load {
         path: PathBuf,
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
     },
     #[error("the object has no program named {0}")]
     MissingProgram(&'static str),
@@ -89,9 +89,10 @@ impl Probes {
         for name in FLOW_MAP_NAMES {
             loader.map_max_entries(name, flow_map_entries);
         }
-        let mut ebpf = loader
-            .load_file(&path)
-            .map_err(|source| ProbeError::Load { path, source })?;
+        let mut ebpf = loader.load_file(&path).map_err(|source| ProbeError::Load {
+            path,
+            source: Box::new(source),
+        })?;
         let stats = bpf_stats
             .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
             .transpose()
@@ -107,15 +108,25 @@ impl Probes {
                 .program_mut(name)
                 .ok_or(ProbeError::MissingProgram(name))?
                 .try_into()
-                .map_err(|source| ProbeError::Program { name, action: "type check", source })?;
-            program
-                .load()
-                .map_err(|source| ProbeError::Program { name, action: "load (verifier)", source })?;
+                .map_err(|source| ProbeError::Program {
+                    name,
+                    action: "type check",
+                    source,
+                })?;
+            program.load().map_err(|source| ProbeError::Program {
+                name,
+                action: "load (verifier)",
+                source,
+            })?;
             // A bpf_link (kernel >= 5.7) always coexists with other programs on the
             // cgroup; link_create rejects the ALLOW_MULTI flag, so none is passed.
             program
                 .attach(&cgroup_dir, attach_type, CgroupAttachMode::Single)
-                .map_err(|source| ProbeError::Program { name, action: "attach", source })?;
+                .map_err(|source| ProbeError::Program {
+                    name,
+                    action: "attach",
+                    source,
+                })?;
             attached.push(name);
         }
         let maps = FlowMaps {
@@ -123,7 +134,14 @@ impl Probes {
             active: take(&mut ebpf, "ACTIVE_FLOW_MAP")?,
             loss: take(&mut ebpf, "FLOW_LOSS")?,
         };
-        Ok((Self { ebpf, _stats: stats, attached }, maps))
+        Ok((
+            Self {
+                ebpf,
+                _stats: stats,
+                attached,
+            },
+            maps,
+        ))
     }
 
     /// Per-program kernel identity and statistics. Runs and run time are

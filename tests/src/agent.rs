@@ -22,7 +22,8 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent on a free loopback port with `args` and waits until it serves.
     pub fn start(args: &[&str]) -> Result<Self, String> {
-        let bin = binary().ok_or("OSPREY_AGENT_BIN is not set to a built agent (run `cargo xtask test`)")?;
+        let bin = binary()
+            .ok_or("OSPREY_AGENT_BIN is not set to a built agent (run `cargo xtask test`)")?;
         let mut child = Command::new(&bin)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -38,7 +39,9 @@ impl Agent {
             .map_err(|e| e.to_string())?;
         let Some(url) = line.trim().strip_prefix("osprey-agent: serving ") else {
             let status = child.wait().map_err(|e| e.to_string())?;
-            return Err(format!("agent exited ({status}) before serving; see its stderr above"));
+            return Err(format!(
+                "agent exited ({status}) before serving; see its stderr above"
+            ));
         };
         let base_url = url.trim_end_matches("/metrics").to_owned();
         Ok(Self { child, base_url })

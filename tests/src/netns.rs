@@ -23,7 +23,10 @@ fn ip(args: &[&str]) {
 fn in_ns(ns: &str, cmd: &[&str]) {
     let mut args = vec!["netns", "exec", ns];
     args.extend_from_slice(cmd);
-    let out = Command::new("ip").args(&args).output().expect("running ip netns exec");
+    let out = Command::new("ip")
+        .args(&args)
+        .output()
+        .expect("running ip netns exec");
     assert!(
         out.status.success(),
         "{}: {}",
@@ -51,7 +54,10 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered this namespace. Sockets created
     /// there stay in the namespace for their whole life.
-    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/var/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let file = File::open(&path).expect("opening the netns");
@@ -69,7 +75,9 @@ impl Netns {
     /// Reads an interface counter (`rx_bytes`, `rx_packets`, `tx_bytes`,
     /// `tx_packets`) inside the namespace, from /proc/net/dev.
     pub fn counter(&self, ifname: &'static str, stat: &'static str) -> u64 {
-        self.run(move || read_dev_counter(ifname, stat)).join().unwrap()
+        self.run(move || read_dev_counter(ifname, stat))
+            .join()
+            .unwrap()
     }
 }
 
@@ -100,7 +108,9 @@ fn read_dev_counter(ifname: &str, stat: &str) -> u64 {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -125,8 +135,18 @@ impl PodPair {
         // No router solicitations or link-local addresses: the only IPv6
         // packets on the link are the ones the test's sockets send.
         for ns in [&a, &b] {
-            for key in ["accept_ra=0", "router_solicitations=0", "addr_gen_mode=1", "dad_transmits=0"] {
-                ns.exec(&["sysctl", "-q", "-w", &format!("net.ipv6.conf.default.{key}")]);
+            for key in [
+                "accept_ra=0",
+                "router_solicitations=0",
+                "addr_gen_mode=1",
+                "dad_transmits=0",
+            ] {
+                ns.exec(&[
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    &format!("net.ipv6.conf.default.{key}"),
+                ]);
             }
         }
         let (va, vb) = (format!("v{}a", &a.name[4..]), format!("v{}b", &b.name[4..]));
@@ -136,7 +156,10 @@ impl PodPair {
             format!("02:05:{:02x}:{:02x}:00:0a", std::process::id() as u8, seq),
             format!("02:05:{:02x}:{:02x}:00:0b", std::process::id() as u8, seq),
         );
-        ip(&["link", "add", &va, "address", &mac_a, "type", "veth", "peer", "name", &vb, "address", &mac_b]);
+        ip(&[
+            "link", "add", &va, "address", &mac_a, "type", "veth", "peer", "name", &vb, "address",
+            &mac_b,
+        ]);
         ip(&["link", "set", &va, "netns", &a.name]);
         ip(&["link", "set", &vb, "netns", &b.name]);
         let a_addr: IpAddr = a_ip.parse().unwrap();
@@ -145,17 +168,56 @@ impl PodPair {
             if a_addr.is_ipv4() {
                 ns.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"]);
                 ns.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"]);
-                ns.exec(&["ip", "addr", "add", &format!("{addr}/{prefix}"), "dev", IFACE]);
+                ns.exec(&[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{addr}/{prefix}"),
+                    "dev",
+                    IFACE,
+                ]);
             } else {
-                ns.exec(&["ip", "addr", "add", &format!("{addr}/{prefix}"), "dev", IFACE, "nodad"]);
+                ns.exec(&[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{addr}/{prefix}"),
+                    "dev",
+                    IFACE,
+                    "nodad",
+                ]);
             }
-            ns.exec(&["ethtool", "-K", IFACE, "tso", "off", "gso", "off", "gro", "off"]);
+            ns.exec(&[
+                "ethtool", "-K", IFACE, "tso", "off", "gso", "off", "gro", "off",
+            ]);
             ns.exec(&["ip", "link", "set", IFACE, "up"]);
         }
         // Static neighbours: no ARP/ND on the wire, so interface counters
         // hold exactly the IP packets the sockets sent.
-        a.exec(&["ip", "neigh", "replace", b_ip, "lladdr", &mac_b, "dev", IFACE, "nud", "permanent"]);
-        b.exec(&["ip", "neigh", "replace", a_ip, "lladdr", &mac_a, "dev", IFACE, "nud", "permanent"]);
+        a.exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            b_ip,
+            "lladdr",
+            &mac_b,
+            "dev",
+            IFACE,
+            "nud",
+            "permanent",
+        ]);
+        b.exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            a_ip,
+            "lladdr",
+            &mac_a,
+            "dev",
+            IFACE,
+            "nud",
+            "permanent",
+        ]);
         let pair = Self {
             a,
             b,
@@ -191,6 +253,8 @@ impl PodPair {
 
 fn shorten(name: &str) -> String {
     // Interface names are at most 15 bytes.
-    let digest: u32 = name.bytes().fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
+    let digest: u32 = name
+        .bytes()
+        .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
     format!("osp{:08x}{}", digest, &name[name.len() - 1..])
 }

@@ -32,7 +32,11 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` (host:port) every second.
     pub fn start(targets: &[String]) -> Result<Self, String> {
         let bin = binary().ok_or("prometheus is not installed (cargo xtask setup installs it)")?;
-        let dir = std::env::temp_dir().join(format!("osprey-prom-{}-{}", std::process::id(), free_port()));
+        let dir = std::env::temp_dir().join(format!(
+            "osprey-prom-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
@@ -43,8 +47,14 @@ impl Prometheus {
         std::fs::write(dir.join("prometheus.yml"), config).map_err(|e| e.to_string())?;
         let port = free_port();
         let child = Command::new(&bin)
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--enable-feature=exemplar-storage")
             .arg("--log.level=warn")
@@ -81,7 +91,12 @@ impl Prometheus {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (r["metric"].clone(), r["value"][1].as_str().unwrap().parse().unwrap()))
+            .map(|r| {
+                (
+                    r["metric"].clone(),
+                    r["value"][1].as_str().unwrap().parse().unwrap(),
+                )
+            })
             .collect()
     }
 

@@ -35,10 +35,13 @@ pub fn tcp(pair: &PodPair, port: u16, a_to_b: usize, b_to_a: usize) -> TcpExchan
         conn.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty());
     });
-    ready_rx.recv_timeout(Duration::from_secs(5)).expect("server ready");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("server ready");
     let client = pair.a.run(move || {
-        let mut conn = TcpStream::connect_timeout(&SocketAddr::new(b_ip, port), Duration::from_secs(5))
-            .expect("connect from pod a");
+        let mut conn =
+            TcpStream::connect_timeout(&SocketAddr::new(b_ip, port), Duration::from_secs(5))
+                .expect("connect from pod a");
         let local = conn.local_addr().unwrap().port();
         conn.write_all(&vec![1u8; a_to_b]).expect("client writes");
         let mut buf = vec![0u8; b_to_a];
@@ -69,7 +72,12 @@ pub struct UdpExchange {
 
 /// `a` sends `a_to_b.0` datagrams of `a_to_b.1` bytes to `b:port`; `b` answers
 /// with `b_to_a.0` datagrams of `b_to_a.1` bytes. Both sides check arrival.
-pub fn udp(pair: &PodPair, port: u16, a_to_b: (usize, usize), b_to_a: (usize, usize)) -> UdpExchange {
+pub fn udp(
+    pair: &PodPair,
+    port: u16,
+    a_to_b: (usize, usize),
+    b_to_a: (usize, usize),
+) -> UdpExchange {
     let (b_ip, a_ip) = (pair.b_ip, pair.a_ip);
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = pair.b.run(move || {
@@ -79,7 +87,9 @@ pub fn udp(pair: &PodPair, port: u16, a_to_b: (usize, usize), b_to_a: (usize, us
         let mut buf = vec![0u8; 65536];
         let mut peer = None;
         for _ in 0..a_to_b.0 {
-            let (n, from) = sock.recv_from(&mut buf).expect("server receives every datagram");
+            let (n, from) = sock
+                .recv_from(&mut buf)
+                .expect("server receives every datagram");
             assert_eq!(n, a_to_b.1);
             peer = Some(from);
         }
@@ -89,12 +99,15 @@ pub fn udp(pair: &PodPair, port: u16, a_to_b: (usize, usize), b_to_a: (usize, us
             std::thread::sleep(Duration::from_micros(200));
         }
     });
-    ready_rx.recv_timeout(Duration::from_secs(5)).expect("server ready");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("server ready");
     let client = pair.a.run(move || {
         let sock = UdpSocket::bind(SocketAddr::new(a_ip, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         for _ in 0..a_to_b.0 {
-            sock.send_to(&vec![3u8; a_to_b.1], SocketAddr::new(b_ip, port)).unwrap();
+            sock.send_to(&vec![3u8; a_to_b.1], SocketAddr::new(b_ip, port))
+                .unwrap();
             std::thread::sleep(Duration::from_micros(200));
         }
         let mut buf = vec![0u8; 65536];
@@ -122,7 +135,8 @@ pub fn udp_fanout(pair: &PodPair, first_port: u16, count: u16, size: usize) {
         .run(move || {
             let sock = UdpSocket::bind(SocketAddr::new(a_ip, 0)).unwrap();
             for port in first_port..first_port + count {
-                sock.send_to(&vec![5u8; size], SocketAddr::new(b_ip, port)).unwrap();
+                sock.send_to(&vec![5u8; size], SocketAddr::new(b_ip, port))
+                    .unwrap();
             }
         })
         .join()

@@ -14,8 +14,14 @@ use osprey_e2e::{
 };
 
 fn agent_or_skip() -> Option<Agent> {
-    require!(is_root(), "root is needed to load eBPF and create network namespaces");
-    require!(agent::binary().is_some(), "OSPREY_AGENT_BIN unset: run `cargo xtask test`");
+    require!(
+        is_root(),
+        "root is needed to load eBPF and create network namespaces"
+    );
+    require!(
+        agent::binary().is_some(),
+        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
+    );
     match Agent::start(&["--drain-interval-ms", "200"]) {
         Ok(a) => Some(a),
         Err(e) => panic!("the agent must start: {e}"),
@@ -29,18 +35,26 @@ fn exposition_is_valid_openmetrics_with_flow_series() {
     traffic::udp(&pair, 6000, (10, 100), (10, 100));
     let (ctype, text) = eventually(10, "flow series in /metrics", || {
         let (ctype, text) = agent.scrape();
-        text.contains("source_ip=\"10.205.0.1\"").then_some((ctype, text))
+        text.contains("source_ip=\"10.205.0.1\"")
+            .then_some((ctype, text))
     });
-    assert!(ctype.starts_with("application/openmetrics-text; version=1.0.0"), "{ctype}");
+    assert!(
+        ctype.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{ctype}"
+    );
     assert!(text.ends_with("# EOF\n"));
-    let families = validate_openmetrics(&text).unwrap_or_else(|e| panic!("invalid OpenMetrics: {e}\n{text}"));
+    let families =
+        validate_openmetrics(&text).unwrap_or_else(|e| panic!("invalid OpenMetrics: {e}\n{text}"));
     assert!(families >= 10, "only {families} families parsed");
 }
 
 #[test]
 fn prometheus_scrapes_the_agent_and_returns_the_sent_bytes() {
     let Some(agent) = agent_or_skip() else { return };
-    require!(prometheus::binary().is_some(), "prometheus is not installed (cargo xtask setup)");
+    require!(
+        prometheus::binary().is_some(),
+        "prometheus is not installed (cargo xtask setup)"
+    );
     let prom = Prometheus::start(&[format!("127.0.0.1:{}", agent.port())])
         .unwrap_or_else(|e| panic!("Prometheus must start: {e}"));
     let pair = PodPair::new("pr", "10.204.0.1", "10.204.0.2", 24);
@@ -50,7 +64,11 @@ fn prometheus_scrapes_the_agent_and_returns_the_sent_bytes() {
     // The agent itself has the exact value...
     let local = eventually(10, "the agent to count the flow", || {
         let s = samples(&agent.scrape().1);
-        let v = sum(&s, "osprey_flow_bytes_total", &[("source_ip", "10.204.0.1"), ("direction", "egress")]);
+        let v = sum(
+            &s,
+            "osprey_flow_bytes_total",
+            &[("source_ip", "10.204.0.1"), ("direction", "egress")],
+        );
         (v >= expected).then_some(v)
     });
     assert_eq!(local, expected);

@@ -59,8 +59,14 @@ impl Flow<'_> {
 }
 
 fn preconditions() -> bool {
-    require!(is_root(), "root is needed to load eBPF and create network namespaces");
-    require!(agent::binary().is_some(), "OSPREY_AGENT_BIN unset: run `cargo xtask test`");
+    require!(
+        is_root(),
+        "root is needed to load eBPF and create network namespaces"
+    );
+    require!(
+        agent::binary().is_some(),
+        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
+    );
     true
 }
 
@@ -72,7 +78,9 @@ fn tcp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
     if !preconditions() {
         return;
     }
-    let Some(agent) = start_agent(&["--drain-interval-ms", "200"]) else { return };
+    let Some(agent) = start_agent(&["--drain-interval-ms", "200"]) else {
+        return;
+    };
     let pair = PodPair::new(tag, a_ip, b_ip, prefix);
     let (a_ip, b_ip) = (pair.a_ip.to_string(), pair.b_ip.to_string());
     let a_tx_before = pair.a.counter(IFACE, "tx_packets");
@@ -112,10 +120,15 @@ fn tcp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
     ] {
         let (bytes, packets) = flow.counters(&s);
         let payload = payload as u64;
-        assert_eq!(packets, wire_packets, "{} {}: packets vs veth counter", flow.src.0, flow.direction);
+        assert_eq!(
+            packets, wire_packets,
+            "{} {}: packets vs veth counter",
+            flow.src.0, flow.direction
+        );
         let overhead = bytes - payload;
         assert!(
-            overhead >= packets * (hdr + TCP_HEADER_MIN) && overhead <= packets * (hdr + TCP_HEADER_MAX),
+            overhead >= packets * (hdr + TCP_HEADER_MIN)
+                && overhead <= packets * (hdr + TCP_HEADER_MAX),
             "{} {}: {bytes} bytes for {payload} payload in {packets} packets",
             flow.src.0,
             flow.direction
@@ -128,18 +141,58 @@ fn udp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
     if !preconditions() {
         return;
     }
-    let Some(agent) = start_agent(&["--drain-interval-ms", "200"]) else { return };
+    let Some(agent) = start_agent(&["--drain-interval-ms", "200"]) else {
+        return;
+    };
     let pair = PodPair::new(tag, a_ip, b_ip, prefix);
     let (a_ip, b_ip) = (pair.a_ip.to_string(), pair.b_ip.to_string());
     let x = traffic::udp(&pair, 5353, (300, 1000), (120, 1400));
     let hdr = ip_header(&pair);
-    let expect_ab = (x.a_to_b.0 as u64 * (x.a_to_b.1 as u64 + UDP_HEADER + hdr), x.a_to_b.0 as u64);
-    let expect_ba = (x.b_to_a.0 as u64 * (x.b_to_a.1 as u64 + UDP_HEADER + hdr), x.b_to_a.0 as u64);
+    let expect_ab = (
+        x.a_to_b.0 as u64 * (x.a_to_b.1 as u64 + UDP_HEADER + hdr),
+        x.a_to_b.0 as u64,
+    );
+    let expect_ba = (
+        x.b_to_a.0 as u64 * (x.b_to_a.1 as u64 + UDP_HEADER + hdr),
+        x.b_to_a.0 as u64,
+    );
     let flows = [
-        (Flow { src: (&a_ip, x.a_port), dst: (&b_ip, x.b_port), protocol: "UDP", direction: "egress" }, expect_ab),
-        (Flow { src: (&a_ip, x.a_port), dst: (&b_ip, x.b_port), protocol: "UDP", direction: "ingress" }, expect_ab),
-        (Flow { src: (&b_ip, x.b_port), dst: (&a_ip, x.a_port), protocol: "UDP", direction: "egress" }, expect_ba),
-        (Flow { src: (&b_ip, x.b_port), dst: (&a_ip, x.a_port), protocol: "UDP", direction: "ingress" }, expect_ba),
+        (
+            Flow {
+                src: (&a_ip, x.a_port),
+                dst: (&b_ip, x.b_port),
+                protocol: "UDP",
+                direction: "egress",
+            },
+            expect_ab,
+        ),
+        (
+            Flow {
+                src: (&a_ip, x.a_port),
+                dst: (&b_ip, x.b_port),
+                protocol: "UDP",
+                direction: "ingress",
+            },
+            expect_ab,
+        ),
+        (
+            Flow {
+                src: (&b_ip, x.b_port),
+                dst: (&a_ip, x.a_port),
+                protocol: "UDP",
+                direction: "egress",
+            },
+            expect_ba,
+        ),
+        (
+            Flow {
+                src: (&b_ip, x.b_port),
+                dst: (&a_ip, x.a_port),
+                protocol: "UDP",
+                direction: "ingress",
+            },
+            expect_ba,
+        ),
     ];
     let s = eventually(15, "UDP flows to be drained", || {
         let s = samples(&agent.scrape().1);
@@ -149,7 +202,13 @@ fn udp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
             .then_some(s)
     });
     for (flow, expected) in &flows {
-        assert_eq!(flow.counters(&s), *expected, "{} {} (bytes, packets)", flow.src.0, flow.direction);
+        assert_eq!(
+            flow.counters(&s),
+            *expected,
+            "{} {} (bytes, packets)",
+            flow.src.0,
+            flow.direction
+        );
     }
 }
 
@@ -180,11 +239,18 @@ fn full_flow_map_counts_lost_packets() {
     if !preconditions() {
         return;
     }
-    let Some(agent) = start_agent(&["--drain-interval-ms", "3000", "--flow-map-entries", "8"]) else {
+    let Some(agent) = start_agent(&["--drain-interval-ms", "3000", "--flow-map-entries", "8"])
+    else {
         return;
     };
     let pair = PodPair::new("mf", "10.203.0.1", "10.203.0.2", 24);
-    let lost = |s: &[Sample]| sum(s, "osprey_flow_lost_packets_total", &[("reason", "map_full")]) as u64;
+    let lost = |s: &[Sample]| {
+        sum(
+            s,
+            "osprey_flow_lost_packets_total",
+            &[("reason", "map_full")],
+        ) as u64
+    };
     let before = lost(&samples(&agent.scrape().1));
     const FLOWS: u16 = 200;
     traffic::udp_fanout(&pair, 20_000, FLOWS, 100);
@@ -198,13 +264,27 @@ fn full_flow_map_counts_lost_packets() {
         let later = samples(&agent.scrape().1);
         if later.is_empty() { s } else { later }
     };
-    let counted = sum(&s, "osprey_flow_packets_total", &[("source_ip", &a_ip), ("direction", "egress")]) as u64;
+    let counted = sum(
+        &s,
+        "osprey_flow_packets_total",
+        &[("source_ip", &a_ip), ("direction", "egress")],
+    ) as u64;
     let lost_packets = lost(&s) - before;
-    assert!(counted < u64::from(FLOWS), "only 8 entries, yet {counted} of {FLOWS} flows counted");
+    assert!(
+        counted < u64::from(FLOWS),
+        "only 8 entries, yet {counted} of {FLOWS} flows counted"
+    );
     assert!(
         counted + lost_packets >= u64::from(FLOWS),
         "{counted} counted + {lost_packets} lost < {FLOWS} sent: packets vanished"
     );
-    let lost_bytes = sum(&s, "osprey_flow_lost_bytes_total", &[("reason", "map_full")]) as u64;
-    assert!(lost_bytes >= lost_packets * 20, "lost bytes {lost_bytes} for {lost_packets} packets");
+    let lost_bytes = sum(
+        &s,
+        "osprey_flow_lost_bytes_total",
+        &[("reason", "map_full")],
+    ) as u64;
+    assert!(
+        lost_bytes >= lost_packets * 20,
+        "lost bytes {lost_bytes} for {lost_packets} packets"
+    );
 }

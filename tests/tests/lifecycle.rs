@@ -37,33 +37,49 @@ fn start(args: &[&str]) -> Agent {
 #[test]
 fn crash_leaves_nothing_attached_and_a_second_run_works_then_stops_cleanly() {
     require!(is_root(), "root is needed to load eBPF");
-    require!(agent::binary().is_some(), "OSPREY_AGENT_BIN unset: run `cargo xtask test`");
+    require!(
+        agent::binary().is_some(),
+        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
+    );
 
     let first = start(&[]);
     let ids = program_ids(&first);
-    assert!(ids.is_subset(&loaded_in_kernel()), "{ids:?} not loaded in the kernel");
+    assert!(
+        ids.is_subset(&loaded_in_kernel()),
+        "{ids:?} not loaded in the kernel"
+    );
     first.kill_hard();
-    eventually(10, "the crashed agent's programs to leave the kernel", || {
-        loaded_in_kernel().is_disjoint(&ids).then_some(())
-    });
+    eventually(
+        10,
+        "the crashed agent's programs to leave the kernel",
+        || loaded_in_kernel().is_disjoint(&ids).then_some(()),
+    );
 
     let second = start(&[]);
     let ids = program_ids(&second);
     assert!(ids.is_subset(&loaded_in_kernel()));
     assert!(second.stop(), "SIGTERM must exit 0");
-    eventually(10, "the stopped agent's programs to leave the kernel", || {
-        loaded_in_kernel().is_disjoint(&ids).then_some(())
-    });
+    eventually(
+        10,
+        "the stopped agent's programs to leave the kernel",
+        || loaded_in_kernel().is_disjoint(&ids).then_some(()),
+    );
 }
 
 #[test]
 fn bad_config_is_a_clear_error() {
-    require!(agent::binary().is_some(), "OSPREY_AGENT_BIN unset: run `cargo xtask test`");
+    require!(
+        agent::binary().is_some(),
+        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
+    );
     let out = std::process::Command::new(agent::binary().unwrap())
         .args(["--flow-map-entries", "0"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("flow_map_entries must be at least 1"), "{stderr}");
+    assert!(
+        stderr.contains("flow_map_entries must be at least 1"),
+        "{stderr}"
+    );
 }

@@ -13,10 +13,21 @@ const BPF_TARGET_DIR: &str = "target/bpf";
 pub fn probes() -> Result<PathBuf> {
     let root = sh::root();
     let cargo_bin = home_cargo_bin();
-    let path = format!("{}:{}", cargo_bin, std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        cargo_bin,
+        std::env::var("PATH").unwrap_or_default()
+    );
     sh::run(
         sh::cargo()
-            .args(["build", "--release", "-p", "osprey-probes", "--target", "bpfel-unknown-none"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "osprey-probes",
+                "--target",
+                "bpfel-unknown-none",
+            ])
             .env("RUSTC", "/usr/bin/rustc")
             .env("RUSTC_BOOTSTRAP", "1")
             .env("RUSTFLAGS", "-C debuginfo=2 -C link-arg=--btf")
@@ -24,7 +35,9 @@ pub fn probes() -> Result<PathBuf> {
             .env_remove("RUSTC_WRAPPER")
             .env("PATH", path),
     )?;
-    Ok(root.join(BPF_TARGET_DIR).join("bpfel-unknown-none/release/osprey-probes"))
+    Ok(root
+        .join(BPF_TARGET_DIR)
+        .join("bpfel-unknown-none/release/osprey-probes"))
 }
 
 /// Builds probes and every host binary (release), and puts the probe object

@@ -58,8 +58,13 @@ fn main() -> Result<()> {
             setup::setup()?;
             let agent = build::all()?;
             let mut cmd = Command::new(agent);
-            cmd.args(["--summary-interval-secs", "3", "--drain-interval-ms", "1000"])
-                .args(args);
+            cmd.args([
+                "--summary-interval-secs",
+                "3",
+                "--drain-interval-ms",
+                "1000",
+            ])
+            .args(args);
             eprintln!("xtask: starting the agent; Ctrl-C detaches the probes and exits");
             exec(cmd)
         }
@@ -68,13 +73,22 @@ fn main() -> Result<()> {
             let agent = build::all()?;
             sh::run(sh::cargo().args(["fmt", "--all", "--check"]))?;
             sh::run(sh::cargo().args([
-                "clippy", "--release", "--all-targets", "--", "-D", "warnings",
+                "clippy",
+                "--release",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
             ]))?;
             sh::run(
                 sh::cargo()
                     .args(["test", "--release"])
                     .args(&args)
-                    .env("OSPREY_AGENT_BIN", &agent),
+                    .env("OSPREY_AGENT_BIN", &agent)
+                    .env(
+                        "OSPREY_COLLECTOR_BIN",
+                        agent.with_file_name("osprey-collector"),
+                    ),
             )
         }
         Task::Bench { reps, secs } => {

@@ -69,17 +69,28 @@ fn bpf_linker() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (about a minute)");
-    let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "/usr/lib/llvm-22/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
     sh::run(
         sh::cargo()
-            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+            ])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("PATH", path),
     )
 }
 
 fn python() -> Result<()> {
-    if sh::succeeds(Command::new("python3").args(["-c", "import prometheus_client.openmetrics.parser"])) {
+    if sh::succeeds(
+        Command::new("python3").args(["-c", "import prometheus_client.openmetrics.parser"]),
+    ) {
         eprintln!("xtask: python prometheus-client present");
         return Ok(());
     }

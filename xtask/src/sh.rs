@@ -8,7 +8,46 @@ use anyhow::{Context, Result, bail};
 pub fn run(cmd: &mut Command) -> Result<()> {
     let line = describe(cmd);
     eprintln!("xtask: $ {line}");
-    let status = cmd.status().with_context(|| format!("cannot start `{line}`"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs `cargo test`, passing its output through, and ends with one closing
+/// line totalling every test binary's "test result" line.
+pub fn run_tests(cmd: &mut Command) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let line = describe(cmd);
+    eprintln!("xtask: $ {line}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{line}`"))?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for text in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let text = text?;
+        println!("{text}");
+        if let Some(rest) = text.strip_prefix("test result: ") {
+            for part in rest.split(['.', ';']) {
+                let mut words = part.split_whitespace();
+                if let (Some(n), Some(what)) = (words.next(), words.next()) {
+                    let n: u64 = n.parse().unwrap_or(0);
+                    match what {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        "ignored" => ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("summary: {passed} passed, {failed} failed, {ignored} skipped");
     if !status.success() {
         bail!("`{line}` failed: {status}");
     }
@@ -42,7 +81,9 @@ pub fn describe(cmd: &Command) -> String {
 
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent")
 }
 
 /// `cargo` as invoked by the user (through rustup's proxy), at the workspace root.

@@ -13,7 +13,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, PerCpuHashMap},
     programs::SkBuffContext,
 };
-use osprey_abi::{DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowLoss, FlowKey, FlowStats};
+use osprey_abi::{DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowKey, FlowLoss, FlowStats};
 
 use crate::headers::{Parsed, Unparsed, parse};
 

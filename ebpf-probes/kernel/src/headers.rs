@@ -1,11 +1,10 @@
 //! Parsing of L3/L4 headers from a socket buffer whose data starts at the
-//! network header (cgroup_skb). Only `bpf_skb_load_bytes` is used, so the
-//! verifier never sees direct packet access.
+//! network header (cgroup_skb). Each header is fetched with a single
+//! `bpf_skb_load_bytes` call (two per packet), so the verifier never sees
+//! direct packet access and the helper cost stays low.
 
 use aya_ebpf::programs::SkBuffContext;
-use osprey_abi::{
-    FAMILY_V4, FAMILY_V6, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
-};
+use osprey_abi::{FAMILY_V4, FAMILY_V6, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -38,29 +37,27 @@ pub fn parse(ctx: &SkBuffContext) -> Result<Parsed, Unparsed> {
     };
     let l4_offset = match proto {
         ETH_P_IP => {
-            let ver_ihl: u8 = ctx.load(0).map_err(|_| Unparsed)?;
-            let frag: u16 = u16::from_be(ctx.load(6).map_err(|_| Unparsed)?);
+            let ip: [u8; 20] = ctx.load(0).map_err(|_| Unparsed)?;
             key.family = FAMILY_V4;
-            key.protocol = ctx.load(9).map_err(|_| Unparsed)?;
-            let src: [u8; 4] = ctx.load(12).map_err(|_| Unparsed)?;
-            let dst: [u8; 4] = ctx.load(16).map_err(|_| Unparsed)?;
-            key.src_addr[..4].copy_from_slice(&src);
-            key.dst_addr[..4].copy_from_slice(&dst);
+            key.protocol = ip[9];
+            key.src_addr[..4].copy_from_slice(&ip[12..16]);
+            key.dst_addr[..4].copy_from_slice(&ip[16..20]);
             // Non-first fragments carry no L4 header.
-            if frag & 0x1fff != 0 {
+            if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
                 return Ok(Parsed {
                     key,
                     tcp_flags: 0,
                     header_len: 0,
                 });
             }
-            ((ver_ihl & 0x0f) as usize) * 4
+            ((ip[0] & 0x0f) as usize) * 4
         }
         ETH_P_IPV6 => {
+            let ip: [u8; 40] = ctx.load(0).map_err(|_| Unparsed)?;
             key.family = FAMILY_V6;
-            key.protocol = ctx.load(6).map_err(|_| Unparsed)?;
-            key.src_addr = ctx.load(8).map_err(|_| Unparsed)?;
-            key.dst_addr = ctx.load(24).map_err(|_| Unparsed)?;
+            key.protocol = ip[6];
+            key.src_addr.copy_from_slice(&ip[8..24]);
+            key.dst_addr.copy_from_slice(&ip[24..40]);
             40
         }
         _ => return Err(Unparsed),
@@ -68,17 +65,19 @@ pub fn parse(ctx: &SkBuffContext) -> Result<Parsed, Unparsed> {
     let mut tcp_flags = 0;
     let mut header_len = 0;
     match key.protocol {
-        PROTO_TCP | PROTO_UDP => {
-            let ports: [u8; 4] = ctx.load(l4_offset).map_err(|_| Unparsed)?;
-            key.src_port = u16::from_be_bytes([ports[0], ports[1]]);
-            key.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
-            if key.protocol == PROTO_TCP {
-                let off_flags: [u8; 2] = ctx.load(l4_offset + 12).map_err(|_| Unparsed)?;
-                tcp_flags = off_flags[1] as u32;
-                header_len = (l4_offset + ((off_flags[0] >> 4) as usize) * 4) as u32;
-            } else {
-                header_len = (l4_offset + 8) as u32;
-            }
+        PROTO_TCP => {
+            // Ports (0..4), data offset (12, high nibble), flags (13).
+            let tcp: [u8; 14] = ctx.load(l4_offset).map_err(|_| Unparsed)?;
+            key.src_port = u16::from_be_bytes([tcp[0], tcp[1]]);
+            key.dst_port = u16::from_be_bytes([tcp[2], tcp[3]]);
+            tcp_flags = tcp[13] as u32;
+            header_len = (l4_offset + ((tcp[12] >> 4) as usize) * 4) as u32;
+        }
+        PROTO_UDP => {
+            let udp: [u8; 4] = ctx.load(l4_offset).map_err(|_| Unparsed)?;
+            key.src_port = u16::from_be_bytes([udp[0], udp[1]]);
+            key.dst_port = u16::from_be_bytes([udp[2], udp[3]]);
+            header_len = (l4_offset + 8) as u32;
         }
         PROTO_ICMP | PROTO_ICMPV6 => {
             let type_code: [u8; 2] = ctx.load(l4_offset).map_err(|_| Unparsed)?;

@@ -93,9 +93,24 @@ impl FlowAggregator {
                 &family.get_or_create(&LossLabels { reason });
             counter.inc_by(now.saturating_sub(before));
         };
-        inc(&self.metrics.lost_packets, LossReason::MapFull, loss.map_full_packets, seen.map_full_packets);
-        inc(&self.metrics.lost_bytes, LossReason::MapFull, loss.map_full_bytes, seen.map_full_bytes);
-        inc(&self.metrics.lost_packets, LossReason::Unparsed, loss.unparsed_packets, seen.unparsed_packets);
+        inc(
+            &self.metrics.lost_packets,
+            LossReason::MapFull,
+            loss.map_full_packets,
+            seen.map_full_packets,
+        );
+        inc(
+            &self.metrics.lost_bytes,
+            LossReason::MapFull,
+            loss.map_full_bytes,
+            seen.map_full_bytes,
+        );
+        inc(
+            &self.metrics.lost_packets,
+            LossReason::Unparsed,
+            loss.unparsed_packets,
+            seen.unparsed_packets,
+        );
         self.loss_seen = *loss;
     }
 
@@ -192,8 +207,14 @@ mod tests {
         assert!(text.contains(
             "osprey_flow_bytes_total{source_ip=\"10.1.0.1\",source_port=\"1000\",destination_ip=\"10.1.0.2\",destination_port=\"53\",protocol=\"UDP\",direction=\"egress\"} 200"
         ), "{text}");
-        assert!(text.contains("osprey_flow_lost_packets_total{reason=\"map_full\"} 5"), "{text}");
-        assert!(text.contains("osprey_flow_lost_bytes_total{reason=\"map_full\"} 300"), "{text}");
+        assert!(
+            text.contains("osprey_flow_lost_packets_total{reason=\"map_full\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("osprey_flow_lost_bytes_total{reason=\"map_full\"} 300"),
+            "{text}"
+        );
         assert_eq!(agg.top(1)[0].bytes, 200);
         assert_eq!(agg.top(1)[0].recent_bytes, 72);
 
@@ -203,7 +224,10 @@ mod tests {
         let text = exposition(&registry);
         assert!(!text.contains("source_port=\"2000\""), "{text}");
         assert!(text.contains("source_port=\"1000\""), "{text}");
-        assert!(text.contains("osprey_flow_series_expired_total 1"), "{text}");
+        assert!(
+            text.contains("osprey_flow_series_expired_total 1"),
+            "{text}"
+        );
         assert!(text.contains("osprey_flow_series 1"), "{text}");
     }
 }
