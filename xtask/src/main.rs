@@ -80,7 +80,7 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ]))?;
-            sh::run(
+            sh::run_tests(
                 sh::cargo()
                     .args(["test", "--release"])
                     .args(&args)
