@@ -100,7 +100,9 @@ fn read_dev_counter(ifname: &str, stat: &str) -> u64 {
         "rx_bytes" => 0,
         "rx_packets" => 1,
         "tx_bytes" => 8,
+        "rx_dropped" => 3,
         "tx_packets" => 9,
+        "tx_dropped" => 11,
         other => panic!("unsupported counter {other}"),
     };
     fields[index]

@@ -9,13 +9,36 @@ use std::{
 
 use crate::netns::PodPair;
 
-/// What a TCP exchange did: the client's ephemeral port and payload counts.
+/// What a TCP exchange did: the client's ephemeral port, payload counts, and
+/// the payload bytes each side retransmitted (from the kernel's TCP_INFO):
+/// retransmitted payload is on the wire too.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpExchange {
     pub client_port: u16,
     pub server_port: u16,
     pub a_to_b: usize,
     pub b_to_a: usize,
+    pub a_retrans_bytes: u64,
+    pub b_retrans_bytes: u64,
+}
+
+/// `tcpi_bytes_retrans` of a connected socket.
+pub fn retransmitted_bytes(conn: &TcpStream) -> u64 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        );
+        assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+        info.tcpi_bytes_retrans
+    }
 }
 
 /// `a` connects to `b:port`, sends `a_to_b` bytes, reads `b_to_a` bytes back, closes.
@@ -34,6 +57,7 @@ pub fn tcp(pair: &PodPair, port: u16, a_to_b: usize, b_to_a: usize) -> TcpExchan
         let mut rest = Vec::new();
         conn.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty());
+        retransmitted_bytes(&conn)
     });
     ready_rx
         .recv_timeout(Duration::from_secs(5))
@@ -49,15 +73,17 @@ pub fn tcp(pair: &PodPair, port: u16, a_to_b: usize, b_to_a: usize) -> TcpExchan
         conn.shutdown(std::net::Shutdown::Write).unwrap();
         let mut rest = Vec::new();
         conn.read_to_end(&mut rest).unwrap();
-        local
+        (local, retransmitted_bytes(&conn))
     });
-    let client_port = client.join().expect("client thread");
-    server.join().expect("server thread");
+    let (client_port, a_retrans_bytes) = client.join().expect("client thread");
+    let b_retrans_bytes = server.join().expect("server thread");
     TcpExchange {
         client_port,
         server_port: port,
         a_to_b,
         b_to_a,
+        a_retrans_bytes,
+        b_retrans_bytes,
     }
 }
 

@@ -83,12 +83,24 @@ fn tcp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
     };
     let pair = PodPair::new(tag, a_ip, b_ip, prefix);
     let (a_ip, b_ip) = (pair.a_ip.to_string(), pair.b_ip.to_string());
-    let a_tx_before = pair.a.counter(IFACE, "tx_packets");
-    let b_tx_before = pair.b.counter(IFACE, "tx_packets");
+    // Ground truth from the interfaces: packets A handed to the veth (sent or
+    // dropped by it) and packets B's side received; and the reverse.
+    let sent = |ns: &osprey_e2e::netns::Netns| {
+        ns.counter(IFACE, "tx_packets") + ns.counter(IFACE, "tx_dropped")
+    };
+    let received = |ns: &osprey_e2e::netns::Netns| ns.counter(IFACE, "rx_packets");
+    let before = (
+        sent(&pair.a),
+        received(&pair.b),
+        sent(&pair.b),
+        received(&pair.a),
+    );
 
     let x = traffic::tcp(&pair, 5201, 1_000_000, 300_000);
-    let a_tx = pair.a.counter(IFACE, "tx_packets") - a_tx_before;
-    let b_tx = pair.b.counter(IFACE, "tx_packets") - b_tx_before;
+    let a_tx = sent(&pair.a) - before.0;
+    let b_rx = received(&pair.b) - before.1;
+    let b_tx = sent(&pair.b) - before.2;
+    let a_rx = received(&pair.a) - before.3;
 
     let a_to_b = |direction| Flow {
         src: (&a_ip, x.client_port),
@@ -107,29 +119,32 @@ fn tcp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
         let s = samples(&agent.scrape().1);
         let done = a_to_b("egress").counters(&s).1 >= a_tx
             && b_to_a("egress").counters(&s).1 >= b_tx
-            && a_to_b("ingress").counters(&s).1 >= a_tx
-            && b_to_a("ingress").counters(&s).1 >= b_tx;
+            && a_to_b("ingress").counters(&s).1 >= b_rx
+            && b_to_a("ingress").counters(&s).1 >= a_rx;
         (done, s)
     });
     let hdr = ip_header(&pair);
-    for (flow, payload, wire_packets) in [
-        (a_to_b("egress"), x.a_to_b, a_tx),
-        (a_to_b("ingress"), x.a_to_b, a_tx),
-        (b_to_a("egress"), x.b_to_a, b_tx),
-        (b_to_a("ingress"), x.b_to_a, b_tx),
+    // Payload on the wire: at least what the application wrote (every byte got
+    // through once), at most that plus what TCP retransmitted (TCP_INFO).
+    for (flow, payload, resent, wire_packets) in [
+        (a_to_b("egress"), x.a_to_b as u64, x.a_retrans_bytes, a_tx),
+        (a_to_b("ingress"), x.a_to_b as u64, x.a_retrans_bytes, b_rx),
+        (b_to_a("egress"), x.b_to_a as u64, x.b_retrans_bytes, b_tx),
+        (b_to_a("ingress"), x.b_to_a as u64, x.b_retrans_bytes, a_rx),
     ] {
         let (bytes, packets) = flow.counters(&s);
-        let payload = payload as u64;
         assert_eq!(
             packets, wire_packets,
             "{} {}: packets vs veth counter",
             flow.src.0, flow.direction
         );
-        let overhead = bytes - payload;
+        let (low, high) = (
+            payload + packets * (hdr + TCP_HEADER_MIN),
+            payload + resent + packets * (hdr + TCP_HEADER_MAX),
+        );
         assert!(
-            overhead >= packets * (hdr + TCP_HEADER_MIN)
-                && overhead <= packets * (hdr + TCP_HEADER_MAX),
-            "{} {}: {bytes} bytes for {payload} payload in {packets} packets",
+            (low..=high).contains(&bytes),
+            "{} {}: {bytes} bytes not in [{low}, {high}] for {payload} payload (+{resent} resent) in {packets} packets",
             flow.src.0,
             flow.direction
         );
