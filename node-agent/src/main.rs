@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use crate::{
     config::Config,
     flows::{
-        aggregate::{FlowAggregator, TopFlow},
+        aggregate::{FlowAggregator, Summary},
         drain::{FlowBatch, FlowDrainer},
         metrics::FlowMetrics,
     },
@@ -113,13 +113,13 @@ async fn run(config: Config) -> Result<()> {
     };
 
     // Stage 2: aggregate into series; publish the top flows for the summary.
-    let (top_tx, top_rx) = watch::channel::<Vec<TopFlow>>(Vec::new());
+    let (summary_tx, summary_rx) = watch::channel(Summary::default());
     let ttl = config.flow_idle_ttl();
     let aggregate = tokio::spawn(async move {
         let mut aggregator = FlowAggregator::new(flow_metrics, ttl);
         while let Some(batch) = batch_rx.recv().await {
             aggregator.apply(&batch, Instant::now());
-            top_tx.send_replace(aggregator.top(10));
+            summary_tx.send_replace(aggregator.summary(10));
         }
     });
 
@@ -132,7 +132,8 @@ async fn run(config: Config) -> Result<()> {
 
     if config.summary_interval_secs > 0 {
         tokio::spawn(summary_loop(
-            top_rx,
+            summary_rx,
+            format!("http://{addr}/metrics"),
             config.summary_interval_secs,
             config.drain_interval(),
         ));
@@ -168,15 +169,26 @@ fn probes_path(config: &Config) -> Result<PathBuf> {
 }
 
 async fn summary_loop(
-    mut top: watch::Receiver<Vec<TopFlow>>,
+    mut summary: watch::Receiver<Summary>,
+    url: String,
     every_secs: u64,
     drain_interval: std::time::Duration,
 ) {
+    use std::io::IsTerminal;
+    // On a terminal, redraw in place; otherwise (a pipe, a log) append.
+    let clear = if std::io::stderr().is_terminal() {
+        "\x1b[2J\x1b[H"
+    } else {
+        ""
+    };
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(every_secs));
     loop {
         tick.tick().await;
-        let flows = top.borrow_and_update().clone();
-        eprint!("{}", summary::render(&flows, drain_interval.as_secs_f64()));
+        let view = summary.borrow_and_update().clone();
+        eprint!(
+            "{clear}{}",
+            summary::render(&view, &url, drain_interval.as_secs_f64())
+        );
     }
 }
 

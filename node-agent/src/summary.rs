@@ -2,14 +2,16 @@
 
 use std::fmt::Write as _;
 
-use crate::flows::aggregate::TopFlow;
+use crate::flows::aggregate::Summary;
 
-/// Renders the top flows as a fixed-width table.
-pub fn render(top: &[TopFlow], interval_secs: f64) -> String {
+/// Renders the summary as a fixed-width table under a one-line header.
+pub fn render(summary: &Summary, url: &str, interval_secs: f64) -> String {
+    let top = &summary.top;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "── top flows by bytes ─────────────────────────────────────────────────────────────"
+        "osprey — {url} — {} flow series, {} packets lost — busiest flows (rate over the last {interval_secs:.0} s)",
+        summary.series, summary.lost_packets
     );
     let _ = writeln!(
         out,
@@ -59,7 +61,10 @@ fn human(bytes: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flows::labels::{Direction, FlowLabels, Protocol};
+    use crate::flows::{
+        aggregate::TopFlow,
+        labels::{Direction, FlowLabels, Protocol},
+    };
 
     #[test]
     fn renders_one_line_per_flow() {
@@ -76,7 +81,12 @@ mod tests {
             packets: 2100,
             recent_bytes: 2048,
         }];
-        let text = render(&top, 2.0);
+        let summary = Summary {
+            top,
+            series: 1,
+            lost_packets: 0,
+        };
+        let text = render(&summary, "http://127.0.0.1:9811/metrics", 2.0);
         assert!(text.contains("[fd00::1]:443"), "{text}");
         assert!(text.contains("3.0MiB"), "{text}");
         assert!(text.contains("1.0KiB/s"), "{text}");

@@ -33,6 +33,15 @@ pub struct TopFlow {
     pub recent_bytes: u64,
 }
 
+/// What the live summary shows after each drain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Busiest flows of the last drain interval first.
+    pub top: Vec<TopFlow>,
+    pub series: usize,
+    pub lost_packets: u64,
+}
+
 pub struct FlowAggregator {
     metrics: FlowMetrics,
     series: HashMap<FlowLabels, Series>,
@@ -128,7 +137,16 @@ impl FlowAggregator {
         });
     }
 
-    /// The `n` series with the most bytes, largest first.
+    pub fn summary(&self, n: usize) -> Summary {
+        Summary {
+            top: self.top(n),
+            series: self.series.len(),
+            lost_packets: self.loss_seen.map_full_packets + self.loss_seen.unparsed_packets,
+        }
+    }
+
+    /// The `n` busiest series: most bytes in the last interval, then most in
+    /// total.
     pub fn top(&self, n: usize) -> Vec<TopFlow> {
         let mut all: Vec<TopFlow> = self
             .series
@@ -140,7 +158,11 @@ impl FlowAggregator {
                 recent_bytes: s.last_interval_bytes,
             })
             .collect();
-        all.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.labels.cmp(&b.labels)));
+        all.sort_by(|a, b| {
+            (b.recent_bytes, b.bytes)
+                .cmp(&(a.recent_bytes, a.bytes))
+                .then_with(|| a.labels.cmp(&b.labels))
+        });
         all.truncate(n);
         all
     }
