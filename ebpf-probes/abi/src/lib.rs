@@ -31,14 +31,15 @@ pub const FLOW_MAP_NAMES: [&str; 2] = ["FLOWS_0", "FLOWS_1"];
 /// Identity of a flow in one direction: the 5-tuple as it appears in the packet,
 /// the direction it was observed in, and the cgroup (v2 id) of the socket.
 ///
-/// Addresses are 16 bytes; IPv4 addresses are stored in the first 4 bytes and
-/// the rest is zero. For ICMP/ICMPv6, `src_port` carries the type and
-/// `dst_port` the code. Ports are in host byte order.
+/// Addresses are 16 bytes in network byte order, held as four `u32` words so
+/// the kernel copies them with word loads; IPv4 addresses are the first word
+/// and the rest is zero (see [`addr_octets`]). For ICMP/ICMPv6, `src_port`
+/// carries the type and `dst_port` the code. Ports are in host byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
-    pub src_addr: [u8; 16],
-    pub dst_addr: [u8; 16],
+    pub src_addr: [u32; 4],
+    pub dst_addr: [u32; 4],
     pub cgroup_id: u64,
     pub src_port: u16,
     pub dst_port: u16,
@@ -46,6 +47,37 @@ pub struct FlowKey {
     pub protocol: u8,
     pub direction: u8,
     pub _pad: u8,
+}
+
+/// The 16 address bytes of a key's address words (network order).
+pub fn addr_octets(addr: &[u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = addr[i].to_ne_bytes();
+        out[i * 4] = b[0];
+        out[i * 4 + 1] = b[1];
+        out[i * 4 + 2] = b[2];
+        out[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    out
+}
+
+/// Address words from 16 bytes (IPv6) or 4 bytes (IPv4, zero-padded).
+pub fn addr_words(octets: &[u8]) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    let mut i = 0;
+    while i < 4 && i * 4 + 4 <= octets.len() {
+        out[i] = u32::from_ne_bytes([
+            octets[i * 4],
+            octets[i * 4 + 1],
+            octets[i * 4 + 2],
+            octets[i * 4 + 3],
+        ]);
+        i += 1;
+    }
+    out
 }
 
 /// Per-CPU counters of one flow since it was inserted into the active map.
@@ -95,5 +127,14 @@ mod tests {
         assert_eq!(align_of::<FlowKey>(), 8);
         assert_eq!(size_of::<FlowStats>(), 8 * 4 + 4 + 4);
         assert_eq!(size_of::<FlowLoss>(), 8 * 3);
+    }
+
+    #[test]
+    fn address_words_round_trip() {
+        let v6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(addr_octets(&addr_words(&v6)), v6);
+        let v4 = addr_octets(&addr_words(&[10, 0, 0, 1]));
+        assert_eq!(&v4[..4], &[10, 0, 0, 1]);
+        assert_eq!(&v4[4..], &[0; 12]);
     }
 }

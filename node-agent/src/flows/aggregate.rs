@@ -176,9 +176,9 @@ mod tests {
     use prometheus_client::{encoding::text::encode, registry::Registry};
 
     fn delta(port: u16, bytes: u64, packets: u64) -> FlowDelta {
-        let mut key = FlowKey {
-            src_addr: [0; 16],
-            dst_addr: [0; 16],
+        let key = FlowKey {
+            src_addr: osprey_abi::addr_words(&[10, 1, 0, 1]),
+            dst_addr: osprey_abi::addr_words(&[10, 1, 0, 2]),
             cgroup_id: 1,
             src_port: port,
             dst_port: 53,
@@ -187,8 +187,6 @@ mod tests {
             direction: DIR_EGRESS,
             _pad: 0,
         };
-        key.src_addr[..4].copy_from_slice(&[10, 1, 0, 1]);
-        key.dst_addr[..4].copy_from_slice(&[10, 1, 0, 2]);
         FlowDelta {
             key,
             stats: FlowStats {

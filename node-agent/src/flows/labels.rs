@@ -95,11 +95,12 @@ impl From<&FlowKey> for FlowLabels {
     }
 }
 
-fn ip(family: u8, addr: &[u8; 16]) -> IpAddr {
+fn ip(family: u8, addr: &[u32; 4]) -> IpAddr {
+    let octets = osprey_abi::addr_octets(addr);
     if family == FAMILY_V4 {
-        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+        IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]))
     } else {
-        IpAddr::V6(Ipv6Addr::from(*addr))
+        IpAddr::V6(Ipv6Addr::from(octets))
     }
 }
 
@@ -111,8 +112,8 @@ mod tests {
     #[test]
     fn v4_and_v6_keys_render_as_addresses() {
         let mut key = FlowKey {
-            src_addr: [0; 16],
-            dst_addr: [0; 16],
+            src_addr: osprey_abi::addr_words(&[10, 0, 0, 1]),
+            dst_addr: osprey_abi::addr_words(&[10, 0, 0, 2]),
             cgroup_id: 7,
             src_port: 40000,
             dst_port: 80,
@@ -121,8 +122,6 @@ mod tests {
             direction: DIR_INGRESS,
             _pad: 0,
         };
-        key.src_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
-        key.dst_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
         let labels = FlowLabels::from(&key);
         assert_eq!(labels.source_ip, "10.0.0.1");
         assert_eq!(labels.destination_ip, "10.0.0.2");
@@ -132,7 +131,7 @@ mod tests {
         key.family = FAMILY_V6;
         key.protocol = PROTO_ICMPV6;
         key.direction = DIR_EGRESS;
-        key.src_addr = "fd00::1".parse::<Ipv6Addr>().unwrap().octets();
+        key.src_addr = osprey_abi::addr_words(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
         let labels = FlowLabels::from(&key);
         assert_eq!(labels.source_ip, "fd00::1");
         assert_eq!(labels.protocol, Protocol::ICMPv6);
