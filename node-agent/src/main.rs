@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod flows;
 mod http;
+mod kernel_info;
 mod probes;
 mod self_metrics;
 mod summary;
@@ -32,6 +33,7 @@ use crate::{
     flows::{
         aggregate::{FlowAggregator, Summary},
         drain::{FlowBatch, FlowDrainer},
+        events::{EventAggregator, EventMetrics},
         metrics::FlowMetrics,
     },
     probes::Probes,
@@ -81,6 +83,7 @@ async fn run(config: Config) -> Result<()> {
 
     let mut registry = Registry::default();
     let flow_metrics = FlowMetrics::register(&mut registry);
+    let event_metrics = EventMetrics::register(&mut registry);
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let registry = Arc::new(registry);
 
@@ -115,10 +118,14 @@ async fn run(config: Config) -> Result<()> {
     // Stage 2: aggregate into series; publish the top flows for the summary.
     let (summary_tx, summary_rx) = watch::channel(Summary::default());
     let ttl = config.flow_idle_ttl();
+    let drop_reasons = probes.drop_reasons.clone();
     let aggregate = tokio::spawn(async move {
         let mut aggregator = FlowAggregator::new(flow_metrics, ttl);
+        let mut events = EventAggregator::new(event_metrics, drop_reasons, ttl);
         while let Some(batch) = batch_rx.recv().await {
-            aggregator.apply(&batch, Instant::now());
+            let now = Instant::now();
+            aggregator.apply(&batch, now);
+            events.apply(&batch.drops, &batch.retransmits, &batch.loss, now);
             summary_tx.send_replace(aggregator.summary(10));
         }
     });

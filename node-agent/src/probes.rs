@@ -2,14 +2,17 @@
 //! detaches everything; the attachments are bpf_links owned by this process,
 //! so a crash detaches them too (the kernel closes the link fds).
 
-use std::{fs::File, os::fd::OwnedFd, path::PathBuf};
+use std::{collections::BTreeMap, fs::File, os::fd::OwnedFd, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, TracePoint},
 };
-use osprey_abi::{FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats};
+use osprey_abi::{DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats, offsets};
+use tracing::warn;
+
+use crate::kernel_info::{btf::KernelBtf, tracefs::TracepointFormat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -46,11 +49,58 @@ pub enum ProbeError {
     Stats(#[source] aya::sys::SyscallError),
 }
 
-/// Handles to the flow probe's maps, moved to the drain stage.
+/// Handles to the probes' maps, moved to the drain stage.
 pub struct FlowMaps {
     pub flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
+    pub drops: [PerCpuHashMap<MapData, DropKey, u64>; 2],
+    pub retransmits: [PerCpuHashMap<MapData, FlowKey, u64>; 2],
     pub active: Array<MapData, u32>,
     pub loss: PerCpuArray<MapData, FlowLoss>,
+}
+
+/// Offsets and names read from the running kernel for the tracepoint probes.
+pub struct KernelLayout {
+    pub globals: Vec<(&'static str, u32)>,
+    /// `enum skb_drop_reason` value → name (without the `SKB_DROP_REASON_` prefix).
+    pub drop_reasons: BTreeMap<u32, String>,
+}
+
+impl KernelLayout {
+    /// Reads the tracepoint formats and the kernel's BTF.
+    pub fn resolve() -> Result<Self, String> {
+        let drop = TracepointFormat::load("skb", "kfree_skb").map_err(|e| e.to_string())?;
+        let rtx = TracepointFormat::load("tcp", "tcp_retransmit_skb").map_err(|e| e.to_string())?;
+        let btf = KernelBtf::load().map_err(|e| e.to_string())?;
+        let tp = |f: &TracepointFormat, field: &str, size| {
+            f.offset(field, size).map_err(|e| e.to_string())
+        };
+        let skb = |member| {
+            btf.member_offset("sk_buff", member)
+                .map_err(|e| e.to_string())
+        };
+        let globals = vec![
+            (offsets::DROP_SKBADDR, tp(&drop, "skbaddr", 8)?),
+            (offsets::DROP_PROTOCOL, tp(&drop, "protocol", 2)?),
+            (offsets::DROP_REASON, tp(&drop, "reason", 4)?),
+            (offsets::SKB_HEAD, skb("head")?),
+            (offsets::SKB_NETWORK_HEADER, skb("network_header")?),
+            (offsets::RTX_SPORT, tp(&rtx, "sport", 2)?),
+            (offsets::RTX_DPORT, tp(&rtx, "dport", 2)?),
+            (offsets::RTX_FAMILY, tp(&rtx, "family", 2)?),
+            (offsets::RTX_SADDR, tp(&rtx, "saddr", 4)?),
+            (offsets::RTX_DADDR, tp(&rtx, "daddr", 4)?),
+            (offsets::RTX_SADDR_V6, tp(&rtx, "saddr_v6", 16)?),
+            (offsets::RTX_DADDR_V6, tp(&rtx, "daddr_v6", 16)?),
+        ];
+        // BTF names the enum on every kernel; the tracepoint's own table is the fallback.
+        let drop_reasons = btf
+            .enum_names("skb_drop_reason", "SKB_DROP_REASON_")
+            .unwrap_or_else(|_| drop.symbols("reason"));
+        Ok(Self {
+            globals,
+            drop_reasons,
+        })
+    }
 }
 
 /// A loaded program's kernel id and cumulative run statistics.
@@ -67,7 +117,15 @@ pub struct Probes {
     ebpf: Ebpf,
     _stats: Option<OwnedFd>,
     pub attached: Vec<&'static str>,
+    /// Drop reason names of the running kernel (empty when the drop probe is off).
+    pub drop_reasons: BTreeMap<u32, String>,
 }
+
+/// The tracepoint programs: (program, category, tracepoint).
+const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 2] = [
+    ("skb_drop", "skb", "kfree_skb"),
+    ("tcp_retransmit", "tcp", "tcp_retransmit_skb"),
+];
 
 /// The flow programs and the hook each attaches to.
 const FLOW_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
@@ -85,9 +143,17 @@ impl Probes {
         flow_map_entries: u32,
         bpf_stats: bool,
     ) -> Result<(Self, FlowMaps), ProbeError> {
+        let layout = KernelLayout::resolve()
+            .inspect_err(|e| warn!(error = %e, "drop and retransmit probes disabled: the kernel layout is unknown"))
+            .ok();
         let mut loader = EbpfLoader::new();
         for name in FLOW_MAP_NAMES {
             loader.map_max_entries(name, flow_map_entries);
+        }
+        if let Some(layout) = &layout {
+            for (name, value) in &layout.globals {
+                loader.override_global(name, value, true);
+            }
         }
         let mut ebpf = loader.load_file(&path).map_err(|source| ProbeError::Load {
             path,
@@ -129,16 +195,49 @@ impl Probes {
                 })?;
             attached.push(name);
         }
+        if layout.is_some() {
+            for (name, category, tracepoint) in TRACEPOINT_PROGRAMS {
+                let program: &mut TracePoint = ebpf
+                    .program_mut(name)
+                    .ok_or(ProbeError::MissingProgram(name))?
+                    .try_into()
+                    .map_err(|source| ProbeError::Program {
+                        name,
+                        action: "type check",
+                        source,
+                    })?;
+                program.load().map_err(|source| ProbeError::Program {
+                    name,
+                    action: "load (verifier)",
+                    source,
+                })?;
+                program
+                    .attach(category, tracepoint)
+                    .map_err(|source| ProbeError::Program {
+                        name,
+                        action: "attach",
+                        source,
+                    })?;
+                attached.push(name);
+            }
+        }
         let maps = FlowMaps {
             flows: [take(&mut ebpf, "FLOWS_0")?, take(&mut ebpf, "FLOWS_1")?],
+            drops: [take(&mut ebpf, "DROPS_0")?, take(&mut ebpf, "DROPS_1")?],
+            retransmits: [
+                take(&mut ebpf, "RETRANSMITS_0")?,
+                take(&mut ebpf, "RETRANSMITS_1")?,
+            ],
             active: take(&mut ebpf, "ACTIVE_FLOW_MAP")?,
             loss: take(&mut ebpf, "FLOW_LOSS")?,
         };
+        let drop_reasons = layout.map(|l| l.drop_reasons).unwrap_or_default();
         Ok((
             Self {
                 ebpf,
                 _stats: stats,
                 attached,
+                drop_reasons,
             },
             maps,
         ))

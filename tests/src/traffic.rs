@@ -24,6 +24,15 @@ pub struct TcpExchange {
 
 /// `tcpi_bytes_retrans` of a connected socket.
 pub fn retransmitted_bytes(conn: &TcpStream) -> u64 {
+    tcp_info(conn).tcpi_bytes_retrans
+}
+
+/// `tcpi_total_retrans` (segments) of a connected socket.
+pub fn retransmitted_segments(conn: &TcpStream) -> u64 {
+    u64::from(tcp_info(conn).tcpi_total_retrans)
+}
+
+fn tcp_info(conn: &TcpStream) -> libc::tcp_info {
     use std::os::fd::AsRawFd;
     // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes.
     unsafe {
@@ -37,7 +46,7 @@ pub fn retransmitted_bytes(conn: &TcpStream) -> u64 {
             &mut len,
         );
         assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-        info.tcpi_bytes_retrans
+        info
     }
 }
 
@@ -172,4 +181,22 @@ pub fn udp_fanout(pair: &PodPair, first_port: u16, count: u16, size: usize) {
 /// IP header size of the pair's family.
 pub fn ip_header(pair: &PodPair) -> u64 {
     if pair.a_ip.is_ipv4() { 20 } else { 40 }
+}
+
+/// Sends `count` datagrams of `size` bytes from one socket in `a` to `b:port`;
+/// returns the source port. Nothing needs to listen on `b:port`.
+pub fn udp_send(pair: &PodPair, port: u16, count: usize, size: usize) -> u16 {
+    let (a_ip, b_ip) = (pair.a_ip, pair.b_ip);
+    pair.a
+        .run(move || {
+            let sock = UdpSocket::bind(SocketAddr::new(a_ip, 0)).unwrap();
+            for _ in 0..count {
+                sock.send_to(&vec![6u8; size], SocketAddr::new(b_ip, port))
+                    .unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            sock.local_addr().unwrap().port()
+        })
+        .join()
+        .unwrap()
 }

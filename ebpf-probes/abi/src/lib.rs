@@ -96,7 +96,7 @@ pub struct FlowStats {
     pub _pad: u32,
 }
 
-/// What the flow probe could not account to a flow. Per-CPU, index 0.
+/// What the probes could not account. Per-CPU, index 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowLoss {
@@ -106,6 +106,45 @@ pub struct FlowLoss {
     pub map_full_bytes: u64,
     /// Packets whose headers could not be read (truncated or unknown family).
     pub unparsed_packets: u64,
+    /// Drops of new (flow, reason) pairs that found the active drop map full.
+    pub drop_map_full: u64,
+    /// Retransmits of new flows that found the active retransmit map full.
+    pub retransmit_map_full: u64,
+}
+
+/// Entries of each of the two drop maps and of each of the two retransmit maps.
+pub const DEFAULT_EVENT_MAP_ENTRIES: u32 = 16_384;
+
+/// A packet the kernel dropped (`skb:kfree_skb`): its flow as far as its
+/// headers tell (`direction` is 0, `cgroup_id` 0) and the kernel's drop reason
+/// (`enum skb_drop_reason`, whose numbering differs between kernels: names
+/// come from the running kernel's BTF).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DropKey {
+    pub flow: FlowKey,
+    pub reason: u32,
+    pub _pad: u32,
+}
+
+/// Offsets the kernel programs need, resolved at load time from the running
+/// kernel (tracefs formats, BTF) and handed over as read-only globals.
+pub mod offsets {
+    /// `skb:kfree_skb` fields.
+    pub const DROP_SKBADDR: &str = "OFF_DROP_SKBADDR";
+    pub const DROP_PROTOCOL: &str = "OFF_DROP_PROTOCOL";
+    pub const DROP_REASON: &str = "OFF_DROP_REASON";
+    /// `struct sk_buff` members.
+    pub const SKB_HEAD: &str = "OFF_SKB_HEAD";
+    pub const SKB_NETWORK_HEADER: &str = "OFF_SKB_NETWORK_HEADER";
+    /// `tcp:tcp_retransmit_skb` fields.
+    pub const RTX_SPORT: &str = "OFF_RTX_SPORT";
+    pub const RTX_DPORT: &str = "OFF_RTX_DPORT";
+    pub const RTX_FAMILY: &str = "OFF_RTX_FAMILY";
+    pub const RTX_SADDR: &str = "OFF_RTX_SADDR";
+    pub const RTX_DADDR: &str = "OFF_RTX_DADDR";
+    pub const RTX_SADDR_V6: &str = "OFF_RTX_SADDR_V6";
+    pub const RTX_DADDR_V6: &str = "OFF_RTX_DADDR_V6";
 }
 
 #[cfg(feature = "user")]
@@ -114,6 +153,7 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::FlowLoss {}
+    unsafe impl aya::Pod for super::DropKey {}
 }
 
 #[cfg(test)]
@@ -126,7 +166,8 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 8 + 2 + 2 + 4);
         assert_eq!(align_of::<FlowKey>(), 8);
         assert_eq!(size_of::<FlowStats>(), 8 * 4 + 4 + 4);
-        assert_eq!(size_of::<FlowLoss>(), 8 * 3);
+        assert_eq!(size_of::<FlowLoss>(), 8 * 5);
+        assert_eq!(size_of::<DropKey>(), size_of::<FlowKey>() + 8);
     }
 
     #[test]

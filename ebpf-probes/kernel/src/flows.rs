@@ -10,12 +10,15 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_ktime_get_coarse_ns, bpf_skb_cgroup_id},
     macros::{cgroup_skb, map},
-    maps::{Array, PerCpuArray, PerCpuHashMap},
+    maps::PerCpuHashMap,
     programs::SkBuffContext,
 };
-use osprey_abi::{DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowKey, FlowLoss, FlowStats};
+use osprey_abi::{DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowKey, FlowStats};
 
-use crate::headers::{Parsed, Unparsed, parse};
+use crate::{
+    headers::{Parsed, Unparsed, parse},
+    shared::{count_loss, first_map_active},
+};
 
 /// Verdict of a cgroup_skb program: let the packet pass. Osprey only observes.
 const PASS: i32 = 1;
@@ -28,13 +31,6 @@ static FLOWS_0: PerCpuHashMap<FlowKey, FlowStats> =
 #[map]
 static FLOWS_1: PerCpuHashMap<FlowKey, FlowStats> =
     PerCpuHashMap::with_max_entries(DEFAULT_FLOW_MAP_ENTRIES, 0);
-
-/// Index 0: which of `FLOWS_0` / `FLOWS_1` the programs write into.
-#[map]
-static ACTIVE_FLOW_MAP: Array<u32> = Array::with_max_entries(1, 0);
-
-#[map]
-static FLOW_LOSS: PerCpuArray<FlowLoss> = PerCpuArray::with_max_entries(1, 0);
 
 #[cgroup_skb(ingress)]
 pub fn flow_ingress(ctx: SkBuffContext) -> i32 {
@@ -66,9 +62,7 @@ fn account(ctx: &SkBuffContext, direction: u8) {
             record(&key, bytes, packets, tcp_flags);
         }
         Err(Unparsed) => {
-            if let Some(loss) = FLOW_LOSS.get_ptr_mut(0) {
-                unsafe { (*loss).unparsed_packets += 1 };
-            }
+            count_loss(|loss| loss.unparsed_packets += 1);
         }
     }
 }
@@ -77,7 +71,7 @@ fn account(ctx: &SkBuffContext, direction: u8) {
 fn record(key: &FlowKey, bytes: u64, packets: u64, tcp_flags: u32) {
     // Two call sites, each with a constant map: the verifier can then inline
     // the hash lookup instead of an indirect call through the map's ops.
-    if ACTIVE_FLOW_MAP.get(0).copied().unwrap_or(0) == 0 {
+    if first_map_active() {
         record_in(&FLOWS_0, key, bytes, packets, tcp_flags)
     } else {
         record_in(&FLOWS_1, key, bytes, packets, tcp_flags)
@@ -114,14 +108,10 @@ fn record_in(
             }
         }
         // E2BIG / ENOMEM: the map is full.
-        Err(_) => {
-            if let Some(loss) = FLOW_LOSS.get_ptr_mut(0) {
-                unsafe {
-                    (*loss).map_full_packets += packets;
-                    (*loss).map_full_bytes += bytes;
-                }
-            }
-        }
+        Err(_) => count_loss(|loss| {
+            loss.map_full_packets += packets;
+            loss.map_full_bytes += bytes;
+        }),
     }
 }
 

@@ -10,49 +10,7 @@ use core::mem::size_of;
 use aya_ebpf::programs::SkBuffContext;
 use osprey_abi::{FAMILY_V4, FAMILY_V6, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
-
-#[repr(C)]
-struct Ipv4Hdr {
-    ver_ihl: u8,
-    tos: u8,
-    tot_len: u16,
-    id: u16,
-    frag_off: u16,
-    ttl: u8,
-    protocol: u8,
-    check: u16,
-    saddr: u32,
-    daddr: u32,
-}
-
-#[repr(C)]
-struct Ipv6Hdr {
-    vtc_flow: u32,
-    payload_len: u16,
-    nexthdr: u8,
-    hop_limit: u8,
-    saddr: [u32; 4],
-    daddr: [u32; 4],
-}
-
-/// The first 14 bytes of a TCP header: ports, sequence numbers, offset, flags.
-#[repr(C)]
-struct TcpHead {
-    source: u16,
-    dest: u16,
-    seq: u32,
-    ack_seq: u32,
-    doff_res: u8,
-    flags: u8,
-}
-
-#[repr(C)]
-struct Ports {
-    source: u16,
-    dest: u16,
-}
+use crate::net::{ETH_P_IP, ETH_P_IPV6, Ipv4Hdr, Ipv6Hdr, Ports, TcpHead};
 
 /// The packet's flow key (direction and cgroup still to be filled in), its
 /// TCP flags, and the length of its L3+L4 headers (0 if unknown), which a GSO

@@ -2,8 +2,13 @@
 #![no_std]
 #![no_main]
 
+mod drops;
 mod flows;
 mod headers;
+mod net;
+mod offsets;
+mod retransmits;
+mod shared;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -215,8 +215,10 @@ mod tests {
                 map_full_packets: 3,
                 map_full_bytes: 300,
                 unparsed_packets: 0,
+                ..FlowLoss::default()
             },
             read_errors: 0,
+            ..FlowBatch::default()
         };
         agg.apply(&batch, t0);
         batch.flows = vec![delta(1000, 72, 1)];

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use aya::maps::MapError;
-use osprey_abi::{FlowKey, FlowLoss, FlowStats};
+use aya::maps::{MapData, MapError, PerCpuHashMap};
+use osprey_abi::{DropKey, FlowKey, FlowLoss, FlowStats};
 
 use crate::probes::FlowMaps;
 
@@ -34,6 +34,10 @@ pub struct FlowDelta {
 #[derive(Debug, Default)]
 pub struct FlowBatch {
     pub flows: Vec<FlowDelta>,
+    /// Packets the kernel dropped, per (flow, reason), over the interval.
+    pub drops: Vec<(DropKey, u64)>,
+    /// TCP retransmissions per flow over the interval.
+    pub retransmits: Vec<(FlowKey, u64)>,
     /// Cumulative loss counters since the probes were loaded (summed over CPUs).
     pub loss: FlowLoss,
     /// Entries that vanished between listing and reading (should stay 0).
@@ -80,10 +84,34 @@ impl FlowDrainer {
                 batch.read_errors += 1;
             }
         }
+        batch.drops = drain_counts(&mut self.maps.drops[idle as usize], &mut batch.read_errors);
+        batch.retransmits = drain_counts(
+            &mut self.maps.retransmits[idle as usize],
+            &mut batch.read_errors,
+        );
         let loss = self.maps.loss.get(&0, 0).map_err(DrainError::Loss)?;
         batch.loss = sum_loss(loss.iter());
         Ok(batch)
     }
+}
+
+/// Reads and deletes every entry of a per-CPU counter map, summing over CPUs.
+fn drain_counts<K: aya::Pod>(
+    map: &mut PerCpuHashMap<MapData, K, u64>,
+    errors: &mut u64,
+) -> Vec<(K, u64)> {
+    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        match map.get(&key, 0) {
+            Ok(per_cpu) => out.push((key, per_cpu.iter().sum())),
+            Err(_) => *errors += 1,
+        }
+        if map.remove(&key).is_err() {
+            *errors += 1;
+        }
+    }
+    out
 }
 
 /// Sums per-CPU stats: counters add, first seen is the earliest, last seen the latest.
@@ -112,6 +140,8 @@ fn sum_loss<'a>(per_cpu: impl Iterator<Item = &'a FlowLoss>) -> FlowLoss {
         map_full_packets: acc.map_full_packets + l.map_full_packets,
         map_full_bytes: acc.map_full_bytes + l.map_full_bytes,
         unparsed_packets: acc.unparsed_packets + l.unparsed_packets,
+        drop_map_full: acc.drop_map_full + l.drop_map_full,
+        retransmit_map_full: acc.retransmit_map_full + l.retransmit_map_full,
     })
 }
 

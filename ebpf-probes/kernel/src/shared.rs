@@ -1,0 +1,55 @@
+//! Maps shared by every program: which of the double-buffered maps is being
+//! written, and the loss counters.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, PerCpuArray},
+};
+use osprey_abi::FlowLoss;
+
+/// Index 0: which of the `*_0` / `*_1` maps the programs write into.
+#[map]
+pub static ACTIVE_FLOW_MAP: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static FLOW_LOSS: PerCpuArray<FlowLoss> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether the programs should write into the `*_0` maps.
+#[inline(always)]
+pub fn first_map_active() -> bool {
+    ACTIVE_FLOW_MAP.get(0).copied().unwrap_or(0) == 0
+}
+
+/// Adds to this CPU's loss counters.
+#[inline(always)]
+pub fn count_loss(f: impl FnOnce(&mut FlowLoss)) {
+    if let Some(loss) = FLOW_LOSS.get_ptr_mut(0) {
+        // SAFETY: per-CPU value of an array map: valid, and only this CPU writes it.
+        f(unsafe { &mut *loss });
+    }
+}
+
+/// Adds `n` to `map[key]`, inserting it if new; counts a full map with `full`.
+#[inline(always)]
+pub fn add_count<K>(
+    map: &aya_ebpf::maps::PerCpuHashMap<K, u64>,
+    key: &K,
+    n: u64,
+    full: impl FnOnce(&mut FlowLoss),
+) {
+    if let Some(v) = map.get_ptr_mut(key) {
+        // SAFETY: per-CPU value: only this CPU writes it.
+        unsafe { *v += n };
+        return;
+    }
+    match map.insert(key, &n, aya_ebpf::bindings::BPF_NOEXIST as u64) {
+        Ok(()) => {}
+        Err(e) if e == -17 => {
+            if let Some(v) = map.get_ptr_mut(key) {
+                // SAFETY: as above.
+                unsafe { *v += n };
+            }
+        }
+        Err(_) => count_loss(full),
+    }
+}

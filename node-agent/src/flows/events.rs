@@ -1,0 +1,259 @@
+//! Drops (with the kernel's reason) and TCP retransmissions: label sets,
+//! metric families, and their aggregation with idle expiry.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::Hash,
+    time::{Duration, Instant},
+};
+
+use osprey_abi::{DropKey, FlowKey, FlowLoss};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+use super::labels::{FlowLabels, Protocol};
+
+/// `hubble_drop_total` labels, as Hubble's drop handler has them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct HubbleDropLabels {
+    pub reason: String,
+    pub protocol: Protocol,
+}
+
+/// `osprey_flow_drops_total`: the flow the dropped packet belonged to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DropLabels {
+    pub source_ip: String,
+    pub source_port: u16,
+    pub destination_ip: String,
+    pub destination_port: u16,
+    pub protocol: Protocol,
+    pub reason: String,
+}
+
+/// `osprey_tcp_retransmits_total`: the flow as the retransmitting socket sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RetransmitLabels {
+    pub source_ip: String,
+    pub source_port: u16,
+    pub destination_ip: String,
+    pub destination_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub probe: &'static str,
+}
+
+#[derive(Clone, Default)]
+pub struct EventMetrics {
+    pub hubble_drops: Family<HubbleDropLabels, Counter>,
+    pub flow_drops: Family<DropLabels, Counter>,
+    pub retransmits: Family<RetransmitLabels, Counter>,
+    pub lost_events: Family<ProbeLabels, Counter>,
+}
+
+impl EventMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "hubble_drop",
+            "Packets dropped by the kernel, by drop reason (enum skb_drop_reason) and protocol",
+            m.hubble_drops.clone(),
+        );
+        registry.register(
+            "osprey_flow_drops",
+            "Packets dropped by the kernel per flow and drop reason",
+            m.flow_drops.clone(),
+        );
+        registry.register(
+            "osprey_tcp_retransmits",
+            "TCP retransmissions per flow (tcp:tcp_retransmit_skb)",
+            m.retransmits.clone(),
+        );
+        registry.register(
+            "osprey_probe_lost_events",
+            "Events a probe could not record because its kernel map was full",
+            m.lost_events.clone(),
+        );
+        m
+    }
+}
+
+pub struct EventAggregator {
+    metrics: EventMetrics,
+    reasons: BTreeMap<u32, String>,
+    drop_series: HashMap<DropLabels, Instant>,
+    retransmit_series: HashMap<RetransmitLabels, Instant>,
+    idle_ttl: Duration,
+    loss_seen: FlowLoss,
+}
+
+impl EventAggregator {
+    pub fn new(metrics: EventMetrics, reasons: BTreeMap<u32, String>, idle_ttl: Duration) -> Self {
+        Self {
+            metrics,
+            reasons,
+            drop_series: HashMap::new(),
+            retransmit_series: HashMap::new(),
+            idle_ttl,
+            loss_seen: FlowLoss::default(),
+        }
+    }
+
+    fn reason_name(&self, reason: u32) -> String {
+        self.reasons
+            .get(&reason)
+            .cloned()
+            .unwrap_or_else(|| format!("UNKNOWN_{reason}"))
+    }
+
+    pub fn apply(
+        &mut self,
+        drops: &[(DropKey, u64)],
+        retransmits: &[(FlowKey, u64)],
+        loss: &FlowLoss,
+        now: Instant,
+    ) {
+        for (key, count) in drops {
+            let reason = self.reason_name(key.reason);
+            let flow = FlowLabels::from(&key.flow);
+            let protocol = flow.protocol;
+            self.metrics
+                .hubble_drops
+                .get_or_create(&HubbleDropLabels {
+                    reason: reason.clone(),
+                    protocol,
+                })
+                .inc_by(*count);
+            let labels = DropLabels {
+                source_ip: flow.source_ip,
+                source_port: flow.source_port,
+                destination_ip: flow.destination_ip,
+                destination_port: flow.destination_port,
+                protocol,
+                reason,
+            };
+            self.metrics
+                .flow_drops
+                .get_or_create(&labels)
+                .inc_by(*count);
+            self.drop_series.insert(labels, now);
+        }
+        for (key, count) in retransmits {
+            let flow = FlowLabels::from(key);
+            let labels = RetransmitLabels {
+                source_ip: flow.source_ip,
+                source_port: flow.source_port,
+                destination_ip: flow.destination_ip,
+                destination_port: flow.destination_port,
+            };
+            self.metrics
+                .retransmits
+                .get_or_create(&labels)
+                .inc_by(*count);
+            self.retransmit_series.insert(labels, now);
+        }
+        let seen = self.loss_seen;
+        for (probe, now_count, before) in [
+            ("drops", loss.drop_map_full, seen.drop_map_full),
+            (
+                "retransmits",
+                loss.retransmit_map_full,
+                seen.retransmit_map_full,
+            ),
+        ] {
+            self.metrics
+                .lost_events
+                .get_or_create(&ProbeLabels { probe })
+                .inc_by(now_count.saturating_sub(before));
+        }
+        self.loss_seen = *loss;
+        expire(
+            &mut self.drop_series,
+            &self.metrics.flow_drops,
+            self.idle_ttl,
+            now,
+        );
+        expire(
+            &mut self.retransmit_series,
+            &self.metrics.retransmits,
+            self.idle_ttl,
+            now,
+        );
+    }
+}
+
+fn expire<L: Clone + Eq + Hash + EncodeLabelSet + std::fmt::Debug>(
+    series: &mut HashMap<L, Instant>,
+    family: &Family<L, Counter>,
+    ttl: Duration,
+    now: Instant,
+) {
+    series.retain(|labels, last| {
+        let keep = now.duration_since(*last) < ttl;
+        if !keep {
+            family.remove(labels);
+        }
+        keep
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osprey_abi::{FAMILY_V4, PROTO_UDP, addr_words};
+    use prometheus_client::encoding::text::encode;
+
+    #[test]
+    fn drops_are_named_by_the_kernel_table_and_counted_per_flow_and_per_reason() {
+        let mut registry = Registry::default();
+        let metrics = EventMetrics::register(&mut registry);
+        let reasons = BTreeMap::from([(12, "NETFILTER_DROP".to_owned())]);
+        let mut agg = EventAggregator::new(metrics, reasons, Duration::from_secs(60));
+        let flow = FlowKey {
+            src_addr: addr_words(&[10, 0, 0, 1]),
+            dst_addr: addr_words(&[10, 0, 0, 2]),
+            cgroup_id: 0,
+            src_port: 4000,
+            dst_port: 53,
+            family: FAMILY_V4,
+            protocol: PROTO_UDP,
+            direction: 0,
+            _pad: 0,
+        };
+        let drops = [
+            (
+                DropKey {
+                    flow,
+                    reason: 12,
+                    _pad: 0,
+                },
+                7,
+            ),
+            (
+                DropKey {
+                    flow,
+                    reason: 99,
+                    _pad: 0,
+                },
+                1,
+            ),
+        ];
+        agg.apply(&drops, &[], &FlowLoss::default(), Instant::now());
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("hubble_drop_total{reason=\"NETFILTER_DROP\",protocol=\"UDP\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubble_drop_total{reason=\"UNKNOWN_99\",protocol=\"UDP\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("osprey_flow_drops_total{source_ip=\"10.0.0.1\",source_port=\"4000\",destination_ip=\"10.0.0.2\",destination_port=\"53\",protocol=\"UDP\",reason=\"NETFILTER_DROP\"} 7"), "{text}");
+    }
+}

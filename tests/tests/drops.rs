@@ -1,0 +1,193 @@
+//! Kernel drops with their reason, and TCP retransmissions, on the right flow:
+//! firewall rules inside a namespace make both happen for real.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::mpsc,
+    time::Duration,
+};
+
+use osprey_e2e::{
+    agent::{self, Agent},
+    exposition::{Sample, samples, sum},
+    is_root,
+    netns::PodPair,
+    require, settle,
+    traffic::{self, retransmitted_segments},
+};
+
+fn agent_or_skip() -> Option<Agent> {
+    require!(
+        is_root(),
+        "root is needed to load eBPF and create network namespaces"
+    );
+    require!(
+        agent::binary().is_some(),
+        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
+    );
+    Some(
+        Agent::start(&["--drain-interval-ms", "200"])
+            .unwrap_or_else(|e| panic!("the agent must start: {e}")),
+    )
+}
+
+fn drop_count(
+    s: &[Sample],
+    src: (&str, u16),
+    dst: (&str, u16),
+    protocol: &str,
+    reason: &str,
+) -> u64 {
+    let (sp, dp) = (src.1.to_string(), dst.1.to_string());
+    sum(
+        s,
+        "osprey_flow_drops_total",
+        &[
+            ("source_ip", src.0),
+            ("source_port", &sp),
+            ("destination_ip", dst.0),
+            ("destination_port", &dp),
+            ("protocol", protocol),
+            ("reason", reason),
+        ],
+    ) as u64
+}
+
+fn netfilter_drop_is_counted_on_its_flow(tag: &str, a: &str, b: &str, prefix: u8, iptables: &str) {
+    let Some(agent) = agent_or_skip() else { return };
+    let pair = PodPair::new(tag, a, b, prefix);
+    pair.b.exec(&[
+        iptables, "-A", "INPUT", "-p", "udp", "--dport", "7000", "-j", "DROP",
+    ]);
+    const SENT: u64 = 40;
+    let src_port = traffic::udp_send(&pair, 7000, SENT as usize, 200);
+    let (a, b) = (pair.a_ip.to_string(), pair.b_ip.to_string());
+    let s = settle(15, || {
+        let s = samples(&agent.scrape().1);
+        (
+            drop_count(&s, (&a, src_port), (&b, 7000), "UDP", "NETFILTER_DROP") >= SENT,
+            s,
+        )
+    });
+    assert_eq!(
+        drop_count(&s, (&a, src_port), (&b, 7000), "UDP", "NETFILTER_DROP"),
+        SENT,
+        "every datagram the firewall dropped, on its flow, with the kernel's reason"
+    );
+    assert!(
+        sum(
+            &s,
+            "hubble_drop_total",
+            &[("reason", "NETFILTER_DROP"), ("protocol", "UDP")]
+        ) >= SENT as f64
+    );
+    // Seen leaving A's socket, never entering B's.
+    let sp = src_port.to_string();
+    let flow = |direction| {
+        sum(
+            &s,
+            "osprey_flow_packets_total",
+            &[
+                ("source_ip", a.as_str()),
+                ("source_port", sp.as_str()),
+                ("direction", direction),
+            ],
+        ) as u64
+    };
+    assert_eq!(flow("egress"), SENT);
+    assert_eq!(flow("ingress"), 0);
+}
+
+#[test]
+fn netfilter_drop_ipv4_counted_with_reason_on_the_flow() {
+    netfilter_drop_is_counted_on_its_flow("d4", "10.206.0.1", "10.206.0.2", 24, "iptables");
+}
+
+#[test]
+fn netfilter_drop_ipv6_counted_with_reason_on_the_flow() {
+    netfilter_drop_is_counted_on_its_flow("d6", "fd00:206::1", "fd00:206::2", 64, "ip6tables");
+}
+
+/// An established stream whose packets are dropped for a while by a firewall
+/// rule retransmits; the retransmissions are counted on that flow, never more
+/// than the sender's own TCP_INFO says, and none on the reverse direction.
+#[test]
+fn retransmits_are_counted_on_the_stalled_flow() {
+    let Some(agent) = agent_or_skip() else { return };
+    let pair = PodPair::new("rt", "10.207.0.1", "10.207.0.2", 24);
+    const PORT: u16 = 7100;
+    const CHUNKS: usize = 40;
+    const CHUNK: usize = 16 * 1024;
+    let (b_ip, a_ip) = (pair.b_ip, pair.a_ip);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = pair.b.run(move || {
+        let listener = TcpListener::bind(SocketAddr::new(b_ip, PORT)).unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; CHUNKS * CHUNK];
+        conn.read_exact(&mut buf)
+            .expect("every byte arrives despite the outage");
+    });
+    ready_rx.recv().unwrap();
+    let (started_tx, started_rx) = mpsc::channel();
+    let client = pair.a.run(move || {
+        let mut conn = TcpStream::connect(SocketAddr::new(b_ip, PORT)).unwrap();
+        started_tx.send(conn.local_addr().unwrap().port()).unwrap();
+        for _ in 0..CHUNKS {
+            conn.write_all(&[4u8; CHUNK]).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        conn.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        retransmitted_segments(&conn)
+    });
+    let client_port = started_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let rule = ["INPUT", "-p", "tcp", "--dport", "7100", "-j", "DROP"];
+    pair.b.exec(&[&["iptables", "-A"][..], &rule].concat());
+    std::thread::sleep(Duration::from_millis(1500));
+    pair.b.exec(&[&["iptables", "-D"][..], &rule].concat());
+    server.join().unwrap();
+    let retrans_segments = client.join().unwrap();
+    assert!(
+        retrans_segments > 0,
+        "the outage must cause retransmissions"
+    );
+
+    let (a, b, cp, sp) = (
+        a_ip.to_string(),
+        b_ip.to_string(),
+        client_port.to_string(),
+        PORT.to_string(),
+    );
+    let count = |s: &[Sample], src: (&str, &str), dst: (&str, &str)| {
+        sum(
+            s,
+            "osprey_tcp_retransmits_total",
+            &[
+                ("source_ip", src.0),
+                ("source_port", src.1),
+                ("destination_ip", dst.0),
+                ("destination_port", dst.1),
+            ],
+        ) as u64
+    };
+    let s = settle(10, || {
+        let s = samples(&agent.scrape().1);
+        (count(&s, (&a, &cp), (&b, &sp)) > 0, s)
+    });
+    let counted = count(&s, (&a, &cp), (&b, &sp));
+    eprintln!("retransmits: counted {counted}, TCP_INFO total_retrans {retrans_segments}");
+    assert!(
+        (1..=retrans_segments).contains(&counted),
+        "{counted} retransmits counted, sender's TCP_INFO says {retrans_segments} segments"
+    );
+    assert_eq!(
+        count(&s, (&b, &sp), (&a, &cp)),
+        0,
+        "the receiver sent no data, so retransmitted none"
+    );
+    // The dropped segments were counted as drops with the firewall's reason.
+    assert!(drop_count(&s, (&a, client_port), (&b, PORT), "TCP", "NETFILTER_DROP") > 0);
+}
