@@ -34,6 +34,7 @@ use crate::{
         aggregate::{FlowAggregator, Summary},
         drain::{FlowBatch, FlowDrainer},
         events::{EventAggregator, EventMetrics},
+        hubble::HubbleFlowMetrics,
         metrics::FlowMetrics,
     },
     probes::Probes,
@@ -84,6 +85,7 @@ async fn run(config: Config) -> Result<()> {
     let mut registry = Registry::default();
     let flow_metrics = FlowMetrics::register(&mut registry);
     let event_metrics = EventMetrics::register(&mut registry);
+    let hubble_metrics = HubbleFlowMetrics::register(&mut registry);
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let registry = Arc::new(registry);
 
@@ -120,7 +122,7 @@ async fn run(config: Config) -> Result<()> {
     let ttl = config.flow_idle_ttl();
     let drop_reasons = probes.drop_reasons.clone();
     let aggregate = tokio::spawn(async move {
-        let mut aggregator = FlowAggregator::new(flow_metrics, ttl);
+        let mut aggregator = FlowAggregator::new(flow_metrics, hubble_metrics, ttl);
         let mut events = EventAggregator::new(event_metrics, drop_reasons, ttl);
         while let Some(batch) = batch_rx.recv().await {
             let now = Instant::now();

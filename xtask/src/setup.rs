@@ -21,6 +21,7 @@ const APT_PACKAGES: &[&str] = &[
     "iptables",
     "ethtool",
     "iperf3",
+    "iputils-ping",
     "prometheus",
 ];
 pub const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -93,8 +93,19 @@ pub struct FlowStats {
     pub last_seen_ns: u64,
     /// OR of the TCP flags seen (FIN=0x01, SYN=0x02, RST=0x04, PSH=0x08, ACK=0x10, …).
     pub tcp_flags: u32,
+    /// Packets (skbs) with SYN and no ACK, SYN+ACK, FIN, RST.
+    pub syn: u32,
+    pub syn_ack: u32,
+    pub fin: u32,
+    pub rst: u32,
     pub _pad: u32,
 }
+
+/// TCP flag bits as they appear in the header's 14th byte.
+pub const TCP_FIN: u32 = 0x01;
+pub const TCP_SYN: u32 = 0x02;
+pub const TCP_RST: u32 = 0x04;
+pub const TCP_ACK: u32 = 0x10;
 
 /// What the probes could not account. Per-CPU, index 0.
 #[repr(C)]
@@ -165,7 +176,7 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 8 + 2 + 2 + 4);
         assert_eq!(align_of::<FlowKey>(), 8);
-        assert_eq!(size_of::<FlowStats>(), 8 * 4 + 4 + 4);
+        assert_eq!(size_of::<FlowStats>(), 8 * 4 + 4 * 6);
         assert_eq!(size_of::<FlowLoss>(), 8 * 5);
         assert_eq!(size_of::<DropKey>(), size_of::<FlowKey>() + 8);
     }

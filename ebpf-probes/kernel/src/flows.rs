@@ -13,7 +13,10 @@ use aya_ebpf::{
     maps::PerCpuHashMap,
     programs::SkBuffContext,
 };
-use osprey_abi::{DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowKey, FlowStats};
+use osprey_abi::{
+    DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowKey, FlowStats, TCP_ACK, TCP_FIN,
+    TCP_RST, TCP_SYN,
+};
 
 use crate::{
     headers::{Parsed, Unparsed, parse},
@@ -91,14 +94,19 @@ fn record_in(
         add(stats, bytes, packets, tcp_flags, now);
         return;
     }
-    let fresh = FlowStats {
+    let mut fresh = FlowStats {
         bytes,
         packets,
         first_seen_ns: now,
         last_seen_ns: now,
         tcp_flags,
+        syn: 0,
+        syn_ack: 0,
+        fin: 0,
+        rst: 0,
         _pad: 0,
     };
+    count_flags(&mut fresh, tcp_flags);
     match flows.insert(key, &fresh, BPF_NOEXIST as u64) {
         Ok(()) => {}
         // Inserted on another CPU (or by a softirq on this one) meanwhile.
@@ -125,5 +133,26 @@ fn add(stats: *mut FlowStats, bytes: u64, packets: u64, tcp_flags: u32, now: u64
         (*stats).packets += packets;
         (*stats).last_seen_ns = now;
         (*stats).tcp_flags |= tcp_flags;
+        if tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
+            count_flags(&mut *stats, tcp_flags);
+        }
+    }
+}
+
+/// Counts the packet in the per-flag counters Hubble's `hubble_tcp_flags_total` needs.
+#[inline(always)]
+fn count_flags(stats: &mut FlowStats, tcp_flags: u32) {
+    if tcp_flags & TCP_SYN != 0 {
+        if tcp_flags & TCP_ACK != 0 {
+            stats.syn_ack += 1;
+        } else {
+            stats.syn += 1;
+        }
+    }
+    if tcp_flags & TCP_FIN != 0 {
+        stats.fin += 1;
+    }
+    if tcp_flags & TCP_RST != 0 {
+        stats.rst += 1;
     }
 }

@@ -10,7 +10,8 @@ use osprey_abi::FlowLoss;
 
 use super::{
     drain::FlowBatch,
-    labels::FlowLabels,
+    hubble::HubbleFlowMetrics,
+    labels::{FlowLabels, Protocol},
     metrics::{FlowMetrics, LossLabels, LossReason},
 };
 
@@ -44,15 +45,17 @@ pub struct Summary {
 
 pub struct FlowAggregator {
     metrics: FlowMetrics,
+    hubble: HubbleFlowMetrics,
     series: HashMap<FlowLabels, Series>,
     idle_ttl: Duration,
     loss_seen: FlowLoss,
 }
 
 impl FlowAggregator {
-    pub fn new(metrics: FlowMetrics, idle_ttl: Duration) -> Self {
+    pub fn new(metrics: FlowMetrics, hubble: HubbleFlowMetrics, idle_ttl: Duration) -> Self {
         Self {
             metrics,
+            hubble,
             series: HashMap::new(),
             idle_ttl,
             loss_seen: FlowLoss::default(),
@@ -65,6 +68,7 @@ impl FlowAggregator {
         }
         for delta in &batch.flows {
             let labels = FlowLabels::from(&delta.key);
+            self.hubble.observe(delta, &labels);
             self.metrics
                 .bytes
                 .get_or_create(&labels)
@@ -83,6 +87,10 @@ impl FlowAggregator {
             entry.packets += delta.stats.packets;
             entry.last_interval_bytes += delta.stats.bytes;
             entry.last_active = now;
+        }
+        for (drop, count) in &batch.drops {
+            self.hubble
+                .observe_drops(Protocol::from_number(drop.flow.protocol), *count);
         }
         self.apply_loss(&batch.loss);
         self.metrics.drain_errors.inc_by(batch.read_errors);
@@ -207,7 +215,8 @@ mod tests {
     fn deltas_accumulate_losses_export_increase_and_idle_series_expire() {
         let mut registry = Registry::default();
         let metrics = FlowMetrics::register(&mut registry);
-        let mut agg = FlowAggregator::new(metrics, Duration::from_secs(10));
+        let hubble = HubbleFlowMetrics::register(&mut registry);
+        let mut agg = FlowAggregator::new(metrics, hubble, Duration::from_secs(10));
         let t0 = Instant::now();
         let mut batch = FlowBatch {
             flows: vec![delta(1000, 128, 2), delta(2000, 64, 1)],

@@ -130,6 +130,10 @@ pub fn sum_stats<'a>(per_cpu: impl Iterator<Item = &'a FlowStats>) -> FlowStats 
             },
             last_seen_ns: acc.last_seen_ns.max(s.last_seen_ns),
             tcp_flags: acc.tcp_flags | s.tcp_flags,
+            syn: acc.syn + s.syn,
+            syn_ack: acc.syn_ack + s.syn_ack,
+            fin: acc.fin + s.fin,
+            rst: acc.rst + s.rst,
             _pad: 0,
         }
     })
@@ -156,7 +160,8 @@ mod tests {
             first_seen_ns: first,
             last_seen_ns: last,
             tcp_flags: flags,
-            _pad: 0,
+            syn: u32::from(flags == 0x02),
+            ..FlowStats::default()
         }
     }
 
@@ -167,6 +172,11 @@ mod tests {
             FlowStats::default(),
             stats(40, 1, 20, 90, 0x10),
         ];
-        assert_eq!(sum_stats(cpus.iter()), stats(140, 3, 20, 90, 0x12));
+        let sum = sum_stats(cpus.iter());
+        assert_eq!(
+            (sum.bytes, sum.packets, sum.first_seen_ns, sum.last_seen_ns),
+            (140, 3, 20, 90)
+        );
+        assert_eq!((sum.tcp_flags, sum.syn), (0x12, 1));
     }
 }

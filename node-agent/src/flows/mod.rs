@@ -2,5 +2,6 @@
 pub mod aggregate;
 pub mod drain;
 pub mod events;
+pub mod hubble;
 pub mod labels;
 pub mod metrics;
