@@ -25,6 +25,8 @@ pub struct Cli {
     pub drain_interval_ms: Option<u64>,
     #[arg(long, env = "OSPREY_FLOW_IDLE_TTL_SECS")]
     pub flow_idle_ttl_secs: Option<u64>,
+    #[arg(long, env = "OSPREY_SERIES_BUDGET")]
+    pub series_budget: Option<usize>,
     #[arg(long, env = "OSPREY_BPF_STATS")]
     pub bpf_stats: Option<bool>,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
@@ -55,6 +57,9 @@ impl Cli {
         }
         if let Some(v) = self.flow_idle_ttl_secs {
             c.flow_idle_ttl_secs = v;
+        }
+        if let Some(v) = self.series_budget {
+            c.series_budget = v;
         }
         if let Some(v) = self.bpf_stats {
             c.bpf_stats = v;

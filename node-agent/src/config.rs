@@ -44,6 +44,11 @@ pub struct Config {
     pub drain_interval_ms: u64,
     /// A flow series with no traffic for this many seconds is removed from /metrics.
     pub flow_idle_ttl_secs: u64,
+    /// Series budget of each per-flow metric family (`osprey_flow_bytes_total`
+    /// and `_packets_total` share one, `osprey_flow_drops_total`,
+    /// `osprey_tcp_retransmits_total`). Past it, new series fold into an
+    /// `overflow` series, counted in `osprey_metric_series_folded_total`.
+    pub series_budget: usize,
     /// Keep the kernel's per-program run-time statistics on (`kernel.bpf_stats_enabled`)
     /// and export them as `osprey_bpf_program_run_seconds_total`. Costs ~20 ns per run.
     pub bpf_stats: bool,
@@ -61,6 +66,7 @@ impl Default for Config {
             flow_map_entries: osprey_abi::DEFAULT_FLOW_MAP_ENTRIES,
             drain_interval_ms: 2_000,
             flow_idle_ttl_secs: 300,
+            series_budget: 10_000,
             bpf_stats: false,
             summary_interval_secs: 0,
         }
@@ -85,6 +91,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.flow_map_entries == 0 {
             return Err(ConfigError::Invalid("flow_map_entries must be at least 1"));
+        }
+        if self.series_budget == 0 {
+            return Err(ConfigError::Invalid("series_budget must be at least 1"));
         }
         if self.drain_interval_ms < 10 {
             return Err(ConfigError::Invalid(

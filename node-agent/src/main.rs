@@ -32,6 +32,7 @@ use crate::{
     config::Config,
     flows::{
         aggregate::{FlowAggregator, Summary},
+        budget::{BudgetMetrics, SeriesBudget},
         drain::{FlowBatch, FlowDrainer},
         events::{EventAggregator, EventMetrics},
         hubble::HubbleFlowMetrics,
@@ -86,6 +87,7 @@ async fn run(config: Config) -> Result<()> {
     let flow_metrics = FlowMetrics::register(&mut registry);
     let event_metrics = EventMetrics::register(&mut registry);
     let hubble_metrics = HubbleFlowMetrics::register(&mut registry);
+    let budget_metrics = BudgetMetrics::register(&mut registry);
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let registry = Arc::new(registry);
 
@@ -121,9 +123,17 @@ async fn run(config: Config) -> Result<()> {
     let (summary_tx, summary_rx) = watch::channel(Summary::default());
     let ttl = config.flow_idle_ttl();
     let drop_reasons = probes.drop_reasons.clone();
+    let series_budget = config.series_budget;
     let aggregate = tokio::spawn(async move {
-        let mut aggregator = FlowAggregator::new(flow_metrics, hubble_metrics, ttl);
-        let mut events = EventAggregator::new(event_metrics, drop_reasons, ttl);
+        let flow_budget = SeriesBudget::new("osprey_flow_bytes", series_budget, &budget_metrics);
+        let mut aggregator = FlowAggregator::new(flow_metrics, hubble_metrics, ttl, flow_budget);
+        let mut events = EventAggregator::new(
+            event_metrics,
+            drop_reasons,
+            ttl,
+            series_budget,
+            &budget_metrics,
+        );
         while let Some(batch) = batch_rx.recv().await {
             let now = Instant::now();
             aggregator.apply(&batch, now);

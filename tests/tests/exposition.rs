@@ -83,3 +83,58 @@ fn prometheus_scrapes_the_agent_and_returns_the_sent_bytes() {
     assert_eq!(up.len(), 1);
     assert_eq!(up[0].1, 1.0, "{:?}", prom.targets_up());
 }
+
+/// A series budget of 5 and 60 new flows: the flow family stays within the
+/// budget (plus overflow series), the folded series are counted, and no packet
+/// is lost from the totals.
+#[test]
+fn series_budget_folds_new_series_into_overflow_and_counts_them() {
+    require!(
+        is_root(),
+        "root is needed to load eBPF and create network namespaces"
+    );
+    require!(
+        agent::binary().is_some(),
+        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
+    );
+    let agent = Agent::start(&["--drain-interval-ms", "200", "--series-budget", "5"])
+        .unwrap_or_else(|e| panic!("the agent must start: {e}"));
+    let pair = PodPair::new("sb", "10.209.0.1", "10.209.0.2", 24);
+    const FLOWS: u16 = 60;
+    traffic::udp_fanout(&pair, 30_000, FLOWS, 50);
+    let folded = |s: &[osprey_e2e::exposition::Sample]| {
+        sum(
+            s,
+            "osprey_metric_series_folded_total",
+            &[("metric", "osprey_flow_bytes")],
+        )
+    };
+    let s = eventually(15, "folded series", || {
+        let s = samples(&agent.scrape().1);
+        (folded(&s) >= f64::from(FLOWS - 5)).then_some(s)
+    });
+    let exposed: Vec<_> = s
+        .iter()
+        .filter(|x| x.name == "osprey_flow_bytes_total")
+        .collect();
+    let overflow = exposed
+        .iter()
+        .filter(|x| x.labels["source_ip"] == "overflow")
+        .count();
+    assert!(
+        exposed.len() - overflow <= 5,
+        "{} regular series with a budget of 5",
+        exposed.len() - overflow
+    );
+    assert!(overflow >= 1);
+    // Folding keeps the totals: every datagram is in some series.
+    let udp_egress = sum(
+        &s,
+        "osprey_flow_packets_total",
+        &[("protocol", "UDP"), ("direction", "egress")],
+    );
+    assert!(
+        udp_egress >= f64::from(FLOWS),
+        "{udp_egress} UDP packets in all series, {FLOWS} sent"
+    );
+}

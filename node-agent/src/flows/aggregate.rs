@@ -9,6 +9,7 @@ use std::{
 use osprey_abi::FlowLoss;
 
 use super::{
+    budget::SeriesBudget,
     drain::FlowBatch,
     hubble::HubbleFlowMetrics,
     labels::{FlowLabels, Protocol},
@@ -46,16 +47,23 @@ pub struct Summary {
 pub struct FlowAggregator {
     metrics: FlowMetrics,
     hubble: HubbleFlowMetrics,
+    budget: SeriesBudget,
     series: HashMap<FlowLabels, Series>,
     idle_ttl: Duration,
     loss_seen: FlowLoss,
 }
 
 impl FlowAggregator {
-    pub fn new(metrics: FlowMetrics, hubble: HubbleFlowMetrics, idle_ttl: Duration) -> Self {
+    pub fn new(
+        metrics: FlowMetrics,
+        hubble: HubbleFlowMetrics,
+        idle_ttl: Duration,
+        budget: SeriesBudget,
+    ) -> Self {
         Self {
             metrics,
             hubble,
+            budget,
             series: HashMap::new(),
             idle_ttl,
             loss_seen: FlowLoss::default(),
@@ -69,6 +77,8 @@ impl FlowAggregator {
         for delta in &batch.flows {
             let labels = FlowLabels::from(&delta.key);
             self.hubble.observe(delta, &labels);
+            let live = self.series.contains_key(&labels);
+            let labels = self.budget.admit(labels, live, self.series.len());
             self.metrics
                 .bytes
                 .get_or_create(&labels)
@@ -216,7 +226,9 @@ mod tests {
         let mut registry = Registry::default();
         let metrics = FlowMetrics::register(&mut registry);
         let hubble = HubbleFlowMetrics::register(&mut registry);
-        let mut agg = FlowAggregator::new(metrics, hubble, Duration::from_secs(10));
+        let budgets = crate::flows::budget::BudgetMetrics::register(&mut registry);
+        let budget = SeriesBudget::new("osprey_flow_bytes", 100, &budgets);
+        let mut agg = FlowAggregator::new(metrics, hubble, Duration::from_secs(10), budget);
         let t0 = Instant::now();
         let mut batch = FlowBatch {
             flows: vec![delta(1000, 128, 2), delta(2000, 64, 1)],

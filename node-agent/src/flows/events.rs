@@ -14,7 +14,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::labels::{FlowLabels, Protocol};
+use super::{
+    budget::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget},
+    labels::{FlowLabels, Protocol},
+};
 
 /// `hubble_drop_total` labels, as Hubble's drop handler has them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -41,6 +44,38 @@ pub struct RetransmitLabels {
     pub source_port: u16,
     pub destination_ip: String,
     pub destination_port: u16,
+}
+
+impl Foldable for DropLabels {
+    fn overflow(&self) -> Self {
+        Self {
+            source_ip: OVERFLOW.to_owned(),
+            source_port: 0,
+            destination_ip: OVERFLOW.to_owned(),
+            destination_port: 0,
+            protocol: self.protocol,
+            reason: self.reason.clone(),
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.source_ip == OVERFLOW
+    }
+}
+
+impl Foldable for RetransmitLabels {
+    fn overflow(&self) -> Self {
+        Self {
+            source_ip: OVERFLOW.to_owned(),
+            source_port: 0,
+            destination_ip: OVERFLOW.to_owned(),
+            destination_port: 0,
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.source_ip == OVERFLOW
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -85,6 +120,8 @@ impl EventMetrics {
 
 pub struct EventAggregator {
     metrics: EventMetrics,
+    drop_budget: SeriesBudget,
+    retransmit_budget: SeriesBudget,
     reasons: BTreeMap<u32, String>,
     drop_series: HashMap<DropLabels, Instant>,
     retransmit_series: HashMap<RetransmitLabels, Instant>,
@@ -93,9 +130,17 @@ pub struct EventAggregator {
 }
 
 impl EventAggregator {
-    pub fn new(metrics: EventMetrics, reasons: BTreeMap<u32, String>, idle_ttl: Duration) -> Self {
+    pub fn new(
+        metrics: EventMetrics,
+        reasons: BTreeMap<u32, String>,
+        idle_ttl: Duration,
+        series_budget: usize,
+        budgets: &BudgetMetrics,
+    ) -> Self {
         Self {
             metrics,
+            drop_budget: SeriesBudget::new("osprey_flow_drops", series_budget, budgets),
+            retransmit_budget: SeriesBudget::new("osprey_tcp_retransmits", series_budget, budgets),
             reasons,
             drop_series: HashMap::new(),
             retransmit_series: HashMap::new(),
@@ -137,6 +182,8 @@ impl EventAggregator {
                 protocol,
                 reason,
             };
+            let live = self.drop_series.contains_key(&labels);
+            let labels = self.drop_budget.admit(labels, live, self.drop_series.len());
             self.metrics
                 .flow_drops
                 .get_or_create(&labels)
@@ -151,6 +198,10 @@ impl EventAggregator {
                 destination_ip: flow.destination_ip,
                 destination_port: flow.destination_port,
             };
+            let live = self.retransmit_series.contains_key(&labels);
+            let labels = self
+                .retransmit_budget
+                .admit(labels, live, self.retransmit_series.len());
             self.metrics
                 .retransmits
                 .get_or_create(&labels)
@@ -213,7 +264,9 @@ mod tests {
         let mut registry = Registry::default();
         let metrics = EventMetrics::register(&mut registry);
         let reasons = BTreeMap::from([(12, "NETFILTER_DROP".to_owned())]);
-        let mut agg = EventAggregator::new(metrics, reasons, Duration::from_secs(60));
+        let budgets = BudgetMetrics::register(&mut registry);
+        let mut agg =
+            EventAggregator::new(metrics, reasons, Duration::from_secs(60), 100, &budgets);
         let flow = FlowKey {
             src_addr: addr_words(&[10, 0, 0, 1]),
             dst_addr: addr_words(&[10, 0, 0, 2]),

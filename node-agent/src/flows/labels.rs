@@ -78,6 +78,23 @@ pub struct FlowLabels {
     pub direction: Direction,
 }
 
+impl super::budget::Foldable for FlowLabels {
+    fn overflow(&self) -> Self {
+        Self {
+            source_ip: super::budget::OVERFLOW.to_owned(),
+            source_port: 0,
+            destination_ip: super::budget::OVERFLOW.to_owned(),
+            destination_port: 0,
+            protocol: self.protocol,
+            direction: self.direction,
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.source_ip == super::budget::OVERFLOW
+    }
+}
+
 impl From<&FlowKey> for FlowLabels {
     fn from(key: &FlowKey) -> Self {
         Self {

@@ -1,5 +1,6 @@
 //! The flow pipeline: drain (kernel maps) → aggregate (series, TTL) → metrics.
 pub mod aggregate;
+pub mod budget;
 pub mod drain;
 pub mod events;
 pub mod hubble;
