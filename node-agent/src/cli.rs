@@ -7,9 +7,25 @@ use clap::Parser;
 use crate::config::{Config, ConfigError};
 
 /// Osprey node agent: eBPF flow accounting served as OpenMetrics.
+/// Without a subcommand it runs the agent.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print flows from a running agent, like `hubble observe`.
+    Observe(crate::observe::client::ObserveArgs),
+}
+
+/// Flags of the agent itself.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
     /// TOML configuration file (see deploy/agent.example.toml). Flags override it.
     #[arg(long, env = "OSPREY_CONFIG")]
     pub config: Option<PathBuf>,
@@ -27,13 +43,16 @@ pub struct Cli {
     pub flow_idle_ttl_secs: Option<u64>,
     #[arg(long, env = "OSPREY_SERIES_BUDGET")]
     pub series_budget: Option<usize>,
+    /// Write every flow record as a JSON line to this file ("-" = stdout).
+    #[arg(long, env = "OSPREY_FLOW_LOG")]
+    pub flow_log: Option<PathBuf>,
     #[arg(long, env = "OSPREY_BPF_STATS")]
     pub bpf_stats: Option<bool>,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
     pub summary_interval_secs: Option<u64>,
 }
 
-impl Cli {
+impl RunArgs {
     /// The file's config (or the defaults) with flags and variables on top.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let mut c = match &self.config {
@@ -61,6 +80,9 @@ impl Cli {
         if let Some(v) = self.series_budget {
             c.series_budget = v;
         }
+        if let Some(v) = self.flow_log {
+            c.flow_log = Some(v);
+        }
         if let Some(v) = self.bpf_stats {
             c.bpf_stats = v;
         }
@@ -77,6 +99,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn observe_is_a_subcommand_with_filters() {
+        let cli = Cli::parse_from([
+            "osprey-agent",
+            "observe",
+            "--port",
+            "53",
+            "--verdict",
+            "dropped",
+            "-o",
+            "json",
+        ]);
+        let Some(Command::Observe(args)) = cli.command else {
+            panic!("not observe")
+        };
+        assert_eq!(args.port, Some(53));
+    }
+
+    #[test]
     fn flags_override_defaults() {
         let cli = Cli::parse_from([
             "osprey-agent",
@@ -85,7 +125,7 @@ mod tests {
             "--flow-map-entries",
             "16",
         ]);
-        let config = cli.into_config().unwrap();
+        let config = cli.run.into_config().unwrap();
         assert_eq!(config.flow_map_entries, 16);
         assert_eq!(config.listen.port(), 0);
         assert_eq!(

@@ -49,6 +49,10 @@ pub struct Config {
     /// `osprey_tcp_retransmits_total`). Past it, new series fold into an
     /// `overflow` series, counted in `osprey_metric_series_folded_total`.
     pub series_budget: usize,
+    /// Write every flow record as a JSON line to this file ("-" = stdout).
+    pub flow_log: Option<PathBuf>,
+    /// Flow records kept for `observe --last` and followers' catch-up.
+    pub observe_buffer: usize,
     /// Keep the kernel's per-program run-time statistics on (`kernel.bpf_stats_enabled`)
     /// and export them as `osprey_bpf_program_run_seconds_total`. Costs ~20 ns per run.
     pub bpf_stats: bool,
@@ -67,6 +71,8 @@ impl Default for Config {
             drain_interval_ms: 2_000,
             flow_idle_ttl_secs: 300,
             series_budget: 10_000,
+            flow_log: None,
+            observe_buffer: 4_096,
             bpf_stats: false,
             summary_interval_secs: 0,
         }

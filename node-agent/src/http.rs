@@ -1,4 +1,4 @@
-//! Stage 4: expose. `/metrics` in OpenMetrics text, `/healthz`.
+//! Stage 4: expose. `/metrics` in OpenMetrics text, `/api/v1/flows`, `/healthz`.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -6,22 +6,29 @@ use axum::{Router, extract::State, http::header, response::IntoResponse, routing
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tokio::net::TcpListener;
 
+use crate::observe::hub::FlowHub;
+
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Binds the listener (so the caller can print the real port) and returns the server future.
 pub async fn bind(
     addr: SocketAddr,
     registry: Arc<Registry>,
+    hub: FlowHub,
 ) -> std::io::Result<(
     SocketAddr,
     impl std::future::Future<Output = std::io::Result<()>>,
 )> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let flows = Router::new()
+        .route("/api/v1/flows", get(crate::observe::api::flows))
+        .with_state(hub);
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(registry);
+        .with_state(registry)
+        .merge(flows);
     Ok((local, async move { axum::serve(listener, app).await }))
 }
 

@@ -9,6 +9,7 @@ mod config;
 mod flows;
 mod http;
 mod kernel_info;
+mod observe;
 mod probes;
 mod self_metrics;
 mod summary;
@@ -53,7 +54,11 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = cli::Cli::parse().into_config()?;
+    let cli = cli::Cli::parse();
+    if let Some(cli::Command::Observe(args)) = cli.command {
+        return observe::client::run(args);
+    }
+    let config = cli.run.into_config()?;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -88,6 +93,7 @@ async fn run(config: Config) -> Result<()> {
     let event_metrics = EventMetrics::register(&mut registry);
     let hubble_metrics = HubbleFlowMetrics::register(&mut registry);
     let budget_metrics = BudgetMetrics::register(&mut registry);
+    let hub = observe::hub::FlowHub::new(config.observe_buffer, &mut registry);
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let registry = Arc::new(registry);
 
@@ -124,6 +130,7 @@ async fn run(config: Config) -> Result<()> {
     let ttl = config.flow_idle_ttl();
     let drop_reasons = probes.drop_reasons.clone();
     let series_budget = config.series_budget;
+    let publish = hub.clone();
     let aggregate = tokio::spawn(async move {
         let flow_budget = SeriesBudget::new("osprey_flow_bytes", series_budget, &budget_metrics);
         let mut aggregator = FlowAggregator::new(flow_metrics, hubble_metrics, ttl, flow_budget);
@@ -138,12 +145,17 @@ async fn run(config: Config) -> Result<()> {
             let now = Instant::now();
             aggregator.apply(&batch, now);
             events.apply(&batch.drops, &batch.retransmits, &batch.loss, now);
+            publish.publish(events.records(&batch, std::time::SystemTime::now()));
             summary_tx.send_replace(aggregator.summary(10));
         }
     });
 
     // Stage 4: expose.
-    let (addr, server) = http::bind(config.listen, registry.clone())
+    if let Some(path) = &config.flow_log {
+        observe::flowlog::spawn(&hub, path.clone())
+            .with_context(|| format!("opening the flow log {}", path.display()))?;
+    }
+    let (addr, server) = http::bind(config.listen, registry.clone(), hub)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     println!("osprey-agent: serving http://{addr}/metrics");

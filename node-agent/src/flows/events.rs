@@ -156,6 +156,21 @@ impl EventAggregator {
             .unwrap_or_else(|| format!("UNKNOWN_{reason}"))
     }
 
+    /// The batch as flow records: one per flow, one per dropped (flow, reason).
+    pub fn records(
+        &self,
+        batch: &super::drain::FlowBatch,
+        time: std::time::SystemTime,
+    ) -> Vec<crate::observe::record::FlowRecord> {
+        use crate::observe::record::FlowRecord;
+        let flows = batch.flows.iter().map(|d| FlowRecord::forwarded(d, time));
+        let drops = batch
+            .drops
+            .iter()
+            .map(|(key, n)| FlowRecord::dropped(key, self.reason_name(key.reason), *n, time));
+        flows.chain(drops).collect()
+    }
+
     pub fn apply(
         &mut self,
         drops: &[(DropKey, u64)],

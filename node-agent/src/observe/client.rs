@@ -1,0 +1,117 @@
+//! `osprey-agent observe`: the CLI client of `/api/v1/flows`, like `hubble observe`.
+
+use std::io::{BufRead, BufReader, Write};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+use super::record::{FlowRecord, Verdict};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    /// One line per flow, like `hubble observe`.
+    Compact,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum VerdictArg {
+    Forwarded,
+    Dropped,
+}
+
+/// Print flows from a running agent.
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
+    /// The agent's HTTP address.
+    #[arg(long, env = "OSPREY_SERVER", default_value = "http://127.0.0.1:9811")]
+    pub server: String,
+    /// Keep printing new flows as they come.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Print the last N buffered flows first.
+    #[arg(long)]
+    pub last: Option<usize>,
+    /// Source or destination IP.
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+    /// Source or destination port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// TCP, UDP, ICMPv4, ICMPv6.
+    #[arg(long)]
+    pub protocol: Option<String>,
+    #[arg(long, value_enum)]
+    pub verdict: Option<VerdictArg>,
+    /// A kernel drop reason, e.g. NETFILTER_DROP.
+    #[arg(long)]
+    pub drop_reason: Option<String>,
+    #[arg(long)]
+    pub namespace: Option<String>,
+    #[arg(long)]
+    pub pod: Option<String>,
+    #[arg(short, long, value_enum, default_value = "compact")]
+    pub output: Output,
+}
+
+pub fn run(args: ObserveArgs) -> Result<()> {
+    let url = format!("{}/api/v1/flows", args.server.trim_end_matches('/'));
+    let mut req = ureq::get(&url).query("follow", if args.follow { "true" } else { "false" });
+    let verdict = args.verdict.map(|v| match v {
+        VerdictArg::Forwarded => "FORWARDED",
+        VerdictArg::Dropped => "DROPPED",
+    });
+    let pairs = [
+        ("last", args.last.map(|v| v.to_string())),
+        ("ip", args.ip.map(|v| v.to_string())),
+        ("port", args.port.map(|v| v.to_string())),
+        ("protocol", args.protocol.clone()),
+        ("verdict", verdict.map(str::to_owned)),
+        ("drop_reason", args.drop_reason.clone()),
+        ("namespace", args.namespace.clone()),
+        ("pod", args.pod.clone()),
+    ];
+    for (key, value) in &pairs {
+        if let Some(value) = value {
+            req = req.query(key, value);
+        }
+    }
+    let resp = match req.call() {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(code, resp)) => {
+            bail!(
+                "{url}: HTTP {code}: {}",
+                resp.into_string().unwrap_or_default().trim()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("connecting to {url}")),
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for line in BufReader::new(resp.into_reader()).lines() {
+        let line = line.context("reading the flow stream")?;
+        if line.is_empty() {
+            continue;
+        }
+        let text = match args.output {
+            Output::Json => line,
+            Output::Compact => serde_json::from_str::<FlowRecord>(&line)
+                .map(|r| r.compact())
+                .with_context(|| format!("not a flow record: {line}"))?,
+        };
+        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+            break; // the reader went away (e.g. `| head`)
+        }
+    }
+    Ok(())
+}
+
+impl From<VerdictArg> for Verdict {
+    fn from(v: VerdictArg) -> Self {
+        match v {
+            VerdictArg::Forwarded => Verdict::Forwarded,
+            VerdictArg::Dropped => Verdict::Dropped,
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The flow record and the filters the API and CLI apply to it.
+
+use std::{fmt::Write as _, net::IpAddr, time::SystemTime};
+
+use osprey_abi::{DropKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use serde::{Deserialize, Serialize};
+
+use crate::flows::{drain::FlowDelta, labels::FlowLabels};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    Forwarded,
+    Dropped,
+}
+
+/// One flow over one drain interval, or the packets of one flow the kernel
+/// dropped for one reason. Field names follow Hubble's flow JSON where they can.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub drop_reason: Option<String>,
+    /// TCP, UDP, ICMPv4, ICMPv6, Other.
+    pub protocol: String,
+    pub source_ip: String,
+    pub source_port: u16,
+    pub destination_ip: String,
+    pub destination_port: u16,
+    /// ingress / egress (at the socket); absent for drops.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub traffic_direction: Option<String>,
+    pub bytes: u64,
+    pub packets: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub tcp_flags: Vec<String>,
+    /// Pod identity, once the Kubernetes mapping knows it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub destination_namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub destination_pod: Option<String>,
+}
+
+fn flag_names(flags: u32) -> Vec<String> {
+    [
+        (TCP_SYN, "SYN"),
+        (TCP_ACK, "ACK"),
+        (TCP_FIN, "FIN"),
+        (TCP_RST, "RST"),
+        (0x08, "PSH"),
+    ]
+    .iter()
+    .filter(|(bit, _)| flags & bit != 0)
+    .map(|(_, name)| (*name).to_owned())
+    .collect()
+}
+
+impl FlowRecord {
+    pub fn forwarded(delta: &FlowDelta, time: SystemTime) -> Self {
+        let l = FlowLabels::from(&delta.key);
+        Self {
+            time: humantime::format_rfc3339_millis(time).to_string(),
+            verdict: Verdict::Forwarded,
+            drop_reason: None,
+            protocol: l.protocol.as_str().to_owned(),
+            source_ip: l.source_ip,
+            source_port: l.source_port,
+            destination_ip: l.destination_ip,
+            destination_port: l.destination_port,
+            traffic_direction: Some(l.direction.as_str().to_owned()),
+            bytes: delta.stats.bytes,
+            packets: delta.stats.packets,
+            tcp_flags: flag_names(delta.stats.tcp_flags),
+            source_namespace: None,
+            source_pod: None,
+            destination_namespace: None,
+            destination_pod: None,
+        }
+    }
+
+    pub fn dropped(key: &DropKey, reason: String, packets: u64, time: SystemTime) -> Self {
+        let l = FlowLabels::from(&key.flow);
+        Self {
+            time: humantime::format_rfc3339_millis(time).to_string(),
+            verdict: Verdict::Dropped,
+            drop_reason: Some(reason),
+            protocol: l.protocol.as_str().to_owned(),
+            source_ip: l.source_ip,
+            source_port: l.source_port,
+            destination_ip: l.destination_ip,
+            destination_port: l.destination_port,
+            traffic_direction: None,
+            bytes: 0,
+            packets,
+            tcp_flags: Vec::new(),
+            source_namespace: None,
+            source_pod: None,
+            destination_namespace: None,
+            destination_pod: None,
+        }
+    }
+
+    /// One line, like `hubble observe`'s compact output.
+    pub fn compact(&self) -> String {
+        let mut out = format!(
+            "{}: {} -> {} {}",
+            self.time,
+            endpoint(&self.source_ip, self.source_port),
+            endpoint(&self.destination_ip, self.destination_port),
+            self.protocol,
+        );
+        if !self.tcp_flags.is_empty() {
+            let _ = write!(out, " [{}]", self.tcp_flags.join(","));
+        }
+        match (&self.verdict, &self.drop_reason) {
+            (Verdict::Dropped, Some(reason)) => {
+                let _ = write!(out, " DROPPED ({reason}) packets={}", self.packets);
+            }
+            _ => {
+                let _ = write!(
+                    out,
+                    " {} FORWARDED bytes={} packets={}",
+                    self.traffic_direction.as_deref().unwrap_or("-"),
+                    self.bytes,
+                    self.packets
+                );
+            }
+        }
+        out
+    }
+}
+
+fn endpoint(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// Filters of the API and CLI; every given filter must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowFilter {
+    /// Source or destination address.
+    pub ip: Option<IpAddr>,
+    /// Source or destination port.
+    pub port: Option<u16>,
+    /// TCP, UDP, ICMPv4, ICMPv6 (case-insensitive).
+    pub protocol: Option<String>,
+    pub verdict: Option<Verdict>,
+    pub drop_reason: Option<String>,
+    /// Source or destination namespace / pod.
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+}
+
+impl FlowFilter {
+    pub fn matches(&self, r: &FlowRecord) -> bool {
+        let ip_ok = self.ip.is_none_or(|ip| {
+            let ip = ip.to_string();
+            r.source_ip == ip || r.destination_ip == ip
+        });
+        let port_ok = self
+            .port
+            .is_none_or(|p| r.source_port == p || r.destination_port == p);
+        let proto_ok = self
+            .protocol
+            .as_ref()
+            .is_none_or(|p| r.protocol.eq_ignore_ascii_case(p));
+        let verdict_ok = self.verdict.is_none_or(|v| r.verdict == v);
+        let reason_ok = self.drop_reason.as_ref().is_none_or(|want| {
+            r.drop_reason
+                .as_ref()
+                .is_some_and(|got| got.eq_ignore_ascii_case(want))
+        });
+        let ns_ok = self.namespace.as_ref().is_none_or(|ns| {
+            r.source_namespace.as_ref() == Some(ns) || r.destination_namespace.as_ref() == Some(ns)
+        });
+        let pod_ok = self.pod.as_ref().is_none_or(|p| {
+            r.source_pod.as_ref() == Some(p) || r.destination_pod.as_ref() == Some(p)
+        });
+        ip_ok && port_ok && proto_ok && verdict_ok && reason_ok && ns_ok && pod_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> FlowRecord {
+        FlowRecord {
+            time: "2026-11-21T16:00:00.000Z".into(),
+            verdict: Verdict::Dropped,
+            drop_reason: Some("NETFILTER_DROP".into()),
+            protocol: "UDP".into(),
+            source_ip: "10.0.0.1".into(),
+            source_port: 4000,
+            destination_ip: "10.0.0.2".into(),
+            destination_port: 53,
+            traffic_direction: None,
+            bytes: 0,
+            packets: 3,
+            tcp_flags: vec![],
+            source_namespace: Some("default".into()),
+            source_pod: None,
+            destination_namespace: None,
+            destination_pod: None,
+        }
+    }
+
+    #[test]
+    fn each_filter_narrows() {
+        let r = record();
+        let yes = |f: FlowFilter| assert!(f.matches(&r), "{f:?}");
+        let no = |f: FlowFilter| assert!(!f.matches(&r), "{f:?}");
+        yes(FlowFilter::default());
+        yes(FlowFilter {
+            ip: Some("10.0.0.2".parse().unwrap()),
+            ..Default::default()
+        });
+        no(FlowFilter {
+            ip: Some("10.0.0.3".parse().unwrap()),
+            ..Default::default()
+        });
+        yes(FlowFilter {
+            port: Some(53),
+            ..Default::default()
+        });
+        no(FlowFilter {
+            port: Some(80),
+            ..Default::default()
+        });
+        yes(FlowFilter {
+            protocol: Some("udp".into()),
+            ..Default::default()
+        });
+        no(FlowFilter {
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        });
+        yes(FlowFilter {
+            verdict: Some(Verdict::Dropped),
+            ..Default::default()
+        });
+        no(FlowFilter {
+            verdict: Some(Verdict::Forwarded),
+            ..Default::default()
+        });
+        yes(FlowFilter {
+            drop_reason: Some("netfilter_drop".into()),
+            ..Default::default()
+        });
+        no(FlowFilter {
+            drop_reason: Some("NO_SOCKET".into()),
+            ..Default::default()
+        });
+        yes(FlowFilter {
+            namespace: Some("default".into()),
+            ..Default::default()
+        });
+        no(FlowFilter {
+            pod: Some("web".into()),
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn json_round_trips_and_compact_reads_like_hubble() {
+        let r = record();
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"verdict\":\"DROPPED\""), "{json}");
+        assert_eq!(serde_json::from_str::<FlowRecord>(&json).unwrap(), r);
+        assert_eq!(
+            r.compact(),
+            "2026-11-21T16:00:00.000Z: 10.0.0.1:4000 -> 10.0.0.2:53 UDP DROPPED (NETFILTER_DROP) packets=3"
+        );
+    }
+}
