@@ -303,3 +303,70 @@ fn full_flow_map_counts_lost_packets() {
         "lost bytes {lost_bytes} for {lost_packets} packets"
     );
 }
+
+/// ICMP echo: `ping -c 5 -s 100` from pod A. Each request and each reply is
+/// 100 bytes of payload + 8 of ICMP header + the IP header, counted exactly
+/// where a socket sees them: the request leaving A's ping socket, the reply
+/// entering it. (The ports of an ICMP flow are its type and code.)
+fn icmp_echo_is_exact(tag: &str, a_ip: &str, b_ip: &str, prefix: u8, family: (&str, &str, &str)) {
+    if !preconditions() {
+        return;
+    }
+    let Some(agent) = start_agent(&["--drain-interval-ms", "200"]) else {
+        return;
+    };
+    let pair = PodPair::new(tag, a_ip, b_ip, prefix);
+    let (protocol, request, reply) = family;
+    const COUNT: u64 = 5;
+    const SIZE: u64 = 100;
+    pair.a
+        .exec(&["ping", "-c", "5", "-i", "0.2", "-s", "100", "-W", "1", b_ip]);
+    let expected = (COUNT * (SIZE + 8 + ip_header(&pair)), COUNT);
+    let (a, b) = (pair.a_ip.to_string(), pair.b_ip.to_string());
+    let req_type: u16 = request.parse().unwrap();
+    let rep_type: u16 = reply.parse().unwrap();
+    let flows = [
+        Flow {
+            src: (&a, req_type),
+            dst: (&b, 0),
+            protocol,
+            direction: "egress",
+        },
+        Flow {
+            src: (&b, rep_type),
+            dst: (&a, 0),
+            protocol,
+            direction: "ingress",
+        },
+    ];
+    let s = settle(10, || {
+        let s = samples(&agent.scrape().1);
+        (flows.iter().all(|f| f.counters(&s).1 >= COUNT), s)
+    });
+    for flow in &flows {
+        assert_eq!(
+            flow.counters(&s),
+            expected,
+            "{} {} {}",
+            protocol,
+            flow.src.0,
+            flow.direction
+        );
+    }
+}
+
+#[test]
+fn icmp_ipv4_echo_bytes_and_packets_are_exact() {
+    icmp_echo_is_exact("i4", "10.211.0.1", "10.211.0.2", 24, ("ICMPv4", "8", "0"));
+}
+
+#[test]
+fn icmp_ipv6_echo_bytes_and_packets_are_exact() {
+    icmp_echo_is_exact(
+        "i6",
+        "fd00:211::1",
+        "fd00:211::2",
+        64,
+        ("ICMPv6", "128", "129"),
+    );
+}

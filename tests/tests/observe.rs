@@ -87,6 +87,11 @@ fn observe_prints_flows_and_each_filter_narrows_the_output() {
 
     let udp = observe(&agent, &["--ip", &a, "--protocol", "udp"]);
     assert!(!udp.is_empty() && udp.iter().all(|r| s(r, "protocol") == "UDP"));
+    // Forwarded records carry first and last seen, in order, before the record's time.
+    for r in udp.iter().filter(|r| s(r, "verdict") == "FORWARDED") {
+        let (first, last, time) = (s(r, "first_seen"), s(r, "last_seen"), s(r, "time"));
+        assert!(first <= last && last <= time, "{first} {last} {time}");
+    }
     assert!(udp.len() < all.len());
 
     let port = observe(&agent, &["--ip", &a, "--port", "7301"]);

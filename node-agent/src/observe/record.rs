@@ -34,6 +34,11 @@ pub struct FlowRecord {
     pub traffic_direction: Option<String>,
     pub bytes: u64,
     pub packets: u64,
+    /// First and last packet of the flow in this record's interval (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub first_seen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_seen: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub tcp_flags: Vec<String>,
     /// Pod identity, once the Kubernetes mapping knows it.
@@ -45,6 +50,24 @@ pub struct FlowRecord {
     pub destination_namespace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub destination_pod: Option<String>,
+}
+
+/// RFC 3339 wall-clock time of a kernel CLOCK_MONOTONIC timestamp (the
+/// probes use `bpf_ktime_get_coarse_ns`), or None for 0.
+fn wall_clock(mono_ns: u64) -> Option<String> {
+    if mono_ns == 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now_mono = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    let age = std::time::Duration::from_nanos(now_mono.saturating_sub(mono_ns));
+    let at = SystemTime::now().checked_sub(age)?;
+    Some(humantime::format_rfc3339_millis(at).to_string())
 }
 
 fn flag_names(flags: u32) -> Vec<String> {
@@ -76,6 +99,8 @@ impl FlowRecord {
             traffic_direction: Some(l.direction.as_str().to_owned()),
             bytes: delta.stats.bytes,
             packets: delta.stats.packets,
+            first_seen: wall_clock(delta.stats.first_seen_ns),
+            last_seen: wall_clock(delta.stats.last_seen_ns),
             tcp_flags: flag_names(delta.stats.tcp_flags),
             source_namespace: None,
             source_pod: None,
@@ -98,6 +123,8 @@ impl FlowRecord {
             traffic_direction: None,
             bytes: 0,
             packets,
+            first_seen: None,
+            last_seen: None,
             tcp_flags: Vec::new(),
             source_namespace: None,
             source_pod: None,
@@ -207,6 +234,8 @@ mod tests {
             traffic_direction: None,
             bytes: 0,
             packets: 3,
+            first_seen: None,
+            last_seen: None,
             tcp_flags: vec![],
             source_namespace: Some("default".into()),
             source_pod: None,
