@@ -241,3 +241,99 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
     );
     Ok(())
 }
+
+/// `xtask flowgen`: sends one UDP datagram per flow, `rate` distinct flows per
+/// second (distinct destination ports), for `secs` seconds. Run inside pod A.
+pub fn flowgen(target: &str, rate: u32, secs: u64) -> Result<()> {
+    use std::net::UdpSocket;
+    let sock = UdpSocket::bind("0.0.0.0:0")?;
+    let start = std::time::Instant::now();
+    let mut sent: u64 = 0;
+    let payload = [0u8; 32];
+    while start.elapsed() < Duration::from_secs(secs) {
+        // Catch up to the schedule, 1 ms at a time.
+        let due = (start.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+        while sent < due {
+            let port = 1024 + (sent % u64::from(rate)) as u16;
+            sock.send_to(&payload, (target, port))?;
+            sent += 1;
+        }
+        sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// (CPU seconds, peak RSS in MiB) of a process, from /proc.
+fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 (1-based); after ")" index 11 and 12.
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    Ok((ticks / 100.0, rss_kib / 1024.0))
+}
+
+/// Agent CPU and RSS while pod A opens `rate` new flows per second.
+fn agent_cost(agent: &Path, rate: u32, secs: u64) -> Result<(f64, f64)> {
+    let running = RunningAgent::start(agent, false)?;
+    sleep(Duration::from_millis(500));
+    let pid = running.child.id();
+    let (cpu0, _) = cpu_and_rss(pid)?;
+    let t0 = std::time::Instant::now();
+    let exe = std::env::current_exe()?;
+    sh::run(
+        Command::new("ip")
+            .args(["netns", "exec", NS_A])
+            .arg(exe)
+            .args([
+                "flowgen",
+                "--target",
+                IP_B,
+                "--rate",
+                &rate.to_string(),
+                "--secs",
+                &secs.to_string(),
+            ]),
+    )?;
+    sleep(Duration::from_millis(1500)); // the last drains
+    let (cpu1, rss) = cpu_and_rss(pid)?;
+    let wall = t0.elapsed().as_secs_f64();
+    Ok(((cpu1 - cpu0) / wall * 1000.0, rss))
+}
+
+pub fn flow_rates(agent: &Path, reps: usize, secs: u64) -> Result<()> {
+    let _pods = Pods::create()?;
+    println!(
+        "\nAgent cost with many flows: UDP from pod A, one datagram per flow, medians of {reps}\n"
+    );
+    println!("| new flows/s | agent mCPU | mCPU per 1k flows/s | agent RSS (MiB) |");
+    println!("|---|---|---|---|");
+    for rate in [1_000u32, 10_000] {
+        let (mut cpu, mut rss) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let (c, r) = agent_cost(agent, rate, secs)?;
+            cpu.push(c);
+            rss.push(r);
+        }
+        let (c, r) = (median(cpu), median(rss));
+        println!(
+            "| {rate} | {c:.1} | {:.1} | {r:.1} |",
+            c / (f64::from(rate) / 1000.0)
+        );
+    }
+    println!(
+        "\nEach second pod A sends to `rate` distinct destination ports (the same set each \
+         second), so the agent holds `rate` live flow series; mCPU = agent CPU time / wall time."
+    );
+    Ok(())
+}

@@ -45,6 +45,16 @@ enum Task {
         #[arg(long, default_value_t = 4)]
         secs: u64,
     },
+    /// (Used by bench, inside a namespace) send `rate` new UDP flows per second.
+    #[command(hide = true)]
+    Flowgen {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        rate: u32,
+        #[arg(long)]
+        secs: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -94,8 +104,10 @@ fn main() -> Result<()> {
         Task::Bench { reps, secs } => {
             setup::setup()?;
             let agent = build::all()?;
-            bench::run(&agent, reps, secs)
+            bench::run(&agent, reps, secs)?;
+            bench::flow_rates(&agent, reps, secs + 2)
         }
+        Task::Flowgen { target, rate, secs } => bench::flowgen(&target, rate, secs),
     }
 }
 
