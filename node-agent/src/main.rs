@@ -34,6 +34,7 @@ use crate::{
     flows::{
         aggregate::{FlowAggregator, Summary},
         budget::{BudgetMetrics, SeriesBudget},
+        connections::ConnAggregator,
         drain::{FlowBatch, FlowDrainer},
         events::{EventAggregator, EventMetrics},
         hubble::HubbleFlowMetrics,
@@ -94,6 +95,12 @@ async fn run(config: Config) -> Result<()> {
     let hubble_metrics = HubbleFlowMetrics::register(&mut registry);
     let budget_metrics = BudgetMetrics::register(&mut registry);
     let hub = observe::hub::FlowHub::new(config.observe_buffer, &mut registry);
+    let mut connections = ConnAggregator::register(
+        &mut registry,
+        config.flow_idle_ttl(),
+        config.series_budget,
+        &budget_metrics,
+    );
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let registry = Arc::new(registry);
 
@@ -145,6 +152,7 @@ async fn run(config: Config) -> Result<()> {
             let now = Instant::now();
             aggregator.apply(&batch, now);
             events.apply(&batch.drops, &batch.retransmits, &batch.loss, now);
+            connections.apply(&batch.connections, now);
             publish.publish(events.records(&batch, std::time::SystemTime::now()));
             summary_tx.send_replace(aggregator.summary(10));
         }

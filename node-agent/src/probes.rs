@@ -9,7 +9,7 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, TracePoint},
 };
-use osprey_abi::{DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats, offsets};
+use osprey_abi::{ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats, offsets};
 use tracing::warn;
 
 use crate::kernel_info::{btf::KernelBtf, tracefs::TracepointFormat};
@@ -54,6 +54,7 @@ pub struct FlowMaps {
     pub flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
     pub drops: [PerCpuHashMap<MapData, DropKey, u64>; 2],
     pub retransmits: [PerCpuHashMap<MapData, FlowKey, u64>; 2],
+    pub connections: [PerCpuHashMap<MapData, ConnKey, u64>; 2],
     pub active: Array<MapData, u32>,
     pub loss: PerCpuArray<MapData, FlowLoss>,
 }
@@ -70,6 +71,8 @@ impl KernelLayout {
     pub fn resolve() -> Result<Self, String> {
         let drop = TracepointFormat::load("skb", "kfree_skb").map_err(|e| e.to_string())?;
         let rtx = TracepointFormat::load("tcp", "tcp_retransmit_skb").map_err(|e| e.to_string())?;
+        let set_state =
+            TracepointFormat::load("sock", "inet_sock_set_state").map_err(|e| e.to_string())?;
         let btf = KernelBtf::load().map_err(|e| e.to_string())?;
         let tp = |f: &TracepointFormat, field: &str, size| {
             f.offset(field, size).map_err(|e| e.to_string())
@@ -91,6 +94,22 @@ impl KernelLayout {
             (offsets::RTX_DADDR, tp(&rtx, "daddr", 4)?),
             (offsets::RTX_SADDR_V6, tp(&rtx, "saddr_v6", 16)?),
             (offsets::RTX_DADDR_V6, tp(&rtx, "daddr_v6", 16)?),
+            (offsets::SS_SKADDR, tp(&set_state, "skaddr", 8)?),
+            (offsets::SS_OLDSTATE, tp(&set_state, "oldstate", 4)?),
+            (offsets::SS_NEWSTATE, tp(&set_state, "newstate", 4)?),
+            (offsets::SS_SPORT, tp(&set_state, "sport", 2)?),
+            (offsets::SS_DPORT, tp(&set_state, "dport", 2)?),
+            (offsets::SS_FAMILY, tp(&set_state, "family", 2)?),
+            (offsets::SS_PROTOCOL, tp(&set_state, "protocol", 2)?),
+            (offsets::SS_SADDR, tp(&set_state, "saddr", 4)?),
+            (offsets::SS_DADDR, tp(&set_state, "daddr", 4)?),
+            (offsets::SS_SADDR_V6, tp(&set_state, "saddr_v6", 16)?),
+            (offsets::SS_DADDR_V6, tp(&set_state, "daddr_v6", 16)?),
+            (
+                offsets::SOCK_SK_ERR,
+                btf.member_offset("sock", "sk_err")
+                    .map_err(|e| e.to_string())?,
+            ),
         ];
         // BTF names the enum on every kernel; the tracepoint's own table is the fallback.
         let drop_reasons = btf
@@ -122,9 +141,10 @@ pub struct Probes {
 }
 
 /// The tracepoint programs: (program, category, tracepoint).
-const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 2] = [
+const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 3] = [
     ("skb_drop", "skb", "kfree_skb"),
     ("tcp_retransmit", "tcp", "tcp_retransmit_skb"),
+    ("tcp_state", "sock", "inet_sock_set_state"),
 ];
 
 /// The flow programs and the hook each attaches to.
@@ -227,6 +247,10 @@ impl Probes {
             retransmits: [
                 take(&mut ebpf, "RETRANSMITS_0")?,
                 take(&mut ebpf, "RETRANSMITS_1")?,
+            ],
+            connections: [
+                take(&mut ebpf, "CONNECTIONS_0")?,
+                take(&mut ebpf, "CONNECTIONS_1")?,
             ],
             active: take(&mut ebpf, "ACTIVE_FLOW_MAP")?,
             loss: take(&mut ebpf, "FLOW_LOSS")?,

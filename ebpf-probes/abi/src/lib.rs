@@ -121,6 +121,8 @@ pub struct FlowLoss {
     pub drop_map_full: u64,
     /// Retransmits of new flows that found the active retransmit map full.
     pub retransmit_map_full: u64,
+    /// Connection outcomes that found the active connection map full.
+    pub conn_map_full: u64,
 }
 
 /// Entries of each of the two drop maps and of each of the two retransmit maps.
@@ -135,6 +137,24 @@ pub const DEFAULT_EVENT_MAP_ENTRIES: u32 = 16_384;
 pub struct DropKey {
     pub flow: FlowKey,
     pub reason: u32,
+    pub _pad: u32,
+}
+
+/// TCP connection outcomes (`sock:inet_sock_set_state`), `ConnKey::outcome`.
+pub const CONN_ESTABLISHED: u32 = 0;
+pub const CONN_REFUSED: u32 = 1;
+pub const CONN_TIMEOUT: u32 = 2;
+pub const CONN_RESET: u32 = 3;
+/// A connect that failed otherwise (unreachable, …).
+pub const CONN_ERROR: u32 = 4;
+
+/// A connection outcome seen from one socket: `flow` is local → remote with
+/// the local port zeroed (so ephemeral ports do not make new series).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    pub flow: FlowKey,
+    pub outcome: u32,
     pub _pad: u32,
 }
 
@@ -156,6 +176,20 @@ pub mod offsets {
     pub const RTX_DADDR: &str = "OFF_RTX_DADDR";
     pub const RTX_SADDR_V6: &str = "OFF_RTX_SADDR_V6";
     pub const RTX_DADDR_V6: &str = "OFF_RTX_DADDR_V6";
+    /// `sock:inet_sock_set_state` fields.
+    pub const SS_SKADDR: &str = "OFF_SS_SKADDR";
+    pub const SS_OLDSTATE: &str = "OFF_SS_OLDSTATE";
+    pub const SS_NEWSTATE: &str = "OFF_SS_NEWSTATE";
+    pub const SS_SPORT: &str = "OFF_SS_SPORT";
+    pub const SS_DPORT: &str = "OFF_SS_DPORT";
+    pub const SS_FAMILY: &str = "OFF_SS_FAMILY";
+    pub const SS_PROTOCOL: &str = "OFF_SS_PROTOCOL";
+    pub const SS_SADDR: &str = "OFF_SS_SADDR";
+    pub const SS_DADDR: &str = "OFF_SS_DADDR";
+    pub const SS_SADDR_V6: &str = "OFF_SS_SADDR_V6";
+    pub const SS_DADDR_V6: &str = "OFF_SS_DADDR_V6";
+    /// `struct sock` member `sk_err`.
+    pub const SOCK_SK_ERR: &str = "OFF_SOCK_SK_ERR";
 }
 
 #[cfg(feature = "user")]
@@ -165,6 +199,7 @@ mod user {
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::FlowLoss {}
     unsafe impl aya::Pod for super::DropKey {}
+    unsafe impl aya::Pod for super::ConnKey {}
 }
 
 #[cfg(test)]
@@ -177,7 +212,8 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 8 + 2 + 2 + 4);
         assert_eq!(align_of::<FlowKey>(), 8);
         assert_eq!(size_of::<FlowStats>(), 8 * 4 + 4 * 6);
-        assert_eq!(size_of::<FlowLoss>(), 8 * 5);
+        assert_eq!(size_of::<FlowLoss>(), 8 * 6);
+        assert_eq!(size_of::<ConnKey>(), size_of::<FlowKey>() + 8);
         assert_eq!(size_of::<DropKey>(), size_of::<FlowKey>() + 8);
     }
 

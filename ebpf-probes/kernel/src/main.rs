@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod connections;
 mod drops;
 mod flows;
 mod headers;

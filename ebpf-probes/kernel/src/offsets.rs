@@ -21,6 +21,18 @@ offset!(OFF_RTX_SADDR);
 offset!(OFF_RTX_DADDR);
 offset!(OFF_RTX_SADDR_V6);
 offset!(OFF_RTX_DADDR_V6);
+offset!(OFF_SS_SKADDR);
+offset!(OFF_SS_OLDSTATE);
+offset!(OFF_SS_NEWSTATE);
+offset!(OFF_SS_SPORT);
+offset!(OFF_SS_DPORT);
+offset!(OFF_SS_FAMILY);
+offset!(OFF_SS_PROTOCOL);
+offset!(OFF_SS_SADDR);
+offset!(OFF_SS_DADDR);
+offset!(OFF_SS_SADDR_V6);
+offset!(OFF_SS_DADDR_V6);
+offset!(OFF_SOCK_SK_ERR);
 
 /// Reads a global so that the compiler cannot constant-fold the default.
 #[inline(always)]

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use aya::maps::{MapData, MapError, PerCpuHashMap};
-use osprey_abi::{DropKey, FlowKey, FlowLoss, FlowStats};
+use osprey_abi::{ConnKey, DropKey, FlowKey, FlowLoss, FlowStats};
 
 use crate::probes::FlowMaps;
 
@@ -38,6 +38,8 @@ pub struct FlowBatch {
     pub drops: Vec<(DropKey, u64)>,
     /// TCP retransmissions per flow over the interval.
     pub retransmits: Vec<(FlowKey, u64)>,
+    /// TCP connection outcomes over the interval.
+    pub connections: Vec<(ConnKey, u64)>,
     /// Cumulative loss counters since the probes were loaded (summed over CPUs).
     pub loss: FlowLoss,
     /// Entries that vanished between listing and reading (should stay 0).
@@ -87,6 +89,10 @@ impl FlowDrainer {
         batch.drops = drain_counts(&mut self.maps.drops[idle as usize], &mut batch.read_errors);
         batch.retransmits = drain_counts(
             &mut self.maps.retransmits[idle as usize],
+            &mut batch.read_errors,
+        );
+        batch.connections = drain_counts(
+            &mut self.maps.connections[idle as usize],
             &mut batch.read_errors,
         );
         let loss = self.maps.loss.get(&0, 0).map_err(DrainError::Loss)?;
@@ -146,6 +152,7 @@ fn sum_loss<'a>(per_cpu: impl Iterator<Item = &'a FlowLoss>) -> FlowLoss {
         unparsed_packets: acc.unparsed_packets + l.unparsed_packets,
         drop_map_full: acc.drop_map_full + l.drop_map_full,
         retransmit_map_full: acc.retransmit_map_full + l.retransmit_map_full,
+        conn_map_full: acc.conn_map_full + l.conn_map_full,
     })
 }
 

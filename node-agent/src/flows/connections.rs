@@ -1,0 +1,106 @@
+//! `osprey_tcp_connections_total{source_ip,destination_ip,destination_port,outcome}`:
+//! TCP connection outcomes per socket (local → remote, local port dropped).
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use osprey_abi::{CONN_ERROR, CONN_ESTABLISHED, CONN_REFUSED, CONN_RESET, CONN_TIMEOUT, ConnKey};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+use super::{
+    budget::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget},
+    labels::FlowLabels,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ConnLabels {
+    pub source_ip: String,
+    pub destination_ip: String,
+    pub destination_port: u16,
+    pub outcome: &'static str,
+}
+
+impl Foldable for ConnLabels {
+    fn overflow(&self) -> Self {
+        Self {
+            source_ip: OVERFLOW.to_owned(),
+            destination_ip: OVERFLOW.to_owned(),
+            destination_port: 0,
+            outcome: self.outcome,
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.source_ip == OVERFLOW
+    }
+}
+
+pub fn outcome_name(outcome: u32) -> &'static str {
+    match outcome {
+        CONN_ESTABLISHED => "established",
+        CONN_REFUSED => "refused",
+        CONN_TIMEOUT => "timeout",
+        CONN_RESET => "reset",
+        CONN_ERROR => "error",
+        _ => "unknown",
+    }
+}
+
+pub struct ConnAggregator {
+    family: Family<ConnLabels, Counter>,
+    series: HashMap<ConnLabels, Instant>,
+    budget: SeriesBudget,
+    idle_ttl: Duration,
+}
+
+impl ConnAggregator {
+    pub fn register(
+        registry: &mut Registry,
+        idle_ttl: Duration,
+        series_budget: usize,
+        budgets: &BudgetMetrics,
+    ) -> Self {
+        let family = Family::<ConnLabels, Counter>::default();
+        registry.register(
+            "osprey_tcp_connections",
+            "TCP connection outcomes (established, refused, timeout, reset, error) per socket, local to remote",
+            family.clone(),
+        );
+        Self {
+            family,
+            series: HashMap::new(),
+            budget: SeriesBudget::new("osprey_tcp_connections", series_budget, budgets),
+            idle_ttl,
+        }
+    }
+
+    pub fn apply(&mut self, connections: &[(ConnKey, u64)], now: Instant) {
+        for (key, count) in connections {
+            let flow = FlowLabels::from(&key.flow);
+            let labels = ConnLabels {
+                source_ip: flow.source_ip,
+                destination_ip: flow.destination_ip,
+                destination_port: flow.destination_port,
+                outcome: outcome_name(key.outcome),
+            };
+            let live = self.series.contains_key(&labels);
+            let labels = self.budget.admit(labels, live, self.series.len());
+            self.family.get_or_create(&labels).inc_by(*count);
+            self.series.insert(labels, now);
+        }
+        let (ttl, family) = (self.idle_ttl, &self.family);
+        self.series.retain(|labels, last| {
+            let keep = now.duration_since(*last) < ttl;
+            if !keep {
+                family.remove(labels);
+            }
+            keep
+        });
+    }
+}
