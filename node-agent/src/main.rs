@@ -95,6 +95,7 @@ async fn run(config: Config) -> Result<()> {
     let hubble_metrics = HubbleFlowMetrics::register(&mut registry);
     let budget_metrics = BudgetMetrics::register(&mut registry);
     let hub = observe::hub::FlowHub::new(config.observe_buffer, &mut registry);
+    let rtt = flows::rtt::RttHistogram::register(&mut registry);
     let mut connections = ConnAggregator::register(
         &mut registry,
         config.flow_idle_ttl(),
@@ -153,6 +154,7 @@ async fn run(config: Config) -> Result<()> {
             aggregator.apply(&batch, now);
             events.apply(&batch.drops, &batch.retransmits, &batch.loss, now);
             connections.apply(&batch.connections, now);
+            rtt.set(batch.rtt);
             publish.publish(events.records(&batch, std::time::SystemTime::now()));
             summary_tx.send_replace(aggregator.summary(10));
         }

@@ -7,7 +7,9 @@ use std::{collections::BTreeMap, fs::File, os::fd::OwnedFd, path::PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, SockOps, TracePoint,
+    },
 };
 use osprey_abi::{ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats, offsets};
 use tracing::warn;
@@ -55,6 +57,7 @@ pub struct FlowMaps {
     pub drops: [PerCpuHashMap<MapData, DropKey, u64>; 2],
     pub retransmits: [PerCpuHashMap<MapData, FlowKey, u64>; 2],
     pub connections: [PerCpuHashMap<MapData, ConnKey, u64>; 2],
+    pub rtt: PerCpuArray<MapData, u64>,
     pub active: Array<MapData, u32>,
     pub loss: PerCpuArray<MapData, FlowLoss>,
 }
@@ -215,6 +218,31 @@ impl Probes {
                 })?;
             attached.push(name);
         }
+        {
+            let name = "tcp_rtt";
+            let program: &mut SockOps = ebpf
+                .program_mut(name)
+                .ok_or(ProbeError::MissingProgram(name))?
+                .try_into()
+                .map_err(|source| ProbeError::Program {
+                    name,
+                    action: "type check",
+                    source,
+                })?;
+            program.load().map_err(|source| ProbeError::Program {
+                name,
+                action: "load (verifier)",
+                source,
+            })?;
+            program
+                .attach(&cgroup_dir, CgroupAttachMode::Single)
+                .map_err(|source| ProbeError::Program {
+                    name,
+                    action: "attach",
+                    source,
+                })?;
+            attached.push(name);
+        }
         if layout.is_some() {
             for (name, category, tracepoint) in TRACEPOINT_PROGRAMS {
                 let program: &mut TracePoint = ebpf
@@ -252,6 +280,7 @@ impl Probes {
                 take(&mut ebpf, "CONNECTIONS_0")?,
                 take(&mut ebpf, "CONNECTIONS_1")?,
             ],
+            rtt: take(&mut ebpf, "RTT_HISTOGRAM")?,
             active: take(&mut ebpf, "ACTIVE_FLOW_MAP")?,
             loss: take(&mut ebpf, "FLOW_LOSS")?,
         };

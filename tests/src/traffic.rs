@@ -27,6 +27,11 @@ pub fn retransmitted_bytes(conn: &TcpStream) -> u64 {
     tcp_info(conn).tcpi_bytes_retrans
 }
 
+/// `tcpi_rtt` (smoothed RTT, µs) of a connected socket.
+pub fn smoothed_rtt_us(conn: &TcpStream) -> u32 {
+    tcp_info(conn).tcpi_rtt
+}
+
 /// `tcpi_total_retrans` (segments) of a connected socket.
 pub fn retransmitted_segments(conn: &TcpStream) -> u64 {
     u64::from(tcp_info(conn).tcpi_total_retrans)

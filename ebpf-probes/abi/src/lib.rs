@@ -140,6 +140,13 @@ pub struct DropKey {
     pub _pad: u32,
 }
 
+/// Buckets of the kernel RTT histogram (`RTT_HISTOGRAM`): bucket `i` counts
+/// smoothed RTTs in [2^i, 2^(i+1)) µs (bucket 0 also holds 0 µs).
+pub const RTT_BUCKETS: u32 = 32;
+/// Index of the sum of the samples in µs, and of their count.
+pub const RTT_SUM_INDEX: u32 = RTT_BUCKETS;
+pub const RTT_COUNT_INDEX: u32 = RTT_BUCKETS + 1;
+
 /// TCP connection outcomes (`sock:inet_sock_set_state`), `ConnKey::outcome`.
 pub const CONN_ESTABLISHED: u32 = 0;
 pub const CONN_REFUSED: u32 = 1;

@@ -9,6 +9,7 @@ mod headers;
 mod net;
 mod offsets;
 mod retransmits;
+mod rtt;
 mod shared;
 
 #[cfg(not(test))]

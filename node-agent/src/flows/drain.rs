@@ -8,8 +8,11 @@
 use std::time::Duration;
 
 use aya::maps::{MapData, MapError, PerCpuHashMap};
-use osprey_abi::{ConnKey, DropKey, FlowKey, FlowLoss, FlowStats};
+use osprey_abi::{
+    ConnKey, DropKey, FlowKey, FlowLoss, FlowStats, RTT_BUCKETS, RTT_COUNT_INDEX, RTT_SUM_INDEX,
+};
 
+use super::rtt::RttSnapshot;
 use crate::probes::FlowMaps;
 
 /// A program that loaded the old index finishes in microseconds; this is ample.
@@ -19,7 +22,7 @@ const FLIP_GRACE: Duration = Duration::from_millis(5);
 pub enum DrainError {
     #[error("cannot switch the active flow map")]
     Flip(#[source] MapError),
-    #[error("cannot read the flow loss counters")]
+    #[error("cannot read the loss counters or the RTT histogram")]
     Loss(#[source] MapError),
 }
 
@@ -40,6 +43,8 @@ pub struct FlowBatch {
     pub retransmits: Vec<(FlowKey, u64)>,
     /// TCP connection outcomes over the interval.
     pub connections: Vec<(ConnKey, u64)>,
+    /// The kernel's cumulative RTT histogram.
+    pub rtt: RttSnapshot,
     /// Cumulative loss counters since the probes were loaded (summed over CPUs).
     pub loss: FlowLoss,
     /// Entries that vanished between listing and reading (should stay 0).
@@ -95,10 +100,21 @@ impl FlowDrainer {
             &mut self.maps.connections[idle as usize],
             &mut batch.read_errors,
         );
+        batch.rtt = read_rtt(&self.maps.rtt).map_err(DrainError::Loss)?;
         let loss = self.maps.loss.get(&0, 0).map_err(DrainError::Loss)?;
         batch.loss = sum_loss(loss.iter());
         Ok(batch)
     }
+}
+
+fn read_rtt(map: &aya::maps::PerCpuArray<MapData, u64>) -> Result<RttSnapshot, MapError> {
+    let mut s = RttSnapshot::default();
+    for i in 0..RTT_BUCKETS {
+        s.buckets[i as usize] = map.get(&i, 0)?.iter().sum();
+    }
+    s.sum_us = map.get(&RTT_SUM_INDEX, 0)?.iter().sum();
+    s.count = map.get(&RTT_COUNT_INDEX, 0)?.iter().sum();
+    Ok(s)
 }
 
 /// Reads and deletes every entry of a per-CPU counter map, summing over CPUs.

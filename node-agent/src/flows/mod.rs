@@ -7,3 +7,4 @@ pub mod events;
 pub mod hubble;
 pub mod labels;
 pub mod metrics;
+pub mod rtt;

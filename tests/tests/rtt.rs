@@ -1,0 +1,110 @@
+//! TCP RTT histogram against the sender's own smoothed RTT (TCP_INFO). A
+//! token-bucket filter on pod A's interface makes a bulk transfer queue, so
+//! its RTT climbs to tens of milliseconds: far above anything else on the
+//! host (loopback scrapes are microseconds), so the samples it adds to the
+//! high buckets are the test's own.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::mpsc,
+};
+
+use osprey_e2e::{
+    agent::{self, Agent},
+    exposition::{Sample, samples},
+    is_root,
+    netns::{IFACE, PodPair},
+    require, settle,
+};
+
+/// Per-bucket counts (non-cumulative) keyed by log2 of the upper bound in µs.
+fn buckets(s: &[Sample]) -> Vec<(u32, f64)> {
+    let mut cumulative: Vec<(f64, f64)> = s
+        .iter()
+        .filter(|x| x.name == "osprey_tcp_rtt_seconds_bucket")
+        .map(|x| {
+            (
+                x.labels["le"].parse::<f64>().unwrap_or(f64::INFINITY),
+                x.value,
+            )
+        })
+        .collect();
+    cumulative.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut prev = 0.0;
+    cumulative
+        .into_iter()
+        .map(|(le, c)| {
+            let n = c - prev;
+            prev = c;
+            ((le * 1e6).log2().round() as u32, n)
+        })
+        .collect()
+}
+
+#[test]
+fn rtt_histogram_holds_the_senders_smoothed_rtt() {
+    require!(
+        is_root(),
+        "root is needed to load eBPF and create network namespaces"
+    );
+    require!(
+        agent::binary().is_some(),
+        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
+    );
+    let agent =
+        Agent::start(&["--drain-interval-ms", "200"]).unwrap_or_else(|e| panic!("agent: {e}"));
+    let pair = PodPair::new("rt", "10.213.0.1", "10.213.0.2", 24);
+    pair.a.exec(&[
+        "tc", "qdisc", "add", "dev", IFACE, "root", "tbf", "rate", "4mbit", "burst", "8kb",
+        "latency", "400ms",
+    ]);
+    let before = buckets(&samples(&agent.scrape().1));
+
+    let b_ip = pair.b_ip;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = pair.b.run(move || {
+        let listener = TcpListener::bind(SocketAddr::new(b_ip, 7500)).unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut all = Vec::new();
+        conn.read_to_end(&mut all).unwrap();
+        all.len()
+    });
+    ready_rx.recv().unwrap();
+    let srtt_us = pair
+        .a
+        .run(move || {
+            let mut conn = TcpStream::connect(SocketAddr::new(b_ip, 7500)).unwrap();
+            conn.write_all(&vec![1u8; 600_000]).unwrap();
+            let rtt = osprey_e2e::traffic::smoothed_rtt_us(&conn);
+            conn.shutdown(std::net::Shutdown::Write).unwrap();
+            rtt
+        })
+        .join()
+        .unwrap();
+    assert_eq!(server.join().unwrap(), 600_000);
+    assert!(
+        srtt_us >= 8_000,
+        "the queue should have raised the RTT, TCP_INFO says {srtt_us} µs"
+    );
+
+    // The bucket holding the sender's final smoothed RTT (bounds are 2^(i+1) µs).
+    let bucket = 64 - u64::from(srtt_us).leading_zeros();
+    let near = |b: &[(u32, f64)]| -> f64 {
+        b.iter()
+            .filter(|(log2, _)| (bucket.saturating_sub(1)..=bucket + 1).contains(log2))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let s = settle(10, || {
+        let s = samples(&agent.scrape().1);
+        (near(&buckets(&s)) > near(&before), s)
+    });
+    let added = near(&buckets(&s)) - near(&before);
+    assert!(
+        added >= 1.0,
+        "no RTT samples near {srtt_us} µs (log2 bucket {bucket}) were added"
+    );
+    eprintln!("TCP_INFO srtt {srtt_us} µs; {added} samples added around bucket 2^{bucket} µs");
+}
