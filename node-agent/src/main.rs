@@ -6,6 +6,7 @@
 mod cgroup;
 mod cli;
 mod config;
+mod dns;
 mod flows;
 mod http;
 mod kernel_info;
@@ -47,6 +48,8 @@ use crate::{
 /// Batches waiting between drain and aggregate. A full channel blocks the
 /// drain thread, and the kernel keeps counting in its map meanwhile: no loss.
 const BATCH_CHANNEL: usize = 4;
+/// DNS events waiting for the tracker; past this they are counted as lost.
+const DNS_CHANNEL: usize = 4096;
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -103,7 +106,16 @@ async fn run(config: Config) -> Result<()> {
         &budget_metrics,
     );
     let mut program_metrics = ProgramMetrics::register(&mut registry);
+    let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
     let registry = Arc::new(registry);
+
+    // DNS: ring buffer → tracker, beside the flow pipeline.
+    let mut maps = maps;
+    if let Some(ring) = maps.dns.take() {
+        let (tx, rx) = mpsc::channel(DNS_CHANNEL);
+        tokio::spawn(dns::reader::run(ring, tx, dns_metrics.lost.clone()));
+        tokio::spawn(dns::tracker::DnsTracker::new(dns_metrics, hub.clone()).run(rx));
+    }
 
     // Stage 1: drain, on its own thread (map syscalls block).
     let (batch_tx, mut batch_rx) = mpsc::channel::<FlowBatch>(BATCH_CHANNEL);

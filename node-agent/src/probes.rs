@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fs::File, os::fd::OwnedFd, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, SockOps, TracePoint,
     },
@@ -58,6 +58,8 @@ pub struct FlowMaps {
     pub retransmits: [PerCpuHashMap<MapData, FlowKey, u64>; 2],
     pub connections: [PerCpuHashMap<MapData, ConnKey, u64>; 2],
     pub rtt: PerCpuArray<MapData, u64>,
+    /// Taken by the DNS reader.
+    pub dns: Option<RingBuf<MapData>>,
     pub active: Array<MapData, u32>,
     pub loss: PerCpuArray<MapData, FlowLoss>,
 }
@@ -281,6 +283,7 @@ impl Probes {
                 take(&mut ebpf, "CONNECTIONS_1")?,
             ],
             rtt: take(&mut ebpf, "RTT_HISTOGRAM")?,
+            dns: Some(take(&mut ebpf, "DNS_EVENTS")?),
             active: take(&mut ebpf, "ACTIVE_FLOW_MAP")?,
             loss: take(&mut ebpf, "FLOW_LOSS")?,
         };

@@ -22,6 +22,7 @@ const APT_PACKAGES: &[&str] = &[
     "ethtool",
     "iperf3",
     "iputils-ping",
+    "dnsmasq-base",
     "prometheus",
 ];
 pub const BPF_LINKER_VERSION: &str = "0.13.0";

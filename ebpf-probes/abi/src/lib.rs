@@ -123,6 +123,8 @@ pub struct FlowLoss {
     pub retransmit_map_full: u64,
     /// Connection outcomes that found the active connection map full.
     pub conn_map_full: u64,
+    /// DNS packets that found the DNS ring buffer full.
+    pub dns_ring_full: u64,
 }
 
 /// Entries of each of the two drop maps and of each of the two retransmit maps.
@@ -146,6 +148,24 @@ pub const RTT_BUCKETS: u32 = 32;
 /// Index of the sum of the samples in µs, and of their count.
 pub const RTT_SUM_INDEX: u32 = RTT_BUCKETS;
 pub const RTT_COUNT_INDEX: u32 = RTT_BUCKETS + 1;
+
+/// Bytes of a DNS message copied into a `DnsEvent` (queries and answers past
+/// this are truncated; the header and question always fit).
+pub const DNS_PAYLOAD_MAX: usize = 512;
+
+/// A UDP packet to or from port 53, as a socket sent or received it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsEvent {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the socket layer saw it.
+    pub ts_ns: u64,
+    /// Its flow, with `direction` set.
+    pub flow: FlowKey,
+    /// Bytes of DNS message in the packet, and how many were copied.
+    pub payload_len: u32,
+    pub captured: u32,
+    pub payload: [u8; DNS_PAYLOAD_MAX],
+}
 
 /// TCP connection outcomes (`sock:inet_sock_set_state`), `ConnKey::outcome`.
 pub const CONN_ESTABLISHED: u32 = 0;
@@ -207,6 +227,7 @@ mod user {
     unsafe impl aya::Pod for super::FlowLoss {}
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::ConnKey {}
+    unsafe impl aya::Pod for super::DnsEvent {}
 }
 
 #[cfg(test)]
@@ -219,7 +240,11 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 8 + 2 + 2 + 4);
         assert_eq!(align_of::<FlowKey>(), 8);
         assert_eq!(size_of::<FlowStats>(), 8 * 4 + 4 * 6);
-        assert_eq!(size_of::<FlowLoss>(), 8 * 6);
+        assert_eq!(size_of::<FlowLoss>(), 8 * 7);
+        assert_eq!(
+            size_of::<DnsEvent>(),
+            8 + size_of::<FlowKey>() + 8 + DNS_PAYLOAD_MAX
+        );
         assert_eq!(size_of::<ConnKey>(), size_of::<FlowKey>() + 8);
         assert_eq!(size_of::<DropKey>(), size_of::<FlowKey>() + 8);
     }

@@ -14,11 +14,12 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use osprey_abi::{
-    DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowKey, FlowStats, TCP_ACK, TCP_FIN,
-    TCP_RST, TCP_SYN,
+    DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowKey, FlowStats, PROTO_UDP, TCP_ACK,
+    TCP_FIN, TCP_RST, TCP_SYN,
 };
 
 use crate::{
+    dns::{self, DNS_PORT},
     headers::{Parsed, Unparsed, parse},
     shared::{count_loss, first_map_active},
 };
@@ -62,6 +63,9 @@ fn account(ctx: &SkBuffContext, direction: u8) {
             let bytes = ctx.len() as u64 + (packets - 1) * header_len as u64;
             key.direction = direction;
             key.cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb) };
+            if key.protocol == PROTO_UDP && (key.src_port == DNS_PORT || key.dst_port == DNS_PORT) {
+                dns::capture(ctx, &key, header_len as usize);
+            }
             record(&key, bytes, packets, tcp_flags);
         }
         Err(Unparsed) => {

@@ -3,6 +3,7 @@
 #![no_main]
 
 mod connections;
+mod dns;
 mod drops;
 mod flows;
 mod headers;

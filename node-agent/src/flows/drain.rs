@@ -169,6 +169,7 @@ fn sum_loss<'a>(per_cpu: impl Iterator<Item = &'a FlowLoss>) -> FlowLoss {
         drop_map_full: acc.drop_map_full + l.drop_map_full,
         retransmit_map_full: acc.retransmit_map_full + l.retransmit_map_full,
         conn_map_full: acc.conn_map_full + l.conn_map_full,
+        dns_ring_full: acc.dns_ring_full + l.dns_ring_full,
     })
 }
 

@@ -41,6 +41,9 @@ pub struct FlowRecord {
     pub last_seen: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub tcp_flags: Vec<String>,
+    /// The DNS message, for DNS records.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dns: Option<DnsInfo>,
     /// Pod identity, once the Kubernetes mapping knows it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub source_namespace: Option<String>,
@@ -68,6 +71,22 @@ fn wall_clock(mono_ns: u64) -> Option<String> {
     let age = std::time::Duration::from_nanos(now_mono.saturating_sub(mono_ns));
     let at = SystemTime::now().checked_sub(age)?;
     Some(humantime::format_rfc3339_millis(at).to_string())
+}
+
+/// The DNS part of a record (Hubble's `l7.dns`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsInfo {
+    pub query: String,
+    pub qtype: String,
+    pub id: u16,
+    pub response: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rcode: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub ips: Vec<String>,
+    /// Query to answer, for answers whose query was seen.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub latency_ms: Option<f64>,
 }
 
 fn flag_names(flags: u32) -> Vec<String> {
@@ -102,6 +121,7 @@ impl FlowRecord {
             first_seen: wall_clock(delta.stats.first_seen_ns),
             last_seen: wall_clock(delta.stats.last_seen_ns),
             tcp_flags: flag_names(delta.stats.tcp_flags),
+            dns: None,
             source_namespace: None,
             source_pod: None,
             destination_namespace: None,
@@ -126,6 +146,7 @@ impl FlowRecord {
             first_seen: None,
             last_seen: None,
             tcp_flags: Vec::new(),
+            dns: None,
             source_namespace: None,
             source_pod: None,
             destination_namespace: None,
@@ -144,6 +165,19 @@ impl FlowRecord {
         );
         if !self.tcp_flags.is_empty() {
             let _ = write!(out, " [{}]", self.tcp_flags.join(","));
+        }
+        if let Some(dns) = &self.dns {
+            let kind = if dns.response { "answer" } else { "query" };
+            let _ = write!(out, " DNS {kind} {} {}", dns.query, dns.qtype);
+            if let Some(rcode) = &dns.rcode {
+                let _ = write!(out, " ({rcode})");
+            }
+            if !dns.ips.is_empty() {
+                let _ = write!(out, " {}", dns.ips.join(","));
+            }
+            if let Some(ms) = dns.latency_ms {
+                let _ = write!(out, " {ms:.3}ms");
+            }
         }
         match (&self.verdict, &self.drop_reason) {
             (Verdict::Dropped, Some(reason)) => {
@@ -237,6 +271,7 @@ mod tests {
             first_seen: None,
             last_seen: None,
             tcp_flags: vec![],
+            dns: None,
             source_namespace: Some("default".into()),
             source_pod: None,
             destination_namespace: None,

@@ -1,0 +1,169 @@
+//! A captured DNS packet, parsed.
+
+use osprey_abi::{DIR_EGRESS, DIR_INGRESS, DnsEvent};
+use simple_dns::{Packet, PacketFlag, QTYPE, RCODE, rdata::RData};
+
+use crate::flows::labels::FlowLabels;
+
+/// What the tracker needs of one DNS packet seen by a client socket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsMessage {
+    pub ts_ns: u64,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub server_ip: String,
+    pub id: u16,
+    pub response: bool,
+    pub qname: String,
+    pub qtype: String,
+    pub rcode: Option<&'static str>,
+    pub ips: Vec<String>,
+}
+
+/// Hubble's names for response codes.
+pub fn rcode_name(rcode: RCODE) -> &'static str {
+    match rcode {
+        RCODE::NoError => "No Error",
+        RCODE::FormatError => "Format Error",
+        RCODE::ServerFailure => "Server Failure",
+        RCODE::NameError => "Non-Existent Domain",
+        RCODE::NotImplemented => "Not Implemented",
+        RCODE::Refused => "Query Refused",
+        _ => "Other",
+    }
+}
+
+fn qtype_name(q: QTYPE) -> String {
+    match q {
+        QTYPE::TYPE(t) => format!("{t:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// A query arriving at a server or an answer leaving one: the client's
+    /// socket sees the same exchange, and that is where it is counted.
+    ServerSide,
+    /// Not a DNS message (or truncated before the question).
+    Malformed,
+}
+
+impl DnsMessage {
+    pub fn from_event(event: &DnsEvent) -> Result<Self, Skip> {
+        let flow = FlowLabels::from(&event.flow);
+        let (client_ip, client_port, server_ip) = match (
+            event.flow.direction,
+            flow.destination_port,
+            flow.source_port,
+        ) {
+            (DIR_EGRESS, 53, _) => (flow.source_ip, flow.source_port, flow.destination_ip),
+            (DIR_INGRESS, _, 53) => (flow.destination_ip, flow.destination_port, flow.source_ip),
+            _ => return Err(Skip::ServerSide),
+        };
+        let captured = &event.payload[..(event.captured as usize).min(event.payload.len())];
+        let packet = Packet::parse(captured).map_err(|_| Skip::Malformed)?;
+        let question = packet.questions.first().ok_or(Skip::Malformed)?;
+        let response = packet.has_flags(PacketFlag::RESPONSE);
+        let ips = packet
+            .answers
+            .iter()
+            .filter_map(|rr| match &rr.rdata {
+                RData::A(a) => Some(std::net::Ipv4Addr::from(a.address).to_string()),
+                RData::AAAA(a) => Some(std::net::Ipv6Addr::from(a.address).to_string()),
+                _ => None,
+            })
+            .collect();
+        Ok(Self {
+            ts_ns: event.ts_ns,
+            client_ip,
+            client_port,
+            server_ip,
+            id: packet.id(),
+            response,
+            qname: question.qname.to_string(),
+            qtype: qtype_name(question.qtype),
+            rcode: response.then(|| rcode_name(packet.rcode())),
+            ips,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osprey_abi::{DNS_PAYLOAD_MAX, FAMILY_V4, FlowKey, PROTO_UDP, addr_words};
+    use simple_dns::{CLASS, Name, Question, ResourceRecord, TYPE, rdata};
+
+    fn event(direction: u8, sport: u16, dport: u16, packet: &Packet) -> DnsEvent {
+        let bytes = packet.build_bytes_vec().unwrap();
+        let mut payload = [0u8; DNS_PAYLOAD_MAX];
+        payload[..bytes.len()].copy_from_slice(&bytes);
+        let (src, dst) = if direction == DIR_EGRESS {
+            ([10, 0, 0, 1], [10, 0, 0, 53])
+        } else {
+            ([10, 0, 0, 53], [10, 0, 0, 1])
+        };
+        DnsEvent {
+            ts_ns: 1,
+            flow: FlowKey {
+                src_addr: addr_words(&src),
+                dst_addr: addr_words(&dst),
+                cgroup_id: 0,
+                src_port: sport,
+                dst_port: dport,
+                family: FAMILY_V4,
+                protocol: PROTO_UDP,
+                direction,
+                _pad: 0,
+            },
+            payload_len: bytes.len() as u32,
+            captured: bytes.len() as u32,
+            payload,
+        }
+    }
+
+    #[test]
+    fn parses_client_queries_and_answers_and_skips_the_server_side() {
+        let mut query = Packet::new_query(0x1234);
+        query.questions.push(Question::new(
+            Name::new_unchecked("web.osprey.test"),
+            TYPE::A.into(),
+            CLASS::IN.into(),
+            false,
+        ));
+        let q = DnsMessage::from_event(&event(DIR_EGRESS, 40000, 53, &query)).unwrap();
+        assert_eq!(
+            (q.id, q.response, q.qname.as_str(), q.qtype.as_str()),
+            (0x1234, false, "web.osprey.test", "A")
+        );
+        assert_eq!(
+            (q.client_ip.as_str(), q.client_port, q.server_ip.as_str()),
+            ("10.0.0.1", 40000, "10.0.0.53")
+        );
+
+        let mut reply = query.into_reply();
+        reply.answers.push(ResourceRecord::new(
+            Name::new_unchecked("web.osprey.test"),
+            CLASS::IN,
+            60,
+            RData::A(rdata::A {
+                address: u32::from(std::net::Ipv4Addr::new(10, 9, 9, 9)),
+            }),
+        ));
+        let r = DnsMessage::from_event(&event(DIR_INGRESS, 53, 40000, &reply)).unwrap();
+        assert_eq!(
+            (r.response, r.rcode, r.ips.clone()),
+            (true, Some("No Error"), vec!["10.9.9.9".to_owned()])
+        );
+        assert_eq!(r.client_port, 40000);
+
+        assert_eq!(
+            DnsMessage::from_event(&event(DIR_INGRESS, 40000, 53, &reply)),
+            Err(Skip::ServerSide)
+        );
+        let mut garbage = event(DIR_EGRESS, 40000, 53, &Packet::new_query(1));
+        garbage.captured = 3;
+        assert_eq!(DnsMessage::from_event(&garbage), Err(Skip::Malformed));
+    }
+}

@@ -1,0 +1,228 @@
+//! Pairs DNS queries with their answers and exports Hubble's DNS families,
+//! the latency histogram, and flow records carrying the query name.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
+
+use osprey_abi::DnsEvent;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+use tokio::sync::mpsc;
+
+use super::message::{DnsMessage, Skip};
+use crate::observe::{
+    hub::FlowHub,
+    record::{DnsInfo, FlowRecord, Verdict},
+};
+
+/// A query without an answer for this long is counted as unanswered.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DnsLabels {
+    pub rcode: String,
+    pub qtypes: String,
+    pub ips_returned: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RcodeLabels {
+    pub rcode: String,
+}
+
+#[derive(Clone)]
+pub struct DnsMetrics {
+    pub queries: Family<DnsLabels, Counter>,
+    pub responses: Family<DnsLabels, Counter>,
+    pub latency: Family<RcodeLabels, Histogram>,
+    pub unanswered: Counter,
+    pub malformed: Counter,
+    pub lost: Counter,
+}
+
+impl DnsMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            queries: Family::default(),
+            responses: Family::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    0.000_1, 2.0, 16,
+                ))
+            }),
+            unanswered: Counter::default(),
+            malformed: Counter::default(),
+            lost: Counter::default(),
+        };
+        registry.register(
+            "hubble_dns_queries",
+            "DNS queries sent by client sockets",
+            m.queries.clone(),
+        );
+        registry.register(
+            "hubble_dns_responses",
+            "DNS responses received by client sockets",
+            m.responses.clone(),
+        );
+        registry.register(
+            "osprey_dns_latency_seconds",
+            "Time from a DNS query leaving the client socket to its answer arriving",
+            m.latency.clone(),
+        );
+        registry.register(
+            "osprey_dns_unanswered_queries",
+            "DNS queries with no answer within 10 s",
+            m.unanswered.clone(),
+        );
+        registry.register(
+            "osprey_dns_malformed_packets",
+            "Packets to or from port 53 that are not DNS messages",
+            m.malformed.clone(),
+        );
+        registry.register(
+            "osprey_dns_lost_events",
+            "DNS events lost between the kernel ring buffer and the tracker",
+            m.lost.clone(),
+        );
+        m
+    }
+}
+
+type PendingKey = (String, u16, String, u16);
+
+pub struct DnsTracker {
+    metrics: DnsMetrics,
+    hub: FlowHub,
+    /// Queries waiting for answers: (client ip, client port, server ip, id) → (ts, message).
+    pending: HashMap<PendingKey, (u64, SystemTime)>,
+}
+
+impl DnsTracker {
+    pub fn new(metrics: DnsMetrics, hub: FlowHub) -> Self {
+        Self {
+            metrics,
+            hub,
+            pending: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<DnsEvent>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => self.observe(&event, SystemTime::now()),
+                    None => return,
+                },
+                _ = tick.tick() => self.expire(SystemTime::now()),
+            }
+        }
+    }
+
+    pub fn observe(&mut self, event: &DnsEvent, now: SystemTime) {
+        let msg = match DnsMessage::from_event(event) {
+            Ok(msg) => msg,
+            Err(Skip::ServerSide) => return,
+            Err(Skip::Malformed) => {
+                self.metrics.malformed.inc();
+                return;
+            }
+        };
+        let key = (
+            msg.client_ip.clone(),
+            msg.client_port,
+            msg.server_ip.clone(),
+            msg.id,
+        );
+        let mut latency = None;
+        if msg.response {
+            let rcode = msg.rcode.unwrap_or("Other").to_owned();
+            self.metrics
+                .responses
+                .get_or_create(&DnsLabels {
+                    rcode: rcode.clone(),
+                    qtypes: msg.qtype.clone(),
+                    ips_returned: msg.ips.len().to_string(),
+                })
+                .inc();
+            if let Some((sent_ns, _)) = self.pending.remove(&key) {
+                let seconds = msg.ts_ns.saturating_sub(sent_ns) as f64 / 1e9;
+                self.metrics
+                    .latency
+                    .get_or_create(&RcodeLabels { rcode })
+                    .observe(seconds);
+                latency = Some(seconds * 1e3);
+            }
+        } else {
+            self.metrics
+                .queries
+                .get_or_create(&DnsLabels {
+                    rcode: String::new(),
+                    qtypes: msg.qtype.clone(),
+                    ips_returned: "0".into(),
+                })
+                .inc();
+            self.pending.insert(key, (msg.ts_ns, now));
+        }
+        self.hub.publish(vec![record(&msg, latency, now)]);
+    }
+
+    fn expire(&mut self, now: SystemTime) {
+        let unanswered = &self.metrics.unanswered;
+        self.pending.retain(|_, (_, at)| {
+            let keep = now.duration_since(*at).unwrap_or_default() < ANSWER_TIMEOUT;
+            if !keep {
+                unanswered.inc();
+            }
+            keep
+        });
+    }
+}
+
+fn record(msg: &DnsMessage, latency_ms: Option<f64>, now: SystemTime) -> FlowRecord {
+    let (src, dst) = if msg.response {
+        (
+            (msg.server_ip.clone(), 53),
+            (msg.client_ip.clone(), msg.client_port),
+        )
+    } else {
+        (
+            (msg.client_ip.clone(), msg.client_port),
+            (msg.server_ip.clone(), 53),
+        )
+    };
+    FlowRecord {
+        time: humantime::format_rfc3339_millis(now).to_string(),
+        verdict: Verdict::Forwarded,
+        drop_reason: None,
+        protocol: "UDP".into(),
+        source_ip: src.0,
+        source_port: src.1,
+        destination_ip: dst.0,
+        destination_port: dst.1,
+        traffic_direction: Some(if msg.response { "ingress" } else { "egress" }.into()),
+        bytes: 0,
+        packets: 1,
+        first_seen: None,
+        last_seen: None,
+        tcp_flags: Vec::new(),
+        dns: Some(DnsInfo {
+            query: msg.qname.clone(),
+            qtype: msg.qtype.clone(),
+            id: msg.id,
+            response: msg.response,
+            rcode: msg.rcode.map(str::to_owned),
+            ips: msg.ips.clone(),
+            latency_ms,
+        }),
+        source_namespace: None,
+        source_pod: None,
+        destination_namespace: None,
+        destination_pod: None,
+    }
+}

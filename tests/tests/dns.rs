@@ -1,0 +1,197 @@
+//! DNS without a proxy: a real dnsmasq in pod B answers pod A. The agent's
+//! query names, answer codes and latencies must match what the client saw.
+//! This file holds one test, so it runs alone: DNS deltas are exact.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use osprey_e2e::{
+    agent::{self, Agent},
+    exposition::{Sample, samples, sum},
+    is_root,
+    netns::PodPair,
+    require, settle,
+};
+use simple_dns::{CLASS, Name, Packet, PacketFlag, Question, TYPE};
+
+struct Dnsmasq(Child);
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends an A query for `name` from pod A; returns (rcode, answers, client-side latency).
+fn resolve(pair: &PodPair, name: &'static str, id: u16) -> (simple_dns::RCODE, usize, Duration) {
+    let (a, b) = (pair.a_ip, pair.b_ip);
+    pair.a
+        .run(move || {
+            let sock = UdpSocket::bind(SocketAddr::new(a, 0)).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut query = Packet::new_query(id);
+            query.set_flags(PacketFlag::RECURSION_DESIRED);
+            query.questions.push(Question::new(
+                Name::new_unchecked(name),
+                TYPE::A.into(),
+                CLASS::IN.into(),
+                false,
+            ));
+            let bytes = query.build_bytes_vec().unwrap();
+            let mut buf = [0u8; 1500];
+            // dnsmasq may still be starting: retry until it answers.
+            for _ in 0..50 {
+                let start = Instant::now();
+                sock.send_to(&bytes, SocketAddr::new(b, 53)).unwrap();
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let elapsed = start.elapsed();
+                    let reply = Packet::parse(&buf[..n]).unwrap();
+                    return (reply.rcode(), reply.answers.len(), elapsed);
+                }
+            }
+            panic!("dnsmasq never answered");
+        })
+        .join()
+        .unwrap()
+}
+
+fn total(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    sum(s, name, labels)
+}
+
+#[test]
+fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
+    require!(
+        is_root(),
+        "root is needed to load eBPF and create network namespaces"
+    );
+    require!(
+        agent::binary().is_some(),
+        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
+    );
+    let dnsmasq_ok = std::path::Path::new("/usr/sbin/dnsmasq").exists();
+    require!(
+        dnsmasq_ok,
+        "dnsmasq is not installed (cargo xtask setup installs dnsmasq-base)"
+    );
+    let agent =
+        Agent::start(&["--drain-interval-ms", "200"]).unwrap_or_else(|e| panic!("agent: {e}"));
+    let pair = PodPair::new("dn", "10.214.0.1", "10.214.0.2", 24);
+    let _dnsmasq = Dnsmasq(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &pair.b.name,
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+            ])
+            .args([
+                "--conf-file=/dev/null",
+                "--pid-file=",
+                "--user=root",
+                "--bind-interfaces",
+            ])
+            .args([
+                "--listen-address=10.214.0.2",
+                "--local=/osprey.test/",
+                "--address=/web.osprey.test/10.9.9.9",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting dnsmasq"),
+    );
+    // Wait until dnsmasq answers (its first answer may take a few tries),
+    // then count from a clean snapshot.
+    resolve(&pair, "warmup.osprey.test", 0x0a00);
+    std::thread::sleep(Duration::from_millis(600));
+    let before = samples(&agent.scrape().1);
+
+    let (ok_rcode, ok_answers, ok_latency) = resolve(&pair, "web.osprey.test", 0x0a01);
+    let (nx_rcode, nx_answers, _) = resolve(&pair, "missing.osprey.test", 0x0a02);
+    assert_eq!((ok_rcode, ok_answers), (simple_dns::RCODE::NoError, 1));
+    assert_eq!((nx_rcode, nx_answers), (simple_dns::RCODE::NameError, 0));
+
+    let delta = |s: &[Sample], name: &str, labels: &[(&str, &str)]| {
+        total(s, name, labels) - total(&before, name, labels)
+    };
+    let s = settle(10, || {
+        let s = samples(&agent.scrape().1);
+        (delta(&s, "hubble_dns_responses_total", &[]) >= 2.0, s)
+    });
+    assert_eq!(
+        delta(&s, "hubble_dns_queries_total", &[("qtypes", "A")]),
+        2.0
+    );
+    assert_eq!(
+        delta(
+            &s,
+            "hubble_dns_responses_total",
+            &[
+                ("rcode", "No Error"),
+                ("qtypes", "A"),
+                ("ips_returned", "1")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            &s,
+            "hubble_dns_responses_total",
+            &[("rcode", "Non-Existent Domain"), ("ips_returned", "0")]
+        ),
+        1.0
+    );
+    // The kernel timestamps lie between the client's send and receive.
+    let latency_sum = delta(
+        &s,
+        "osprey_dns_latency_seconds_sum",
+        &[("rcode", "No Error")],
+    );
+    assert_eq!(
+        delta(
+            &s,
+            "osprey_dns_latency_seconds_count",
+            &[("rcode", "No Error")]
+        ),
+        1.0
+    );
+    assert!(
+        latency_sum > 0.0 && latency_sum <= ok_latency.as_secs_f64(),
+        "agent {latency_sum}s vs client {:?}",
+        ok_latency
+    );
+
+    // observe shows the query name, the answer and the NXDOMAIN.
+    let out = Command::new(agent::binary().unwrap())
+        .args([
+            "observe",
+            "--server",
+            &agent.base_url,
+            "--port",
+            "53",
+            "--ip",
+            "10.214.0.1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("DNS query web.osprey.test A"), "{text}");
+    assert!(
+        text.contains("DNS answer web.osprey.test A (No Error) 10.9.9.9"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DNS answer missing.osprey.test A (Non-Existent Domain)"),
+        "{text}"
+    );
+}
