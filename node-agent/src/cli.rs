@@ -46,6 +46,12 @@ pub struct RunArgs {
     /// Write every flow record as a JSON line to this file ("-" = stdout).
     #[arg(long, env = "OSPREY_FLOW_LOG")]
     pub flow_log: Option<PathBuf>,
+    /// Context of the `source` label of hubble_* families, e.g. "pod|ip".
+    #[arg(long, env = "OSPREY_HUBBLE_SOURCE_CONTEXT")]
+    pub hubble_source_context: Option<crate::flows::context::ContextSpec>,
+    /// Context of the `destination` label of hubble_* families.
+    #[arg(long, env = "OSPREY_HUBBLE_DESTINATION_CONTEXT")]
+    pub hubble_destination_context: Option<crate::flows::context::ContextSpec>,
     #[arg(long, env = "OSPREY_BPF_STATS")]
     pub bpf_stats: Option<bool>,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
@@ -82,6 +88,12 @@ impl RunArgs {
         }
         if let Some(v) = self.flow_log {
             c.flow_log = Some(v);
+        }
+        if let Some(v) = self.hubble_source_context {
+            c.hubble_source_context = v;
+        }
+        if let Some(v) = self.hubble_destination_context {
+            c.hubble_destination_context = v;
         }
         if let Some(v) = self.bpf_stats {
             c.bpf_stats = v;

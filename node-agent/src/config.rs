@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+use crate::flows::context::ContextSpec;
+
 /// Errors reading the configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +55,12 @@ pub struct Config {
     pub flow_log: Option<PathBuf>,
     /// Flow records kept for `observe --last` and followers' catch-up.
     pub observe_buffer: usize,
+    /// Hubble context options for the `source` label of the `hubble_*`
+    /// families: `namespace`, `pod`, `workload`, `ip`, with `|` fallbacks
+    /// (e.g. "pod|ip"). Empty: no `source` label, as in Hubble's default.
+    pub hubble_source_context: ContextSpec,
+    /// The same for the `destination` label.
+    pub hubble_destination_context: ContextSpec,
     /// Keep the kernel's per-program run-time statistics on (`kernel.bpf_stats_enabled`)
     /// and export them as `osprey_bpf_program_run_seconds_total`. Costs ~20 ns per run.
     pub bpf_stats: bool,
@@ -71,6 +79,8 @@ impl Default for Config {
             drain_interval_ms: 2_000,
             flow_idle_ttl_secs: 300,
             series_budget: 10_000,
+            hubble_source_context: ContextSpec::default(),
+            hubble_destination_context: ContextSpec::default(),
             flow_log: None,
             observe_buffer: 4_096,
             bpf_stats: false,
@@ -134,6 +144,15 @@ mod tests {
     fn unknown_fields_are_rejected_with_the_field_name() {
         let err = toml::from_str::<Config>("flow_map_entrys = 3").unwrap_err();
         assert!(err.to_string().contains("flow_map_entrys"), "{err}");
+    }
+
+    #[test]
+    fn context_options_parse_and_bad_ones_name_the_option() {
+        let config: Config = toml::from_str("hubble_source_context = \"pod|ip\"").unwrap();
+        assert!(config.hubble_source_context.is_enabled());
+        let err =
+            toml::from_str::<Config>("hubble_destination_context = \"pod|address\"").unwrap_err();
+        assert!(err.to_string().contains("address"), "{err}");
     }
 
     #[test]

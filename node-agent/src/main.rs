@@ -95,7 +95,11 @@ async fn run(config: Config) -> Result<()> {
     let mut registry = Registry::default();
     let flow_metrics = FlowMetrics::register(&mut registry);
     let event_metrics = EventMetrics::register(&mut registry);
-    let hubble_metrics = HubbleFlowMetrics::register(&mut registry);
+    let contexts = flows::context::Contexts {
+        source: config.hubble_source_context.clone(),
+        destination: config.hubble_destination_context.clone(),
+    };
+    let hubble_metrics = HubbleFlowMetrics::register(&mut registry, contexts.clone());
     let budget_metrics = BudgetMetrics::register(&mut registry);
     let hub = observe::hub::FlowHub::new(config.observe_buffer, &mut registry);
     let rtt = flows::rtt::RttHistogram::register(&mut registry);
@@ -160,6 +164,7 @@ async fn run(config: Config) -> Result<()> {
             ttl,
             series_budget,
             &budget_metrics,
+            contexts,
         );
         while let Some(batch) = batch_rx.recv().await {
             let now = Instant::now();

@@ -12,7 +12,7 @@ use super::{
     budget::SeriesBudget,
     drain::FlowBatch,
     hubble::HubbleFlowMetrics,
-    labels::{FlowLabels, Protocol},
+    labels::FlowLabels,
     metrics::{FlowMetrics, LossLabels, LossReason},
 };
 
@@ -100,7 +100,7 @@ impl FlowAggregator {
         }
         for (drop, count) in &batch.drops {
             self.hubble
-                .observe_drops(Protocol::from_number(drop.flow.protocol), *count);
+                .observe_drops(&FlowLabels::from(&drop.flow), *count);
         }
         self.apply_loss(&batch.loss);
         self.metrics.drain_errors.inc_by(batch.read_errors);
@@ -225,7 +225,7 @@ mod tests {
     fn deltas_accumulate_losses_export_increase_and_idle_series_expire() {
         let mut registry = Registry::default();
         let metrics = FlowMetrics::register(&mut registry);
-        let hubble = HubbleFlowMetrics::register(&mut registry);
+        let hubble = HubbleFlowMetrics::register(&mut registry, Default::default());
         let budgets = crate::flows::budget::BudgetMetrics::register(&mut registry);
         let budget = SeriesBudget::new("osprey_flow_bytes", 100, &budgets);
         let mut agg = FlowAggregator::new(metrics, hubble, Duration::from_secs(10), budget);

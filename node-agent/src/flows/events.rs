@@ -16,15 +16,18 @@ use prometheus_client::{
 
 use super::{
     budget::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget},
+    context::{ContextLabels, Contexts, Endpoint},
     labels::{FlowLabels, Protocol},
 };
 
 /// `hubble_drop_total` labels, as Hubble's drop handler has them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HubbleDropLabels {
+    pub context: ContextLabels,
     pub reason: String,
     pub protocol: Protocol,
 }
+crate::labels_with_context!(HubbleDropLabels { reason => "reason", protocol => "protocol" });
 
 /// `osprey_flow_drops_total`: the flow the dropped packet belonged to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -120,6 +123,7 @@ impl EventMetrics {
 
 pub struct EventAggregator {
     metrics: EventMetrics,
+    contexts: Contexts,
     drop_budget: SeriesBudget,
     retransmit_budget: SeriesBudget,
     reasons: BTreeMap<u32, String>,
@@ -136,9 +140,11 @@ impl EventAggregator {
         idle_ttl: Duration,
         series_budget: usize,
         budgets: &BudgetMetrics,
+        contexts: Contexts,
     ) -> Self {
         Self {
             metrics,
+            contexts,
             drop_budget: SeriesBudget::new("osprey_flow_drops", series_budget, budgets),
             retransmit_budget: SeriesBudget::new("osprey_tcp_retransmits", series_budget, budgets),
             reasons,
@@ -185,6 +191,17 @@ impl EventAggregator {
             self.metrics
                 .hubble_drops
                 .get_or_create(&HubbleDropLabels {
+                    context: ContextLabels::new(
+                        &self.contexts,
+                        &Endpoint {
+                            ip: &flow.source_ip,
+                            ..Default::default()
+                        },
+                        &Endpoint {
+                            ip: &flow.destination_ip,
+                            ..Default::default()
+                        },
+                    ),
                     reason: reason.clone(),
                     protocol,
                 })
@@ -280,8 +297,17 @@ mod tests {
         let metrics = EventMetrics::register(&mut registry);
         let reasons = BTreeMap::from([(12, "NETFILTER_DROP".to_owned())]);
         let budgets = BudgetMetrics::register(&mut registry);
-        let mut agg =
-            EventAggregator::new(metrics, reasons, Duration::from_secs(60), 100, &budgets);
+        let mut agg = EventAggregator::new(
+            metrics,
+            reasons,
+            Duration::from_secs(60),
+            100,
+            &budgets,
+            Contexts {
+                source: "pod|ip".parse().unwrap(),
+                destination: Default::default(),
+            },
+        );
         let flow = FlowKey {
             src_addr: addr_words(&[10, 0, 0, 1]),
             dst_addr: addr_words(&[10, 0, 0, 2]),
@@ -315,11 +341,13 @@ mod tests {
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         assert!(
-            text.contains("hubble_drop_total{reason=\"NETFILTER_DROP\",protocol=\"UDP\"} 7"),
+            text.contains("hubble_drop_total{source=\"10.0.0.1\",reason=\"NETFILTER_DROP\",protocol=\"UDP\"} 7"),
             "{text}"
         );
         assert!(
-            text.contains("hubble_drop_total{reason=\"UNKNOWN_99\",protocol=\"UDP\"} 1"),
+            text.contains(
+                "hubble_drop_total{source=\"10.0.0.1\",reason=\"UNKNOWN_99\",protocol=\"UDP\"} 1"
+            ),
             "{text}"
         );
         assert!(text.contains("osprey_flow_drops_total{source_ip=\"10.0.0.1\",source_port=\"4000\",destination_ip=\"10.0.0.2\",destination_port=\"53\",protocol=\"UDP\",reason=\"NETFILTER_DROP\"} 7"), "{text}");

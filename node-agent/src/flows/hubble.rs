@@ -5,41 +5,48 @@
 
 use osprey_abi::{FAMILY_V4, FlowStats, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
 use super::{
+    context::{ContextLabels, Contexts, Endpoint},
     drain::FlowDelta,
     labels::{Direction, FlowLabels, Protocol},
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FlowsProcessedLabels {
+    pub context: ContextLabels,
     pub protocol: Protocol,
     pub r#type: &'static str,
     pub subtype: &'static str,
     pub verdict: &'static str,
 }
+crate::labels_with_context!(FlowsProcessedLabels { protocol => "protocol", r#type => "type", subtype => "subtype", verdict => "verdict" });
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TcpFlagLabels {
+    pub context: ContextLabels,
     pub flag: &'static str,
     pub family: &'static str,
 }
+crate::labels_with_context!(TcpFlagLabels { flag => "flag", family => "family" });
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IcmpLabels {
+    pub context: ContextLabels,
     pub family: &'static str,
     pub r#type: String,
 }
+crate::labels_with_context!(IcmpLabels { family => "family", r#type => "type" });
 
 #[derive(Clone, Default)]
 pub struct HubbleFlowMetrics {
     pub flows_processed: Family<FlowsProcessedLabels, Counter>,
     pub tcp_flags: Family<TcpFlagLabels, Counter>,
     pub icmp: Family<IcmpLabels, Counter>,
+    pub contexts: Contexts,
 }
 
 fn family_name(family: u8) -> &'static str {
@@ -65,8 +72,11 @@ fn icmp_type(family: u8, t: u16) -> String {
 }
 
 impl HubbleFlowMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
+    pub fn register(registry: &mut Registry, contexts: Contexts) -> Self {
+        let m = Self {
+            contexts,
+            ..Self::default()
+        };
         registry.register(
             "hubble_flows_processed",
             "Flow events (packets at an observation point) processed, as Hubble counts them",
@@ -87,12 +97,14 @@ impl HubbleFlowMetrics {
 
     pub fn observe(&self, delta: &FlowDelta, labels: &FlowLabels) {
         let s: &FlowStats = &delta.stats;
+        let context = self.context_of(labels);
         let subtype = match labels.direction {
             Direction::Ingress => "to-endpoint",
             Direction::Egress => "from-endpoint",
         };
         self.flows_processed
             .get_or_create(&FlowsProcessedLabels {
+                context: context.clone(),
                 protocol: labels.protocol,
                 r#type: "Trace",
                 subtype,
@@ -110,7 +122,11 @@ impl HubbleFlowMetrics {
                 ] {
                     if n > 0 {
                         self.tcp_flags
-                            .get_or_create(&TcpFlagLabels { flag, family })
+                            .get_or_create(&TcpFlagLabels {
+                                context: context.clone(),
+                                flag,
+                                family,
+                            })
                             .inc_by(u64::from(n));
                     }
                 }
@@ -118,6 +134,7 @@ impl HubbleFlowMetrics {
             PROTO_ICMP | PROTO_ICMPV6 => {
                 self.icmp
                     .get_or_create(&IcmpLabels {
+                        context,
                         family,
                         r#type: icmp_type(delta.key.family, delta.key.src_port),
                     })
@@ -127,11 +144,27 @@ impl HubbleFlowMetrics {
         }
     }
 
+    /// The context labels of a flow (IP only until pods are known).
+    pub fn context_of(&self, labels: &FlowLabels) -> ContextLabels {
+        ContextLabels::new(
+            &self.contexts,
+            &Endpoint {
+                ip: &labels.source_ip,
+                ..Default::default()
+            },
+            &Endpoint {
+                ip: &labels.destination_ip,
+                ..Default::default()
+            },
+        )
+    }
+
     /// Drops are flow events too, with verdict DROPPED.
-    pub fn observe_drops(&self, protocol: Protocol, count: u64) {
+    pub fn observe_drops(&self, labels: &FlowLabels, count: u64) {
         self.flows_processed
             .get_or_create(&FlowsProcessedLabels {
-                protocol,
+                context: self.context_of(labels),
+                protocol: labels.protocol,
                 r#type: "Drop",
                 subtype: "",
                 verdict: "DROPPED",
@@ -149,7 +182,7 @@ mod tests {
     #[test]
     fn counts_flags_icmp_types_and_processed_flows_under_hubble_names() {
         let mut registry = Registry::default();
-        let m = HubbleFlowMetrics::register(&mut registry);
+        let m = HubbleFlowMetrics::register(&mut registry, Contexts::default());
         let key = |protocol, family, src_port| FlowKey {
             src_addr: addr_words(&[10, 0, 0, 1]),
             dst_addr: addr_words(&[10, 0, 0, 2]),

@@ -2,6 +2,7 @@
 pub mod aggregate;
 pub mod budget;
 pub mod connections;
+pub mod context;
 pub mod drain;
 pub mod events;
 pub mod hubble;

@@ -1,0 +1,197 @@
+//! Hubble's context options: which identity names the source and the
+//! destination of a flow in the `hubble_*` families. A spec is a list of
+//! options separated by `|`, tried in order: `namespace`, `pod`, `workload`,
+//! `ip`. Until the Kubernetes mapping knows a flow's pod, only `ip` resolves,
+//! so `pod|ip` gives the address and `pod` alone gives an empty value (which
+//! Prometheus treats as no label).
+
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextOption {
+    Namespace,
+    Pod,
+    Workload,
+    Ip,
+}
+
+/// A parsed spec such as `pod|ip`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ContextSpec(Vec<ContextOption>);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown context option {0:?} (expected namespace, pod, workload or ip, separated by |)")]
+pub struct ContextError(String);
+
+impl FromStr for ContextSpec {
+    type Err = ContextError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Ok(Self(Vec::new()));
+        }
+        s.split('|')
+            .map(|o| match o.trim() {
+                "namespace" => Ok(ContextOption::Namespace),
+                "pod" => Ok(ContextOption::Pod),
+                "workload" => Ok(ContextOption::Workload),
+                "ip" => Ok(ContextOption::Ip),
+                other => Err(ContextError(other.to_owned())),
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl TryFrom<String> for ContextSpec {
+    type Error = ContextError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// What is known of one endpoint of a flow.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint<'a> {
+    pub ip: &'a str,
+    pub namespace: Option<&'a str>,
+    pub pod: Option<&'a str>,
+    pub workload: Option<&'a str>,
+}
+
+impl ContextSpec {
+    pub fn is_enabled(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    /// The first option that the endpoint has a value for, or "".
+    pub fn resolve(&self, e: &Endpoint<'_>) -> String {
+        self.0
+            .iter()
+            .find_map(|o| match o {
+                ContextOption::Namespace => e.namespace.map(str::to_owned),
+                ContextOption::Pod => match (e.namespace, e.pod) {
+                    (Some(ns), Some(pod)) => Some(format!("{ns}/{pod}")),
+                    _ => None,
+                },
+                ContextOption::Workload => match (e.namespace, e.workload) {
+                    (Some(ns), Some(w)) => Some(format!("{ns}/{w}")),
+                    _ => None,
+                },
+                ContextOption::Ip => Some(e.ip.to_owned()),
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Source and destination context of the `hubble_*` families.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contexts {
+    pub source: ContextSpec,
+    pub destination: ContextSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fallbacks_and_rejects_unknown_options() {
+        let spec: ContextSpec = "pod|ip".parse().unwrap();
+        assert_eq!(
+            spec,
+            ContextSpec(vec![ContextOption::Pod, ContextOption::Ip])
+        );
+        assert_eq!(
+            "pods".parse::<ContextSpec>(),
+            Err(ContextError("pods".into()))
+        );
+        assert!(!"".parse::<ContextSpec>().unwrap().is_enabled());
+    }
+
+    #[test]
+    fn resolves_the_first_known_identity() {
+        let bare = Endpoint {
+            ip: "10.0.0.1",
+            ..Default::default()
+        };
+        let known = Endpoint {
+            ip: "10.0.0.1",
+            namespace: Some("shop"),
+            pod: Some("web-1"),
+            workload: Some("web"),
+        };
+        let spec: ContextSpec = "pod|ip".parse().unwrap();
+        assert_eq!(spec.resolve(&bare), "10.0.0.1");
+        assert_eq!(spec.resolve(&known), "shop/web-1");
+        assert_eq!(
+            "workload".parse::<ContextSpec>().unwrap().resolve(&known),
+            "shop/web"
+        );
+        assert_eq!(
+            "namespace".parse::<ContextSpec>().unwrap().resolve(&bare),
+            ""
+        );
+    }
+}
+
+/// The `source` / `destination` labels a family carries when context options
+/// are configured (absent otherwise, as in Hubble).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ContextLabels {
+    pub source: Option<String>,
+    pub destination: Option<String>,
+}
+
+impl ContextLabels {
+    pub fn new(contexts: &Contexts, source: &Endpoint<'_>, destination: &Endpoint<'_>) -> Self {
+        Self {
+            source: contexts
+                .source
+                .is_enabled()
+                .then(|| contexts.source.resolve(source)),
+            destination: contexts
+                .destination
+                .is_enabled()
+                .then(|| contexts.destination.resolve(destination)),
+        }
+    }
+
+    /// Encodes the configured labels, in Hubble's order (before the family's own).
+    pub fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeLabel;
+        if let Some(v) = &self.source {
+            ("source", v.as_str()).encode(encoder.encode_label())?;
+        }
+        if let Some(v) = &self.destination {
+            ("destination", v.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// Implements `EncodeLabelSet` for a label struct with a `context:
+/// ContextLabels` field followed by the listed fields (label name = field name).
+#[macro_export]
+macro_rules! labels_with_context {
+    ($ty:ty { $($field:ident => $name:literal),* $(,)? }) => {
+        impl prometheus_client::encoding::EncodeLabelSet for $ty {
+            fn encode(
+                &self,
+                mut encoder: prometheus_client::encoding::LabelSetEncoder,
+            ) -> Result<(), std::fmt::Error> {
+                use prometheus_client::encoding::EncodeLabel;
+                self.context.encode(&mut encoder)?;
+                $( ($name, self.$field.clone()).encode(encoder.encode_label())?; )*
+                Ok(())
+            }
+        }
+    };
+}
