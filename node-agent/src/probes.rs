@@ -194,80 +194,34 @@ impl Probes {
             source,
         })?;
         let mut attached = Vec::new();
+        const LOAD: &str = "load (verifier)";
+        // A bpf_link (kernel >= 5.7) always coexists with other programs on the
+        // cgroup; link_create rejects the ALLOW_MULTI flag, so none is passed.
+        let mode = CgroupAttachMode::Single;
         for (name, attach_type) in FLOW_PROGRAMS {
-            let program: &mut CgroupSkb = ebpf
-                .program_mut(name)
-                .ok_or(ProbeError::MissingProgram(name))?
-                .try_into()
-                .map_err(|source| ProbeError::Program {
-                    name,
-                    action: "type check",
-                    source,
-                })?;
-            program.load().map_err(|source| ProbeError::Program {
-                name,
-                action: "load (verifier)",
-                source,
+            setup::<CgroupSkb>(&mut ebpf, name, |p| {
+                p.load().map_err(|e| (LOAD, e))?;
+                p.attach(&cgroup_dir, attach_type, mode)
+                    .map(drop)
+                    .map_err(|e| ("attach", e))
             })?;
-            // A bpf_link (kernel >= 5.7) always coexists with other programs on the
-            // cgroup; link_create rejects the ALLOW_MULTI flag, so none is passed.
-            program
-                .attach(&cgroup_dir, attach_type, CgroupAttachMode::Single)
-                .map_err(|source| ProbeError::Program {
-                    name,
-                    action: "attach",
-                    source,
-                })?;
             attached.push(name);
         }
-        {
-            let name = "tcp_rtt";
-            let program: &mut SockOps = ebpf
-                .program_mut(name)
-                .ok_or(ProbeError::MissingProgram(name))?
-                .try_into()
-                .map_err(|source| ProbeError::Program {
-                    name,
-                    action: "type check",
-                    source,
-                })?;
-            program.load().map_err(|source| ProbeError::Program {
-                name,
-                action: "load (verifier)",
-                source,
-            })?;
-            program
-                .attach(&cgroup_dir, CgroupAttachMode::Single)
-                .map_err(|source| ProbeError::Program {
-                    name,
-                    action: "attach",
-                    source,
-                })?;
-            attached.push(name);
-        }
+        setup::<SockOps>(&mut ebpf, "tcp_rtt", |p| {
+            p.load().map_err(|e| (LOAD, e))?;
+            p.attach(&cgroup_dir, mode)
+                .map(drop)
+                .map_err(|e| ("attach", e))
+        })?;
+        attached.push("tcp_rtt");
         if layout.is_some() {
             for (name, category, tracepoint) in TRACEPOINT_PROGRAMS {
-                let program: &mut TracePoint = ebpf
-                    .program_mut(name)
-                    .ok_or(ProbeError::MissingProgram(name))?
-                    .try_into()
-                    .map_err(|source| ProbeError::Program {
-                        name,
-                        action: "type check",
-                        source,
-                    })?;
-                program.load().map_err(|source| ProbeError::Program {
-                    name,
-                    action: "load (verifier)",
-                    source,
+                setup::<TracePoint>(&mut ebpf, name, |p| {
+                    p.load().map_err(|e| (LOAD, e))?;
+                    p.attach(category, tracepoint)
+                        .map(drop)
+                        .map_err(|e| ("attach", e))
                 })?;
-                program
-                    .attach(category, tracepoint)
-                    .map_err(|source| ProbeError::Program {
-                        name,
-                        action: "attach",
-                        source,
-                    })?;
                 attached.push(name);
             }
         }
@@ -315,6 +269,32 @@ impl Probes {
             })
             .collect()
     }
+}
+
+/// Finds program `name` as a `T` and runs `f` on it (load, attach); a failing
+/// step is reported with the program's name and the step.
+fn setup<T>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    f: impl FnOnce(&mut T) -> Result<(), (&'static str, ProgramError)>,
+) -> Result<(), ProbeError>
+where
+    for<'a> &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let program: &mut T = ebpf
+        .program_mut(name)
+        .ok_or(ProbeError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Program {
+            name,
+            action: "type check",
+            source,
+        })?;
+    f(program).map_err(|(action, source)| ProbeError::Program {
+        name,
+        action,
+        source,
+    })
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>

@@ -39,7 +39,8 @@ pub fn render(summary: &Summary, url: &str, interval_secs: f64) -> String {
     out
 }
 
-fn endpoint(ip: &str, port: u16) -> String {
+/// `ip:port`, with brackets around IPv6 addresses.
+pub fn endpoint(ip: &str, port: u16) -> String {
     if ip.contains(':') {
         format!("[{ip}]:{port}")
     } else {

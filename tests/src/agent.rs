@@ -92,3 +92,21 @@ impl Drop for Agent {
         }
     }
 }
+
+/// The agent for an end-to-end test, started with `args`; None (the test
+/// skips, with the reason printed) when not root or not built, except with
+/// `CI=true`, where that fails the test. An agent that cannot start fails it.
+pub fn for_test(args: &[&str]) -> Option<Agent> {
+    crate::require!(
+        crate::is_root(),
+        "root is needed to load eBPF and create network namespaces"
+    );
+    crate::require!(
+        binary().is_some(),
+        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
+    );
+    match Agent::start(args) {
+        Ok(agent) => Some(agent),
+        Err(e) => panic!("the agent must start and load its probes: {e}"),
+    }
+}

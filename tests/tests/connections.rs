@@ -11,11 +11,10 @@ use std::{
 };
 
 use osprey_e2e::{
-    agent::{self, Agent},
+    agent::{self},
     exposition::{Sample, samples, sum},
-    is_root,
     netns::PodPair,
-    require, settle,
+    settle,
 };
 
 fn outcome(s: &[Sample], a: &str, b: &str, port: u16, outcome: &str) -> u64 {
@@ -34,16 +33,9 @@ fn outcome(s: &[Sample], a: &str, b: &str, port: u16, outcome: &str) -> u64 {
 
 #[test]
 fn connection_outcomes_match_what_connect_returned() {
-    require!(
-        is_root(),
-        "root is needed to load eBPF and create network namespaces"
-    );
-    require!(
-        agent::binary().is_some(),
-        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
-    );
-    let agent =
-        Agent::start(&["--drain-interval-ms", "200"]).unwrap_or_else(|e| panic!("agent: {e}"));
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200"]) else {
+        return;
+    };
     let pair = PodPair::new("cn", "10.212.0.1", "10.212.0.2", 24);
     // One SYN retry: a connect to a silent port gives up after about 3 s.
     pair.a

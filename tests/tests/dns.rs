@@ -9,9 +9,8 @@ use std::{
 };
 
 use osprey_e2e::{
-    agent::{self, Agent},
+    agent::{self},
     exposition::{Sample, samples, sum},
-    is_root,
     netns::PodPair,
     require, settle,
 };
@@ -66,21 +65,14 @@ fn total(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[test]
 fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
-    require!(
-        is_root(),
-        "root is needed to load eBPF and create network namespaces"
-    );
-    require!(
-        agent::binary().is_some(),
-        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
-    );
     let dnsmasq_ok = std::path::Path::new("/usr/sbin/dnsmasq").exists();
     require!(
         dnsmasq_ok,
         "dnsmasq is not installed (cargo xtask setup installs dnsmasq-base)"
     );
-    let agent =
-        Agent::start(&["--drain-interval-ms", "200"]).unwrap_or_else(|e| panic!("agent: {e}"));
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200"]) else {
+        return;
+    };
     let pair = PodPair::new("dn", "10.214.0.1", "10.214.0.2", 24);
     let _dnsmasq = Dnsmasq(
         Command::new("ip")

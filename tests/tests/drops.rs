@@ -11,25 +11,21 @@ use std::{
 use osprey_e2e::{
     agent::{self, Agent},
     exposition::{Sample, samples, sum},
-    is_root,
     netns::PodPair,
-    require, settle,
+    settle,
     traffic::{self, retransmitted_segments},
 };
 
 fn agent_or_skip() -> Option<Agent> {
-    require!(
-        is_root(),
-        "root is needed to load eBPF and create network namespaces"
-    );
-    require!(
-        agent::binary().is_some(),
-        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
-    );
-    Some(
-        Agent::start(&["--drain-interval-ms", "200"])
-            .unwrap_or_else(|e| panic!("the agent must start: {e}")),
-    )
+    // Hubble context options: without pods, "pod|ip" falls back to the address.
+    agent::for_test(&[
+        "--drain-interval-ms",
+        "200",
+        "--hubble-source-context",
+        "pod|ip",
+        "--hubble-destination-context",
+        "ip",
+    ])
 }
 
 fn drop_count(
@@ -75,12 +71,16 @@ fn netfilter_drop_is_counted_on_its_flow(tag: &str, a: &str, b: &str, prefix: u8
         SENT,
         "every datagram the firewall dropped, on its flow, with the kernel's reason"
     );
-    assert!(
-        sum(
-            &s,
-            "hubble_drop_total",
-            &[("reason", "NETFILTER_DROP"), ("protocol", "UDP")]
-        ) >= SENT as f64
+    let hubble = [
+        ("source", a.as_str()),
+        ("destination", b.as_str()),
+        ("reason", "NETFILTER_DROP"),
+        ("protocol", "UDP"),
+    ];
+    assert_eq!(
+        sum(&s, "hubble_drop_total", &hubble),
+        SENT as f64,
+        "hubble_drop_total{hubble:?}"
     );
     // Seen leaving A's socket, never entering B's.
     let sp = src_port.to_string();

@@ -6,7 +6,6 @@ use osprey_e2e::{
     agent::{self, Agent},
     eventually,
     exposition::{samples, sum, validate_openmetrics},
-    is_root,
     netns::PodPair,
     prometheus::{self, Prometheus},
     require,
@@ -14,18 +13,7 @@ use osprey_e2e::{
 };
 
 fn agent_or_skip() -> Option<Agent> {
-    require!(
-        is_root(),
-        "root is needed to load eBPF and create network namespaces"
-    );
-    require!(
-        agent::binary().is_some(),
-        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
-    );
-    match Agent::start(&["--drain-interval-ms", "200"]) {
-        Ok(a) => Some(a),
-        Err(e) => panic!("the agent must start: {e}"),
-    }
+    agent::for_test(&["--drain-interval-ms", "200"])
 }
 
 #[test]
@@ -89,16 +77,10 @@ fn prometheus_scrapes_the_agent_and_returns_the_sent_bytes() {
 /// is lost from the totals.
 #[test]
 fn series_budget_folds_new_series_into_overflow_and_counts_them() {
-    require!(
-        is_root(),
-        "root is needed to load eBPF and create network namespaces"
-    );
-    require!(
-        agent::binary().is_some(),
-        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
-    );
-    let agent = Agent::start(&["--drain-interval-ms", "200", "--series-budget", "5"])
-        .unwrap_or_else(|e| panic!("the agent must start: {e}"));
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200", "--series-budget", "5"])
+    else {
+        return;
+    };
     let pair = PodPair::new("sb", "10.209.0.1", "10.209.0.2", 24);
     const FLOWS: u16 = 60;
     traffic::udp_fanout(&pair, 30_000, FLOWS, 50);

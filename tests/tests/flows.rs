@@ -3,12 +3,11 @@
 //! veth interfaces counted.
 
 use osprey_e2e::{
-    agent::{self, Agent},
+    agent::{self},
     eventually,
     exposition::{Sample, samples, sum},
-    is_root,
     netns::{IFACE, PodPair},
-    require, settle,
+    settle,
     traffic::{self, ip_header},
 };
 
@@ -17,17 +16,6 @@ use osprey_e2e::{
 const TCP_HEADER_MIN: u64 = 20;
 const TCP_HEADER_MAX: u64 = 60;
 const UDP_HEADER: u64 = 8;
-
-fn start_agent(args: &[&str]) -> Option<Agent> {
-    match Agent::start(args) {
-        Ok(agent) => Some(agent),
-        Err(e) if osprey_e2e::in_ci() => panic!("the agent must load the probes in CI: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED: the agent could not start: {e}");
-            None
-        }
-    }
-}
 
 struct Flow<'a> {
     src: (&'a str, u16),
@@ -58,27 +46,12 @@ impl Flow<'_> {
     }
 }
 
-fn preconditions() -> bool {
-    require!(
-        is_root(),
-        "root is needed to load eBPF and create network namespaces"
-    );
-    require!(
-        agent::binary().is_some(),
-        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
-    );
-    true
-}
-
 /// TCP both ways: each direction is seen leaving one pod (egress) and entering
 /// the other (ingress), with identical counts; packets equal what the veth
 /// interfaces counted; bytes are the payload plus 40..80 (v4) / 60..100 (v6)
 /// header bytes per packet.
 fn tcp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
-    if !preconditions() {
-        return;
-    }
-    let Some(agent) = start_agent(&["--drain-interval-ms", "200"]) else {
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200"]) else {
         return;
     };
     let pair = PodPair::new(tag, a_ip, b_ip, prefix);
@@ -153,10 +126,7 @@ fn tcp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
 
 /// UDP both ways, counted exactly: datagrams × (payload + UDP + IP header).
 fn udp_matches_ground_truth(tag: &str, a_ip: &str, b_ip: &str, prefix: u8) {
-    if !preconditions() {
-        return;
-    }
-    let Some(agent) = start_agent(&["--drain-interval-ms", "200"]) else {
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200"]) else {
         return;
     };
     let pair = PodPair::new(tag, a_ip, b_ip, prefix);
@@ -251,10 +221,7 @@ fn udp_ipv6_bytes_and_packets_are_exact() {
 /// that did not fit are counted as lost, never silently dropped.
 #[test]
 fn full_flow_map_counts_lost_packets() {
-    if !preconditions() {
-        return;
-    }
-    let Some(agent) = start_agent(&["--drain-interval-ms", "3000", "--flow-map-entries", "8"])
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "3000", "--flow-map-entries", "8"])
     else {
         return;
     };
@@ -309,10 +276,7 @@ fn full_flow_map_counts_lost_packets() {
 /// where a socket sees them: the request leaving A's ping socket, the reply
 /// entering it. (The ports of an ICMP flow are its type and code.)
 fn icmp_echo_is_exact(tag: &str, a_ip: &str, b_ip: &str, prefix: u8, family: (&str, &str, &str)) {
-    if !preconditions() {
-        return;
-    }
-    let Some(agent) = start_agent(&["--drain-interval-ms", "200"]) else {
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200"]) else {
         return;
     };
     let pair = PodPair::new(tag, a_ip, b_ip, prefix);

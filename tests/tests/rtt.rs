@@ -11,11 +11,10 @@ use std::{
 };
 
 use osprey_e2e::{
-    agent::{self, Agent},
+    agent::{self},
     exposition::{Sample, samples},
-    is_root,
     netns::{IFACE, PodPair},
-    require, settle,
+    settle,
 };
 
 /// Per-bucket counts (non-cumulative) keyed by log2 of the upper bound in µs.
@@ -44,16 +43,9 @@ fn buckets(s: &[Sample]) -> Vec<(u32, f64)> {
 
 #[test]
 fn rtt_histogram_holds_the_senders_smoothed_rtt() {
-    require!(
-        is_root(),
-        "root is needed to load eBPF and create network namespaces"
-    );
-    require!(
-        agent::binary().is_some(),
-        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
-    );
-    let agent =
-        Agent::start(&["--drain-interval-ms", "200"]).unwrap_or_else(|e| panic!("agent: {e}"));
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200"]) else {
+        return;
+    };
     let pair = PodPair::new("rt", "10.213.0.1", "10.213.0.2", 24);
     pair.a.exec(&[
         "tc", "qdisc", "add", "dev", IFACE, "root", "tbf", "rate", "4mbit", "burst", "8kb",

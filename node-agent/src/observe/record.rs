@@ -5,7 +5,10 @@ use std::{fmt::Write as _, net::IpAddr, time::SystemTime};
 use osprey_abi::{DropKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use serde::{Deserialize, Serialize};
 
-use crate::flows::{drain::FlowDelta, labels::FlowLabels};
+use crate::{
+    flows::{drain::FlowDelta, labels::FlowLabels},
+    summary::endpoint,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -194,14 +197,6 @@ impl FlowRecord {
             }
         }
         out
-    }
-}
-
-fn endpoint(ip: &str, port: u16) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
     }
 }
 
