@@ -91,6 +91,9 @@ async fn run(config: Config) -> Result<()> {
     )
     .with_context(|| format!("loading {}", probes_path.display()))?;
     info!(programs = ?probes.attached, cgroup = %cgroup.display(), "flow probes attached");
+    // Loading parsed the object and the kernel's BTF; give that memory back.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
 
     let mut registry = Registry::default();
     let flow_metrics = FlowMetrics::register(&mut registry);
@@ -172,7 +175,8 @@ async fn run(config: Config) -> Result<()> {
             events.apply(&batch.drops, &batch.retransmits, &batch.loss, now);
             connections.apply(&batch.connections, now);
             rtt.set(batch.rtt);
-            publish.publish(events.records(&batch, std::time::SystemTime::now()));
+            let wanted = publish.wanted();
+            publish.publish(events.records(&batch, std::time::SystemTime::now(), wanted));
             summary_tx.send_replace(aggregator.summary(10));
         }
     });

@@ -162,14 +162,19 @@ impl EventAggregator {
             .unwrap_or_else(|| format!("UNKNOWN_{reason}"))
     }
 
-    /// The batch as flow records: one per flow, one per dropped (flow, reason).
+    /// The batch as flow records: one per flow, one per dropped (flow, reason);
+    /// at most the last `limit` flows (drops are always included).
     pub fn records(
         &self,
         batch: &super::drain::FlowBatch,
         time: std::time::SystemTime,
+        limit: usize,
     ) -> Vec<crate::observe::record::FlowRecord> {
         use crate::observe::record::FlowRecord;
-        let flows = batch.flows.iter().map(|d| FlowRecord::forwarded(d, time));
+        let skip = batch.flows.len().saturating_sub(limit);
+        let flows = batch.flows[skip..]
+            .iter()
+            .map(|d| FlowRecord::forwarded(d, time));
         let drops = batch
             .drops
             .iter()

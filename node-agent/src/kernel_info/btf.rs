@@ -19,7 +19,11 @@ pub struct KernelBtf(Btf);
 
 impl KernelBtf {
     pub fn load() -> Result<Self, BtfError> {
-        Btf::from_file(VMLINUX).map(Self).map_err(BtfError::Load)
+        // Mmap: look types up in place instead of parsing all of vmlinux's BTF
+        // (tens of MiB of heap for a handful of lookups).
+        Btf::from_file_with_backend(VMLINUX, btf_rs::Backend::Mmap)
+            .map(Self)
+            .map_err(BtfError::Load)
     }
 
     /// Byte offset of `member` in `struct name`, looking through anonymous

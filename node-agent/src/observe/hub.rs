@@ -49,6 +49,16 @@ impl FlowHub {
         }
     }
 
+    /// How many records of a batch are worth building: all of them while
+    /// someone follows (API `follow`, flow log), else only what the buffer keeps.
+    pub fn wanted(&self) -> usize {
+        if self.live.receiver_count() > 0 {
+            usize::MAX
+        } else {
+            self.capacity
+        }
+    }
+
     /// The buffered records, oldest first.
     pub fn recent(&self) -> Vec<Arc<FlowRecord>> {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
