@@ -16,6 +16,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::sh;
 
+/// The programs whose own cost the bench reports.
+const PROGRAMS: [&str; 3] = ["flow_egress", "flow_ingress", "tcp_rtt"];
+
 const NS_A: &str = "osprey-bench-a";
 const NS_B: &str = "osprey-bench-b";
 const IP_A: &str = "10.250.0.1";
@@ -157,19 +160,24 @@ impl RunningAgent {
         })
     }
 
-    /// Sum over the flow programs of (runs, run time ns).
-    fn program_stats(&self) -> Result<(f64, f64)> {
+    /// (runs, run time ns) of each program in `PROGRAMS`, from the agent's metrics.
+    fn program_stats(&self) -> Result<Vec<(f64, f64)>> {
         let text = ureq::get(&self.url).call()?.into_string()?;
-        let value = |prefix: &str| -> f64 {
+        let value = |metric: &str, program: &str| -> f64 {
+            let prefix = format!("{metric}{{program=\"{program}\"}} ");
             text.lines()
-                .filter(|l| l.starts_with(prefix))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
+                .find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok())
+                .unwrap_or(0.0)
         };
-        Ok((
-            value("osprey_bpf_program_runs_total{"),
-            value("osprey_bpf_program_run_time_nanoseconds_total{"),
-        ))
+        Ok(PROGRAMS
+            .iter()
+            .map(|p| {
+                (
+                    value("osprey_bpf_program_runs_total", p),
+                    value("osprey_bpf_program_run_time_nanoseconds_total", p),
+                )
+            })
+            .collect())
     }
 }
 
@@ -199,10 +207,13 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
     println!(
         "\nOsprey flow probe cost: veth between two namespaces, {reps} alternating reps of {secs}s, medians\n"
     );
-    println!("| stream | probes detached | probes attached | ratio | probe ns per run |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| stream | probes detached | probes attached | ratio | flow_egress ns/run | flow_ingress ns/run | tcp_rtt ns/run |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for stream in [Stream::TcpBulk, Stream::Udp64] {
-        let (mut base, mut with, mut ns_per_run) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut base, mut with) = (Vec::new(), Vec::new());
+        let mut ns_per_run: Vec<Vec<f64>> = vec![Vec::new(); PROGRAMS.len()];
         for _ in 0..reps {
             base.push(iperf(stream, secs)?);
             {
@@ -214,29 +225,37 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
             // A separate leg with kernel stats on, for the probe's own ns per run.
             let agent = RunningAgent::start(agent, true)?;
             sleep(Duration::from_millis(300));
-            let (runs0, ns0) = agent.program_stats()?;
+            let before = agent.program_stats()?;
             iperf(stream, secs.min(2))?;
             sleep(Duration::from_millis(1200)); // the agent refreshes stats each drain
-            let (runs1, ns1) = agent.program_stats()?;
-            if runs1 > runs0 {
-                ns_per_run.push((ns1 - ns0) / (runs1 - runs0));
+            let after = agent.program_stats()?;
+            for (i, ((runs0, ns0), (runs1, ns1))) in before.iter().zip(&after).enumerate() {
+                if runs1 > runs0 {
+                    ns_per_run[i].push((ns1 - ns0) / (runs1 - runs0));
+                }
             }
         }
         let (b, w) = (median(base), median(with));
-        let ns = if ns_per_run.is_empty() {
-            f64::NAN
-        } else {
-            median(ns_per_run)
-        };
+        let ns: Vec<String> = ns_per_run
+            .into_iter()
+            .map(|v| {
+                if v.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0}", median(v))
+                }
+            })
+            .collect();
         println!(
-            "| {} | {b:.2} | {w:.2} | {:.3} | {ns:.0} |",
+            "| {} | {b:.2} | {w:.2} | {:.3} | {} |",
             stream.name(),
-            w / b
+            w / b,
+            ns.join(" | ")
         );
     }
     println!(
-        "\nratio = attached / detached (1.000 = no cost). ns per run = Δrun_time_ns / Δrun_cnt of \
-         flow_ingress + flow_egress from the kernel's bpf stats; one run handles one skb (a TCP GSO \
+        "\nratio = attached / detached (1.000 = no cost). ns/run = Δrun_time_ns / Δrun_cnt of each \
+         program from the kernel's bpf stats (which add ~30 ns of their own to each run); one run handles one skb (a TCP GSO \
          skb carries up to ~45 segments; a UDP 64 B skb is one packet)."
     );
     Ok(())
