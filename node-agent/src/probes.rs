@@ -11,7 +11,7 @@ use aya::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, SockOps, TracePoint,
     },
 };
-use osprey_abi::{ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats, offsets};
+use osprey_abi::{ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats, RttSum, offsets};
 use tracing::warn;
 
 use crate::kernel_info::{btf::KernelBtf, tracefs::TracepointFormat};
@@ -58,6 +58,7 @@ pub struct FlowMaps {
     pub retransmits: [PerCpuHashMap<MapData, FlowKey, u64>; 2],
     pub connections: [PerCpuHashMap<MapData, ConnKey, u64>; 2],
     pub rtt: PerCpuArray<MapData, u64>,
+    pub flow_rtt: [PerCpuHashMap<MapData, FlowKey, RttSum>; 2],
     /// Taken by the DNS reader.
     pub dns: Option<RingBuf<MapData>>,
     pub active: Array<MapData, u32>,
@@ -237,6 +238,10 @@ impl Probes {
                 take(&mut ebpf, "CONNECTIONS_1")?,
             ],
             rtt: take(&mut ebpf, "RTT_HISTOGRAM")?,
+            flow_rtt: [
+                take(&mut ebpf, "FLOW_RTT_0")?,
+                take(&mut ebpf, "FLOW_RTT_1")?,
+            ],
             dns: Some(take(&mut ebpf, "DNS_EVENTS")?),
             active: take(&mut ebpf, "ACTIVE_FLOW_MAP")?,
             loss: take(&mut ebpf, "FLOW_LOSS")?,

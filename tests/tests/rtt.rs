@@ -59,19 +59,34 @@ fn rtt_histogram_holds_the_senders_smoothed_rtt() {
         let listener = TcpListener::bind(SocketAddr::new(b_ip, 7500)).unwrap();
         ready_tx.send(()).unwrap();
         let (mut conn, _) = listener.accept().unwrap();
-        let mut all = Vec::new();
-        conn.read_to_end(&mut all).unwrap();
-        all.len()
+        let mut all = vec![0u8; 600_000];
+        conn.read_exact(&mut all).unwrap();
+        conn.write_all(b"k").unwrap(); // everything arrived
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).unwrap();
+        all.len() + rest.len()
     });
     ready_rx.recv().unwrap();
-    let srtt_us = pair
+    // Send in chunks, sampling the socket's smoothed RTT (TCP_INFO) as it climbs.
+    let (srtt_us, client_port, seen) = pair
         .a
         .run(move || {
             let mut conn = TcpStream::connect(SocketAddr::new(b_ip, 7500)).unwrap();
-            conn.write_all(&vec![1u8; 600_000]).unwrap();
+            let mut seen = Vec::new();
+            for _ in 0..20 {
+                conn.write_all(&[1u8; 30_000]).unwrap();
+                seen.push(osprey_e2e::traffic::smoothed_rtt_us(&conn));
+            }
+            // Keep sampling while the queue drains, until the receiver has it all.
+            conn.set_read_timeout(Some(std::time::Duration::from_millis(20)))
+                .unwrap();
+            let mut done = [0u8; 1];
+            while conn.read(&mut done).is_err() {
+                seen.push(osprey_e2e::traffic::smoothed_rtt_us(&conn));
+            }
             let rtt = osprey_e2e::traffic::smoothed_rtt_us(&conn);
             conn.shutdown(std::net::Shutdown::Write).unwrap();
-            rtt
+            (rtt, conn.local_addr().unwrap().port(), seen)
         })
         .join()
         .unwrap();
@@ -99,4 +114,41 @@ fn rtt_histogram_holds_the_senders_smoothed_rtt() {
         "no RTT samples near {srtt_us} µs (log2 bucket {bucket}) were added"
     );
     eprintln!("TCP_INFO srtt {srtt_us} µs; {added} samples added around bucket 2^{bucket} µs");
+
+    // Per flow: the flow records of the sending socket carry its mean smoothed
+    // RTT per interval; the last intervals' means approach the final srtt.
+    let out = std::process::Command::new(agent::binary().unwrap())
+        .args([
+            "observe",
+            "--server",
+            &agent.base_url,
+            "-o",
+            "json",
+            "--port",
+            &client_port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let per_flow: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["source_port"] == client_port && r["traffic_direction"] == "egress")
+        .filter_map(|r| r["rtt_us"].as_u64())
+        .collect();
+    assert!(
+        !per_flow.is_empty(),
+        "flow records of the sender carry rtt_us"
+    );
+    // Each record's mean lies within (a factor 2 of) the range the socket itself reported.
+    let (low, high) = (
+        u64::from(*seen.iter().min().unwrap()) / 2,
+        u64::from(*seen.iter().max().unwrap()) * 2,
+    );
+    for rtt in &per_flow {
+        assert!(
+            (low..=high).contains(rtt),
+            "per-flow RTT {rtt} µs outside [{low}, {high}] (TCP_INFO {seen:?})"
+        );
+    }
+    assert!(per_flow.iter().any(|r| *r >= 8_000), "{per_flow:?}");
 }

@@ -125,6 +125,8 @@ pub struct FlowLoss {
     pub conn_map_full: u64,
     /// DNS packets that found the DNS ring buffer full.
     pub dns_ring_full: u64,
+    /// RTT samples of new flows that found the active per-flow RTT map full.
+    pub rtt_map_full: u64,
 }
 
 /// Entries of each of the two drop maps and of each of the two retransmit maps.
@@ -165,6 +167,14 @@ pub struct DnsEvent {
     pub payload_len: u32,
     pub captured: u32,
     pub payload: [u8; DNS_PAYLOAD_MAX],
+}
+
+/// Smoothed-RTT samples of one flow over one drain interval (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RttSum {
+    pub sum_us: u64,
+    pub samples: u64,
 }
 
 /// TCP connection outcomes (`sock:inet_sock_set_state`), `ConnKey::outcome`.
@@ -228,6 +238,7 @@ mod user {
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::ConnKey {}
     unsafe impl aya::Pod for super::DnsEvent {}
+    unsafe impl aya::Pod for super::RttSum {}
 }
 
 #[cfg(test)]
@@ -240,7 +251,7 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 8 + 2 + 2 + 4);
         assert_eq!(align_of::<FlowKey>(), 8);
         assert_eq!(size_of::<FlowStats>(), 8 * 4 + 4 * 6);
-        assert_eq!(size_of::<FlowLoss>(), 8 * 7);
+        assert_eq!(size_of::<FlowLoss>(), 8 * 8);
         assert_eq!(
             size_of::<DnsEvent>(),
             8 + size_of::<FlowKey>() + 8 + DNS_PAYLOAD_MAX

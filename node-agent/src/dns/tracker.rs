@@ -211,6 +211,7 @@ fn record(msg: &DnsMessage, latency_ms: Option<f64>, now: SystemTime) -> FlowRec
         first_seen: None,
         last_seen: None,
         tcp_flags: Vec::new(),
+        rtt_us: None,
         dns: Some(DnsInfo {
             query: msg.qname.clone(),
             qtype: msg.qtype.clone(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use aya::maps::{MapData, MapError, PerCpuHashMap};
 use osprey_abi::{
     ConnKey, DropKey, FlowKey, FlowLoss, FlowStats, RTT_BUCKETS, RTT_COUNT_INDEX, RTT_SUM_INDEX,
+    RttSum,
 };
 
 use super::rtt::RttSnapshot;
@@ -45,6 +46,8 @@ pub struct FlowBatch {
     pub connections: Vec<(ConnKey, u64)>,
     /// The kernel's cumulative RTT histogram.
     pub rtt: RttSnapshot,
+    /// Smoothed-RTT samples per TCP flow (local → remote) over the interval.
+    pub flow_rtt: Vec<(FlowKey, RttSum)>,
     /// Cumulative loss counters since the probes were loaded (summed over CPUs).
     pub loss: FlowLoss,
     /// Entries that vanished between listing and reading (should stay 0).
@@ -101,6 +104,10 @@ impl FlowDrainer {
             &mut batch.read_errors,
         );
         batch.rtt = read_rtt(&self.maps.rtt).map_err(DrainError::Loss)?;
+        batch.flow_rtt = drain_rtt(
+            &mut self.maps.flow_rtt[idle as usize],
+            &mut batch.read_errors,
+        );
         let loss = self.maps.loss.get(&0, 0).map_err(DrainError::Loss)?;
         batch.loss = sum_loss(loss.iter());
         Ok(batch)
@@ -115,6 +122,30 @@ fn read_rtt(map: &aya::maps::PerCpuArray<MapData, u64>) -> Result<RttSnapshot, M
     s.sum_us = map.get(&RTT_SUM_INDEX, 0)?.iter().sum();
     s.count = map.get(&RTT_COUNT_INDEX, 0)?.iter().sum();
     Ok(s)
+}
+
+fn drain_rtt(
+    map: &mut PerCpuHashMap<MapData, FlowKey, RttSum>,
+    errors: &mut u64,
+) -> Vec<(FlowKey, RttSum)> {
+    let keys: Vec<FlowKey> = map.keys().filter_map(Result::ok).collect();
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        match map.get(&key, 0) {
+            Ok(per_cpu) => out.push((
+                key,
+                per_cpu.iter().fold(RttSum::default(), |a, v| RttSum {
+                    sum_us: a.sum_us + v.sum_us,
+                    samples: a.samples + v.samples,
+                }),
+            )),
+            Err(_) => *errors += 1,
+        }
+        if map.remove(&key).is_err() {
+            *errors += 1;
+        }
+    }
+    out
 }
 
 /// Reads and deletes every entry of a per-CPU counter map, summing over CPUs.
@@ -170,6 +201,7 @@ fn sum_loss<'a>(per_cpu: impl Iterator<Item = &'a FlowLoss>) -> FlowLoss {
         retransmit_map_full: acc.retransmit_map_full + l.retransmit_map_full,
         conn_map_full: acc.conn_map_full + l.conn_map_full,
         dns_ring_full: acc.dns_ring_full + l.dns_ring_full,
+        rtt_map_full: acc.rtt_map_full + l.rtt_map_full,
     })
 }
 

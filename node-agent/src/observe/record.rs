@@ -44,6 +44,9 @@ pub struct FlowRecord {
     pub last_seen: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub tcp_flags: Vec<String>,
+    /// Mean smoothed TCP RTT of the flow's sending socket over the interval (µs).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rtt_us: Option<u64>,
     /// The DNS message, for DNS records.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub dns: Option<DnsInfo>,
@@ -124,6 +127,7 @@ impl FlowRecord {
             first_seen: wall_clock(delta.stats.first_seen_ns),
             last_seen: wall_clock(delta.stats.last_seen_ns),
             tcp_flags: flag_names(delta.stats.tcp_flags),
+            rtt_us: None,
             dns: None,
             source_namespace: None,
             source_pod: None,
@@ -149,6 +153,7 @@ impl FlowRecord {
             first_seen: None,
             last_seen: None,
             tcp_flags: Vec::new(),
+            rtt_us: None,
             dns: None,
             source_namespace: None,
             source_pod: None,
@@ -194,6 +199,9 @@ impl FlowRecord {
                     self.bytes,
                     self.packets
                 );
+                if let Some(rtt) = self.rtt_us {
+                    let _ = write!(out, " rtt={rtt}us");
+                }
             }
         }
         out
@@ -266,6 +274,7 @@ mod tests {
             first_seen: None,
             last_seen: None,
             tcp_flags: vec![],
+            rtt_us: None,
             dns: None,
             source_namespace: Some("default".into()),
             source_pod: None,
