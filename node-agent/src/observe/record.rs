@@ -62,8 +62,10 @@ pub struct FlowRecord {
 }
 
 /// RFC 3339 wall-clock time of a kernel CLOCK_MONOTONIC timestamp (the
-/// probes use `bpf_ktime_get_coarse_ns`), or None for 0.
-fn wall_clock(mono_ns: u64) -> Option<String> {
+/// probes use `bpf_ktime_get_coarse_ns`), or None for 0. Never later than
+/// `not_after` (the record's own time): the wall clock may be slewed between
+/// the two readings.
+fn wall_clock(mono_ns: u64, not_after: SystemTime) -> Option<String> {
     if mono_ns == 0 {
         return None;
     }
@@ -75,7 +77,7 @@ fn wall_clock(mono_ns: u64) -> Option<String> {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     let now_mono = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
     let age = std::time::Duration::from_nanos(now_mono.saturating_sub(mono_ns));
-    let at = SystemTime::now().checked_sub(age)?;
+    let at = SystemTime::now().checked_sub(age)?.min(not_after);
     Some(humantime::format_rfc3339_millis(at).to_string())
 }
 
@@ -124,8 +126,8 @@ impl FlowRecord {
             traffic_direction: Some(l.direction.as_str().to_owned()),
             bytes: delta.stats.bytes,
             packets: delta.stats.packets,
-            first_seen: wall_clock(delta.stats.first_seen_ns),
-            last_seen: wall_clock(delta.stats.last_seen_ns),
+            first_seen: wall_clock(delta.stats.first_seen_ns, time),
+            last_seen: wall_clock(delta.stats.last_seen_ns, time),
             tcp_flags: flag_names(delta.stats.tcp_flags),
             rtt_us: None,
             dns: None,
