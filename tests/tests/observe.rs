@@ -83,7 +83,10 @@ fn observe_prints_flows_and_each_filter_narrows_the_output() {
     // Forwarded records carry first and last seen, in order, before the record's time.
     for r in udp.iter().filter(|r| s(r, "verdict") == "FORWARDED") {
         let (first, last, time) = (s(r, "first_seen"), s(r, "last_seen"), s(r, "time"));
-        assert!(first <= last && last <= time, "{first} {last} {time} in {r}");
+        assert!(
+            first <= last && last <= time,
+            "{first} {last} {time} in {r}"
+        );
     }
     assert!(udp.len() < all.len());
 
