@@ -52,6 +52,8 @@ pub struct RunArgs {
     /// Context of the `destination` label of hubble_* families.
     #[arg(long, env = "OSPREY_HUBBLE_DESTINATION_CONTEXT")]
     pub hubble_destination_context: Option<crate::flows::context::ContextSpec>,
+    #[arg(long, env = "OSPREY_CGROUP_METRICS_LIMIT")]
+    pub cgroup_metrics_limit: Option<usize>,
     #[arg(long, env = "OSPREY_BPF_STATS")]
     pub bpf_stats: Option<bool>,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
@@ -94,6 +96,9 @@ impl RunArgs {
         }
         if let Some(v) = self.hubble_destination_context {
             c.hubble_destination_context = v;
+        }
+        if let Some(v) = self.cgroup_metrics_limit {
+            c.cgroup_metrics_limit = v;
         }
         if let Some(v) = self.bpf_stats {
             c.bpf_stats = v;

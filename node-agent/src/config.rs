@@ -61,6 +61,10 @@ pub struct Config {
     pub hubble_source_context: ContextSpec,
     /// The same for the `destination` label.
     pub hubble_destination_context: ContextSpec,
+    /// Export per-cgroup CPU and memory usage (cAdvisor's `container_*`
+    /// families, read from cgroupfs at scrape time) for at most this many
+    /// cgroups; 0 turns them off.
+    pub cgroup_metrics_limit: usize,
     /// Keep the kernel's per-program run-time statistics on (`kernel.bpf_stats_enabled`)
     /// and export them as `osprey_bpf_program_run_seconds_total`. Costs ~20 ns per run.
     pub bpf_stats: bool,
@@ -79,6 +83,7 @@ impl Default for Config {
             drain_interval_ms: 2_000,
             flow_idle_ttl_secs: 300,
             series_budget: 10_000,
+            cgroup_metrics_limit: 1_000,
             hubble_source_context: ContextSpec::default(),
             hubble_destination_context: ContextSpec::default(),
             flow_log: None,

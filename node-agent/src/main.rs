@@ -12,6 +12,7 @@ mod http;
 mod kernel_info;
 mod observe;
 mod probes;
+mod resources;
 mod self_metrics;
 mod summary;
 
@@ -114,6 +115,17 @@ async fn run(config: Config) -> Result<()> {
     );
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
+    if config.cgroup_metrics_limit > 0 {
+        match resources::cgroupfs::Layout::detect() {
+            Some(layout) => registry.register_collector(Box::new(resources::CgroupCollector::new(
+                layout,
+                config.cgroup_metrics_limit,
+            ))),
+            None => warn!(
+                "no cgroup v1 cpu/cpuacct/memory or v2 mount found: container_* metrics are off"
+            ),
+        }
+    }
     let registry = Arc::new(registry);
 
     // DNS: ring buffer → tracker, beside the flow pipeline.

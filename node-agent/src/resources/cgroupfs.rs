@@ -1,0 +1,264 @@
+//! Per-cgroup CPU and memory usage from cgroupfs, v1 (the controllers'
+//! own hierarchies, as on hybrid hosts) or v2 (one unified hierarchy), read
+//! with the files and units cAdvisor uses.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+/// Where the controllers are mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// cgroup v1: per-controller hierarchies.
+    V1 {
+        cpuacct: PathBuf,
+        cpu: PathBuf,
+        memory: PathBuf,
+    },
+    /// cgroup v2: one hierarchy.
+    V2 { root: PathBuf },
+}
+
+/// One cgroup's usage. Absent values are None (a controller not enabled there).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CgroupStats {
+    pub cpu_usage_seconds: Option<f64>,
+    pub cpu_user_seconds: Option<f64>,
+    pub cpu_system_seconds: Option<f64>,
+    pub cfs_periods: Option<u64>,
+    pub cfs_throttled_periods: Option<u64>,
+    pub cfs_throttled_seconds: Option<f64>,
+    pub memory_usage_bytes: Option<u64>,
+    pub memory_working_set_bytes: Option<u64>,
+    pub memory_rss_bytes: Option<u64>,
+    pub memory_cache_bytes: Option<u64>,
+    /// 0 when unlimited, as cAdvisor reports it.
+    pub memory_limit_bytes: Option<u64>,
+    pub processes: Option<u64>,
+}
+
+/// `USER_HZ`: the unit of v1's cpuacct.stat.
+const USER_HZ: f64 = 100.0;
+/// A v1 memory limit at or above this means "no limit".
+const V1_UNLIMITED: u64 = 1 << 62;
+
+impl Layout {
+    /// Detects the layout from /proc/self/mountinfo.
+    pub fn detect() -> Option<Self> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        Self::from_mountinfo(&text)
+    }
+
+    fn from_mountinfo(text: &str) -> Option<Self> {
+        let mut v1: BTreeMap<&str, PathBuf> = BTreeMap::new();
+        let mut v2 = None;
+        for line in text.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut post = post.split_whitespace();
+            let fstype = post.next().unwrap_or_default();
+            let options = post.nth(1).unwrap_or_default();
+            let Some(mount) = pre.split_whitespace().nth(4) else {
+                continue;
+            };
+            match fstype {
+                "cgroup2" => v2 = Some(PathBuf::from(mount)),
+                "cgroup" => {
+                    for c in options.split(',') {
+                        if matches!(c, "cpuacct" | "cpu" | "memory") {
+                            v1.insert(c, PathBuf::from(mount));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        match (v1.get("cpuacct"), v1.get("cpu"), v1.get("memory")) {
+            (Some(cpuacct), Some(cpu), Some(memory)) => Some(Self::V1 {
+                cpuacct: cpuacct.clone(),
+                cpu: cpu.clone(),
+                memory: memory.clone(),
+            }),
+            _ => v2.map(|root| Self::V2 { root }),
+        }
+    }
+
+    /// Every cgroup (path relative to the hierarchy root, "/" for the root),
+    /// at most `limit` of them, in a stable order.
+    pub fn cgroups(&self, limit: usize) -> Vec<String> {
+        let root = match self {
+            Self::V1 { cpuacct, .. } => cpuacct,
+            Self::V2 { root } => root,
+        };
+        let mut out = Vec::new();
+        walk(root, root, &mut out, limit);
+        out
+    }
+
+    pub fn stats(&self, cgroup: &str) -> CgroupStats {
+        let rel = cgroup.trim_start_matches('/');
+        match self {
+            Self::V1 {
+                cpuacct,
+                cpu,
+                memory,
+            } => v1_stats(&cpuacct.join(rel), &cpu.join(rel), &memory.join(rel)),
+            Self::V2 { root } => v2_stats(&root.join(rel)),
+        }
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>, limit: usize) {
+    if out.len() >= limit {
+        return;
+    }
+    let rel = dir.strip_prefix(root).unwrap_or(Path::new(""));
+    out.push(format!("/{}", rel.display()));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        walk(root, &d, out, limit);
+    }
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    read(path)?.trim().parse().ok()
+}
+
+/// `key value` lines (cpu.stat, memory.stat, cpuacct.stat).
+fn keyed(path: &Path) -> BTreeMap<String, u64> {
+    read(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_owned(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn count_lines(path: &Path) -> Option<u64> {
+    Some(read(path)?.lines().count() as u64)
+}
+
+fn v1_stats(cpuacct: &Path, cpu: &Path, memory: &Path) -> CgroupStats {
+    let acct = keyed(&cpuacct.join("cpuacct.stat"));
+    let cfs = keyed(&cpu.join("cpu.stat"));
+    let mem = keyed(&memory.join("memory.stat"));
+    let usage = read_u64(&memory.join("memory.usage_in_bytes"));
+    let inactive = mem.get("total_inactive_file").copied().unwrap_or(0);
+    CgroupStats {
+        cpu_usage_seconds: read_u64(&cpuacct.join("cpuacct.usage")).map(|ns| ns as f64 / 1e9),
+        cpu_user_seconds: acct.get("user").map(|t| *t as f64 / USER_HZ),
+        cpu_system_seconds: acct.get("system").map(|t| *t as f64 / USER_HZ),
+        cfs_periods: cfs.get("nr_periods").copied(),
+        cfs_throttled_periods: cfs.get("nr_throttled").copied(),
+        cfs_throttled_seconds: cfs.get("throttled_time").map(|ns| *ns as f64 / 1e9),
+        memory_usage_bytes: usage,
+        memory_working_set_bytes: usage.map(|u| u.saturating_sub(inactive)),
+        memory_rss_bytes: mem.get("total_rss").copied(),
+        memory_cache_bytes: mem.get("total_cache").copied(),
+        memory_limit_bytes: read_u64(&memory.join("memory.limit_in_bytes"))
+            .map(|l| if l >= V1_UNLIMITED { 0 } else { l }),
+        processes: count_lines(&cpuacct.join("cgroup.procs")),
+    }
+}
+
+fn v2_stats(dir: &Path) -> CgroupStats {
+    let cpu = keyed(&dir.join("cpu.stat"));
+    let mem = keyed(&dir.join("memory.stat"));
+    let usage = read_u64(&dir.join("memory.current"));
+    let inactive = mem.get("inactive_file").copied().unwrap_or(0);
+    let us = |k: &str| cpu.get(k).map(|v| *v as f64 / 1e6);
+    CgroupStats {
+        cpu_usage_seconds: us("usage_usec"),
+        cpu_user_seconds: us("user_usec"),
+        cpu_system_seconds: us("system_usec"),
+        cfs_periods: cpu.get("nr_periods").copied(),
+        cfs_throttled_periods: cpu.get("nr_throttled").copied(),
+        cfs_throttled_seconds: us("throttled_usec"),
+        memory_usage_bytes: usage,
+        memory_working_set_bytes: usage.map(|u| u.saturating_sub(inactive)),
+        memory_rss_bytes: mem.get("anon").copied(),
+        memory_cache_bytes: mem.get("file").copied(),
+        memory_limit_bytes: read(&dir.join("memory.max")).map(|m| m.trim().parse().unwrap_or(0)),
+        processes: count_lines(&dir.join("cgroup.procs")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("osprey-cg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn detects_hybrid_v1_and_pure_v2() {
+        let hybrid = "30 25 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                      31 25 0:28 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct\n\
+                      32 25 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                      33 25 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        assert!(matches!(
+            Layout::from_mountinfo(hybrid),
+            Some(Layout::V1 { .. })
+        ));
+        let pure = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            Layout::from_mountinfo(pure),
+            Some(Layout::V2 {
+                root: "/sys/fs/cgroup".into()
+            })
+        );
+    }
+
+    #[test]
+    fn reads_v2_files_in_cadvisor_units() {
+        let root = dir("v2");
+        std::fs::create_dir_all(root.join("pod1")).unwrap();
+        let cg = root.join("pod1");
+        std::fs::write(cg.join("cpu.stat"), "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 10\nnr_throttled 3\nthrottled_usec 150000\n").unwrap();
+        std::fs::write(cg.join("memory.current"), "1048576\n").unwrap();
+        std::fs::write(
+            cg.join("memory.stat"),
+            "anon 524288\nfile 262144\ninactive_file 131072\n",
+        )
+        .unwrap();
+        std::fs::write(cg.join("memory.max"), "max\n").unwrap();
+        std::fs::write(cg.join("cgroup.procs"), "12\n13\n").unwrap();
+        let layout = Layout::V2 { root: root.clone() };
+        assert_eq!(layout.cgroups(10), vec!["/".to_owned(), "/pod1".to_owned()]);
+        let s = layout.stats("/pod1");
+        assert_eq!(s.cpu_usage_seconds, Some(2.5));
+        assert_eq!(s.cfs_throttled_seconds, Some(0.15));
+        assert_eq!(s.memory_working_set_bytes, Some(1048576 - 131072));
+        assert_eq!(
+            (s.memory_rss_bytes, s.memory_cache_bytes),
+            (Some(524288), Some(262144))
+        );
+        assert_eq!(
+            s.memory_limit_bytes,
+            Some(0),
+            "max = unlimited = 0, as cAdvisor"
+        );
+        assert_eq!(s.processes, Some(2));
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
