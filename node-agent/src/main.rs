@@ -115,6 +115,7 @@ async fn run(config: Config) -> Result<()> {
     );
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
+    registry.register_collector(Box::new(resources::node::NodeCollector));
     if config.cgroup_metrics_limit > 0 {
         match resources::cgroupfs::Layout::detect() {
             Some(layout) => registry.register_collector(Box::new(resources::CgroupCollector::new(

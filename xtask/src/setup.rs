@@ -24,6 +24,7 @@ const APT_PACKAGES: &[&str] = &[
     "iputils-ping",
     "dnsmasq-base",
     "prometheus",
+    "prometheus-node-exporter",
 ];
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The OpenMetrics parser the tests validate the exposition with.

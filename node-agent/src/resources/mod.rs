@@ -4,6 +4,7 @@
 //! join once the Kubernetes mapping knows them.
 
 pub mod cgroupfs;
+pub mod node;
 
 use prometheus_client::{
     collector::Collector,
