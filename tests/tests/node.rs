@@ -56,7 +56,11 @@ fn node_families_match_node_exporter() {
                 "--collector.cpu",
                 "--collector.loadavg",
             ])
-            .args(["--collector.meminfo", "--collector.netdev"])
+            .args([
+                "--collector.meminfo",
+                "--collector.netdev",
+                "--collector.pressure",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

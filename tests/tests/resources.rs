@@ -82,6 +82,35 @@ impl TestCgroup {
         }
     }
 
+    /// Limits memory (and swap) to `bytes`.
+    fn limit_memory(&self, bytes: u64) {
+        let write = |path: PathBuf, value: &str| {
+            std::fs::write(&path, value).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        if self.dirs.len() == 3 {
+            write(
+                self.dirs[2].join("memory.limit_in_bytes"),
+                &bytes.to_string(),
+            );
+            let memsw = self.dirs[2].join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write(memsw, &bytes.to_string());
+            }
+        } else {
+            write(self.dirs[0].join("memory.max"), &bytes.to_string());
+            let _ = std::fs::write(self.dirs[0].join("memory.swap.max"), "0");
+        }
+    }
+
+    /// Ground truth: the kernel's OOM-kill count for the cgroup.
+    fn oom_kills(&self) -> f64 {
+        let text = self.file(2, "memory.oom_control", "memory.events");
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
+    }
+
     fn memory_bytes(&self) -> f64 {
         self.file(2, "memory.usage_in_bytes", "memory.current")
             .trim()
@@ -144,4 +173,31 @@ fn cpu_and_memory_per_cgroup_match_cgroupfs() {
     );
     let rss = sum(&s, "container_memory_rss", &[("id", &mem.id)]);
     assert!(rss >= f64::from(90u32 << 20), "rss {rss}");
+}
+
+/// A real OOM kill: a 256 MiB allocation in a cgroup limited to 32 MiB. The
+/// kernel kills it (SIGKILL); the agent's count equals the kernel's.
+#[test]
+fn an_oom_kill_is_counted_on_its_cgroup() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(agent) = agent::for_test(&[]) else {
+        return;
+    };
+    let cg = TestCgroup::new("oom");
+    cg.limit_memory(32 << 20);
+    let status = cg
+        .run("python3 -c 'b = bytearray(256 << 20)'")
+        .wait()
+        .unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the allocator must be OOM-killed: {status:?}"
+    );
+    let s = samples(&agent.scrape().1);
+    assert_eq!(cg.oom_kills(), 1.0, "the kernel counted one OOM kill");
+    assert_eq!(
+        sum(&s, "container_oom_events_total", &[("id", &cg.id)]),
+        1.0
+    );
 }

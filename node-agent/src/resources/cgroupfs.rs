@@ -36,6 +36,8 @@ pub struct CgroupStats {
     /// 0 when unlimited, as cAdvisor reports it.
     pub memory_limit_bytes: Option<u64>,
     pub processes: Option<u64>,
+    /// OOM kills in this cgroup (v1 memory.oom_control / v2 memory.events `oom_kill`).
+    pub oom_kills: Option<u64>,
 }
 
 /// `USER_HZ`: the unit of v1's cpuacct.stat.
@@ -174,6 +176,9 @@ fn v1_stats(cpuacct: &Path, cpu: &Path, memory: &Path) -> CgroupStats {
         memory_limit_bytes: read_u64(&memory.join("memory.limit_in_bytes"))
             .map(|l| if l >= V1_UNLIMITED { 0 } else { l }),
         processes: count_lines(&cpuacct.join("cgroup.procs")),
+        oom_kills: keyed(&memory.join("memory.oom_control"))
+            .get("oom_kill")
+            .copied(),
     }
 }
 
@@ -196,6 +201,7 @@ fn v2_stats(dir: &Path) -> CgroupStats {
         memory_cache_bytes: mem.get("file").copied(),
         memory_limit_bytes: read(&dir.join("memory.max")).map(|m| m.trim().parse().unwrap_or(0)),
         processes: count_lines(&dir.join("cgroup.procs")),
+        oom_kills: keyed(&dir.join("memory.events")).get("oom_kill").copied(),
     }
 }
 

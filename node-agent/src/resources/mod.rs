@@ -103,6 +103,12 @@ const FAMILIES: &[(&str, &str, MetricType, Getter)] = &[
         |s| s.memory_limit_bytes.map(|v| v as f64),
     ),
     (
+        "container_oom_events",
+        "Count of out of memory events observed for the container",
+        MetricType::Counter,
+        |s| s.oom_kills.map(|v| v as f64),
+    ),
+    (
         "container_processes",
         "Number of processes running inside the container",
         MetricType::Gauge,

@@ -1,5 +1,5 @@
 //! node-exporter's core node families, same names, labels and units, read
-//! with the procfs crate at scrape time: cpu, loadavg, meminfo, netdev.
+//! with the procfs crate at scrape time: cpu, loadavg, meminfo, netdev, pressure.
 
 use procfs::{Current, CurrentSI, KernelStats, LoadAverage, Meminfo};
 use prometheus_client::{
@@ -176,12 +176,58 @@ impl NodeCollector {
     }
 }
 
+impl NodeCollector {
+    /// PSI, where the kernel provides it (/proc/pressure).
+    fn pressure(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use procfs::{CpuPressure, IoPressure, MemoryPressure};
+        let mut totals: Vec<(&str, &str, u64)> = Vec::new();
+        if let Ok(p) = CpuPressure::current() {
+            totals.push((
+                "node_pressure_cpu_waiting_seconds",
+                "Total time in seconds that processes have waited for CPU time",
+                p.some.total,
+            ));
+        }
+        if let Ok(p) = IoPressure::current() {
+            totals.push((
+                "node_pressure_io_waiting_seconds",
+                "Total time in seconds that processes have waited due to IO congestion",
+                p.some.total,
+            ));
+            totals.push((
+                "node_pressure_io_stalled_seconds",
+                "Total time in seconds no process could make progress due to IO congestion",
+                p.full.total,
+            ));
+        }
+        if let Ok(p) = MemoryPressure::current() {
+            totals.push((
+                "node_pressure_memory_waiting_seconds",
+                "Total time in seconds that processes have waited for memory",
+                p.some.total,
+            ));
+            totals.push((
+                "node_pressure_memory_stalled_seconds",
+                "Total time in seconds no process could make progress due to memory congestion",
+                p.full.total,
+            ));
+        }
+        for (name, help, micros) in totals {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, _, f64>(&(micros as f64 / 1e6), None)?;
+        }
+        Ok(())
+    }
+}
+
 impl Collector for NodeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         Self::cpu(&mut encoder)?;
         Self::load(&mut encoder)?;
         Self::memory(&mut encoder)?;
-        Self::network(&mut encoder)
+        Self::network(&mut encoder)?;
+        Self::pressure(&mut encoder)
     }
 }
 
