@@ -197,21 +197,7 @@ fn record(msg: &DnsMessage, latency_ms: Option<f64>, now: SystemTime) -> FlowRec
         )
     };
     FlowRecord {
-        time: humantime::format_rfc3339_millis(now).to_string(),
-        verdict: Verdict::Forwarded,
-        drop_reason: None,
-        protocol: "UDP".into(),
-        source_ip: src.0,
-        source_port: src.1,
-        destination_ip: dst.0,
-        destination_port: dst.1,
         traffic_direction: Some(if msg.response { "ingress" } else { "egress" }.into()),
-        bytes: 0,
-        packets: 1,
-        first_seen: None,
-        last_seen: None,
-        tcp_flags: Vec::new(),
-        rtt_us: None,
         dns: Some(DnsInfo {
             query: msg.qname.clone(),
             qtype: msg.qtype.clone(),
@@ -221,9 +207,6 @@ fn record(msg: &DnsMessage, latency_ms: Option<f64>, now: SystemTime) -> FlowRec
             ips: msg.ips.clone(),
             latency_ms,
         }),
-        source_namespace: None,
-        source_pod: None,
-        destination_namespace: None,
-        destination_pod: None,
+        ..FlowRecord::new(now, Verdict::Forwarded, "UDP", src, dst, 1)
     }
 }

@@ -94,13 +94,6 @@ impl ConnAggregator {
             self.family.get_or_create(&labels).inc_by(*count);
             self.series.insert(labels, now);
         }
-        let (ttl, family) = (self.idle_ttl, &self.family);
-        self.series.retain(|labels, last| {
-            let keep = now.duration_since(*last) < ttl;
-            if !keep {
-                family.remove(labels);
-            }
-            keep
-        });
+        super::events::expire(&mut self.series, &self.family, self.idle_ttl, now);
     }
 }

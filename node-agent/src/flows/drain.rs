@@ -74,39 +74,35 @@ impl FlowDrainer {
             .map_err(DrainError::Flip)?;
         std::thread::sleep(FLIP_GRACE);
 
-        let map = &mut self.maps.flows[idle as usize];
-        let keys: Vec<FlowKey> = map.keys().filter_map(Result::ok).collect();
-        let mut batch = FlowBatch {
-            flows: Vec::with_capacity(keys.len()),
-            ..FlowBatch::default()
-        };
-        for key in keys {
-            match map.get(&key, 0) {
-                Ok(per_cpu) => batch.flows.push(FlowDelta {
-                    key,
-                    stats: sum_stats(per_cpu.iter()),
-                }),
-                Err(_) => batch.read_errors += 1,
-            }
-            // An entry that cannot be removed is read again next time round:
-            // the error is not fatal, but it is counted.
-            if map.remove(&key).is_err() {
-                batch.read_errors += 1;
-            }
-        }
-        batch.drops = drain_counts(&mut self.maps.drops[idle as usize], &mut batch.read_errors);
-        batch.retransmits = drain_counts(
+        let mut batch = FlowBatch::default();
+        batch.flows = drain_map(
+            &mut self.maps.flows[idle as usize],
+            &mut batch.read_errors,
+            |cpus| sum_stats(cpus.iter()),
+        )
+        .into_iter()
+        .map(|(key, stats)| FlowDelta { key, stats })
+        .collect();
+        batch.drops = drain_map(
+            &mut self.maps.drops[idle as usize],
+            &mut batch.read_errors,
+            sum_counts,
+        );
+        batch.retransmits = drain_map(
             &mut self.maps.retransmits[idle as usize],
             &mut batch.read_errors,
+            sum_counts,
         );
-        batch.connections = drain_counts(
+        batch.connections = drain_map(
             &mut self.maps.connections[idle as usize],
             &mut batch.read_errors,
+            sum_counts,
         );
         batch.rtt = read_rtt(&self.maps.rtt).map_err(DrainError::Loss)?;
-        batch.flow_rtt = drain_rtt(
+        batch.flow_rtt = drain_map(
             &mut self.maps.flow_rtt[idle as usize],
             &mut batch.read_errors,
+            sum_rtt,
         );
         let loss = self.maps.loss.get(&0, 0).map_err(DrainError::Loss)?;
         batch.loss = sum_loss(loss.iter());
@@ -124,21 +120,20 @@ fn read_rtt(map: &aya::maps::PerCpuArray<MapData, u64>) -> Result<RttSnapshot, M
     Ok(s)
 }
 
-fn drain_rtt(
-    map: &mut PerCpuHashMap<MapData, FlowKey, RttSum>,
+/// Reads and deletes every entry of a per-CPU map, folding each entry's
+/// per-CPU values with `fold`. Nothing writes to the idle map, so read and
+/// delete lose nothing; an entry that cannot be read or removed is counted in
+/// `errors` (one that stays is read again next time round).
+fn drain_map<K: aya::Pod, V: aya::Pod>(
+    map: &mut PerCpuHashMap<MapData, K, V>,
     errors: &mut u64,
-) -> Vec<(FlowKey, RttSum)> {
-    let keys: Vec<FlowKey> = map.keys().filter_map(Result::ok).collect();
+    fold: impl Fn(&[V]) -> V,
+) -> Vec<(K, V)> {
+    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
         match map.get(&key, 0) {
-            Ok(per_cpu) => out.push((
-                key,
-                per_cpu.iter().fold(RttSum::default(), |a, v| RttSum {
-                    sum_us: a.sum_us + v.sum_us,
-                    samples: a.samples + v.samples,
-                }),
-            )),
+            Ok(per_cpu) => out.push((key, fold(&per_cpu))),
             Err(_) => *errors += 1,
         }
         if map.remove(&key).is_err() {
@@ -148,23 +143,15 @@ fn drain_rtt(
     out
 }
 
-/// Reads and deletes every entry of a per-CPU counter map, summing over CPUs.
-fn drain_counts<K: aya::Pod>(
-    map: &mut PerCpuHashMap<MapData, K, u64>,
-    errors: &mut u64,
-) -> Vec<(K, u64)> {
-    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        match map.get(&key, 0) {
-            Ok(per_cpu) => out.push((key, per_cpu.iter().sum())),
-            Err(_) => *errors += 1,
-        }
-        if map.remove(&key).is_err() {
-            *errors += 1;
-        }
-    }
-    out
+fn sum_counts(cpus: &[u64]) -> u64 {
+    cpus.iter().sum()
+}
+
+fn sum_rtt(cpus: &[RttSum]) -> RttSum {
+    cpus.iter().fold(RttSum::default(), |a, v| RttSum {
+        sum_us: a.sum_us + v.sum_us,
+        samples: a.samples + v.samples,
+    })
 }
 
 /// Sums per-CPU stats: counters add, first seen is the earliest, last seen the latest.

@@ -291,7 +291,8 @@ impl EventAggregator {
     }
 }
 
-fn expire<L: Clone + Eq + Hash + EncodeLabelSet + std::fmt::Debug>(
+/// Removes series idle for `ttl` from `series` and from their family.
+pub(super) fn expire<L: Clone + Eq + Hash + EncodeLabelSet + std::fmt::Debug>(
     series: &mut HashMap<L, Instant>,
     family: &Family<L, Counter>,
     ttl: Duration,

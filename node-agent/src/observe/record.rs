@@ -112,43 +112,24 @@ fn flag_names(flags: u32) -> Vec<String> {
 }
 
 impl FlowRecord {
-    pub fn forwarded(delta: &FlowDelta, time: SystemTime) -> Self {
-        let l = FlowLabels::from(&delta.key);
+    /// A record with its identity set and every optional field empty.
+    pub fn new(
+        time: SystemTime,
+        verdict: Verdict,
+        protocol: &str,
+        source: (String, u16),
+        destination: (String, u16),
+        packets: u64,
+    ) -> Self {
         Self {
             time: humantime::format_rfc3339_millis(time).to_string(),
-            verdict: Verdict::Forwarded,
+            verdict,
             drop_reason: None,
-            protocol: l.protocol.as_str().to_owned(),
-            source_ip: l.source_ip,
-            source_port: l.source_port,
-            destination_ip: l.destination_ip,
-            destination_port: l.destination_port,
-            traffic_direction: Some(l.direction.as_str().to_owned()),
-            bytes: delta.stats.bytes,
-            packets: delta.stats.packets,
-            first_seen: wall_clock(delta.stats.first_seen_ns, time),
-            last_seen: wall_clock(delta.stats.last_seen_ns, time),
-            tcp_flags: flag_names(delta.stats.tcp_flags),
-            rtt_us: None,
-            dns: None,
-            source_namespace: None,
-            source_pod: None,
-            destination_namespace: None,
-            destination_pod: None,
-        }
-    }
-
-    pub fn dropped(key: &DropKey, reason: String, packets: u64, time: SystemTime) -> Self {
-        let l = FlowLabels::from(&key.flow);
-        Self {
-            time: humantime::format_rfc3339_millis(time).to_string(),
-            verdict: Verdict::Dropped,
-            drop_reason: Some(reason),
-            protocol: l.protocol.as_str().to_owned(),
-            source_ip: l.source_ip,
-            source_port: l.source_port,
-            destination_ip: l.destination_ip,
-            destination_port: l.destination_port,
+            protocol: protocol.to_owned(),
+            source_ip: source.0,
+            source_port: source.1,
+            destination_ip: destination.0,
+            destination_port: destination.1,
             traffic_direction: None,
             bytes: 0,
             packets,
@@ -161,6 +142,37 @@ impl FlowRecord {
             source_pod: None,
             destination_namespace: None,
             destination_pod: None,
+        }
+    }
+
+    fn of_flow(l: FlowLabels, verdict: Verdict, packets: u64, time: SystemTime) -> Self {
+        Self::new(
+            time,
+            verdict,
+            l.protocol.as_str(),
+            (l.source_ip, l.source_port),
+            (l.destination_ip, l.destination_port),
+            packets,
+        )
+    }
+
+    pub fn forwarded(delta: &FlowDelta, time: SystemTime) -> Self {
+        let l = FlowLabels::from(&delta.key);
+        let direction = l.direction.as_str().to_owned();
+        Self {
+            traffic_direction: Some(direction),
+            bytes: delta.stats.bytes,
+            first_seen: wall_clock(delta.stats.first_seen_ns, time),
+            last_seen: wall_clock(delta.stats.last_seen_ns, time),
+            tcp_flags: flag_names(delta.stats.tcp_flags),
+            ..Self::of_flow(l, Verdict::Forwarded, delta.stats.packets, time)
+        }
+    }
+
+    pub fn dropped(key: &DropKey, reason: String, packets: u64, time: SystemTime) -> Self {
+        Self {
+            drop_reason: Some(reason),
+            ..Self::of_flow(FlowLabels::from(&key.flow), Verdict::Dropped, packets, time)
         }
     }
 
