@@ -63,25 +63,8 @@ fn record(ctx: &SockOpsContext) {
     record_flow(ctx, srtt_us);
 }
 
-/// Per-CPU sample counter: one RTT sample in `FLOW_RTT_SAMPLING` updates the
-/// per-flow map (a hash update per ACK would cost bulk TCP several percent of
-/// throughput); the histogram above still takes every sample.
-#[map]
-static RTT_SAMPLE_TICK: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
-const FLOW_RTT_SAMPLING: u32 = 8;
-
 #[inline(always)]
 fn record_flow(ctx: &SockOpsContext, srtt_us: u64) {
-    if let Some(tick) = RTT_SAMPLE_TICK.get_ptr_mut(0) {
-        // SAFETY: per-CPU value; only this CPU writes it.
-        let t = unsafe {
-            *tick = (*tick).wrapping_add(1);
-            *tick
-        };
-        if t % FLOW_RTT_SAMPLING != 0 {
-            return;
-        }
-    }
     let family = ctx.family() as u8;
     if family != FAMILY_V4 && family != FAMILY_V6 {
         return;
