@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Print flows from a running agent, like `hubble observe`.
     Observe(crate::observe::client::ObserveArgs),
+    /// Print resource events (OOM kills with the victim's command) from a running agent.
+    Events(crate::events::client::EventsArgs),
 }
 
 /// Flags of the agent itself.

@@ -1,4 +1,5 @@
-//! Stage 4: expose. `/metrics` in OpenMetrics text, `/api/v1/flows`, `/healthz`.
+//! Stage 4: expose. `/metrics` in OpenMetrics text, `/api/v1/flows`,
+//! `/api/v1/events`, `/healthz`.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -6,7 +7,7 @@ use axum::{Router, extract::State, http::header, response::IntoResponse, routing
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tokio::net::TcpListener;
 
-use crate::observe::hub::FlowHub;
+use crate::{events::EventHub, observe::hub::FlowHub};
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -15,6 +16,7 @@ pub async fn bind(
     addr: SocketAddr,
     registry: Arc<Registry>,
     hub: FlowHub,
+    events: EventHub,
 ) -> std::io::Result<(
     SocketAddr,
     impl std::future::Future<Output = std::io::Result<()>>,
@@ -24,11 +26,15 @@ pub async fn bind(
     let flows = Router::new()
         .route("/api/v1/flows", get(crate::observe::api::flows))
         .with_state(hub);
+    let events = Router::new()
+        .route("/api/v1/events", get(crate::events::api::events))
+        .with_state(events);
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(registry)
-        .merge(flows);
+        .merge(flows)
+        .merge(events);
     Ok((local, async move { axum::serve(listener, app).await }))
 }
 

@@ -7,6 +7,7 @@ mod cgroup;
 mod cli;
 mod config;
 mod dns;
+mod events;
 mod flows;
 mod http;
 mod kernel_info;
@@ -60,8 +61,10 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = cli::Cli::parse();
-    if let Some(cli::Command::Observe(args)) = cli.command {
-        return observe::client::run(args);
+    match cli.command {
+        Some(cli::Command::Observe(args)) => return observe::client::run(args),
+        Some(cli::Command::Events(args)) => return events::client::run(args),
+        None => {}
     }
     let config = cli.run.into_config()?;
     tokio::runtime::Builder::new_multi_thread()
@@ -84,7 +87,7 @@ async fn run(config: Config) -> Result<()> {
     } else {
         config.cgroup.clone()
     };
-    let (probes, maps) = Probes::load_and_attach(
+    let (probes, maps, resource_maps) = Probes::load_and_attach(
         probes_path.clone(),
         cgroup.clone(),
         config.flow_map_entries,
@@ -116,12 +119,47 @@ async fn run(config: Config) -> Result<()> {
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
     registry.register_collector(Box::new(resources::node::NodeCollector));
+    let event_hub = events::hub(config.observe_buffer, &mut registry);
+    let oom_malformed = prometheus_client::metrics::counter::Counter::default();
+    registry.register(
+        "osprey_oom_events_malformed",
+        "OOM ring buffer records too short to be an OomEvent",
+        oom_malformed.clone(),
+    );
     if config.cgroup_metrics_limit > 0 {
         match resources::cgroupfs::Layout::detect() {
-            Some(layout) => registry.register_collector(Box::new(resources::CgroupCollector::new(
-                layout,
-                config.cgroup_metrics_limit,
-            ))),
+            Some(layout) => {
+                let kernel = match (resource_maps, layout.v2_root()) {
+                    (Some(mut m), Some(v2)) => {
+                        let kernel = resources::kernel::KernelResources::new(
+                            m.runq,
+                            m.block,
+                            m.loss,
+                            v2.to_owned(),
+                        );
+                        if let Some(ring) = m.oom.take() {
+                            tokio::spawn(resources::kernel::read_oom(
+                                ring,
+                                kernel.clone(),
+                                event_hub.clone(),
+                                oom_malformed,
+                            ));
+                        }
+                        Some(kernel)
+                    }
+                    _ => {
+                        warn!(
+                            "run-queue latency, block IO and OOM probes are off: per-cgroup figures come from cgroupfs only"
+                        );
+                        None
+                    }
+                };
+                registry.register_collector(Box::new(resources::CgroupCollector::new(
+                    layout,
+                    config.cgroup_metrics_limit,
+                    kernel,
+                )))
+            }
             None => warn!(
                 "no cgroup v1 cpu/cpuacct/memory or v2 mount found: container_* metrics are off"
             ),
@@ -199,7 +237,7 @@ async fn run(config: Config) -> Result<()> {
         observe::flowlog::spawn(&hub, path.clone())
             .with_context(|| format!("opening the flow log {}", path.display()))?;
     }
-    let (addr, server) = http::bind(config.listen, registry.clone(), hub)
+    let (addr, server) = http::bind(config.listen, registry.clone(), hub, event_hub)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     println!("osprey-agent: serving http://{addr}/metrics");

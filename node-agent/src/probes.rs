@@ -11,7 +11,10 @@ use aya::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, SockOps, TracePoint,
     },
 };
-use osprey_abi::{ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats, RttSum, offsets};
+use osprey_abi::{
+    BlockKey, BlockStats, ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats,
+    ResourceLoss, RttSum, RunqHist, offsets,
+};
 use tracing::warn;
 
 use crate::kernel_info::{btf::KernelBtf, tracefs::TracepointFormat};
@@ -63,6 +66,45 @@ pub struct FlowMaps {
     pub dns: Option<RingBuf<MapData>>,
     pub active: Array<MapData, u32>,
     pub loss: PerCpuArray<MapData, FlowLoss>,
+}
+
+/// Handles to the resource probes' maps (cumulative; read at scrape time).
+pub struct ResourceMaps {
+    pub runq: PerCpuHashMap<MapData, u64, RunqHist>,
+    pub block: PerCpuHashMap<MapData, BlockKey, BlockStats>,
+    /// Taken by the OOM event reader.
+    pub oom: Option<RingBuf<MapData>>,
+    pub loss: PerCpuArray<MapData, ResourceLoss>,
+}
+
+/// Tracepoint offsets of the resource probes (scheduler, block, OOM).
+fn resource_globals() -> Result<Vec<(&'static str, u32)>, String> {
+    let load = |c, t| TracepointFormat::load(c, t).map_err(|e| e.to_string());
+    let (switch, wakeup, bio, oom) = (
+        load("sched", "sched_switch")?,
+        load("sched", "sched_wakeup")?,
+        load("block", "block_bio_queue")?,
+        load("oom", "mark_victim")?,
+    );
+    let tp =
+        |f: &TracepointFormat, field: &str, size| f.offset(field, size).map_err(|e| e.to_string());
+    Ok(vec![
+        (offsets::SW_PREV_PID, tp(&switch, "prev_pid", 4)?),
+        (offsets::SW_PREV_STATE, tp(&switch, "prev_state", 8)?),
+        (offsets::SW_NEXT_PID, tp(&switch, "next_pid", 4)?),
+        (offsets::WAKEUP_PID, tp(&wakeup, "pid", 4)?),
+        (offsets::BIO_DEV, tp(&bio, "dev", 4)?),
+        (offsets::BIO_NR_SECTOR, tp(&bio, "nr_sector", 4)?),
+        (
+            offsets::BIO_RWBS,
+            bio.array_offset("rwbs", 2).map_err(|e| e.to_string())?,
+        ),
+        (offsets::OOM_PID, tp(&oom, "pid", 4)?),
+        (offsets::OOM_COMM, tp(&oom, "comm", 4)?),
+        (offsets::OOM_UID, tp(&oom, "uid", 4)?),
+        (offsets::OOM_TOTAL_VM, tp(&oom, "total_vm", 8)?),
+        (offsets::OOM_ANON_RSS, tp(&oom, "anon_rss", 8)?),
+    ])
 }
 
 /// Offsets and names read from the running kernel for the tracepoint probes.
@@ -153,6 +195,16 @@ const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 3] = [
     ("tcp_state", "sock", "inet_sock_set_state"),
 ];
 
+/// The resource programs: (program, category, tracepoint). `sched_wakeup_new`
+/// has the same format as `sched_wakeup`.
+const RESOURCE_PROGRAMS: [(&str, &str, &str); 5] = [
+    ("sched_wakeup", "sched", "sched_wakeup"),
+    ("sched_wakeup_new", "sched", "sched_wakeup_new"),
+    ("sched_switch", "sched", "sched_switch"),
+    ("block_io", "block", "block_bio_queue"),
+    ("oom_victim", "oom", "mark_victim"),
+];
+
 /// The flow programs and the hook each attaches to.
 const FLOW_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
     ("flow_ingress", CgroupSkbAttachType::Ingress),
@@ -168,11 +220,17 @@ impl Probes {
         cgroup: PathBuf,
         flow_map_entries: u32,
         bpf_stats: bool,
-    ) -> Result<(Self, FlowMaps), ProbeError> {
+    ) -> Result<(Self, FlowMaps, Option<ResourceMaps>), ProbeError> {
         let layout = KernelLayout::resolve()
             .inspect_err(|e| warn!(error = %e, "drop and retransmit probes disabled: the kernel layout is unknown"))
             .ok();
+        let resources = resource_globals()
+            .inspect_err(|e| warn!(error = %e, "run-queue, block IO and OOM probes disabled: the kernel layout is unknown"))
+            .ok();
         let mut loader = EbpfLoader::new();
+        for (name, value) in resources.iter().flatten() {
+            loader.override_global(name, value, true);
+        }
         for name in FLOW_MAP_NAMES {
             loader.map_max_entries(name, flow_map_entries);
         }
@@ -226,6 +284,26 @@ impl Probes {
                 attached.push(name);
             }
         }
+        if resources.is_some() {
+            for (name, category, tracepoint) in RESOURCE_PROGRAMS {
+                setup::<TracePoint>(&mut ebpf, name, |p| {
+                    p.load().map_err(|e| (LOAD, e))?;
+                    p.attach(category, tracepoint)
+                        .map(drop)
+                        .map_err(|e| ("attach", e))
+                })?;
+                attached.push(name);
+            }
+        }
+        let resource_maps = match resources {
+            Some(_) => Some(ResourceMaps {
+                runq: take(&mut ebpf, "RUNQ_LATENCY")?,
+                block: take(&mut ebpf, "BLOCK_IO")?,
+                oom: Some(take(&mut ebpf, "OOM_EVENTS")?),
+                loss: take(&mut ebpf, "RESOURCE_LOSS")?,
+            }),
+            None => None,
+        };
         let maps = FlowMaps {
             flows: [take(&mut ebpf, "FLOWS_0")?, take(&mut ebpf, "FLOWS_1")?],
             drops: [take(&mut ebpf, "DROPS_0")?, take(&mut ebpf, "DROPS_1")?],
@@ -255,6 +333,7 @@ impl Probes {
                 drop_reasons,
             },
             maps,
+            resource_maps,
         ))
     }
 

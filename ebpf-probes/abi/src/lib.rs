@@ -195,6 +195,79 @@ pub struct ConnKey {
     pub _pad: u32,
 }
 
+/// Buckets of a per-cgroup run-queue latency histogram: bucket `i` counts
+/// waits in [2^i, 2^(i+1)) µs (bucket 0 also holds waits under 1 µs, the
+/// last one everything from 2^(RUNQ_BUCKETS-1) µs ≈ 8.4 s up).
+pub const RUNQ_BUCKETS: usize = 24;
+
+/// Run-queue latency of one cgroup (v2 id): how long its tasks were runnable
+/// (woken, or preempted) before a CPU ran them. Per CPU, cumulative.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunqHist {
+    pub buckets: [u64; RUNQ_BUCKETS],
+    pub sum_ns: u64,
+    pub count: u64,
+}
+
+/// Entries of the per-cgroup resource maps (run queue, block IO).
+pub const DEFAULT_CGROUP_MAP_ENTRIES: u32 = 8_192;
+/// Tasks that can be waiting for a CPU at once (run-queue start times).
+pub const DEFAULT_RUNQ_TASK_ENTRIES: u32 = 32_768;
+
+/// `BlockKey::op`.
+pub const BLOCK_READ: u32 = 0;
+pub const BLOCK_WRITE: u32 = 1;
+
+/// Block IO submitted by one cgroup (v2 id of the submitting task) to one
+/// device (kernel `dev_t`: major << 20 | minor), reads or writes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockKey {
+    pub cgroup_id: u64,
+    pub dev: u32,
+    pub op: u32,
+}
+
+/// Per CPU, cumulative.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockStats {
+    pub bytes: u64,
+    pub ios: u64,
+}
+
+/// An OOM kill (`oom:mark_victim`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OomEvent {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// cgroup (v2 id) of the task that ran out of memory and chose the victim;
+    /// for a memory-cgroup OOM it is inside the cgroup that hit its limit.
+    pub trigger_cgroup_id: u64,
+    pub victim_pid: u32,
+    pub victim_uid: u32,
+    /// The victim's command, NUL-padded.
+    pub comm: [u8; 16],
+    pub total_vm_kb: u64,
+    pub anon_rss_kb: u64,
+}
+
+/// What the resource probes could not account. Per-CPU, index 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResourceLoss {
+    /// Wake-ups not timed because the run-queue start map was full.
+    pub runq_start_full: u64,
+    /// Waits of new cgroups that found the histogram map full.
+    pub runq_hist_full: u64,
+    /// Block IOs of new (cgroup, device, op) keys that found the map full.
+    pub block_map_full: u64,
+    /// OOM kills that found the event ring buffer full.
+    pub oom_ring_full: u64,
+}
+
 /// Offsets the kernel programs need, resolved at load time from the running
 /// kernel (tracefs formats, BTF) and handed over as read-only globals.
 pub mod offsets {
@@ -227,6 +300,21 @@ pub mod offsets {
     pub const SS_DADDR_V6: &str = "OFF_SS_DADDR_V6";
     /// `struct sock` member `sk_err`.
     pub const SOCK_SK_ERR: &str = "OFF_SOCK_SK_ERR";
+    /// `sched:sched_switch` and `sched:sched_wakeup(_new)` fields.
+    pub const SW_PREV_PID: &str = "OFF_SW_PREV_PID";
+    pub const SW_PREV_STATE: &str = "OFF_SW_PREV_STATE";
+    pub const SW_NEXT_PID: &str = "OFF_SW_NEXT_PID";
+    pub const WAKEUP_PID: &str = "OFF_WAKEUP_PID";
+    /// `block:block_bio_queue` fields.
+    pub const BIO_DEV: &str = "OFF_BIO_DEV";
+    pub const BIO_NR_SECTOR: &str = "OFF_BIO_NR_SECTOR";
+    pub const BIO_RWBS: &str = "OFF_BIO_RWBS";
+    /// `oom:mark_victim` fields.
+    pub const OOM_PID: &str = "OFF_OOM_PID";
+    pub const OOM_COMM: &str = "OFF_OOM_COMM";
+    pub const OOM_UID: &str = "OFF_OOM_UID";
+    pub const OOM_TOTAL_VM: &str = "OFF_OOM_TOTAL_VM";
+    pub const OOM_ANON_RSS: &str = "OFF_OOM_ANON_RSS";
 }
 
 #[cfg(feature = "user")]
@@ -239,6 +327,11 @@ mod user {
     unsafe impl aya::Pod for super::ConnKey {}
     unsafe impl aya::Pod for super::DnsEvent {}
     unsafe impl aya::Pod for super::RttSum {}
+    unsafe impl aya::Pod for super::RunqHist {}
+    unsafe impl aya::Pod for super::BlockKey {}
+    unsafe impl aya::Pod for super::BlockStats {}
+    unsafe impl aya::Pod for super::OomEvent {}
+    unsafe impl aya::Pod for super::ResourceLoss {}
 }
 
 #[cfg(test)]
@@ -258,6 +351,11 @@ mod tests {
         );
         assert_eq!(size_of::<ConnKey>(), size_of::<FlowKey>() + 8);
         assert_eq!(size_of::<DropKey>(), size_of::<FlowKey>() + 8);
+        assert_eq!(size_of::<RunqHist>(), 8 * (RUNQ_BUCKETS + 2));
+        assert_eq!(size_of::<BlockKey>(), 16);
+        assert_eq!(size_of::<BlockStats>(), 16);
+        assert_eq!(size_of::<OomEvent>(), 8 + 8 + 4 + 4 + 16 + 8 + 8);
+        assert_eq!(size_of::<ResourceLoss>(), 8 * 4);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod block;
 mod connections;
 mod dns;
 mod drops;
@@ -9,8 +10,10 @@ mod flows;
 mod headers;
 mod net;
 mod offsets;
+mod oom;
 mod retransmits;
 mod rtt;
+mod sched;
 mod shared;
 
 #[cfg(not(test))]

@@ -33,6 +33,18 @@ offset!(OFF_SS_DADDR);
 offset!(OFF_SS_SADDR_V6);
 offset!(OFF_SS_DADDR_V6);
 offset!(OFF_SOCK_SK_ERR);
+offset!(OFF_SW_PREV_PID);
+offset!(OFF_SW_PREV_STATE);
+offset!(OFF_SW_NEXT_PID);
+offset!(OFF_WAKEUP_PID);
+offset!(OFF_BIO_DEV);
+offset!(OFF_BIO_NR_SECTOR);
+offset!(OFF_BIO_RWBS);
+offset!(OFF_OOM_PID);
+offset!(OFF_OOM_COMM);
+offset!(OFF_OOM_UID);
+offset!(OFF_OOM_TOTAL_VM);
+offset!(OFF_OOM_ANON_RSS);
 
 /// Reads a global so that the compiler cannot constant-fold the default.
 #[inline(always)]
@@ -41,6 +53,13 @@ pub fn get(global: &'static u32) -> usize {
     unsafe { core::ptr::read_volatile(global) as usize }
 }
 
+pub use self::{
+    OFF_BIO_DEV as BIO_DEV, OFF_BIO_NR_SECTOR as BIO_NR_SECTOR, OFF_BIO_RWBS as BIO_RWBS,
+    OFF_OOM_ANON_RSS as OOM_ANON_RSS, OFF_OOM_COMM as OOM_COMM, OFF_OOM_PID as OOM_PID,
+    OFF_OOM_TOTAL_VM as OOM_TOTAL_VM, OFF_OOM_UID as OOM_UID, OFF_SW_NEXT_PID as SW_NEXT_PID,
+    OFF_SW_PREV_PID as SW_PREV_PID, OFF_SW_PREV_STATE as SW_PREV_STATE,
+    OFF_WAKEUP_PID as WAKEUP_PID,
+};
 pub use self::{
     OFF_DROP_PROTOCOL as DROP_PROTOCOL, OFF_DROP_REASON as DROP_REASON,
     OFF_DROP_SKBADDR as DROP_SKBADDR, OFF_RTX_DADDR as RTX_DADDR, OFF_RTX_DADDR_V6 as RTX_DADDR_V6,

@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, PerCpuArray},
 };
-use osprey_abi::FlowLoss;
+use osprey_abi::{FlowLoss, ResourceLoss};
 
 /// Index 0: which of the `*_0` / `*_1` maps the programs write into.
 #[map]
@@ -13,6 +13,10 @@ pub static ACTIVE_FLOW_MAP: Array<u32> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static FLOW_LOSS: PerCpuArray<FlowLoss> = PerCpuArray::with_max_entries(1, 0);
+
+/// What the resource probes (scheduler, block, OOM) could not account.
+#[map]
+pub static RESOURCE_LOSS: PerCpuArray<ResourceLoss> = PerCpuArray::with_max_entries(1, 0);
 
 /// Whether the programs should write into the `*_0` maps.
 #[inline(always)]
@@ -24,6 +28,15 @@ pub fn first_map_active() -> bool {
 #[inline(always)]
 pub fn count_loss(f: impl FnOnce(&mut FlowLoss)) {
     if let Some(loss) = FLOW_LOSS.get_ptr_mut(0) {
+        // SAFETY: per-CPU value of an array map: valid, and only this CPU writes it.
+        f(unsafe { &mut *loss });
+    }
+}
+
+/// Adds to this CPU's resource loss counters.
+#[inline(always)]
+pub fn count_resource_loss(f: impl FnOnce(&mut ResourceLoss)) {
+    if let Some(loss) = RESOURCE_LOSS.get_ptr_mut(0) {
         // SAFETY: per-CPU value of an array map: valid, and only this CPU writes it.
         f(unsafe { &mut *loss });
     }

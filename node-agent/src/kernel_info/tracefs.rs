@@ -95,6 +95,18 @@ impl TracepointFormat {
         }
     }
 
+    /// Offset of `field`, a char array of at least `min_size` bytes (its
+    /// length differs between kernel versions, like `rwbs`).
+    pub fn array_offset(&self, field: &str, min_size: u32) -> Result<u32, TracefsError> {
+        match self.fields.get(field) {
+            Some(f) if f.size >= min_size => Ok(f.offset),
+            _ => Err(TracefsError::MissingField {
+                tracepoint: self.name.clone(),
+                field: format!("{field} (at least {min_size} bytes)"),
+            }),
+        }
+    }
+
     /// The value → name table of `__print_symbolic(REC->field, { v, "NAME" }, …)`.
     pub fn symbols(&self, field: &str) -> BTreeMap<u32, String> {
         let marker = format!("__print_symbolic(REC->{field},");

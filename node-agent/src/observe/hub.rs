@@ -1,6 +1,7 @@
-//! The flow hub: keeps the last records for `--last N` and fans new ones out
+//! A record hub: keeps the last records for `--last N` and fans new ones out
 //! to followers. A follower that falls behind loses records, and the loss is
-//! counted in `osprey_observe_lost_records_total`.
+//! counted. One hub carries flow records (`observe`), another resource
+//! events (`events`).
 
 use std::{
     collections::VecDeque,
@@ -12,22 +13,47 @@ use tokio::sync::broadcast;
 
 use super::record::FlowRecord;
 
-#[derive(Clone)]
-pub struct FlowHub {
-    recent: Arc<Mutex<VecDeque<Arc<FlowRecord>>>>,
+/// The hub of flow records.
+pub type FlowHub = Hub<FlowRecord>;
+
+pub struct Hub<T> {
+    recent: Arc<Mutex<VecDeque<Arc<T>>>>,
     capacity: usize,
-    live: broadcast::Sender<Arc<FlowRecord>>,
+    live: broadcast::Sender<Arc<T>>,
     pub lost: Counter,
+}
+
+impl<T> Clone for Hub<T> {
+    fn clone(&self) -> Self {
+        Self {
+            recent: self.recent.clone(),
+            capacity: self.capacity,
+            live: self.live.clone(),
+            lost: self.lost.clone(),
+        }
+    }
 }
 
 impl FlowHub {
     pub fn new(capacity: usize, registry: &mut Registry) -> Self {
-        let lost = Counter::default();
-        registry.register(
+        Self::with_lost_metric(
+            capacity,
+            registry,
             "osprey_observe_lost_records",
             "Flow records a live follower (observe --follow, flow log) missed because it fell behind",
-            lost.clone(),
-        );
+        )
+    }
+}
+
+impl<T> Hub<T> {
+    pub fn with_lost_metric(
+        capacity: usize,
+        registry: &mut Registry,
+        name: &str,
+        help: &str,
+    ) -> Self {
+        let lost = Counter::default();
+        registry.register(name, help, lost.clone());
         Self {
             recent: Arc::new(Mutex::new(VecDeque::with_capacity(capacity))),
             capacity,
@@ -36,7 +62,7 @@ impl FlowHub {
         }
     }
 
-    pub fn publish(&self, records: Vec<FlowRecord>) {
+    pub fn publish(&self, records: Vec<T>) {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         for record in records {
             let record = Arc::new(record);
@@ -60,12 +86,12 @@ impl FlowHub {
     }
 
     /// The buffered records, oldest first.
-    pub fn recent(&self) -> Vec<Arc<FlowRecord>> {
+    pub fn recent(&self) -> Vec<Arc<T>> {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent.iter().cloned().collect()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FlowRecord>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<T>> {
         self.live.subscribe()
     }
 }

@@ -1,6 +1,7 @@
-//! Per-cgroup CPU and memory usage from cgroupfs, v1 (the controllers'
-//! own hierarchies, as on hybrid hosts) or v2 (one unified hierarchy), read
-//! with the files and units cAdvisor uses.
+//! Per-cgroup CPU, memory, IO, pressure, task and network figures from
+//! cgroupfs and procfs, v1 (the controllers' own hierarchies, as on hybrid
+//! hosts, with PSI from the v2 tree beside them) or v2 (one unified
+//! hierarchy), read with the files and units cAdvisor uses.
 
 use std::{
     collections::BTreeMap,
@@ -15,6 +16,8 @@ pub enum Layout {
         cpuacct: PathBuf,
         cpu: PathBuf,
         memory: PathBuf,
+        /// The v2 hierarchy of a hybrid host (PSI files), if mounted.
+        unified: Option<PathBuf>,
     },
     /// cgroup v2: one hierarchy.
     V2 { root: PathBuf },
@@ -38,6 +41,43 @@ pub struct CgroupStats {
     pub processes: Option<u64>,
     /// OOM kills in this cgroup (v1 memory.oom_control / v2 memory.events `oom_kill`).
     pub oom_kills: Option<u64>,
+    pub threads: Option<u64>,
+    /// PSI totals, seconds: (some, full) of cpu, memory, io.
+    pub pressure: Pressure,
+    /// v2 io.stat per device ("major:minor"), when the io controller is on.
+    pub io: Vec<IoStat>,
+    /// Interfaces of the cgroup's network namespace, when it is not the host's.
+    pub network: Vec<NetDev>,
+}
+
+/// Pressure stall totals of one cgroup, seconds (`some` = waiting, `full` = stalled).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pressure {
+    pub cpu: Option<(f64, Option<f64>)>,
+    pub memory: Option<(f64, Option<f64>)>,
+    pub io: Option<(f64, Option<f64>)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoStat {
+    pub device: String,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub reads: u64,
+    pub writes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetDev {
+    pub interface: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 /// `USER_HZ`: the unit of v1's cpuacct.stat.
@@ -82,6 +122,7 @@ impl Layout {
                 cpuacct: cpuacct.clone(),
                 cpu: cpu.clone(),
                 memory: memory.clone(),
+                unified: v2,
             }),
             _ => v2.map(|root| Self::V2 { root }),
         }
@@ -106,8 +147,23 @@ impl Layout {
                 cpuacct,
                 cpu,
                 memory,
-            } => v1_stats(&cpuacct.join(rel), &cpu.join(rel), &memory.join(rel)),
+                unified,
+            } => {
+                let mut s = v1_stats(&cpuacct.join(rel), &cpu.join(rel), &memory.join(rel));
+                if let Some(unified) = unified {
+                    s.pressure = pressure(&unified.join(rel));
+                }
+                s
+            }
             Self::V2 { root } => v2_stats(&root.join(rel)),
+        }
+    }
+
+    /// The cgroup v2 hierarchy (the eBPF probes name cgroups by its ids).
+    pub fn v2_root(&self) -> Option<&Path> {
+        match self {
+            Self::V1 { unified, .. } => unified.as_deref(),
+            Self::V2 { root } => Some(root),
         }
     }
 }
@@ -179,7 +235,107 @@ fn v1_stats(cpuacct: &Path, cpu: &Path, memory: &Path) -> CgroupStats {
         oom_kills: keyed(&memory.join("memory.oom_control"))
             .get("oom_kill")
             .copied(),
+        threads: count_lines(&cpuacct.join("tasks")),
+        network: network(&cpuacct.join("cgroup.procs")),
+        ..CgroupStats::default()
     }
+}
+
+/// `some avg10=… total=<µs>` / `full …` lines of a PSI file.
+fn psi(path: &Path) -> Option<(f64, Option<f64>)> {
+    let text = read(path)?;
+    let total = |kind: &str| {
+        text.lines()
+            .find(|l| l.starts_with(kind))?
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("total="))?
+            .parse::<u64>()
+            .ok()
+            .map(|us| us as f64 / 1e6)
+    };
+    Some((total("some")?, total("full")))
+}
+
+fn pressure(dir: &Path) -> Pressure {
+    Pressure {
+        cpu: psi(&dir.join("cpu.pressure")),
+        memory: psi(&dir.join("memory.pressure")),
+        io: psi(&dir.join("io.pressure")),
+    }
+}
+
+/// v2 io.stat: `MAJ:MIN rbytes=… wbytes=… rios=… wios=… …` per device.
+fn io_stat(path: &Path) -> Vec<IoStat> {
+    let Some(text) = read(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let mut s = IoStat {
+                device: fields.next()?.to_owned(),
+                ..IoStat::default()
+            };
+            for f in fields {
+                let (k, v) = f.split_once('=')?;
+                let v = v.parse().unwrap_or(0);
+                match k {
+                    "rbytes" => s.read_bytes = v,
+                    "wbytes" => s.write_bytes = v,
+                    "rios" => s.reads = v,
+                    "wios" => s.writes = v,
+                    _ => {}
+                }
+            }
+            Some(s)
+        })
+        .collect()
+}
+
+/// The network namespace of the cgroup's first process, when it is not the
+/// host's (the agent's): its interfaces from /proc/<pid>/net/dev, as cAdvisor reads them.
+fn network(procs: &Path) -> Vec<NetDev> {
+    let Some(pid) = read(procs).and_then(|t| t.lines().next().map(str::to_owned)) else {
+        return Vec::new();
+    };
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).ok();
+    match (ns(&pid), ns("self")) {
+        (Some(theirs), Some(ours)) if theirs != ours => {}
+        _ => return Vec::new(),
+    }
+    let Some(text) = read(Path::new(&format!("/proc/{pid}/net/dev"))) else {
+        return Vec::new();
+    };
+    parse_net_dev(&text)
+}
+
+/// /proc/net/dev: two header lines, then `iface: rx(8 fields) tx(8 fields)`.
+fn parse_net_dev(text: &str) -> Vec<NetDev> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let name = name.trim();
+            if name == "lo" {
+                return None;
+            }
+            let v: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            (v.len() >= 12).then(|| NetDev {
+                interface: name.to_owned(),
+                rx_bytes: v[0],
+                rx_packets: v[1],
+                rx_errors: v[2],
+                rx_dropped: v[3],
+                tx_bytes: v[8],
+                tx_packets: v[9],
+                tx_errors: v[10],
+                tx_dropped: v[11],
+            })
+        })
+        .collect()
 }
 
 fn v2_stats(dir: &Path) -> CgroupStats {
@@ -202,6 +358,10 @@ fn v2_stats(dir: &Path) -> CgroupStats {
         memory_limit_bytes: read(&dir.join("memory.max")).map(|m| m.trim().parse().unwrap_or(0)),
         processes: count_lines(&dir.join("cgroup.procs")),
         oom_kills: keyed(&dir.join("memory.events")).get("oom_kill").copied(),
+        threads: count_lines(&dir.join("cgroup.threads")),
+        pressure: pressure(dir),
+        io: io_stat(&dir.join("io.stat")),
+        network: network(&dir.join("cgroup.procs")),
     }
 }
 
@@ -265,6 +425,47 @@ mod tests {
             "max = unlimited = 0, as cAdvisor"
         );
         assert_eq!(s.processes, Some(2));
+        assert_eq!(s.pressure.cpu, None, "no cpu.pressure written");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn reads_psi_io_stat_and_net_dev() {
+        let root = dir("psi");
+        std::fs::write(
+            root.join("cpu.pressure"),
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=2500000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=500000\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("io.stat"),
+            "254:0 rbytes=4096 wbytes=1048576 rios=1 wios=16 dbytes=0 dios=0\n",
+        )
+        .unwrap();
+        let s = v2_stats(&root);
+        assert_eq!(s.pressure.cpu, Some((2.5, Some(0.5))));
+        assert_eq!(
+            s.io,
+            vec![IoStat {
+                device: "254:0".into(),
+                read_bytes: 4096,
+                write_bytes: 1048576,
+                reads: 1,
+                writes: 16
+            }]
+        );
+        let dev = "Inter-|   Receive                                                |  Transmit\n                    face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n                       lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n                     eth0:    2000      20    1    2    0     0          0         0     3000      30    3    4    0     0       0          0\n";
+        let parsed = parse_net_dev(dev);
+        assert_eq!(parsed.len(), 1, "lo is skipped");
+        assert_eq!(
+            (
+                parsed[0].rx_bytes,
+                parsed[0].rx_dropped,
+                parsed[0].tx_packets,
+                parsed[0].tx_errors
+            ),
+            (2000, 2, 30, 3)
+        );
         let _ = std::fs::remove_dir_all(root);
     }
 }

@@ -1,34 +1,71 @@
-//! Per-cgroup resource usage under cAdvisor's names, read from cgroupfs at
-//! scrape time (like the kubelet's cAdvisor endpoint). Labels: `id` (the
-//! cgroup path); the kubelet-style `namespace`, `pod`, `container`, `image`
-//! join once the Kubernetes mapping knows them.
+//! Per-cgroup resource usage under cAdvisor's names, read at scrape time
+//! (like the kubelet's cAdvisor endpoint) from cgroupfs and procfs, plus what
+//! the kernel probes keep per cgroup: run-queue latency, block IO, OOM kills.
+//!
+//! Labels are the kubelet's: `id` (the cgroup path: a systemd unit or a
+//! container id standalone), and `namespace`, `pod`, `container`, `image`,
+//! `name`, empty until the Kubernetes mapping knows them (as cAdvisor leaves
+//! them empty for cgroups that are not containers).
 
 pub mod cgroupfs;
+pub mod kernel;
 pub mod node;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet},
+    encoding::{DescriptorEncoder, NoLabelSet},
     metrics::MetricType,
 };
 
 use cgroupfs::{CgroupStats, Layout};
+use kernel::KernelResources;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct CgroupLabels {
-    id: String,
+/// The kubelet's label names besides `id`, empty until known.
+const POD_LABELS: [&str; 5] = ["container", "image", "name", "namespace", "pod"];
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+fn labels(id: &str) -> Labels<'_> {
+    let mut l: Labels<'_> = POD_LABELS.iter().map(|k| (*k, "")).collect();
+    l.push(("id", id));
+    l
+}
+
+fn with<'a>(base: &Labels<'a>, key: &'static str, value: &'a str) -> Labels<'a> {
+    let mut l = base.clone();
+    l.push((key, value));
+    l
 }
 
 /// Encodes cgroup stats on every scrape; at most `limit` cgroups.
-#[derive(Debug)]
 pub struct CgroupCollector {
     layout: Layout,
     limit: usize,
+    kernel: Option<Arc<KernelResources>>,
+}
+
+impl std::fmt::Debug for CgroupCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CgroupCollector")
+            .field("layout", &self.layout)
+            .field("limit", &self.limit)
+            .field("kernel", &self.kernel.is_some())
+            .finish()
+    }
 }
 
 impl CgroupCollector {
-    pub fn new(layout: Layout, limit: usize) -> Self {
-        Self { layout, limit }
+    pub fn new(layout: Layout, limit: usize, kernel: Option<Arc<KernelResources>>) -> Self {
+        Self {
+            layout,
+            limit,
+            kernel,
+        }
     }
 }
 
@@ -103,33 +140,199 @@ const FAMILIES: &[(&str, &str, MetricType, Getter)] = &[
         |s| s.memory_limit_bytes.map(|v| v as f64),
     ),
     (
-        "container_oom_events",
-        "Count of out of memory events observed for the container",
-        MetricType::Counter,
-        |s| s.oom_kills.map(|v| v as f64),
-    ),
-    (
         "container_processes",
         "Number of processes running inside the container",
         MetricType::Gauge,
         |s| s.processes.map(|v| v as f64),
     ),
+    (
+        "container_threads",
+        "Number of threads running inside the container",
+        MetricType::Gauge,
+        |s| s.threads.map(|v| v as f64),
+    ),
+    (
+        "container_pressure_cpu_waiting_seconds",
+        "Total time duration tasks in the container have waited due to CPU congestion",
+        MetricType::Counter,
+        |s| s.pressure.cpu.map(|p| p.0),
+    ),
+    (
+        "container_pressure_cpu_stalled_seconds",
+        "Total time duration no tasks in the container could make progress due to CPU congestion",
+        MetricType::Counter,
+        |s| s.pressure.cpu.and_then(|p| p.1),
+    ),
+    (
+        "container_pressure_memory_waiting_seconds",
+        "Total time duration tasks in the container have waited due to memory congestion",
+        MetricType::Counter,
+        |s| s.pressure.memory.map(|p| p.0),
+    ),
+    (
+        "container_pressure_memory_stalled_seconds",
+        "Total time duration no tasks in the container could make progress due to memory congestion",
+        MetricType::Counter,
+        |s| s.pressure.memory.and_then(|p| p.1),
+    ),
+    (
+        "container_pressure_io_waiting_seconds",
+        "Total time duration tasks in the container have waited due to IO congestion",
+        MetricType::Counter,
+        |s| s.pressure.io.map(|p| p.0),
+    ),
+    (
+        "container_pressure_io_stalled_seconds",
+        "Total time duration no tasks in the container could make progress due to IO congestion",
+        MetricType::Counter,
+        |s| s.pressure.io.and_then(|p| p.1),
+    ),
 ];
+
+type NetGetter = fn(&cgroupfs::NetDev) -> u64;
+
+/// cAdvisor's per-interface network families.
+const NETWORK: &[(&str, &str, NetGetter)] = &[
+    (
+        "container_network_receive_bytes",
+        "Cumulative count of bytes received",
+        |n| n.rx_bytes,
+    ),
+    (
+        "container_network_receive_packets",
+        "Cumulative count of packets received",
+        |n| n.rx_packets,
+    ),
+    (
+        "container_network_receive_packets_dropped",
+        "Cumulative count of packets dropped while receiving",
+        |n| n.rx_dropped,
+    ),
+    (
+        "container_network_receive_errors",
+        "Cumulative count of errors encountered while receiving",
+        |n| n.rx_errors,
+    ),
+    (
+        "container_network_transmit_bytes",
+        "Cumulative count of bytes transmitted",
+        |n| n.tx_bytes,
+    ),
+    (
+        "container_network_transmit_packets",
+        "Cumulative count of packets transmitted",
+        |n| n.tx_packets,
+    ),
+    (
+        "container_network_transmit_packets_dropped",
+        "Cumulative count of packets dropped while transmitting",
+        |n| n.tx_dropped,
+    ),
+    (
+        "container_network_transmit_errors",
+        "Cumulative count of errors encountered while transmitting",
+        |n| n.tx_errors,
+    ),
+];
+
+/// Block IO of one cgroup on one device.
+#[derive(Debug, Default, Clone, Copy)]
+struct Io {
+    read_bytes: u64,
+    write_bytes: u64,
+    reads: u64,
+    writes: u64,
+}
+
+/// `/dev/<name>` of a block device from its numbers, as cAdvisor labels it.
+fn device_name(major: u32, minor: u32, cache: &mut HashMap<(u32, u32), String>) -> String {
+    cache
+        .entry((major, minor))
+        .or_insert_with(|| {
+            std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
+                .ok()
+                .and_then(|u| {
+                    u.lines()
+                        .find_map(|l| l.strip_prefix("DEVNAME="))
+                        .map(|n| format!("/dev/{n}"))
+                })
+                .unwrap_or_else(|| format!("{major}:{minor}"))
+        })
+        .clone()
+}
+
+fn counter(
+    family: &mut prometheus_client::encoding::MetricEncoder<'_>,
+    labels: &Labels<'_>,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    family
+        .encode_family(labels)?
+        .encode_counter::<NoLabelSet, _, f64>(&value, None)
+}
+
+/// What the kernel probes hold for the scraped cgroups, by cgroup index.
+struct KernelView {
+    runq: BTreeMap<usize, osprey_abi::RunqHist>,
+    io: BTreeMap<(usize, String), Io>,
+    oom: BTreeMap<usize, u64>,
+    loss: osprey_abi::ResourceLoss,
+}
+
+fn kernel_view(kernel: &KernelResources, ids: &[String]) -> KernelView {
+    let by_path: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_str(), i))
+        .collect();
+    let v2 = kernel::v2_ids(kernel.v2_root());
+    let live: HashSet<u64> = v2.keys().copied().collect();
+    let index = |cgroup_id: u64| {
+        v2.get(&cgroup_id)
+            .and_then(|p| by_path.get(p.as_str()).copied())
+    };
+    let runq = kernel
+        .runq(&live)
+        .into_iter()
+        .filter_map(|(id, h)| Some((index(id)?, h)))
+        .collect();
+    let mut names = HashMap::new();
+    let mut io: BTreeMap<(usize, String), Io> = BTreeMap::new();
+    for (key, s) in kernel.block(&live) {
+        let Some(i) = index(key.cgroup_id) else {
+            continue;
+        };
+        let device = device_name(key.dev >> 20, key.dev & 0xfffff, &mut names);
+        let e = io.entry((i, device)).or_default();
+        if key.op == osprey_abi::BLOCK_WRITE {
+            e.write_bytes += s.bytes;
+            e.writes += s.ios;
+        } else {
+            e.read_bytes += s.bytes;
+            e.reads += s.ios;
+        }
+    }
+    let oom = kernel
+        .oom_kills()
+        .into_iter()
+        .filter_map(|(path, n)| Some((*by_path.get(path.as_str())?, n)))
+        .collect();
+    KernelView {
+        runq,
+        io,
+        oom,
+        loss: kernel.loss(),
+    }
+}
 
 impl Collector for CgroupCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let stats: Vec<(CgroupLabels, CgroupStats)> = self
-            .layout
-            .cgroups(self.limit)
-            .into_iter()
-            .map(|id| {
-                let s = self.layout.stats(&id);
-                (CgroupLabels { id }, s)
-            })
-            .collect();
+        let ids = self.layout.cgroups(self.limit);
+        let stats: Vec<CgroupStats> = ids.iter().map(|id| self.layout.stats(id)).collect();
+        let base: Vec<Labels<'_>> = ids.iter().map(|id| labels(id)).collect();
         for (name, help, metric_type, get) in FAMILIES {
             let mut family = encoder.encode_descriptor(name, help, None, *metric_type)?;
-            for (labels, s) in &stats {
+            for (labels, s) in base.iter().zip(&stats) {
                 let Some(value) = get(s) else { continue };
                 let mut metric = family.encode_family(labels)?;
                 match metric_type {
@@ -139,6 +342,141 @@ impl Collector for CgroupCollector {
                     _ => metric.encode_gauge(&value)?,
                 }
             }
+        }
+        for (name, help, get) in NETWORK {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (labels, s) in base.iter().zip(&stats) {
+                for dev in &s.network {
+                    counter(
+                        &mut family,
+                        &with(labels, "interface", &dev.interface),
+                        get(dev) as f64,
+                    )?;
+                }
+            }
+        }
+        let view = self.kernel.as_deref().map(|k| kernel_view(k, &ids));
+
+        // Block IO: the kernel's own io.stat where the v2 io controller keeps
+        // one (it charges writeback to the right cgroup), else the probe's.
+        let mut io: BTreeMap<(usize, String), Io> = BTreeMap::new();
+        let mut names = HashMap::new();
+        for (i, s) in stats.iter().enumerate() {
+            for d in &s.io {
+                let (major, minor) = d.device.split_once(':').unwrap_or(("0", "0"));
+                let device = device_name(
+                    major.parse().unwrap_or(0),
+                    minor.parse().unwrap_or(0),
+                    &mut names,
+                );
+                io.insert(
+                    (i, device),
+                    Io {
+                        read_bytes: d.read_bytes,
+                        write_bytes: d.write_bytes,
+                        reads: d.reads,
+                        writes: d.writes,
+                    },
+                );
+            }
+        }
+        if let Some(view) = &view {
+            for ((i, device), v) in &view.io {
+                if stats[*i].io.is_empty() {
+                    io.insert((*i, device.clone()), *v);
+                }
+            }
+        }
+        type IoGetter = fn(&Io) -> u64;
+        let io_families: [(&str, &str, IoGetter); 4] = [
+            (
+                "container_fs_reads_bytes",
+                "Cumulative count of bytes read",
+                |v| v.read_bytes,
+            ),
+            (
+                "container_fs_writes_bytes",
+                "Cumulative count of bytes written",
+                |v| v.write_bytes,
+            ),
+            (
+                "container_fs_reads",
+                "Cumulative count of reads completed",
+                |v| v.reads,
+            ),
+            (
+                "container_fs_writes",
+                "Cumulative count of writes completed",
+                |v| v.writes,
+            ),
+        ];
+        for (name, help, get) in io_families {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for ((i, device), v) in &io {
+                counter(
+                    &mut family,
+                    &with(&base[*i], "device", device),
+                    get(v) as f64,
+                )?;
+            }
+        }
+
+        // OOM kills: from the oom tracepoint when the probes run, else cgroupfs.
+        let mut family = encoder.encode_descriptor(
+            "container_oom_events",
+            "Count of out of memory events observed for the container",
+            None,
+            MetricType::Counter,
+        )?;
+        for (i, (labels, s)) in base.iter().zip(&stats).enumerate() {
+            let value = match &view {
+                Some(view) => Some(view.oom.get(&i).copied().unwrap_or(0)),
+                None => s.oom_kills,
+            };
+            if let Some(v) = value {
+                counter(&mut family, labels, v as f64)?;
+            }
+        }
+        let Some(view) = view else { return Ok(()) };
+
+        let mut family = encoder.encode_descriptor(
+            "container_cpu_runqueue_latency_seconds",
+            "Time the container's tasks waited for a CPU after becoming runnable (eBPF sched tracepoints)",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (i, h) in &view.runq {
+            let buckets: Vec<(f64, u64)> = h
+                .buckets
+                .iter()
+                .enumerate()
+                .map(|(b, n)| {
+                    let le = if b + 1 == osprey_abi::RUNQ_BUCKETS {
+                        f64::MAX
+                    } else {
+                        (1u64 << (b + 1)) as f64 / 1e6
+                    };
+                    (le, *n)
+                })
+                .collect();
+            family
+                .encode_family(&base[*i])?
+                .encode_histogram::<NoLabelSet>(h.sum_ns as f64 / 1e9, h.count, &buckets, None)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "osprey_resource_probe_lost",
+            "Events the resource probes could not account, by reason (a kernel map or ring buffer was full)",
+            None,
+            MetricType::Counter,
+        )?;
+        let l = view.loss;
+        for (reason, v) in [
+            ("runq_start_map_full", l.runq_start_full),
+            ("runq_latency_map_full", l.runq_hist_full),
+            ("block_io_map_full", l.block_map_full),
+            ("oom_ring_full", l.oom_ring_full),
+        ] {
+            counter(&mut family, &vec![("reason", reason)], v as f64)?;
         }
         Ok(())
     }

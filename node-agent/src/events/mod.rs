@@ -1,0 +1,17 @@
+//! Resource events (OOM kills) as a live stream: `GET /api/v1/events` and
+//! `osprey-agent events`, beside the flow stream of `observe`.
+
+pub mod api;
+pub mod client;
+pub mod record;
+
+pub type EventHub = crate::observe::hub::Hub<record::ResourceEvent>;
+
+pub fn hub(capacity: usize, registry: &mut prometheus_client::registry::Registry) -> EventHub {
+    EventHub::with_lost_metric(
+        capacity,
+        registry,
+        "osprey_events_lost_records",
+        "Resource events a live follower (events --follow) missed because it fell behind",
+    )
+}

@@ -1,0 +1,239 @@
+//! Per-cgroup figures the kernel probes keep: run-queue latency and block IO
+//! (cumulative per-CPU maps, summed over CPUs at scrape time) and OOM kills
+//! (events from a ring buffer, counted here and streamed to `events`).
+//! Map entries of cgroups that no longer exist are deleted at scrape time.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use osprey_abi::{BlockKey, BlockStats, OomEvent, RUNQ_BUCKETS, ResourceLoss, RunqHist};
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::unix::AsyncFd;
+use tracing::warn;
+
+use crate::events::{
+    EventHub,
+    record::{EventKind, ResourceEvent},
+};
+
+struct Maps {
+    runq: PerCpuHashMap<MapData, u64, RunqHist>,
+    block: PerCpuHashMap<MapData, BlockKey, BlockStats>,
+    loss: PerCpuArray<MapData, ResourceLoss>,
+}
+
+pub struct KernelResources {
+    maps: Mutex<Maps>,
+    oom_kills: Mutex<BTreeMap<String, u64>>,
+    v2_root: PathBuf,
+}
+
+/// Every cgroup of the v2 hierarchy at `root`: its id (the directory's inode
+/// number, what `bpf_get_current_cgroup_id` returns) → its path ("/" for the root).
+pub fn v2_ids(root: &Path) -> HashMap<u64, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut HashMap<u64, String>) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            return;
+        };
+        let rel = dir.strip_prefix(root).unwrap_or(Path::new(""));
+        out.insert(meta.ino(), format!("/{}", rel.display()));
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.filter_map(Result::ok) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(root, &e.path(), out);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// A process's cgroup v2 path from /proc/<pid>/cgroup ("0::/path").
+fn proc_cgroup(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
+fn sum_hist(values: &[RunqHist]) -> RunqHist {
+    let mut out = RunqHist {
+        buckets: [0; RUNQ_BUCKETS],
+        sum_ns: 0,
+        count: 0,
+    };
+    for v in values {
+        for (o, b) in out.buckets.iter_mut().zip(v.buckets) {
+            *o += b;
+        }
+        out.sum_ns += v.sum_ns;
+        out.count += v.count;
+    }
+    out
+}
+
+impl KernelResources {
+    pub fn new(
+        runq: PerCpuHashMap<MapData, u64, RunqHist>,
+        block: PerCpuHashMap<MapData, BlockKey, BlockStats>,
+        loss: PerCpuArray<MapData, ResourceLoss>,
+        v2_root: PathBuf,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            maps: Mutex::new(Maps { runq, block, loss }),
+            oom_kills: Mutex::new(BTreeMap::new()),
+            v2_root,
+        })
+    }
+
+    pub fn v2_root(&self) -> &Path {
+        &self.v2_root
+    }
+
+    /// Run-queue latency per cgroup id, summed over CPUs. Entries of cgroup
+    /// ids not in `live` are deleted (the cgroup is gone).
+    pub fn runq(&self, live: &HashSet<u64>) -> BTreeMap<u64, RunqHist> {
+        let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = BTreeMap::new();
+        let mut gone = Vec::new();
+        for (id, values) in maps.runq.iter().filter_map(Result::ok) {
+            if live.contains(&id) {
+                out.insert(id, sum_hist(&values));
+            } else {
+                gone.push(id);
+            }
+        }
+        for id in gone {
+            let _ = maps.runq.remove(&id);
+        }
+        out
+    }
+
+    /// Block IO per (cgroup id, device, op), summed over CPUs; entries of
+    /// vanished cgroups are deleted.
+    pub fn block(&self, live: &HashSet<u64>) -> BTreeMap<BlockKey, BlockStats> {
+        let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = BTreeMap::new();
+        let mut gone = Vec::new();
+        for (key, values) in maps.block.iter().filter_map(Result::ok) {
+            if live.contains(&key.cgroup_id) {
+                let mut s = BlockStats::default();
+                for v in values.iter() {
+                    s.bytes += v.bytes;
+                    s.ios += v.ios;
+                }
+                out.insert(key, s);
+            } else {
+                gone.push(key);
+            }
+        }
+        for key in gone {
+            let _ = maps.block.remove(&key);
+        }
+        out
+    }
+
+    pub fn loss(&self) -> ResourceLoss {
+        let maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = ResourceLoss::default();
+        if let Ok(values) = maps.loss.get(&0, 0) {
+            for v in values.iter() {
+                out.runq_start_full += v.runq_start_full;
+                out.runq_hist_full += v.runq_hist_full;
+                out.block_map_full += v.block_map_full;
+                out.oom_ring_full += v.oom_ring_full;
+            }
+        }
+        out
+    }
+
+    /// OOM kills per cgroup path since the agent started.
+    pub fn oom_kills(&self) -> BTreeMap<String, u64> {
+        self.oom_kills
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Counts an OOM kill and turns it into an event. The victim's cgroup is
+    /// read from /proc while it is still there (it is being killed); failing
+    /// that, the cgroup of the task that triggered the kill stands in (for a
+    /// memory-cgroup OOM, inside the cgroup that hit its limit).
+    fn oom_kill(&self, e: &OomEvent) -> ResourceEvent {
+        let cgroup = proc_cgroup(e.victim_pid)
+            .or_else(|| v2_ids(&self.v2_root).remove(&e.trigger_cgroup_id))
+            .unwrap_or_else(|| format!("cgroup-id:{}", e.trigger_cgroup_id));
+        *self
+            .oom_kills
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(cgroup.clone())
+            .or_default() += 1;
+        let len = e.comm.iter().position(|&b| b == 0).unwrap_or(e.comm.len());
+        ResourceEvent {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            kind: EventKind::OomKill,
+            cgroup,
+            pid: e.victim_pid,
+            command: String::from_utf8_lossy(&e.comm[..len]).into_owned(),
+            uid: e.victim_uid,
+            total_vm_bytes: e.total_vm_kb * 1024,
+            anon_rss_bytes: e.anon_rss_kb * 1024,
+            namespace: None,
+            pod: None,
+        }
+    }
+}
+
+/// Reads OOM events, woken by the kernel through `AsyncFd`.
+pub async fn read_oom(
+    ring: RingBuf<MapData>,
+    resources: Arc<KernelResources>,
+    hub: EventHub,
+    malformed: Counter,
+) {
+    // SAFETY: the ring buffer owns its map fd and keeps it open for as long
+    // as the AsyncFd owns the ring buffer.
+    let mut fd = match unsafe {
+        AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE)
+    } {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!(error = %e.into_parts().1, "OOM ring buffer cannot be polled; OOM events are off");
+            return;
+        }
+    };
+    loop {
+        let mut guard = match fd.readable_mut().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                warn!(error = %e, "OOM ring buffer poll failed; OOM events are off");
+                return;
+            }
+        };
+        let mut events = Vec::new();
+        {
+            let ring = guard.get_inner_mut();
+            while let Some(item) = ring.next() {
+                if item.len() < std::mem::size_of::<OomEvent>() {
+                    malformed.inc();
+                    continue;
+                }
+                // SAFETY: a whole OomEvent (size checked); read_unaligned copes with alignment.
+                let e: OomEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+                events.push(resources.oom_kill(&e));
+            }
+        }
+        guard.clear_ready();
+        hub.publish(events);
+    }
+}
