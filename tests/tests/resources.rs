@@ -1,12 +1,18 @@
-//! Per-cgroup usage (cAdvisor's names) against cgroupfs itself: a CPU burner
-//! and a memory allocator in cgroups of their own, on this host's layout
-//! (hybrid v1 here; pure v2 on most nodes).
+//! Per-cgroup usage (cAdvisor's names) against ground truth: cgroupfs itself,
+//! the kernel's per-task schedstat, the bytes a writer wrote, /proc/net/dev of
+//! a pod's namespace. Workloads run in cgroups of their own, on this host's
+//! layout (hybrid v1 here; pure v2 on most nodes).
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{
+    path::PathBuf,
+    process::{Child, Command},
+    time::Duration,
+};
 
 use osprey_e2e::{
     agent,
     exposition::{samples, sum},
+    netns::{IFACE, PodPair},
 };
 
 /// A test cgroup in every hierarchy the agent reads; removed on drop.
@@ -19,13 +25,15 @@ impl TestCgroup {
     fn new(tag: &str) -> Self {
         let name = format!("osprey-{tag}-{}", std::process::id());
         let v1 = PathBuf::from("/sys/fs/cgroup/cpuacct/cpuacct.usage").exists();
+        // v1: cpuacct, cpu, memory (the agent reads them), then blkio and the
+        // v2 tree (the eBPF probes name tasks by their v2 cgroup).
         let roots: Vec<PathBuf> = if v1 {
-            ["cpuacct", "cpu", "memory"]
+            ["cpuacct", "cpu", "memory", "blkio", "unified"]
                 .iter()
                 .map(|c| PathBuf::from("/sys/fs/cgroup").join(c))
                 .collect()
         } else {
-            let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+cpu +memory");
+            let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+cpu +memory +io");
             vec![PathBuf::from("/sys/fs/cgroup")]
         };
         let dirs: Vec<PathBuf> = roots.iter().map(|r| r.join(&name)).collect();
@@ -53,7 +61,7 @@ impl TestCgroup {
     }
 
     fn file(&self, v1_dir: usize, v1: &str, v2: &str) -> String {
-        let path = if self.dirs.len() == 3 {
+        let path = if self.dirs.len() > 1 {
             self.dirs[v1_dir].join(v1)
         } else {
             self.dirs[0].join(v2)
@@ -63,7 +71,7 @@ impl TestCgroup {
 
     /// Ground truth: CPU seconds from cgroupfs.
     fn cpu_seconds(&self) -> f64 {
-        if self.dirs.len() == 3 {
+        if self.dirs.len() > 1 {
             self.file(0, "cpuacct.usage", "")
                 .trim()
                 .parse::<f64>()
@@ -87,7 +95,7 @@ impl TestCgroup {
         let write = |path: PathBuf, value: &str| {
             std::fs::write(&path, value).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         };
-        if self.dirs.len() == 3 {
+        if self.dirs.len() > 1 {
             write(
                 self.dirs[2].join("memory.limit_in_bytes"),
                 &bytes.to_string(),
@@ -109,6 +117,11 @@ impl TestCgroup {
             .find_map(|l| l.strip_prefix("oom_kill "))
             .map(|v| v.trim().parse().unwrap())
             .unwrap_or(0.0)
+    }
+
+    /// The v2 directory (PSI files).
+    fn v2_dir(&self) -> &PathBuf {
+        self.dirs.last().unwrap()
     }
 
     fn memory_bytes(&self) -> f64 {
@@ -199,5 +212,185 @@ fn an_oom_kill_is_counted_on_its_cgroup() {
     assert_eq!(
         sum(&s, "container_oom_events_total", &[("id", &cg.id)]),
         1.0
+    );
+    // The live event stream names the victim's command, pid and cgroup.
+    let out = Command::new(agent::binary().unwrap())
+        .args(["events", "--server", &format!("http://127.0.0.1:{}", agent.port())])
+        .args(["--cgroup", &cg.id, "-o", "json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "one OOM event: {text}");
+    let e = &events[0];
+    assert_eq!(e["kind"], "OOM_KILL");
+    assert_eq!(e["command"], "python3");
+    assert_eq!(e["cgroup"], cg.id.as_str());
+    assert!(e["anon_rss_bytes"].as_u64().unwrap() > 16 << 20, "{e}");
+}
+
+fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Field `n` (0-based) of /proc/<pid>/schedstat: 0 = ns on a CPU, 1 = ns
+/// waiting on a run queue.
+fn schedstat(pid: u32, n: usize) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    text.split_whitespace().nth(n).unwrap().parse().unwrap()
+}
+
+/// PSI `some` total of a cgroup's cpu.pressure, seconds.
+fn cpu_pressure_some(dir: &std::path::Path) -> f64 {
+    let text = std::fs::read_to_string(dir.join("cpu.pressure")).unwrap();
+    let us: f64 = text
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    us / 1e6
+}
+
+/// Two CPU burners pinned to one CPU wait for it half of the time. The
+/// agent's run-queue latency histogram (eBPF sched tracepoints) sums to what
+/// the kernel's own per-task schedstat says they waited, and PSI agrees with
+/// the cgroup's cpu.pressure.
+#[test]
+fn runqueue_latency_matches_schedstat() {
+    let Some(agent) = agent::for_test(&[]) else {
+        return;
+    };
+    let cg = TestCgroup::new("runq");
+    let burners: Vec<Child> = (0..2)
+        .map(|_| cg.run("taskset -c 0 sh -c 'while :; do :; done'"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Stopping them switches them out, which charges their last wait.
+    for b in &burners {
+        unsafe { libc::kill(b.id() as i32, libc::SIGSTOP) };
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let truth_wait: f64 = burners.iter().map(|b| schedstat(b.id(), 1)).sum::<f64>() / 1e9;
+    let psi_before = cpu_pressure_some(cg.v2_dir());
+    let s = samples(&agent.scrape().1);
+    let psi_after = cpu_pressure_some(cg.v2_dir());
+    for b in burners {
+        kill(b);
+    }
+    let id = [("id", cg.id.as_str())];
+    let got = sum(&s, "container_cpu_runqueue_latency_seconds_sum", &id);
+    let count = sum(&s, "container_cpu_runqueue_latency_seconds_count", &id);
+    let inf = sum(
+        &s,
+        "container_cpu_runqueue_latency_seconds_bucket",
+        &[("id", cg.id.as_str()), ("le", "+Inf")],
+    );
+    eprintln!("run-queue wait: agent {got:.3} s over {count} waits, schedstat {truth_wait:.3} s");
+    assert!(truth_wait > 0.5, "the burners competed for CPU 0 ({truth_wait} s)");
+    assert!(
+        (got - truth_wait).abs() <= truth_wait * 0.05 + 0.02,
+        "agent {got} s vs schedstat {truth_wait} s"
+    );
+    assert_eq!(count, inf, "the +Inf bucket holds every wait");
+    let psi = sum(&s, "container_pressure_cpu_waiting_seconds_total", &id);
+    assert!(
+        psi_before <= psi && psi <= psi_after && psi > 0.5,
+        "PSI cpu some: agent {psi} vs cpu.pressure {psi_before}..{psi_after}"
+    );
+}
+
+/// A writer in its own cgroup writes 32 MiB with O_DIRECT (block IO in its
+/// own context): the agent's written bytes (eBPF block tracepoint) match
+/// what it wrote within 1 %.
+#[test]
+fn block_writes_match_what_the_writer_wrote() {
+    let Some(agent) = agent::for_test(&[]) else {
+        return;
+    };
+    let cg = TestCgroup::new("disk");
+    let file = format!("/var/tmp/osprey-disk-{}", std::process::id());
+    let written: f64 = (32u64 << 20) as f64;
+    let status = cg
+        .run(&format!(
+            "dd if=/dev/zero of={file} bs=1M count=32 oflag=direct status=none"
+        ))
+        .wait()
+        .unwrap();
+    assert!(status.success(), "dd: {status:?}");
+    let s = samples(&agent.scrape().1);
+    let _ = std::fs::remove_file(&file);
+    let id = [("id", cg.id.as_str())];
+    let got = sum(&s, "container_fs_writes_bytes_total", &id);
+    let ios = sum(&s, "container_fs_writes_total", &id);
+    eprintln!("written: agent {got} bytes in {ios} IOs, dd {written}");
+    assert!(
+        (got - written).abs() <= written * 0.01,
+        "agent {got} bytes vs dd {written}"
+    );
+    assert!(ios >= 32.0, "at least one IO per 1 MiB block ({ios})");
+}
+
+/// Threads and processes per cgroup, against the workload's own count.
+#[test]
+fn threads_and_processes_per_cgroup() {
+    let Some(agent) = agent::for_test(&[]) else {
+        return;
+    };
+    let cg = TestCgroup::new("threads");
+    let py = cg.run(
+        "python3 -c 'import threading, time\n\
+         [threading.Thread(target=time.sleep, args=(30,)).start() for _ in range(4)]\n\
+         time.sleep(30)'",
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let s = samples(&agent.scrape().1);
+    kill(py);
+    let id = [("id", cg.id.as_str())];
+    assert_eq!(sum(&s, "container_processes", &id), 1.0);
+    assert_eq!(sum(&s, "container_threads", &id), 5.0, "main + 4 threads");
+}
+
+/// A process of the cgroup lives in a pod network namespace: the agent
+/// reports that namespace's interface counters (cAdvisor's per-pod network
+/// families), equal to /proc/net/dev read around the scrape.
+#[test]
+fn pod_network_counters_match_the_pods_interface() {
+    let Some(agent) = agent::for_test(&[]) else {
+        return;
+    };
+    let pods = PodPair::new("rnet", "10.215.0.1", "10.215.0.2", 24);
+    let cg = TestCgroup::new("net");
+    let sleeper = cg.run(&format!("ip netns exec {} sleep 30", pods.a.name));
+    let ping = Command::new("ip")
+        .args(["netns", "exec", &pods.a.name, "ping", "-q", "-c", "20", "-i", "0.01"])
+        .args(["-s", "1000", "10.215.0.2"])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "ping: {ping:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = pods.a.counter(IFACE, "tx_bytes");
+    let s = samples(&agent.scrape().1);
+    let after = pods.a.counter(IFACE, "tx_bytes");
+    let rx = pods.a.counter(IFACE, "rx_packets");
+    kill(sleeper);
+    let labels = [("id", cg.id.as_str()), ("interface", IFACE)];
+    let tx = sum(&s, "container_network_transmit_bytes_total", &labels);
+    assert!(before >= 20 * 1028, "ping sent 20 × 1028 B ({before})");
+    assert!(
+        before as f64 <= tx && tx <= after as f64,
+        "agent {tx} vs /proc/net/dev {before}..{after}"
+    );
+    let got_rx = sum(&s, "container_network_receive_packets_total", &labels);
+    assert!(
+        got_rx >= 20.0 && got_rx <= rx as f64,
+        "rx packets: agent {got_rx} vs {rx}"
     );
 }
