@@ -61,6 +61,12 @@ fn node_families_match_node_exporter() {
                 "--collector.netdev",
                 "--collector.pressure",
             ])
+            .args([
+                "--collector.filesystem",
+                "--collector.diskstats",
+                "--collector.netstat",
+                "--collector.sockstat",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -108,7 +114,12 @@ fn node_families_match_node_exporter() {
             panic!("{name}{labels:?} is not in node-exporter's output");
         };
         let later = after[&k];
-        if name.ends_with("_total") {
+        // Monotonic: counters, and netstat's untyped SNMP counters.
+        let monotonic = name.ends_with("_total")
+            || (name.starts_with("node_netstat_")
+                && !name.ends_with("_CurrEstab")
+                && !name.ends_with("_Forwarding"));
+        if monotonic {
             let slack = 1e-6 * ours.abs().max(1.0);
             assert!(
                 *ours - slack <= *theirs && *theirs <= later + slack,
@@ -116,8 +127,16 @@ fn node_families_match_node_exporter() {
             );
         } else if name.starts_with("node_load") {
             assert!((ours - theirs).abs() <= 0.5, "{name}: {ours} vs {theirs}");
+        } else if !name.ends_with("_bytes") {
+            // Counts that move between scrapes (sockets, connections, IOs in flight).
+            let (lo, hi) = (ours.min(later), ours.max(later));
+            let tolerance = (theirs * 0.05).max(5.0);
+            assert!(
+                lo - tolerance <= *theirs && *theirs <= hi + tolerance,
+                "{name}{labels:?}: node-exporter {theirs} vs agent {ours}..{later}"
+            );
         } else {
-            // Memory gauges move between the scrapes: 64 MiB or 5 %.
+            // Memory and filesystem gauges move between the scrapes: 64 MiB or 5 %.
             let tolerance = (64.0 * 1024.0 * 1024.0_f64).max(theirs * 0.05);
             assert!(
                 (ours - theirs).abs() <= tolerance,
@@ -127,4 +146,15 @@ fn node_families_match_node_exporter() {
         compared += 1;
     }
     assert!(compared > 20, "compared {compared} series");
+    for family in [
+        "node_filesystem_avail_bytes",
+        "node_disk_written_bytes_total",
+        "node_netstat_Tcp_ActiveOpens",
+        "node_sockstat_sockets_used",
+    ] {
+        assert!(
+            before.keys().any(|(name, _)| name == family),
+            "the agent exposes {family}"
+        );
+    }
 }

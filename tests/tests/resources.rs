@@ -215,7 +215,11 @@ fn an_oom_kill_is_counted_on_its_cgroup() {
     );
     // The live event stream names the victim's command, pid and cgroup.
     let out = Command::new(agent::binary().unwrap())
-        .args(["events", "--server", &format!("http://127.0.0.1:{}", agent.port())])
+        .args([
+            "events",
+            "--server",
+            &format!("http://127.0.0.1:{}", agent.port()),
+        ])
         .args(["--cgroup", &cg.id, "-o", "json"])
         .output()
         .unwrap();
@@ -294,7 +298,10 @@ fn runqueue_latency_matches_schedstat() {
         &[("id", cg.id.as_str()), ("le", "+Inf")],
     );
     eprintln!("run-queue wait: agent {got:.3} s over {count} waits, schedstat {truth_wait:.3} s");
-    assert!(truth_wait > 0.5, "the burners competed for CPU 0 ({truth_wait} s)");
+    assert!(
+        truth_wait > 0.5,
+        "the burners competed for CPU 0 ({truth_wait} s)"
+    );
     assert!(
         (got - truth_wait).abs() <= truth_wait * 0.05 + 0.02,
         "agent {got} s vs schedstat {truth_wait} s"
@@ -370,7 +377,17 @@ fn pod_network_counters_match_the_pods_interface() {
     let cg = TestCgroup::new("net");
     let sleeper = cg.run(&format!("ip netns exec {} sleep 30", pods.a.name));
     let ping = Command::new("ip")
-        .args(["netns", "exec", &pods.a.name, "ping", "-q", "-c", "20", "-i", "0.01"])
+        .args([
+            "netns",
+            "exec",
+            &pods.a.name,
+            "ping",
+            "-q",
+            "-c",
+            "20",
+            "-i",
+            "0.01",
+        ])
         .args(["-s", "1000", "10.215.0.2"])
         .output()
         .unwrap();

@@ -10,6 +10,8 @@
 pub mod cgroupfs;
 pub mod kernel;
 pub mod node;
+mod node_net;
+mod node_storage;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},

@@ -1,5 +1,6 @@
 //! node-exporter's core node families, same names, labels and units, read
-//! with the procfs crate at scrape time: cpu, loadavg, meminfo, netdev, pressure.
+//! with the procfs crate at scrape time: cpu, loadavg, meminfo, netdev, pressure;
+//! filesystem and diskstats in `node_storage`, netstat and sockstat in `node_net`.
 
 use procfs::{Current, CurrentSI, KernelStats, LoadAverage, Meminfo};
 use prometheus_client::{
@@ -227,7 +228,11 @@ impl Collector for NodeCollector {
         Self::load(&mut encoder)?;
         Self::memory(&mut encoder)?;
         Self::network(&mut encoder)?;
-        Self::pressure(&mut encoder)
+        Self::pressure(&mut encoder)?;
+        super::node_storage::encode_filesystems(&mut encoder)?;
+        super::node_storage::encode_disks(&mut encoder)?;
+        super::node_net::encode_netstat(&mut encoder)?;
+        super::node_net::encode_sockstat(&mut encoder)
     }
 }
 

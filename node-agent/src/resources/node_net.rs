@@ -1,0 +1,144 @@
+//! node-exporter's `netstat` and `sockstat` families: the kernel's SNMP and
+//! socket counters of the host network namespace, same names and default
+//! field selection (`--collector.netstat.fields`).
+
+use prometheus_client::{encoding::DescriptorEncoder, metrics::MetricType};
+
+/// `Proto: names…` / `Proto: values…` line pairs (/proc/net/snmp, /proc/net/netstat).
+fn paired(text: &str) -> Vec<(String, String, f64)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some((proto, names)), Some((_, values))) =
+            (names.split_once(':'), values.split_once(':'))
+        else {
+            continue;
+        };
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            if let Ok(v) = v.parse::<f64>() {
+                out.push((proto.to_owned(), n.to_owned(), v));
+            }
+        }
+    }
+    out
+}
+
+/// /proc/net/snmp6: `Ip6InReceives  123` → ("Ip6", "InReceives").
+fn snmp6(text: &str) -> Vec<(String, String, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(char::is_whitespace)?;
+            let split = name.find('6')? + 1;
+            let (proto, key) = name.split_at(split);
+            Some((proto.to_owned(), key.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// node-exporter's default field regex, spelled out.
+fn wanted(proto: &str, key: &str) -> bool {
+    matches!(key, "InErrors" | "InErrs")
+        || (proto == "Ip" && key == "Forwarding")
+        || (matches!(proto, "Ip6" | "IpExt") && matches!(key, "InOctets" | "OutOctets"))
+        || (matches!(proto, "Icmp" | "Icmp6") && matches!(key, "InMsgs" | "OutMsgs"))
+        || (proto == "TcpExt"
+            && (key.starts_with("Listen")
+                || key.starts_with("Syncookies")
+                || matches!(key, "TCPSynRetrans" | "TCPTimeouts")))
+        || (proto == "Tcp"
+            && matches!(
+                key,
+                "ActiveOpens"
+                    | "InSegs"
+                    | "OutSegs"
+                    | "OutRsts"
+                    | "PassiveOpens"
+                    | "RetransSegs"
+                    | "CurrEstab"
+            ))
+        || (matches!(proto, "Udp" | "Udp6")
+            && matches!(
+                key,
+                "InDatagrams" | "OutDatagrams" | "NoPorts" | "RcvbufErrors" | "SndbufErrors"
+            ))
+}
+
+pub fn encode_netstat(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let mut stats = paired(&read("/proc/net/snmp"));
+    stats.extend(paired(&read("/proc/net/netstat")));
+    stats.extend(snmp6(&read("/proc/net/snmp6")));
+    for (proto, key, value) in stats {
+        if !wanted(&proto, &key) {
+            continue;
+        }
+        let name = format!("node_netstat_{proto}_{key}");
+        let help = format!("Statistic {proto}{key}.");
+        encoder
+            .encode_descriptor(&name, &help, None, MetricType::Unknown)?
+            .encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+/// /proc/net/sockstat(6): `TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1`.
+fn sockstat(text: &str, page_size: f64) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((proto, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        for kv in fields.chunks(2) {
+            let [k, v] = kv else { continue };
+            let Ok(v) = v.parse::<f64>() else { continue };
+            out.push((format!("node_sockstat_{proto}_{k}"), v));
+            if *k == "mem" {
+                out.push((format!("node_sockstat_{proto}_mem_bytes"), v * page_size));
+            }
+        }
+    }
+    out
+}
+
+pub fn encode_sockstat(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let page_size = procfs::page_size() as f64;
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let mut stats = sockstat(&read("/proc/net/sockstat"), page_size);
+    stats.extend(sockstat(&read("/proc/net/sockstat6"), page_size));
+    for (name, value) in stats {
+        let help = format!(
+            "Number of {} sockets in state.",
+            &name["node_sockstat_".len()..]
+        );
+        encoder
+            .encode_descriptor(&name, &help, None, MetricType::Gauge)?
+            .encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net_files_like_node_exporter() {
+        let snmp = "Tcp: RtoMin ActiveOpens CurrEstab\nTcp: 200 17 3\nUdp: InDatagrams NoPorts\nUdp: 5 1\n";
+        let got = paired(snmp);
+        assert!(got.contains(&("Tcp".into(), "ActiveOpens".into(), 17.0)));
+        assert!(wanted("Tcp", "ActiveOpens") && wanted("Tcp", "CurrEstab"));
+        assert!(!wanted("Tcp", "RtoMin"));
+        assert!(wanted("Udp", "NoPorts") && wanted("TcpExt", "ListenDrops"));
+        let six = snmp6("Ip6InOctets                     \t1024\nUdpLite6InDatagrams 0\n");
+        assert_eq!(six[0], ("Ip6".into(), "InOctets".into(), 1024.0));
+        assert_eq!(six[1].0, "UdpLite6");
+        let s = sockstat(
+            "sockets: used 120\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 3\n",
+            4096.0,
+        );
+        assert!(s.contains(&("node_sockstat_sockets_used".into(), 120.0)));
+        assert!(s.contains(&("node_sockstat_TCP_mem_bytes".into(), 3.0 * 4096.0)));
+    }
+}

@@ -1,0 +1,334 @@
+//! node-exporter's `filesystem` and `diskstats` families: same names, labels,
+//! units and default exclusions (pseudo filesystems and partitions).
+
+use std::ffi::CString;
+
+use prometheus_client::{
+    encoding::{DescriptorEncoder, NoLabelSet},
+    metrics::MetricType,
+};
+
+/// node-exporter's default `--collector.filesystem.mount-points-exclude` as
+/// Debian packages it (upstream's, plus /run, /mnt and /media):
+/// `^/(dev|proc|run|sys|mnt|media|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)`.
+fn mount_point_excluded(mount_point: &str) -> bool {
+    ["/dev", "/proc", "/run", "/sys", "/mnt", "/media"]
+        .iter()
+        .any(|p| mount_point == *p || mount_point.starts_with(&format!("{p}/")))
+        || ["/var/lib/docker/", "/var/lib/containers/storage/"]
+            .iter()
+            .any(|p| mount_point.starts_with(p))
+}
+
+/// node-exporter's default `--collector.filesystem.fs-types-exclude`.
+const EXCLUDED_FS_TYPES: &[&str] = &[
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "fusectl",
+    "hugetlbfs",
+    "iso9660",
+    "mqueue",
+    "nsfs",
+    "overlay",
+    "proc",
+    "procfs",
+    "pstore",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "sysfs",
+    "tracefs",
+];
+
+/// node-exporter's default `--collector.diskstats.device-exclude`:
+/// `^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$`.
+fn disk_excluded(name: &str) -> bool {
+    let digits_tail = |rest: &str| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+    for prefix in ["ram", "loop", "fd"] {
+        if name.strip_prefix(prefix).is_some_and(digits_tail) {
+            return true;
+        }
+    }
+    for prefix in ["hd", "sd", "vd", "xvd"] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            let mut chars = rest.chars();
+            if chars.next().is_some_and(|c| c.is_ascii_lowercase()) && digits_tail(chars.as_str()) {
+                return true;
+            }
+        }
+    }
+    // nvme\d+n\d+p\d+
+    if let Some(rest) = name.strip_prefix("nvme") {
+        let parts: Vec<&str> = rest.splitn(2, 'n').collect();
+        if parts.len() == 2
+            && digits_tail(parts[0])
+            && let Some((ns, part)) = parts[1].split_once('p')
+        {
+            return digits_tail(ns) && digits_tail(part);
+        }
+    }
+    false
+}
+
+struct Fs {
+    device: String,
+    fstype: String,
+    mountpoint: String,
+    readonly: bool,
+    /// size, free, avail (bytes), files, files_free; None if statfs failed.
+    stat: Option<[u64; 5]>,
+}
+
+fn statfs(path: &str) -> Option<[u64; 5]> {
+    let c = CString::new(path).ok()?;
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a statfs buffer of the right type.
+    if unsafe { libc::statfs(c.as_ptr(), &mut buf) } != 0 {
+        return None;
+    }
+    let bsize = buf.f_bsize as u64;
+    Some([
+        buf.f_blocks as u64 * bsize,
+        buf.f_bfree as u64 * bsize,
+        buf.f_bavail as u64 * bsize,
+        buf.f_files as u64,
+        buf.f_ffree as u64,
+    ])
+}
+
+fn filesystems() -> Vec<Fs> {
+    // The host's mounts, as node-exporter reads them: pid 1's (a DaemonSet
+    // runs with hostPID), else the agent's own.
+    let Ok(mounts) = procfs::process::Process::new(1)
+        .and_then(|p| p.mountinfo())
+        .or_else(|_| procfs::process::Process::myself().and_then(|p| p.mountinfo()))
+    else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for m in mounts {
+        let mountpoint = m.mount_point.display().to_string();
+        if mount_point_excluded(&mountpoint) || EXCLUDED_FS_TYPES.contains(&m.fs_type.as_str()) {
+            continue;
+        }
+        let device = m.mount_source.clone().unwrap_or_else(|| "none".into());
+        if !seen.insert((device.clone(), mountpoint.clone())) {
+            continue;
+        }
+        out.push(Fs {
+            readonly: m.mount_options.contains_key("ro"),
+            stat: statfs(&mountpoint),
+            device,
+            fstype: m.fs_type,
+            mountpoint,
+        });
+    }
+    out
+}
+
+pub fn encode_filesystems(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let fss = filesystems();
+    type Get = fn(&Fs) -> Option<f64>;
+    let families: [(&str, &str, Get); 7] = [
+        (
+            "node_filesystem_size_bytes",
+            "Filesystem size in bytes.",
+            |f| f.stat.map(|s| s[0] as f64),
+        ),
+        (
+            "node_filesystem_free_bytes",
+            "Filesystem free space in bytes.",
+            |f| f.stat.map(|s| s[1] as f64),
+        ),
+        (
+            "node_filesystem_avail_bytes",
+            "Filesystem space available to non-root users in bytes.",
+            |f| f.stat.map(|s| s[2] as f64),
+        ),
+        (
+            "node_filesystem_files",
+            "Filesystem total file nodes.",
+            |f| f.stat.map(|s| s[3] as f64),
+        ),
+        (
+            "node_filesystem_files_free",
+            "Filesystem total free file nodes.",
+            |f| f.stat.map(|s| s[4] as f64),
+        ),
+        (
+            "node_filesystem_readonly",
+            "Filesystem read-only status.",
+            |f| Some(if f.readonly { 1.0 } else { 0.0 }),
+        ),
+        (
+            "node_filesystem_device_error",
+            "Whether an error occurred while getting statistics for the given device.",
+            |f| Some(if f.stat.is_none() { 1.0 } else { 0.0 }),
+        ),
+    ];
+    for (name, help, get) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for f in &fss {
+            let Some(v) = get(f) else { continue };
+            let labels = [
+                ("device", f.device.as_str()),
+                ("fstype", f.fstype.as_str()),
+                ("mountpoint", f.mountpoint.as_str()),
+            ];
+            family.encode_family(&labels)?.encode_gauge(&v)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn encode_disks(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let Ok(disks) = procfs::diskstats() else {
+        return Ok(());
+    };
+    let disks: Vec<_> = disks
+        .into_iter()
+        .filter(|d| !disk_excluded(&d.name))
+        .collect();
+    const SECTOR: f64 = 512.0;
+    const MS: f64 = 1e-3;
+    type Get = fn(&procfs::DiskStat) -> Option<f64>;
+    let counters: [(&str, &str, Get); 16] = [
+        (
+            "node_disk_reads_completed",
+            "The total number of reads completed successfully.",
+            |d| Some(d.reads as f64),
+        ),
+        (
+            "node_disk_reads_merged",
+            "The total number of reads merged.",
+            |d| Some(d.merged as f64),
+        ),
+        (
+            "node_disk_read_bytes",
+            "The total number of bytes read successfully.",
+            |d| Some(d.sectors_read as f64 * SECTOR),
+        ),
+        (
+            "node_disk_read_time_seconds",
+            "The total number of seconds spent by all reads.",
+            |d| Some(d.time_reading as f64 * MS),
+        ),
+        (
+            "node_disk_writes_completed",
+            "The total number of writes completed successfully.",
+            |d| Some(d.writes as f64),
+        ),
+        (
+            "node_disk_writes_merged",
+            "The number of writes merged.",
+            |d| Some(d.writes_merged as f64),
+        ),
+        (
+            "node_disk_written_bytes",
+            "The total number of bytes written successfully.",
+            |d| Some(d.sectors_written as f64 * SECTOR),
+        ),
+        (
+            "node_disk_write_time_seconds",
+            "This is the total number of seconds spent by all writes.",
+            |d| Some(d.time_writing as f64 * MS),
+        ),
+        (
+            "node_disk_io_time_seconds",
+            "Total seconds spent doing I/Os.",
+            |d| Some(d.time_in_progress as f64 * MS),
+        ),
+        (
+            "node_disk_io_time_weighted_seconds",
+            "The weighted # of seconds spent doing I/Os.",
+            |d| Some(d.weighted_time_in_progress as f64 * MS),
+        ),
+        (
+            "node_disk_discards_completed",
+            "The total number of discards completed successfully.",
+            |d| d.discards.map(|v| v as f64),
+        ),
+        (
+            "node_disk_discards_merged",
+            "The total number of discards merged.",
+            |d| d.discards_merged.map(|v| v as f64),
+        ),
+        (
+            "node_disk_discarded_sectors",
+            "The total number of sectors discarded successfully.",
+            |d| d.sectors_discarded.map(|v| v as f64),
+        ),
+        (
+            "node_disk_discard_time_seconds",
+            "This is the total number of seconds spent by all discards.",
+            |d| d.time_discarding.map(|v| v as f64 * MS),
+        ),
+        (
+            "node_disk_flush_requests",
+            "The total number of flush requests completed successfully",
+            |d| d.flushes.map(|v| v as f64),
+        ),
+        (
+            "node_disk_flush_requests_time_seconds",
+            "This is the total number of seconds spent by all flush requests.",
+            |d| d.time_flushing.map(|v| v as f64 * MS),
+        ),
+    ];
+    for (name, help, get) in counters {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for d in &disks {
+            let Some(v) = get(d) else { continue };
+            family
+                .encode_family(&[("device", d.name.as_str())])?
+                .encode_counter::<NoLabelSet, _, f64>(&v, None)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "node_disk_io_now",
+        "The number of I/Os currently in progress.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for d in &disks {
+        family
+            .encode_family(&[("device", d.name.as_str())])?
+            .encode_gauge(&(d.in_progress as f64))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_what_node_exporter_excludes() {
+        for name in [
+            "loop0",
+            "ram1",
+            "vda1",
+            "sda12",
+            "xvdb3",
+            "nvme0n1p2",
+            "fd0",
+        ] {
+            assert!(disk_excluded(name), "{name}");
+        }
+        for name in ["vda", "sda", "nvme0n1", "dm-0", "md0"] {
+            assert!(!disk_excluded(name), "{name}");
+        }
+        assert!(mount_point_excluded("/dev/shm"));
+        assert!(mount_point_excluded("/sys"));
+        assert!(!mount_point_excluded("/"));
+        assert!(!mount_point_excluded("/devices"));
+    }
+}
