@@ -135,16 +135,21 @@ fn iperf(stream: Stream, secs: u64) -> Result<f64> {
     })
 }
 
-struct RunningAgent {
-    child: Child,
-    url: String,
+pub(crate) struct RunningAgent {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
 impl RunningAgent {
     fn start(agent: &Path, bpf_stats: bool) -> Result<Self> {
+        Self::start_with(agent, bpf_stats, &[])
+    }
+
+    pub(crate) fn start_with(agent: &Path, bpf_stats: bool, extra: &[&str]) -> Result<Self> {
         let mut child = Command::new(agent)
             .args(["--listen", "127.0.0.1:0", "--drain-interval-ms", "1000"])
             .args(["--bpf-stats", if bpf_stats { "true" } else { "false" }])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -194,7 +199,7 @@ impl Drop for RunningAgent {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -283,7 +288,7 @@ pub fn flowgen(target: &str, rate: u32, secs: u64) -> Result<()> {
 }
 
 /// (CPU seconds, peak RSS in MiB) of a process, from /proc.
-fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
+pub(crate) fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')

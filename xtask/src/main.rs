@@ -2,6 +2,7 @@
 //! README's two commands; both set up the machine first if needed.
 
 mod bench;
+mod bench_scrape;
 mod build;
 mod setup;
 mod sh;
@@ -44,6 +45,10 @@ enum Task {
         /// Seconds per throughput measurement.
         #[arg(long, default_value_t = 4)]
         secs: u64,
+        /// Run one part only: `probes` (throughput, ns/packet), `flows` (agent
+        /// cost per flow rate) or `scrape` (node + cgroups vs node-exporter).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// (Used by bench, inside a namespace) send `rate` new UDP flows per second.
     #[command(hide = true)]
@@ -101,11 +106,25 @@ fn main() -> Result<()> {
                     ),
             )
         }
-        Task::Bench { reps, secs } => {
+        Task::Bench { reps, secs, only } => {
             setup::setup()?;
             let agent = build::all()?;
-            bench::run(&agent, reps, secs)?;
-            bench::flow_rates(&agent, reps, secs + 2)
+            let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
+            if let Some(o) = only.as_deref()
+                && !["probes", "flows", "scrape"].contains(&o)
+            {
+                anyhow::bail!("--only takes probes, flows or scrape, not {o}");
+            }
+            if part("probes") {
+                bench::run(&agent, reps, secs)?;
+            }
+            if part("flows") {
+                bench::flow_rates(&agent, reps, secs + 2)?;
+            }
+            if part("scrape") {
+                bench_scrape::run(&agent, reps)?;
+            }
+            Ok(())
         }
         Task::Flowgen { target, rate, secs } => bench::flowgen(&target, rate, secs),
     }

@@ -140,7 +140,8 @@ impl Layout {
         out
     }
 
-    pub fn stats(&self, cgroup: &str) -> CgroupStats {
+    /// Opens a cgroup's directories (kept across scrapes by the collector).
+    pub fn open(&self, cgroup: &str) -> Opened {
         let rel = cgroup.trim_start_matches('/');
         match self {
             Self::V1 {
@@ -148,15 +149,19 @@ impl Layout {
                 cpu,
                 memory,
                 unified,
-            } => {
-                let mut s = v1_stats(&cpuacct.join(rel), &cpu.join(rel), &memory.join(rel));
-                if let Some(unified) = unified {
-                    s.pressure = pressure(&unified.join(rel));
-                }
-                s
-            }
-            Self::V2 { root } => v2_stats(&root.join(rel)),
+            } => Opened::V1 {
+                cpuacct: Dir::open(&cpuacct.join(rel)),
+                cpu: Dir::open(&cpu.join(rel)),
+                memory: Dir::open(&memory.join(rel)),
+                unified: unified.as_ref().map(|u| Dir::open(&u.join(rel))),
+            },
+            Self::V2 { root } => Opened::V2(Dir::open(&root.join(rel))),
         }
+    }
+
+    #[cfg(test)]
+    pub fn stats(&self, cgroup: &str) -> CgroupStats {
+        self.open(cgroup).stats().unwrap_or_default()
     }
 
     /// The cgroup v2 hierarchy (the eBPF probes name cgroups by its ids).
@@ -164,6 +169,39 @@ impl Layout {
         match self {
             Self::V1 { unified, .. } => unified.as_deref(),
             Self::V2 { root } => Some(root),
+        }
+    }
+}
+
+/// One cgroup's directories, opened once.
+pub enum Opened {
+    V1 {
+        cpuacct: Dir,
+        cpu: Dir,
+        memory: Dir,
+        unified: Option<Dir>,
+    },
+    V2(Dir),
+}
+
+impl Opened {
+    /// The cgroup's figures; None once the cgroup is gone (its directory was
+    /// removed, perhaps to be created again under the same path).
+    pub fn stats(&self) -> Option<CgroupStats> {
+        match self {
+            Self::V1 {
+                cpuacct,
+                cpu,
+                memory,
+                unified,
+            } => {
+                let mut s = v1_stats(cpuacct, cpu, memory)?;
+                if let Some(unified) = unified {
+                    s.pressure = pressure(unified);
+                }
+                Some(s)
+            }
+            Self::V2(dir) => v2_stats(dir),
         }
     }
 }
@@ -188,18 +226,61 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>, limit: usize) {
     }
 }
 
+/// Reads a small file whole without asking its size first (cgroupfs and
+/// procfs files report 0 or 4096 anyway): open, read, close.
 fn read(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
+    read_file(std::fs::File::open(path).ok()?)
 }
 
-fn read_u64(path: &Path) -> Option<u64> {
-    read(path)?.trim().parse().ok()
+fn read_file(file: std::fs::File) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(4096);
+    file.take(1 << 20).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// A cgroup directory opened once; its files are opened relative to it, so
+/// the kernel does not walk the whole path again for each file.
+pub struct Dir(Option<std::os::fd::OwnedFd>);
+
+impl Dir {
+    fn open(path: &Path) -> Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(path)
+            .ok()
+            .map(std::os::fd::OwnedFd::from);
+        Self(fd)
+    }
+
+    fn read(&self, name: &str) -> Option<String> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let dir = self.0.as_ref()?;
+        let name = std::ffi::CString::new(name).ok()?;
+        // SAFETY: a valid directory fd and C string; the returned fd is owned by the File.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        read_file(unsafe { std::fs::File::from_raw_fd(fd) })
+    }
+}
+
+fn read_u64(text: Option<String>) -> Option<u64> {
+    text?.trim().parse().ok()
 }
 
 /// `key value` lines (cpu.stat, memory.stat, cpuacct.stat).
-fn keyed(path: &Path) -> BTreeMap<String, u64> {
-    read(path)
-        .unwrap_or_default()
+fn keyed(text: Option<String>) -> BTreeMap<String, u64> {
+    text.unwrap_or_default()
         .lines()
         .filter_map(|l| {
             let (k, v) = l.split_once(' ')?;
@@ -208,18 +289,19 @@ fn keyed(path: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn count_lines(path: &Path) -> Option<u64> {
-    Some(read(path)?.lines().count() as u64)
+fn count_lines(text: Option<String>) -> Option<u64> {
+    Some(text?.lines().count() as u64)
 }
 
-fn v1_stats(cpuacct: &Path, cpu: &Path, memory: &Path) -> CgroupStats {
-    let acct = keyed(&cpuacct.join("cpuacct.stat"));
-    let cfs = keyed(&cpu.join("cpu.stat"));
-    let mem = keyed(&memory.join("memory.stat"));
-    let usage = read_u64(&memory.join("memory.usage_in_bytes"));
+fn v1_stats(cpuacct: &Dir, cpu: &Dir, memory: &Dir) -> Option<CgroupStats> {
+    let procs = Some(cpuacct.read("cgroup.procs")?);
+    let acct = keyed(cpuacct.read("cpuacct.stat"));
+    let cfs = keyed(cpu.read("cpu.stat"));
+    let mem = keyed(memory.read("memory.stat"));
+    let usage = read_u64(memory.read("memory.usage_in_bytes"));
     let inactive = mem.get("total_inactive_file").copied().unwrap_or(0);
-    CgroupStats {
-        cpu_usage_seconds: read_u64(&cpuacct.join("cpuacct.usage")).map(|ns| ns as f64 / 1e9),
+    Some(CgroupStats {
+        cpu_usage_seconds: read_u64(cpuacct.read("cpuacct.usage")).map(|ns| ns as f64 / 1e9),
         cpu_user_seconds: acct.get("user").map(|t| *t as f64 / USER_HZ),
         cpu_system_seconds: acct.get("system").map(|t| *t as f64 / USER_HZ),
         cfs_periods: cfs.get("nr_periods").copied(),
@@ -229,21 +311,21 @@ fn v1_stats(cpuacct: &Path, cpu: &Path, memory: &Path) -> CgroupStats {
         memory_working_set_bytes: usage.map(|u| u.saturating_sub(inactive)),
         memory_rss_bytes: mem.get("total_rss").copied(),
         memory_cache_bytes: mem.get("total_cache").copied(),
-        memory_limit_bytes: read_u64(&memory.join("memory.limit_in_bytes"))
+        memory_limit_bytes: read_u64(memory.read("memory.limit_in_bytes"))
             .map(|l| if l >= V1_UNLIMITED { 0 } else { l }),
-        processes: count_lines(&cpuacct.join("cgroup.procs")),
-        oom_kills: keyed(&memory.join("memory.oom_control"))
+        processes: procs.as_ref().map(|p| p.lines().count() as u64),
+        oom_kills: keyed(memory.read("memory.oom_control"))
             .get("oom_kill")
             .copied(),
-        threads: count_lines(&cpuacct.join("tasks")),
-        network: network(&cpuacct.join("cgroup.procs")),
+        threads: count_lines(cpuacct.read("tasks")),
+        network: network(procs.as_deref()),
         ..CgroupStats::default()
-    }
+    })
 }
 
 /// `some avg10=… total=<µs>` / `full …` lines of a PSI file.
-fn psi(path: &Path) -> Option<(f64, Option<f64>)> {
-    let text = read(path)?;
+fn psi(text: Option<String>) -> Option<(f64, Option<f64>)> {
+    let text = text?;
     let total = |kind: &str| {
         text.lines()
             .find(|l| l.starts_with(kind))?
@@ -256,17 +338,17 @@ fn psi(path: &Path) -> Option<(f64, Option<f64>)> {
     Some((total("some")?, total("full")))
 }
 
-fn pressure(dir: &Path) -> Pressure {
+fn pressure(dir: &Dir) -> Pressure {
     Pressure {
-        cpu: psi(&dir.join("cpu.pressure")),
-        memory: psi(&dir.join("memory.pressure")),
-        io: psi(&dir.join("io.pressure")),
+        cpu: psi(dir.read("cpu.pressure")),
+        memory: psi(dir.read("memory.pressure")),
+        io: psi(dir.read("io.pressure")),
     }
 }
 
 /// v2 io.stat: `MAJ:MIN rbytes=… wbytes=… rios=… wios=… …` per device.
-fn io_stat(path: &Path) -> Vec<IoStat> {
-    let Some(text) = read(path) else {
+fn io_stat(text: Option<String>) -> Vec<IoStat> {
+    let Some(text) = text else {
         return Vec::new();
     };
     text.lines()
@@ -294,13 +376,15 @@ fn io_stat(path: &Path) -> Vec<IoStat> {
 
 /// The network namespace of the cgroup's first process, when it is not the
 /// host's (the agent's): its interfaces from /proc/<pid>/net/dev, as cAdvisor reads them.
-fn network(procs: &Path) -> Vec<NetDev> {
-    let Some(pid) = read(procs).and_then(|t| t.lines().next().map(str::to_owned)) else {
+fn network(procs: Option<&str>) -> Vec<NetDev> {
+    static HOST_NETNS: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let Some(pid) = procs.and_then(|t| t.lines().next()) else {
         return Vec::new();
     };
     let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).ok();
-    match (ns(&pid), ns("self")) {
-        (Some(theirs), Some(ours)) if theirs != ours => {}
+    let host = HOST_NETNS.get_or_init(|| ns("self"));
+    match (ns(pid), host) {
+        (Some(theirs), Some(ours)) if theirs != *ours => {}
         _ => return Vec::new(),
     }
     let Some(text) = read(Path::new(&format!("/proc/{pid}/net/dev"))) else {
@@ -338,13 +422,14 @@ fn parse_net_dev(text: &str) -> Vec<NetDev> {
         .collect()
 }
 
-fn v2_stats(dir: &Path) -> CgroupStats {
-    let cpu = keyed(&dir.join("cpu.stat"));
-    let mem = keyed(&dir.join("memory.stat"));
-    let usage = read_u64(&dir.join("memory.current"));
+fn v2_stats(dir: &Dir) -> Option<CgroupStats> {
+    let procs = Some(dir.read("cgroup.procs")?);
+    let cpu = keyed(dir.read("cpu.stat"));
+    let mem = keyed(dir.read("memory.stat"));
+    let usage = read_u64(dir.read("memory.current"));
     let inactive = mem.get("inactive_file").copied().unwrap_or(0);
     let us = |k: &str| cpu.get(k).map(|v| *v as f64 / 1e6);
-    CgroupStats {
+    Some(CgroupStats {
         cpu_usage_seconds: us("usage_usec"),
         cpu_user_seconds: us("user_usec"),
         cpu_system_seconds: us("system_usec"),
@@ -355,14 +440,16 @@ fn v2_stats(dir: &Path) -> CgroupStats {
         memory_working_set_bytes: usage.map(|u| u.saturating_sub(inactive)),
         memory_rss_bytes: mem.get("anon").copied(),
         memory_cache_bytes: mem.get("file").copied(),
-        memory_limit_bytes: read(&dir.join("memory.max")).map(|m| m.trim().parse().unwrap_or(0)),
-        processes: count_lines(&dir.join("cgroup.procs")),
-        oom_kills: keyed(&dir.join("memory.events")).get("oom_kill").copied(),
-        threads: count_lines(&dir.join("cgroup.threads")),
+        memory_limit_bytes: dir
+            .read("memory.max")
+            .map(|m| m.trim().parse().unwrap_or(0)),
+        processes: procs.as_ref().map(|p| p.lines().count() as u64),
+        oom_kills: keyed(dir.read("memory.events")).get("oom_kill").copied(),
+        threads: count_lines(dir.read("cgroup.threads")),
         pressure: pressure(dir),
-        io: io_stat(&dir.join("io.stat")),
-        network: network(&dir.join("cgroup.procs")),
-    }
+        io: io_stat(dir.read("io.stat")),
+        network: network(procs.as_deref()),
+    })
 }
 
 #[cfg(test)]
@@ -442,7 +529,7 @@ mod tests {
             "254:0 rbytes=4096 wbytes=1048576 rios=1 wios=16 dbytes=0 dios=0\n",
         )
         .unwrap();
-        let s = v2_stats(&root);
+        let s = v2_stats(&Dir::open(&root)).unwrap_or_default();
         assert_eq!(s.pressure.cpu, Some((2.5, Some(0.5))));
         assert_eq!(
             s.io,

@@ -1,0 +1,203 @@
+//! `cargo xtask bench`, scrape part: what one scrape of the node and 100
+//! cgroups costs the agent, against Debian's prometheus-node-exporter
+//! scraping the same node, side by side in one run.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+use crate::bench::{RunningAgent, cpu_and_rss, median};
+
+const CGROUPS: usize = 100;
+const SCRAPES: usize = 100;
+const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+/// node-exporter's collectors that cover the agent's node_* families.
+const SAME_COLLECTORS: [&str; 10] = [
+    "--collector.disable-defaults",
+    "--collector.cpu",
+    "--collector.loadavg",
+    "--collector.meminfo",
+    "--collector.netdev",
+    "--collector.pressure",
+    "--collector.filesystem",
+    "--collector.diskstats",
+    "--collector.netstat",
+    "--collector.sockstat",
+];
+
+/// 100 cgroups in every hierarchy the agent reads, a sleeping process in each.
+struct Cgroups {
+    dirs: Vec<PathBuf>,
+    sleepers: Vec<Child>,
+}
+
+impl Cgroups {
+    fn create() -> Result<Self> {
+        let v1 = Path::new("/sys/fs/cgroup/cpuacct/cpuacct.usage").exists();
+        let roots: Vec<&str> = if v1 {
+            vec!["cpuacct", "cpu", "memory", "blkio", "unified"]
+        } else {
+            vec![""]
+        };
+        let (mut dirs, mut sleepers) = (Vec::new(), Vec::new());
+        for i in 0..CGROUPS {
+            let mine: Vec<PathBuf> = roots
+                .iter()
+                .map(|r| {
+                    Path::new("/sys/fs/cgroup")
+                        .join(r)
+                        .join(format!("osprey-bench-{i}"))
+                })
+                .collect();
+            let mut join = String::new();
+            for d in &mine {
+                std::fs::create_dir_all(d).with_context(|| format!("mkdir {}", d.display()))?;
+                join.push_str(&format!("echo $$ > {}/cgroup.procs; ", d.display()));
+            }
+            sleepers.push(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("{join}exec sleep 600"))
+                    .spawn()?,
+            );
+            dirs.extend(mine);
+        }
+        Ok(Self { dirs, sleepers })
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for s in &mut self.sleepers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+struct Target {
+    pid: u32,
+    url: String,
+}
+
+/// (median wall ms per scrape, CPU ms per scrape, RSS MiB, body bytes).
+fn measure(t: &Target) -> Result<(f64, f64, f64, usize)> {
+    // One keep-alive connection: the scrapes must not open new flows that
+    // the agent would then count and expose.
+    let http = ureq::Agent::new();
+    let get = || -> Result<String> { Ok(http.get(&t.url).call()?.into_string()?) };
+    let body = get()?; // warm up
+    let (cpu0, _) = cpu_and_rss(t.pid)?;
+    let mut walls = Vec::with_capacity(SCRAPES);
+    for _ in 0..SCRAPES {
+        let t0 = Instant::now();
+        get()?;
+        walls.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let (cpu1, rss) = cpu_and_rss(t.pid)?;
+    Ok((
+        median(walls),
+        (cpu1 - cpu0) * 1e3 / SCRAPES as f64,
+        rss,
+        body.len(),
+    ))
+}
+
+struct Exporter(Child);
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node_exporter(port: u16, args: &[&str]) -> Result<Exporter> {
+    let child = Command::new(NODE_EXPORTER)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting prometheus-node-exporter (cargo xtask setup installs it)")?;
+    sleep(Duration::from_millis(1000));
+    Ok(Exporter(child))
+}
+
+pub fn run(agent: &Path, reps: usize) -> Result<()> {
+    let _cgroups = Cgroups::create()?;
+    println!(
+        "\nScrape cost: node + {CGROUPS} cgroups (each with a process), {SCRAPES} scrapes per rep, medians of {reps}\n"
+    );
+    println!("| target | series bytes | wall ms / scrape | CPU ms / scrape | RSS MiB |");
+    println!("|---|---|---|---|---|");
+    let full = RunningAgent::start_with(agent, false, &[])?;
+    let node_only = RunningAgent::start_with(agent, false, &["--cgroup-metrics-limit", "0"])?;
+    let same = node_exporter(19_101, &SAME_COLLECTORS)?;
+    let defaults = node_exporter(19_102, &[])?;
+    let targets = [
+        (
+            "osprey-agent: node + cgroups (all /metrics)",
+            Target {
+                pid: full.child.id(),
+                url: full.url.clone(),
+            },
+        ),
+        (
+            "osprey-agent: node only (--cgroup-metrics-limit 0)",
+            Target {
+                pid: node_only.child.id(),
+                url: node_only.url.clone(),
+            },
+        ),
+        (
+            "node-exporter: the same node collectors",
+            Target {
+                pid: same.0.id(),
+                url: "http://127.0.0.1:19101/metrics".into(),
+            },
+        ),
+        (
+            "node-exporter: default collectors",
+            Target {
+                pid: defaults.0.id(),
+                url: "http://127.0.0.1:19102/metrics".into(),
+            },
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, t) in &targets {
+        let (mut wall, mut cpu, mut rss, mut bytes) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        for _ in 0..reps {
+            let (w, c, r, b) = measure(t)?;
+            wall.push(w);
+            cpu.push(c);
+            rss.push(r);
+            bytes = b;
+        }
+        let row = (median(wall), median(cpu), median(rss));
+        println!(
+            "| {name} | {bytes} | {:.2} | {:.2} | {:.1} |",
+            row.0, row.1, row.2
+        );
+        rows.push(row);
+    }
+    println!(
+        "\nnode part, agent / node-exporter (same collectors): wall {:.2}×, CPU {:.2}×",
+        rows[1].0 / rows[2].0,
+        rows[1].1 / rows[2].1
+    );
+    println!(
+        "CPU ms / scrape = Δ(utime+stime) of the serving process over {SCRAPES} scrapes / {SCRAPES} \
+         (10 ms ticks, so ±0.1 ms); wall = client-side request time (median)."
+    );
+    Ok(())
+}
