@@ -519,6 +519,7 @@ mod tests {
     #[test]
     fn reads_psi_io_stat_and_net_dev() {
         let root = dir("psi");
+        std::fs::write(root.join("cgroup.procs"), "").unwrap();
         std::fs::write(
             root.join("cpu.pressure"),
             "some avg10=0.00 avg60=0.00 avg300=0.00 total=2500000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=500000\n",
