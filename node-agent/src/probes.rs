@@ -273,27 +273,23 @@ impl Probes {
                 .map_err(|e| ("attach", e))
         })?;
         attached.push("tcp_rtt");
-        if layout.is_some() {
-            for (name, category, tracepoint) in TRACEPOINT_PROGRAMS {
-                setup::<TracePoint>(&mut ebpf, name, |p| {
-                    p.load().map_err(|e| (LOAD, e))?;
-                    p.attach(category, tracepoint)
-                        .map(drop)
-                        .map_err(|e| ("attach", e))
-                })?;
-                attached.push(name);
-            }
-        }
-        if resources.is_some() {
-            for (name, category, tracepoint) in RESOURCE_PROGRAMS {
-                setup::<TracePoint>(&mut ebpf, name, |p| {
-                    p.load().map_err(|e| (LOAD, e))?;
-                    p.attach(category, tracepoint)
-                        .map(drop)
-                        .map_err(|e| ("attach", e))
-                })?;
-                attached.push(name);
-            }
+        // Each group of tracepoint programs only when its offsets are known.
+        let tracepoints = [
+            (layout.is_some(), &TRACEPOINT_PROGRAMS[..]),
+            (resources.is_some(), &RESOURCE_PROGRAMS[..]),
+        ];
+        for (name, category, tracepoint) in tracepoints
+            .into_iter()
+            .filter(|(known, _)| *known)
+            .flat_map(|(_, programs)| programs.iter().copied())
+        {
+            setup::<TracePoint>(&mut ebpf, name, |p| {
+                p.load().map_err(|e| (LOAD, e))?;
+                p.attach(category, tracepoint)
+                    .map(drop)
+                    .map_err(|e| ("attach", e))
+            })?;
+            attached.push(name);
         }
         let resource_maps = match resources {
             Some(_) => Some(ResourceMaps {

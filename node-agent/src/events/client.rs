@@ -1,12 +1,10 @@
 //! `osprey-agent events`: the CLI client of `/api/v1/events`.
 
-use std::io::{BufRead, BufReader, Write};
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::record::ResourceEvent;
-use crate::observe::client::Output;
+use crate::observe::client::{Output, print_stream};
 
 /// Print resource events (OOM kills) from a running agent.
 #[derive(Debug, Args)]
@@ -36,30 +34,10 @@ pub fn run(args: EventsArgs) -> Result<()> {
     if let Some(cgroup) = &args.cgroup {
         req = req.query("cgroup", cgroup);
     }
-    let resp = match req.call() {
-        Ok(resp) => resp,
-        Err(ureq::Error::Status(code, resp)) => bail!(
-            "{url}: HTTP {code}: {}",
-            resp.into_string().unwrap_or_default().trim()
-        ),
-        Err(e) => return Err(e).with_context(|| format!("connecting to {url}")),
-    };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for line in BufReader::new(resp.into_reader()).lines() {
-        let line = line.context("reading the event stream")?;
-        if line.is_empty() {
-            continue;
-        }
-        let text = match args.output {
-            Output::Json => line,
-            Output::Compact => serde_json::from_str::<ResourceEvent>(&line)
-                .map(|e| e.compact())
-                .with_context(|| format!("not an event: {line}"))?,
-        };
-        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
-            break;
-        }
-    }
-    Ok(())
+    print_stream(req, &url, |line| match args.output {
+        Output::Json => Ok(line),
+        Output::Compact => serde_json::from_str::<ResourceEvent>(&line)
+            .map(|e| e.compact())
+            .with_context(|| format!("not an event: {line}")),
+    })
 }

@@ -77,6 +77,22 @@ pub fn run(args: ObserveArgs) -> Result<()> {
             req = req.query(key, value);
         }
     }
+    print_stream(req, &url, |line| match args.output {
+        Output::Json => Ok(line),
+        Output::Compact => serde_json::from_str::<FlowRecord>(&line)
+            .map(|r| r.compact())
+            .with_context(|| format!("not a flow record: {line}")),
+    })
+}
+
+/// Calls `req` and prints each non-empty line of the newline-delimited
+/// response through `render`, until the stream ends or stdout goes away.
+/// Shared by `observe` and `events`.
+pub fn print_stream(
+    req: ureq::Request,
+    url: &str,
+    render: impl Fn(String) -> Result<String>,
+) -> Result<()> {
     let resp = match req.call() {
         Ok(resp) => resp,
         Err(ureq::Error::Status(code, resp)) => {
@@ -90,16 +106,11 @@ pub fn run(args: ObserveArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for line in BufReader::new(resp.into_reader()).lines() {
-        let line = line.context("reading the flow stream")?;
+        let line = line.context("reading the stream")?;
         if line.is_empty() {
             continue;
         }
-        let text = match args.output {
-            Output::Json => line,
-            Output::Compact => serde_json::from_str::<FlowRecord>(&line)
-                .map(|r| r.compact())
-                .with_context(|| format!("not a flow record: {line}"))?,
-        };
+        let text = render(line)?;
         if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
             break; // the reader went away (e.g. `| head`)
         }
