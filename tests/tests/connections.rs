@@ -3,7 +3,7 @@
 //! timed out (SYNs dropped by a firewall rule), reset (peer aborts).
 
 use std::{
-    io::Read,
+    io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd,
     sync::mpsc,
@@ -53,7 +53,10 @@ fn connection_outcomes_match_what_connect_returned() {
         ready_tx.send(()).unwrap();
         let (mut conn, _) = ok.accept().unwrap();
         let _ = conn.read(&mut [0u8; 1]);
-        let (conn, _) = abort.accept().unwrap();
+        // Reset only after the client has written: a RST sent right after
+        // accept can reach the client before its connect() has returned.
+        let (mut conn, _) = abort.accept().unwrap();
+        let _ = conn.read(&mut [0u8; 1]);
         let linger = libc::linger {
             l_onoff: 1,
             l_linger: 0,
@@ -85,6 +88,7 @@ fn connection_outcomes_match_what_connect_returned() {
             let mut reset_conn = connect(7403)
                 .or_else(|_| connect(7403))
                 .unwrap_or_else(|e| panic!("connect to 7403: {e}"));
+            reset_conn.write_all(b"x").unwrap();
             let reset = reset_conn.read(&mut [0u8; 1]);
             (established, refused, timed_out, reset)
         })

@@ -97,7 +97,9 @@ fn main() -> Result<()> {
             ]))?;
             sh::run_tests(
                 sh::cargo()
-                    .args(["test", "--release"])
+                    // Every test binary runs even after a failure, so one
+                    // run reports all failures.
+                    .args(["test", "--release", "--no-fail-fast"])
                     .args(&args)
                     .env("OSPREY_AGENT_BIN", &agent)
                     .env(
