@@ -56,6 +56,8 @@ pub struct RunArgs {
     pub hubble_destination_context: Option<crate::flows::context::ContextSpec>,
     #[arg(long, env = "OSPREY_CGROUP_METRICS_LIMIT")]
     pub cgroup_metrics_limit: Option<usize>,
+    #[arg(long, env = "OSPREY_CGROUP_OPEN_FILES")]
+    pub cgroup_open_files: Option<usize>,
     #[arg(long, env = "OSPREY_BPF_STATS")]
     pub bpf_stats: Option<bool>,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
@@ -101,6 +103,9 @@ impl RunArgs {
         }
         if let Some(v) = self.cgroup_metrics_limit {
             c.cgroup_metrics_limit = v;
+        }
+        if let Some(v) = self.cgroup_open_files {
+            c.cgroup_open_files = v;
         }
         if let Some(v) = self.bpf_stats {
             c.bpf_stats = v;

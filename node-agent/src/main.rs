@@ -74,6 +74,26 @@ fn main() -> Result<()> {
         .block_on(run(config))
 }
 
+/// Raises the soft limit on open files to the hard limit (as Go programs
+/// do): the agent keeps cgroup files open between scrapes.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                warn!(
+                    "cannot raise the open-file limit; cgroup files past it are opened per scrape"
+                );
+            }
+        }
+    }
+}
+
 async fn run(config: Config) -> Result<()> {
     match std::env::var("KUBERNETES_SERVICE_HOST") {
         Ok(host) => {
@@ -81,6 +101,7 @@ async fn run(config: Config) -> Result<()> {
         }
         Err(_) => info!("no Kubernetes API (KUBERNETES_SERVICE_HOST unset): standalone mode"),
     }
+    raise_open_file_limit();
     let probes_path = probes_path(&config)?;
     let cgroup = if config.cgroup.as_os_str().is_empty() {
         cgroup::v2_root()?
@@ -157,6 +178,7 @@ async fn run(config: Config) -> Result<()> {
                 registry.register_collector(Box::new(resources::CgroupCollector::new(
                     layout,
                     config.cgroup_metrics_limit,
+                    config.cgroup_open_files,
                     kernel,
                 )))
             }

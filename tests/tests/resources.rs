@@ -365,6 +365,44 @@ fn threads_and_processes_per_cgroup() {
     assert_eq!(sum(&s, "container_threads", &id), 5.0, "main + 4 threads");
 }
 
+/// The agent keeps cgroup files open between scrapes; a cgroup removed and
+/// created again under the same path (a restarted container) must be read
+/// afresh, not through the old, dead files.
+#[test]
+fn a_recreated_cgroup_is_read_afresh() {
+    let Some(agent) = agent::for_test(&[]) else {
+        return;
+    };
+    let cg = TestCgroup::new("recreate");
+    let one = cg.run("sleep 30");
+    std::thread::sleep(Duration::from_millis(300));
+    let id = cg.id.clone();
+    let s = samples(&agent.scrape().1);
+    assert_eq!(sum(&s, "container_processes", &[("id", &id)]), 1.0);
+    assert!(
+        sum(&s, "osprey_cgroup_open_files", &[]) > 0.0,
+        "the agent keeps the cgroup's files open"
+    );
+    kill(one);
+    drop(cg);
+
+    let cg = TestCgroup::new("recreate");
+    assert_eq!(cg.id, id, "the same path again");
+    let a = cg.run("sleep 30");
+    let b = cg.run("sleep 30");
+    std::thread::sleep(Duration::from_millis(300));
+    let s = samples(&agent.scrape().1);
+    let truth = cg.cpu_seconds();
+    let got = sum(&s, "container_cpu_usage_seconds_total", &[("id", &id)]);
+    kill(a);
+    kill(b);
+    assert_eq!(sum(&s, "container_processes", &[("id", &id)]), 2.0);
+    assert!(
+        got <= truth + 1e-9 && got > 0.0,
+        "CPU of the new cgroup: agent {got} s, cgroupfs {truth} s"
+    );
+}
+
 /// A process of the cgroup lives in a pod network namespace: the agent
 /// reports that namespace's interface counters (cAdvisor's per-pod network
 /// families), equal to /proc/net/dev read around the scrape.

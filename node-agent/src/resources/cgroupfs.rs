@@ -5,7 +5,12 @@
 
 use std::{
     collections::BTreeMap,
+    os::fd::{AsRawFd, OwnedFd},
     path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
 };
 
 /// Where the controllers are mounted.
@@ -140,28 +145,32 @@ impl Layout {
         out
     }
 
-    /// Opens a cgroup's directories (kept across scrapes by the collector).
-    pub fn open(&self, cgroup: &str) -> Opened {
+    /// Opens a cgroup's directories (kept across scrapes by the collector);
+    /// its files stay open within `budget`.
+    pub fn open(&self, cgroup: &str, budget: &Arc<FileBudget>) -> Opened {
         let rel = cgroup.trim_start_matches('/');
+        let open = |root: &Path| Dir::open(&root.join(rel), budget);
         match self {
             Self::V1 {
                 cpuacct,
                 cpu,
                 memory,
                 unified,
-            } => Opened::V1 {
-                cpuacct: Dir::open(&cpuacct.join(rel)),
-                cpu: Dir::open(&cpu.join(rel)),
-                memory: Dir::open(&memory.join(rel)),
-                unified: unified.as_ref().map(|u| Dir::open(&u.join(rel))),
-            },
-            Self::V2 { root } => Opened::V2(Dir::open(&root.join(rel))),
+            } => Opened::new(Dirs::V1 {
+                cpuacct: open(cpuacct),
+                cpu: open(cpu),
+                memory: open(memory),
+                unified: unified.as_deref().map(open),
+            }),
+            Self::V2 { root } => Opened::new(Dirs::V2(open(root))),
         }
     }
 
     #[cfg(test)]
     pub fn stats(&self, cgroup: &str) -> CgroupStats {
-        self.open(cgroup).stats().unwrap_or_default()
+        self.open(cgroup, &FileBudget::new(0))
+            .stats()
+            .unwrap_or_default()
     }
 
     /// The cgroup v2 hierarchy (the eBPF probes name cgroups by its ids).
@@ -174,7 +183,14 @@ impl Layout {
 }
 
 /// One cgroup's directories, opened once.
-pub enum Opened {
+pub struct Opened {
+    dirs: Dirs,
+    v2_id: Option<u64>,
+    /// (first process, whether its network namespace is not the host's).
+    netns: Mutex<Option<(u32, bool)>>,
+}
+
+enum Dirs {
     V1 {
         cpuacct: Dir,
         cpu: Dir,
@@ -185,24 +201,76 @@ pub enum Opened {
 }
 
 impl Opened {
+    fn new(dirs: Dirs) -> Self {
+        let v2_id = match &dirs {
+            Dirs::V1 { unified, .. } => unified.as_ref().and_then(Dir::ino),
+            Dirs::V2(dir) => dir.ino(),
+        };
+        Self {
+            dirs,
+            v2_id,
+            netns: Mutex::new(None),
+        }
+    }
+
+    /// The cgroup's v2 id (the inode of its v2 directory, what the eBPF
+    /// probes see), if it has a v2 directory.
+    pub fn v2_id(&self) -> Option<u64> {
+        self.v2_id
+    }
+
+    fn dirs(&self) -> [Option<&Dir>; 4] {
+        match &self.dirs {
+            Dirs::V1 {
+                cpuacct,
+                cpu,
+                memory,
+                unified,
+            } => [Some(cpuacct), Some(cpu), Some(memory), unified.as_ref()],
+            Dirs::V2(dir) => [Some(dir), None, None, None],
+        }
+    }
+
     /// The cgroup's figures; None once the cgroup is gone (its directory was
     /// removed, perhaps to be created again under the same path).
     pub fn stats(&self) -> Option<CgroupStats> {
-        match self {
-            Self::V1 {
+        let stats = self.read_stats()?;
+        let stale = self.dirs().iter().flatten().any(|d| d.is_stale());
+        (!stale).then_some(stats)
+    }
+
+    fn read_stats(&self) -> Option<CgroupStats> {
+        let (mut stats, first) = match &self.dirs {
+            Dirs::V1 {
                 cpuacct,
                 cpu,
                 memory,
                 unified,
             } => {
-                let mut s = v1_stats(cpuacct, cpu, memory)?;
+                let (mut s, first) = v1_stats(cpuacct, cpu, memory)?;
                 if let Some(unified) = unified {
                     s.pressure = pressure(unified);
                 }
-                Some(s)
+                (s, first)
             }
-            Self::V2(dir) => v2_stats(dir),
+            Dirs::V2(dir) => v2_stats(dir)?,
+        };
+        if let Some(pid) = first {
+            // The namespace check is redone only when the first process changes.
+            let mut netns = self.netns.lock().unwrap_or_else(|e| e.into_inner());
+            let foreign = match *netns {
+                Some((p, foreign)) if p == pid => foreign,
+                _ => {
+                    let foreign = foreign_netns(pid);
+                    *netns = Some((pid, foreign));
+                    foreign
+                }
+            };
+            if foreign {
+                stats.network = network(pid);
+            }
         }
+        Some(stats)
     }
 }
 
@@ -239,27 +307,125 @@ fn read_file(file: std::fs::File) -> Option<String> {
     Some(text)
 }
 
-/// A cgroup directory opened once; its files are opened relative to it, so
-/// the kernel does not walk the whole path again for each file.
-pub struct Dir(Option<std::os::fd::OwnedFd>);
+/// How many cgroup files may stay open between scrapes, shared by every
+/// cgroup. A kept file costs the kernel about 4.4 KiB (its seq_file buffer
+/// and open-file state, charged to the agent's memory cgroup) and saves an
+/// open and a close per scrape.
+#[derive(Debug)]
+pub struct FileBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl FileBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Files kept open now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// A cgroup directory opened once; its files are opened relative to it (the
+/// kernel does not walk the whole path again) and, within the budget, kept
+/// open and re-read from offset 0 (a seq_file regenerates its text then).
+pub struct Dir {
+    fd: Option<OwnedFd>,
+    kept: Mutex<Vec<(&'static str, OwnedFd)>>,
+    /// A kept file failed to read: the directory was removed (and maybe
+    /// created again under the same path), so it must be opened anew.
+    stale: AtomicBool,
+    budget: Arc<FileBudget>,
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let kept = self.kept.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.budget.give_back(kept.len());
+    }
+}
 
 impl Dir {
-    fn open(path: &Path) -> Self {
+    fn open(path: &Path, budget: &Arc<FileBudget>) -> Self {
         use std::os::unix::fs::OpenOptionsExt;
         let fd = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY)
             .open(path)
             .ok()
-            .map(std::os::fd::OwnedFd::from);
-        Self(fd)
+            .map(OwnedFd::from);
+        Self {
+            fd,
+            kept: Mutex::new(Vec::new()),
+            stale: AtomicBool::new(false),
+            budget: budget.clone(),
+        }
     }
 
-    fn read(&self, name: &str) -> Option<String> {
+    /// The directory's inode number: for a cgroup v2 directory, the cgroup
+    /// id the eBPF probes see.
+    fn ino(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let fd = self.fd.as_ref()?.try_clone().ok()?;
+        Some(std::fs::File::from(fd).metadata().ok()?.ino())
+    }
+
+    fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Reads file `name` and hands its text to `parse` (the text lives in a
+    /// per-thread buffer, reused by every read).
+    fn with<T>(&self, name: &'static str, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 8192]);
+        }
+        BUF.with_borrow_mut(|buf| {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            let len = match kept.iter().find(|(n, _)| *n == name) {
+                Some((_, fd)) => {
+                    let len = pread_all(fd, buf);
+                    if len.is_none() {
+                        self.stale.store(true, Ordering::Relaxed);
+                    }
+                    len?
+                }
+                None => {
+                    let fd = self.openat(name)?;
+                    let len = pread_all(&fd, buf)?;
+                    if self.budget.take() {
+                        kept.push((name, fd));
+                    }
+                    len
+                }
+            };
+            drop(kept);
+            Some(parse(std::str::from_utf8(&buf[..len]).ok()?))
+        })
+    }
+
+    fn openat(&self, name: &str) -> Option<OwnedFd> {
         use std::os::fd::{AsRawFd, FromRawFd};
-        let dir = self.0.as_ref()?;
+        let dir = self.fd.as_ref()?;
         let name = std::ffi::CString::new(name).ok()?;
-        // SAFETY: a valid directory fd and C string; the returned fd is owned by the File.
+        // SAFETY: a valid directory fd and C string; the returned fd is owned here.
         let fd = unsafe {
             libc::openat(
                 dir.as_raw_fd(),
@@ -267,65 +433,114 @@ impl Dir {
                 libc::O_RDONLY | libc::O_CLOEXEC,
             )
         };
-        if fd < 0 {
-            return None;
-        }
-        read_file(unsafe { std::fs::File::from_raw_fd(fd) })
+        // SAFETY: a fresh fd nobody else owns.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
     }
 }
 
-fn read_u64(text: Option<String>) -> Option<u64> {
-    text?.trim().parse().ok()
+/// Reads a file whole into `buf` with `pread` from offset 0 until EOF (at
+/// most 1 MiB), growing `buf` as needed; returns the length.
+fn pread_all(fd: &OwnedFd, buf: &mut Vec<u8>) -> Option<usize> {
+    use std::os::unix::fs::FileExt;
+    let file = std::mem::ManuallyDrop::new(
+        // SAFETY: borrowed for this call only; ManuallyDrop keeps it from closing the fd.
+        unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd.as_raw_fd()) },
+    );
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if len >= 1 << 20 {
+                break;
+            }
+            buf.resize(len * 2, 0);
+        }
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(len)
 }
 
-/// `key value` lines (cpu.stat, memory.stat, cpuacct.stat).
-fn keyed(text: Option<String>) -> BTreeMap<String, u64> {
-    text.unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            Some((k.to_owned(), v.trim().parse().ok()?))
+fn parse_u64(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// The values of `keys` in `key value` lines (cpu.stat, memory.stat,
+/// cpuacct.stat), in one pass and without allocating.
+fn pick<const N: usize>(text: &str, keys: [&str; N]) -> [Option<u64>; N] {
+    let mut out = [None; N];
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(' ') else {
+            continue;
+        };
+        if let Some(i) = keys.iter().position(|want| *want == k) {
+            out[i] = v.trim().parse().ok();
+        }
+    }
+    out
+}
+
+/// (number of lines, first line as a pid) of cgroup.procs.
+fn procs(text: &str) -> (u64, Option<u32>) {
+    let first = text.lines().next().and_then(|l| l.trim().parse().ok());
+    (text.lines().count() as u64, first)
+}
+
+fn count_lines(text: &str) -> u64 {
+    text.lines().count() as u64
+}
+
+/// A v1 cgroup's figures and its first process.
+fn v1_stats(cpuacct: &Dir, cpu: &Dir, memory: &Dir) -> Option<(CgroupStats, Option<u32>)> {
+    let (processes, first) = cpuacct.with("cgroup.procs", procs)?;
+    let [user, system] = cpuacct
+        .with("cpuacct.stat", |t| pick(t, ["user", "system"]))
+        .unwrap_or_default();
+    let [periods, throttled, throttled_ns] = cpu
+        .with("cpu.stat", |t| {
+            pick(t, ["nr_periods", "nr_throttled", "throttled_time"])
         })
-        .collect()
-}
-
-fn count_lines(text: Option<String>) -> Option<u64> {
-    Some(text?.lines().count() as u64)
-}
-
-fn v1_stats(cpuacct: &Dir, cpu: &Dir, memory: &Dir) -> Option<CgroupStats> {
-    let procs = Some(cpuacct.read("cgroup.procs")?);
-    let acct = keyed(cpuacct.read("cpuacct.stat"));
-    let cfs = keyed(cpu.read("cpu.stat"));
-    let mem = keyed(memory.read("memory.stat"));
-    let usage = read_u64(memory.read("memory.usage_in_bytes"));
-    let inactive = mem.get("total_inactive_file").copied().unwrap_or(0);
-    Some(CgroupStats {
-        cpu_usage_seconds: read_u64(cpuacct.read("cpuacct.usage")).map(|ns| ns as f64 / 1e9),
-        cpu_user_seconds: acct.get("user").map(|t| *t as f64 / USER_HZ),
-        cpu_system_seconds: acct.get("system").map(|t| *t as f64 / USER_HZ),
-        cfs_periods: cfs.get("nr_periods").copied(),
-        cfs_throttled_periods: cfs.get("nr_throttled").copied(),
-        cfs_throttled_seconds: cfs.get("throttled_time").map(|ns| *ns as f64 / 1e9),
+        .unwrap_or_default();
+    let [inactive, rss, cache] = memory
+        .with("memory.stat", |t| {
+            pick(t, ["total_inactive_file", "total_rss", "total_cache"])
+        })
+        .unwrap_or_default();
+    let usage = memory.with("memory.usage_in_bytes", parse_u64).flatten();
+    let [oom_kills] = memory
+        .with("memory.oom_control", |t| pick(t, ["oom_kill"]))
+        .unwrap_or_default();
+    let stats = CgroupStats {
+        cpu_usage_seconds: cpuacct
+            .with("cpuacct.usage", parse_u64)
+            .flatten()
+            .map(|ns| ns as f64 / 1e9),
+        cpu_user_seconds: user.map(|t| t as f64 / USER_HZ),
+        cpu_system_seconds: system.map(|t| t as f64 / USER_HZ),
+        cfs_periods: periods,
+        cfs_throttled_periods: throttled,
+        cfs_throttled_seconds: throttled_ns.map(|ns| ns as f64 / 1e9),
         memory_usage_bytes: usage,
-        memory_working_set_bytes: usage.map(|u| u.saturating_sub(inactive)),
-        memory_rss_bytes: mem.get("total_rss").copied(),
-        memory_cache_bytes: mem.get("total_cache").copied(),
-        memory_limit_bytes: read_u64(memory.read("memory.limit_in_bytes"))
+        memory_working_set_bytes: usage.map(|u| u.saturating_sub(inactive.unwrap_or(0))),
+        memory_rss_bytes: rss,
+        memory_cache_bytes: cache,
+        memory_limit_bytes: memory
+            .with("memory.limit_in_bytes", parse_u64)
+            .flatten()
             .map(|l| if l >= V1_UNLIMITED { 0 } else { l }),
-        processes: procs.as_ref().map(|p| p.lines().count() as u64),
-        oom_kills: keyed(memory.read("memory.oom_control"))
-            .get("oom_kill")
-            .copied(),
-        threads: count_lines(cpuacct.read("tasks")),
-        network: network(procs.as_deref()),
+        processes: Some(processes),
+        oom_kills,
+        threads: cpuacct.with("tasks", count_lines),
         ..CgroupStats::default()
-    })
+    };
+    Some((stats, first))
 }
 
 /// `some avg10=… total=<µs>` / `full …` lines of a PSI file.
-fn psi(text: Option<String>) -> Option<(f64, Option<f64>)> {
-    let text = text?;
+fn psi(text: &str) -> Option<(f64, Option<f64>)> {
     let total = |kind: &str| {
         text.lines()
             .find(|l| l.starts_with(kind))?
@@ -340,17 +555,14 @@ fn psi(text: Option<String>) -> Option<(f64, Option<f64>)> {
 
 fn pressure(dir: &Dir) -> Pressure {
     Pressure {
-        cpu: psi(dir.read("cpu.pressure")),
-        memory: psi(dir.read("memory.pressure")),
-        io: psi(dir.read("io.pressure")),
+        cpu: dir.with("cpu.pressure", psi).flatten(),
+        memory: dir.with("memory.pressure", psi).flatten(),
+        io: dir.with("io.pressure", psi).flatten(),
     }
 }
 
 /// v2 io.stat: `MAJ:MIN rbytes=… wbytes=… rios=… wios=… …` per device.
-fn io_stat(text: Option<String>) -> Vec<IoStat> {
-    let Some(text) = text else {
-        return Vec::new();
-    };
+fn io_stat(text: &str) -> Vec<IoStat> {
     text.lines()
         .filter_map(|l| {
             let mut fields = l.split_whitespace();
@@ -374,23 +586,21 @@ fn io_stat(text: Option<String>) -> Vec<IoStat> {
         .collect()
 }
 
-/// The network namespace of the cgroup's first process, when it is not the
-/// host's (the agent's): its interfaces from /proc/<pid>/net/dev, as cAdvisor reads them.
-fn network(procs: Option<&str>) -> Vec<NetDev> {
+/// Whether process `pid` lives in a network namespace other than the
+/// host's (the agent's).
+fn foreign_netns(pid: u32) -> bool {
     static HOST_NETNS: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    let Some(pid) = procs.and_then(|t| t.lines().next()) else {
-        return Vec::new();
-    };
     let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).ok();
     let host = HOST_NETNS.get_or_init(|| ns("self"));
-    match (ns(pid), host) {
-        (Some(theirs), Some(ours)) if theirs != *ours => {}
-        _ => return Vec::new(),
-    }
-    let Some(text) = read(Path::new(&format!("/proc/{pid}/net/dev"))) else {
-        return Vec::new();
-    };
-    parse_net_dev(&text)
+    matches!((ns(&pid.to_string()), host), (Some(theirs), Some(ours)) if theirs != *ours)
+}
+
+/// The interfaces of process `pid`'s network namespace, from
+/// /proc/<pid>/net/dev, as cAdvisor reads them.
+fn network(pid: u32) -> Vec<NetDev> {
+    read(Path::new(&format!("/proc/{pid}/net/dev")))
+        .map(|text| parse_net_dev(&text))
+        .unwrap_or_default()
 }
 
 /// /proc/net/dev: two header lines, then `iface: rx(8 fields) tx(8 fields)`.
@@ -422,34 +632,62 @@ fn parse_net_dev(text: &str) -> Vec<NetDev> {
         .collect()
 }
 
-fn v2_stats(dir: &Dir) -> Option<CgroupStats> {
-    let procs = Some(dir.read("cgroup.procs")?);
-    let cpu = keyed(dir.read("cpu.stat"));
-    let mem = keyed(dir.read("memory.stat"));
-    let usage = read_u64(dir.read("memory.current"));
-    let inactive = mem.get("inactive_file").copied().unwrap_or(0);
-    let us = |k: &str| cpu.get(k).map(|v| *v as f64 / 1e6);
-    Some(CgroupStats {
-        cpu_usage_seconds: us("usage_usec"),
-        cpu_user_seconds: us("user_usec"),
-        cpu_system_seconds: us("system_usec"),
-        cfs_periods: cpu.get("nr_periods").copied(),
-        cfs_throttled_periods: cpu.get("nr_throttled").copied(),
-        cfs_throttled_seconds: us("throttled_usec"),
+/// A v2 cgroup's figures and its first process.
+fn v2_stats(dir: &Dir) -> Option<(CgroupStats, Option<u32>)> {
+    let (processes, first) = dir.with("cgroup.procs", procs)?;
+    let [
+        usage_us,
+        user_us,
+        system_us,
+        periods,
+        throttled,
+        throttled_us,
+    ] = dir
+        .with("cpu.stat", |t| {
+            pick(
+                t,
+                [
+                    "usage_usec",
+                    "user_usec",
+                    "system_usec",
+                    "nr_periods",
+                    "nr_throttled",
+                    "throttled_usec",
+                ],
+            )
+        })
+        .unwrap_or_default();
+    let [inactive, anon, file] = dir
+        .with("memory.stat", |t| {
+            pick(t, ["inactive_file", "anon", "file"])
+        })
+        .unwrap_or_default();
+    let usage = dir.with("memory.current", parse_u64).flatten();
+    let [oom_kills] = dir
+        .with("memory.events", |t| pick(t, ["oom_kill"]))
+        .unwrap_or_default();
+    let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
+    let stats = CgroupStats {
+        cpu_usage_seconds: secs(usage_us),
+        cpu_user_seconds: secs(user_us),
+        cpu_system_seconds: secs(system_us),
+        cfs_periods: periods,
+        cfs_throttled_periods: throttled,
+        cfs_throttled_seconds: secs(throttled_us),
         memory_usage_bytes: usage,
-        memory_working_set_bytes: usage.map(|u| u.saturating_sub(inactive)),
-        memory_rss_bytes: mem.get("anon").copied(),
-        memory_cache_bytes: mem.get("file").copied(),
-        memory_limit_bytes: dir
-            .read("memory.max")
-            .map(|m| m.trim().parse().unwrap_or(0)),
-        processes: procs.as_ref().map(|p| p.lines().count() as u64),
-        oom_kills: keyed(dir.read("memory.events")).get("oom_kill").copied(),
-        threads: count_lines(dir.read("cgroup.threads")),
+        memory_working_set_bytes: usage.map(|u| u.saturating_sub(inactive.unwrap_or(0))),
+        memory_rss_bytes: anon,
+        memory_cache_bytes: file,
+        // "max" (unlimited) is 0, as cAdvisor reports it.
+        memory_limit_bytes: dir.with("memory.max", |t| t.trim().parse().unwrap_or(0)),
+        processes: Some(processes),
+        oom_kills,
+        threads: dir.with("cgroup.threads", count_lines),
         pressure: pressure(dir),
-        io: io_stat(dir.read("io.stat")),
-        network: network(procs.as_deref()),
-    })
+        io: dir.with("io.stat", io_stat).unwrap_or_default(),
+        network: Vec::new(),
+    };
+    Some((stats, first))
 }
 
 #[cfg(test)]
@@ -530,7 +768,9 @@ mod tests {
             "254:0 rbytes=4096 wbytes=1048576 rios=1 wios=16 dbytes=0 dios=0\n",
         )
         .unwrap();
-        let s = v2_stats(&Dir::open(&root)).unwrap_or_default();
+        let s = v2_stats(&Dir::open(&root, &FileBudget::new(0)))
+            .unwrap_or_default()
+            .0;
         assert_eq!(s.pressure.cpu, Some((2.5, Some(0.5))));
         assert_eq!(
             s.io,

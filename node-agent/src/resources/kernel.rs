@@ -4,11 +4,11 @@
 //! Map entries of cgroups that no longer exist are deleted at scrape time.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
@@ -32,7 +32,13 @@ pub struct KernelResources {
     maps: Mutex<Maps>,
     oom_kills: Mutex<BTreeMap<String, u64>>,
     v2_root: PathBuf,
+    /// Ids of every v2 cgroup at the last walk of the tree, and when.
+    live: Mutex<Option<(Instant, HashSet<u64>)>>,
 }
+
+/// The v2 tree is walked again (to find map entries of removed cgroups) at
+/// most this often, and only when the maps hold ids no scrape covers.
+const WALK_EVERY: Duration = Duration::from_secs(30);
 
 /// Every cgroup of the v2 hierarchy at `root`: its id (the directory's inode
 /// number, what `bpf_get_current_cgroup_id` returns) → its path ("/" for the root).
@@ -92,40 +98,63 @@ impl KernelResources {
             maps: Mutex::new(Maps { runq, block, loss }),
             oom_kills: Mutex::new(BTreeMap::new()),
             v2_root,
+            live: Mutex::new(None),
         })
     }
 
-    pub fn v2_root(&self) -> &Path {
-        &self.v2_root
+    /// Of `others` (ids in the maps that no scrape covers), those of
+    /// cgroups that no longer exist. Decided by a walk of the v2 tree, done
+    /// again only when an id is missing from the last walk and that walk is
+    /// older than `WALK_EVERY`: a scrape normally walks nothing.
+    fn gone(&self, others: &BTreeSet<u64>) -> BTreeSet<u64> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let missing = |l: &Option<(Instant, HashSet<u64>)>| -> BTreeSet<u64> {
+            others
+                .iter()
+                .filter(|id| !l.as_ref().is_some_and(|(_, l)| l.contains(id)))
+                .copied()
+                .collect()
+        };
+        if missing(&live).is_empty() {
+            return BTreeSet::new();
+        }
+        if live
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < WALK_EVERY)
+        {
+            return BTreeSet::new();
+        }
+        *live = Some((Instant::now(), v2_ids(&self.v2_root).into_keys().collect()));
+        missing(&live)
     }
 
-    /// Run-queue latency per cgroup id, summed over CPUs. Entries of cgroup
-    /// ids not in `live` are deleted (the cgroup is gone).
-    pub fn runq(&self, live: &HashSet<u64>) -> BTreeMap<u64, RunqHist> {
+    /// Run-queue latency of the `scraped` cgroup ids, summed over CPUs.
+    /// Entries of cgroups that are gone are deleted.
+    pub fn runq(&self, scraped: &HashSet<u64>) -> BTreeMap<u64, RunqHist> {
         let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeMap::new();
-        let mut gone = Vec::new();
+        let mut others = BTreeSet::new();
         for (id, values) in maps.runq.iter().filter_map(Result::ok) {
-            if live.contains(&id) {
+            if scraped.contains(&id) {
                 out.insert(id, sum_hist(&values));
             } else {
-                gone.push(id);
+                others.insert(id);
             }
         }
-        for id in gone {
+        for id in self.gone(&others) {
             let _ = maps.runq.remove(&id);
         }
         out
     }
 
-    /// Block IO per (cgroup id, device, op), summed over CPUs; entries of
-    /// vanished cgroups are deleted.
-    pub fn block(&self, live: &HashSet<u64>) -> BTreeMap<BlockKey, BlockStats> {
+    /// Block IO of the `scraped` cgroup ids per (cgroup id, device, op),
+    /// summed over CPUs; entries of cgroups that are gone are deleted.
+    pub fn block(&self, scraped: &HashSet<u64>) -> BTreeMap<BlockKey, BlockStats> {
         let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeMap::new();
-        let mut gone = Vec::new();
+        let mut others = Vec::new();
         for (key, values) in maps.block.iter().filter_map(Result::ok) {
-            if live.contains(&key.cgroup_id) {
+            if scraped.contains(&key.cgroup_id) {
                 let mut s = BlockStats::default();
                 for v in values.iter() {
                     s.bytes += v.bytes;
@@ -133,11 +162,12 @@ impl KernelResources {
                 }
                 out.insert(key, s);
             } else {
-                gone.push(key);
+                others.push(key);
             }
         }
-        for key in gone {
-            let _ = maps.block.remove(&key);
+        let gone = self.gone(&others.iter().map(|k| k.cgroup_id).collect());
+        for key in others.iter().filter(|k| gone.contains(&k.cgroup_id)) {
+            let _ = maps.block.remove(key);
         }
         out
     }

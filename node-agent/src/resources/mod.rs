@@ -23,7 +23,7 @@ use prometheus_client::{
     metrics::MetricType,
 };
 
-use cgroupfs::{CgroupStats, Layout, Opened};
+use cgroupfs::{CgroupStats, FileBudget, Layout, Opened};
 use kernel::KernelResources;
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
@@ -48,6 +48,7 @@ pub struct CgroupCollector {
     limit: usize,
     kernel: Option<Arc<KernelResources>>,
     opened: std::sync::Mutex<HashMap<String, Arc<Opened>>>,
+    budget: Arc<FileBudget>,
 }
 
 impl std::fmt::Debug for CgroupCollector {
@@ -62,11 +63,11 @@ impl std::fmt::Debug for CgroupCollector {
 
 impl CgroupCollector {
     /// Reads every cgroup's files on two threads (a scrape is mostly file
-    /// opens and reads in the kernel; two cores halve its latency). Cgroup
-    /// directories stay open between scrapes, so each file is one `openat`
-    /// relative to its directory; a cgroup removed (and maybe re-created)
-    /// since is opened again.
-    fn read_all(&self, ids: &[String]) -> Vec<CgroupStats> {
+    /// reads in the kernel; two cores halve its latency). Cgroup directories
+    /// and, within the file budget, their files stay open between scrapes;
+    /// a cgroup removed (and maybe re-created) since is opened again.
+    /// Returns each cgroup's figures and v2 id.
+    fn read_all(&self, ids: &[String]) -> Vec<(CgroupStats, Option<u64>)> {
         const THREADS: usize = 2;
         let opened: Vec<Arc<Opened>> = {
             let mut cache = self.opened.lock().unwrap_or_else(|e| e.into_inner());
@@ -75,7 +76,7 @@ impl CgroupCollector {
                 .map(|id| {
                     cache
                         .entry(id.clone())
-                        .or_insert_with(|| Arc::new(self.layout.open(id)))
+                        .or_insert_with(|| Arc::new(self.layout.open(id, &self.budget)))
                         .clone()
                 })
                 .collect();
@@ -84,10 +85,16 @@ impl CgroupCollector {
             list
         };
         let chunk = ids.len().div_ceil(THREADS).max(1);
-        let stats: Vec<Option<CgroupStats>> = std::thread::scope(|scope| {
+        let stats: Vec<(Option<CgroupStats>, Option<u64>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = opened
                 .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(|o| o.stats()).collect::<Vec<_>>()))
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|o| (o.stats(), o.v2_id()))
+                            .collect::<Vec<_>>()
+                    })
+                })
                 .collect();
             handles
                 .into_iter()
@@ -98,10 +105,10 @@ impl CgroupCollector {
         ids.iter()
             .zip(stats)
             .map(|(id, s)| match s {
-                Some(s) => s,
-                None => {
-                    let fresh = Arc::new(self.layout.open(id));
-                    let s = fresh.stats().unwrap_or_default();
+                (Some(s), v2_id) => (s, v2_id),
+                (None, _) => {
+                    let fresh = Arc::new(self.layout.open(id, &self.budget));
+                    let s = (fresh.stats().unwrap_or_default(), fresh.v2_id());
                     cache.insert(id.clone(), fresh);
                     s
                 }
@@ -109,12 +116,19 @@ impl CgroupCollector {
             .collect()
     }
 
-    pub fn new(layout: Layout, limit: usize, kernel: Option<Arc<KernelResources>>) -> Self {
+    /// `open_files`: how many cgroup files may stay open between scrapes.
+    pub fn new(
+        layout: Layout,
+        limit: usize,
+        open_files: usize,
+        kernel: Option<Arc<KernelResources>>,
+    ) -> Self {
         Self {
             layout,
             limit,
             kernel,
             opened: Default::default(),
+            budget: FileBudget::new(open_files),
         }
     }
 }
@@ -329,26 +343,28 @@ struct KernelView {
     loss: osprey_abi::ResourceLoss,
 }
 
-fn kernel_view(kernel: &KernelResources, ids: &[String]) -> KernelView {
+/// `v2_ids`: each scraped cgroup's v2 id, by index.
+fn kernel_view(kernel: &KernelResources, ids: &[String], v2_ids: &[Option<u64>]) -> KernelView {
     let by_path: HashMap<&str, usize> = ids
         .iter()
         .enumerate()
         .map(|(i, p)| (p.as_str(), i))
         .collect();
-    let v2 = kernel::v2_ids(kernel.v2_root());
-    let live: HashSet<u64> = v2.keys().copied().collect();
-    let index = |cgroup_id: u64| {
-        v2.get(&cgroup_id)
-            .and_then(|p| by_path.get(p.as_str()).copied())
-    };
+    let by_id: HashMap<u64, usize> = v2_ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| Some(((*id)?, i)))
+        .collect();
+    let scraped: HashSet<u64> = by_id.keys().copied().collect();
+    let index = |cgroup_id: u64| by_id.get(&cgroup_id).copied();
     let runq = kernel
-        .runq(&live)
+        .runq(&scraped)
         .into_iter()
         .filter_map(|(id, h)| Some((index(id)?, h)))
         .collect();
     let mut names = HashMap::new();
     let mut io: BTreeMap<(usize, String), Io> = BTreeMap::new();
-    for (key, s) in kernel.block(&live) {
+    for (key, s) in kernel.block(&scraped) {
         let Some(i) = index(key.cgroup_id) else {
             continue;
         };
@@ -395,7 +411,8 @@ fn runq_buckets(h: &osprey_abi::RunqHist) -> Vec<(f64, u64)> {
 impl Collector for CgroupCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let ids = self.layout.cgroups(self.limit);
-        let stats = self.read_all(&ids);
+        let (stats, v2_ids): (Vec<CgroupStats>, Vec<Option<u64>>) =
+            self.read_all(&ids).into_iter().unzip();
         let base: Vec<Labels<'_>> = ids.iter().map(|id| labels(id)).collect();
         for (name, help, metric_type, get) in FAMILIES {
             let mut family = encoder.encode_descriptor(name, help, None, *metric_type)?;
@@ -410,6 +427,14 @@ impl Collector for CgroupCollector {
                 }
             }
         }
+        encoder
+            .encode_descriptor(
+                "osprey_cgroup_open_files",
+                "Cgroup files kept open between scrapes (see cgroup_open_files)",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&(self.budget.used() as i64))?;
         for (name, help, get) in NETWORK {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (labels, s) in base.iter().zip(&stats) {
@@ -422,7 +447,10 @@ impl Collector for CgroupCollector {
                 }
             }
         }
-        let view = self.kernel.as_deref().map(|k| kernel_view(k, &ids));
+        let view = self
+            .kernel
+            .as_deref()
+            .map(|k| kernel_view(k, &ids, &v2_ids));
 
         // Block IO: the kernel's own io.stat where the v2 io controller keeps
         // one (it charges writeback to the right cgroup), else the probe's.
