@@ -169,7 +169,7 @@ impl Layout {
     #[cfg(test)]
     pub fn stats(&self, cgroup: &str) -> CgroupStats {
         self.open(cgroup, &FileBudget::new(0))
-            .stats()
+            .stats(true)
             .unwrap_or_default()
     }
 
@@ -233,13 +233,15 @@ impl Opened {
 
     /// The cgroup's figures; None once the cgroup is gone (its directory was
     /// removed, perhaps to be created again under the same path).
-    pub fn stats(&self) -> Option<CgroupStats> {
-        let stats = self.read_stats()?;
+    /// `oom_kills`: read the kernel's OOM-kill count too (not needed when
+    /// the oom tracepoint counts them).
+    pub fn stats(&self, oom_kills: bool) -> Option<CgroupStats> {
+        let stats = self.read_stats(oom_kills)?;
         let stale = self.dirs().iter().flatten().any(|d| d.is_stale());
         (!stale).then_some(stats)
     }
 
-    fn read_stats(&self) -> Option<CgroupStats> {
+    fn read_stats(&self, oom_kills: bool) -> Option<CgroupStats> {
         let (mut stats, first) = match &self.dirs {
             Dirs::V1 {
                 cpuacct,
@@ -247,13 +249,13 @@ impl Opened {
                 memory,
                 unified,
             } => {
-                let (mut s, first) = v1_stats(cpuacct, cpu, memory)?;
+                let (mut s, first) = v1_stats(cpuacct, cpu, memory, oom_kills)?;
                 if let Some(unified) = unified {
                     s.pressure = pressure(unified);
                 }
                 (s, first)
             }
-            Dirs::V2(dir) => v2_stats(dir)?,
+            Dirs::V2(dir) => v2_stats(dir, oom_kills)?,
         };
         if let Some(pid) = first {
             // The namespace check is redone only when the first process changes.
@@ -308,7 +310,7 @@ fn read_file(file: std::fs::File) -> Option<String> {
 }
 
 /// How many cgroup files may stay open between scrapes, shared by every
-/// cgroup. A kept file costs the kernel about 4.4 KiB (its seq_file buffer
+/// cgroup. A kept file costs the kernel about 5 KiB (its seq_file buffer
 /// and open-file state, charged to the agent's memory cgroup) and saves an
 /// open and a close per scrape.
 #[derive(Debug)]
@@ -494,7 +496,12 @@ fn count_lines(text: &str) -> u64 {
 }
 
 /// A v1 cgroup's figures and its first process.
-fn v1_stats(cpuacct: &Dir, cpu: &Dir, memory: &Dir) -> Option<(CgroupStats, Option<u32>)> {
+fn v1_stats(
+    cpuacct: &Dir,
+    cpu: &Dir,
+    memory: &Dir,
+    oom: bool,
+) -> Option<(CgroupStats, Option<u32>)> {
     let (processes, first) = cpuacct.with("cgroup.procs", procs)?;
     let [user, system] = cpuacct
         .with("cpuacct.stat", |t| pick(t, ["user", "system"]))
@@ -510,8 +517,9 @@ fn v1_stats(cpuacct: &Dir, cpu: &Dir, memory: &Dir) -> Option<(CgroupStats, Opti
         })
         .unwrap_or_default();
     let usage = memory.with("memory.usage_in_bytes", parse_u64).flatten();
-    let [oom_kills] = memory
-        .with("memory.oom_control", |t| pick(t, ["oom_kill"]))
+    let [oom_kills] = oom
+        .then(|| memory.with("memory.oom_control", |t| pick(t, ["oom_kill"])))
+        .flatten()
         .unwrap_or_default();
     let stats = CgroupStats {
         cpu_usage_seconds: cpuacct
@@ -633,7 +641,7 @@ fn parse_net_dev(text: &str) -> Vec<NetDev> {
 }
 
 /// A v2 cgroup's figures and its first process.
-fn v2_stats(dir: &Dir) -> Option<(CgroupStats, Option<u32>)> {
+fn v2_stats(dir: &Dir, oom: bool) -> Option<(CgroupStats, Option<u32>)> {
     let (processes, first) = dir.with("cgroup.procs", procs)?;
     let [
         usage_us,
@@ -663,8 +671,9 @@ fn v2_stats(dir: &Dir) -> Option<(CgroupStats, Option<u32>)> {
         })
         .unwrap_or_default();
     let usage = dir.with("memory.current", parse_u64).flatten();
-    let [oom_kills] = dir
-        .with("memory.events", |t| pick(t, ["oom_kill"]))
+    let [oom_kills] = oom
+        .then(|| dir.with("memory.events", |t| pick(t, ["oom_kill"])))
+        .flatten()
         .unwrap_or_default();
     let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
     let stats = CgroupStats {
@@ -768,7 +777,7 @@ mod tests {
             "254:0 rbytes=4096 wbytes=1048576 rios=1 wios=16 dbytes=0 dios=0\n",
         )
         .unwrap();
-        let s = v2_stats(&Dir::open(&root, &FileBudget::new(0)))
+        let s = v2_stats(&Dir::open(&root, &FileBudget::new(0)), true)
             .unwrap_or_default()
             .0;
         assert_eq!(s.pressure.cpu, Some((2.5, Some(0.5))));

@@ -84,6 +84,8 @@ impl CgroupCollector {
             cache.retain(|id, _| wanted.contains(id));
             list
         };
+        // The oom tracepoint counts OOM kills when the probes run.
+        let oom_from_files = self.kernel.is_none();
         let chunk = ids.len().div_ceil(THREADS).max(1);
         let stats: Vec<(Option<CgroupStats>, Option<u64>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = opened
@@ -91,7 +93,7 @@ impl CgroupCollector {
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|o| (o.stats(), o.v2_id()))
+                            .map(|o| (o.stats(oom_from_files), o.v2_id()))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -108,7 +110,10 @@ impl CgroupCollector {
                 (Some(s), v2_id) => (s, v2_id),
                 (None, _) => {
                     let fresh = Arc::new(self.layout.open(id, &self.budget));
-                    let s = (fresh.stats().unwrap_or_default(), fresh.v2_id());
+                    let s = (
+                        fresh.stats(oom_from_files).unwrap_or_default(),
+                        fresh.v2_id(),
+                    );
                     cache.insert(id.clone(), fresh);
                     s
                 }
