@@ -247,7 +247,7 @@ async fn run(config: Config) -> Result<()> {
             aggregator.apply(&batch, now);
             events.apply(&batch.drops, &batch.retransmits, &batch.loss, now);
             connections.apply(&batch.connections, now);
-            rtt.set(batch.rtt);
+            rtt.observe(&batch.flows);
             let wanted = publish.wanted();
             publish.publish(events.records(&batch, std::time::SystemTime::now(), wanted));
             summary_tx.send_replace(aggregator.summary(10));

@@ -7,13 +7,11 @@ use std::{collections::BTreeMap, fs::File, os::fd::OwnedFd, path::PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, SockOps, TracePoint,
-    },
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, TracePoint},
 };
 use osprey_abi::{
     BlockKey, BlockStats, ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats,
-    ResourceLoss, RttSum, RunqHist, offsets,
+    ResourceLoss, RunqHist, offsets,
 };
 use tracing::warn;
 
@@ -60,8 +58,6 @@ pub struct FlowMaps {
     pub drops: [PerCpuHashMap<MapData, DropKey, u64>; 2],
     pub retransmits: [PerCpuHashMap<MapData, FlowKey, u64>; 2],
     pub connections: [PerCpuHashMap<MapData, ConnKey, u64>; 2],
-    pub rtt: PerCpuArray<MapData, u64>,
-    pub flow_rtt: [PerCpuHashMap<MapData, FlowKey, RttSum>; 2],
     /// Taken by the DNS reader.
     pub dns: Option<RingBuf<MapData>>,
     pub active: Array<MapData, u32>,
@@ -266,13 +262,6 @@ impl Probes {
             })?;
             attached.push(name);
         }
-        setup::<SockOps>(&mut ebpf, "tcp_rtt", |p| {
-            p.load().map_err(|e| (LOAD, e))?;
-            p.attach(&cgroup_dir, mode)
-                .map(drop)
-                .map_err(|e| ("attach", e))
-        })?;
-        attached.push("tcp_rtt");
         // Each group of tracepoint programs only when its offsets are known.
         let tracepoints = [
             (layout.is_some(), &TRACEPOINT_PROGRAMS[..]),
@@ -310,11 +299,6 @@ impl Probes {
             connections: [
                 take(&mut ebpf, "CONNECTIONS_0")?,
                 take(&mut ebpf, "CONNECTIONS_1")?,
-            ],
-            rtt: take(&mut ebpf, "RTT_HISTOGRAM")?,
-            flow_rtt: [
-                take(&mut ebpf, "FLOW_RTT_0")?,
-                take(&mut ebpf, "FLOW_RTT_1")?,
             ],
             dns: Some(take(&mut ebpf, "DNS_EVENTS")?),
             active: take(&mut ebpf, "ACTIVE_FLOW_MAP")?,

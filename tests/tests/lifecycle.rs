@@ -18,9 +18,9 @@ fn program_ids(agent: &Agent) -> BTreeSet<u32> {
             .filter(|s| s.name == "osprey_bpf_program_info")
             .filter_map(|s| s.labels.get("id")?.parse().ok())
             .collect();
-        // flow_ingress, flow_egress, tcp_rtt, skb_drop, tcp_retransmit, tcp_state,
+        // flow_ingress, flow_egress, skb_drop, tcp_retransmit, tcp_state,
         // sched_wakeup, sched_wakeup_new, sched_switch, block_io, oom_victim
-        (ids.len() == 11).then_some(ids)
+        (ids.len() == 10).then_some(ids)
     })
 }
 

@@ -115,8 +115,8 @@ fn rtt_histogram_holds_the_senders_smoothed_rtt() {
     );
     eprintln!("TCP_INFO srtt {srtt_us} µs; {added} samples added around bucket 2^{bucket} µs");
 
-    // Per flow: the flow records of the sending socket carry its mean smoothed
-    // RTT per interval; the last intervals' means approach the final srtt.
+    // Per flow: the flow records of the sending socket carry its smoothed RTT
+    // as last read in each interval.
     let out = std::process::Command::new(agent::binary().unwrap())
         .args([
             "observe",
@@ -139,7 +139,7 @@ fn rtt_histogram_holds_the_senders_smoothed_rtt() {
         !per_flow.is_empty(),
         "flow records of the sender carry rtt_us"
     );
-    // Each record's mean lies within (a factor 2 of) the range the socket itself reported.
+    // Each record's RTT lies within (a factor 2 of) the range the socket itself reported.
     let (low, high) = (
         u64::from(*seen.iter().min().unwrap()) / 2,
         u64::from(*seen.iter().max().unwrap()) * 2,

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use crate::sh;
 
 /// The programs whose own cost the bench reports.
-const PROGRAMS: [&str; 3] = ["flow_egress", "flow_ingress", "tcp_rtt"];
+const PROGRAMS: [&str; 2] = ["flow_egress", "flow_ingress"];
 
 const NS_A: &str = "osprey-bench-a";
 const NS_B: &str = "osprey-bench-b";
@@ -213,9 +213,9 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
         "\nOsprey flow probe cost: veth between two namespaces, {reps} alternating reps of {secs}s, medians\n"
     );
     println!(
-        "| stream | probes detached | probes attached | ratio | flow_egress ns/run | flow_ingress ns/run | tcp_rtt ns/run |"
+        "| stream | probes detached | probes attached | ratio | flow_egress ns/run | flow_ingress ns/run |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for stream in [Stream::TcpBulk, Stream::Udp64] {
         let (mut base, mut with) = (Vec::new(), Vec::new());
         let mut ns_per_run: Vec<Vec<f64>> = vec![Vec::new(); PROGRAMS.len()];

@@ -98,7 +98,9 @@ pub struct FlowStats {
     pub syn_ack: u32,
     pub fin: u32,
     pub rst: u32,
-    pub _pad: u32,
+    /// The last smoothed RTT (µs) of the flow's TCP socket seen on this CPU
+    /// (`tcp_sock.srtt_us`, read per packet); 0 when none.
+    pub srtt_us: u32,
 }
 
 /// TCP flag bits as they appear in the header's 14th byte.
@@ -125,8 +127,6 @@ pub struct FlowLoss {
     pub conn_map_full: u64,
     /// DNS packets that found the DNS ring buffer full.
     pub dns_ring_full: u64,
-    /// RTT samples of new flows that found the active per-flow RTT map full.
-    pub rtt_map_full: u64,
 }
 
 /// Entries of each of the two drop maps and of each of the two retransmit maps.
@@ -144,13 +144,6 @@ pub struct DropKey {
     pub _pad: u32,
 }
 
-/// Buckets of the kernel RTT histogram (`RTT_HISTOGRAM`): bucket `i` counts
-/// smoothed RTTs in [2^i, 2^(i+1)) µs (bucket 0 also holds 0 µs).
-pub const RTT_BUCKETS: u32 = 32;
-/// Index of the sum of the samples in µs, and of their count.
-pub const RTT_SUM_INDEX: u32 = RTT_BUCKETS;
-pub const RTT_COUNT_INDEX: u32 = RTT_BUCKETS + 1;
-
 /// Bytes of a DNS message copied into a `DnsEvent` (queries and answers past
 /// this are truncated; the header and question always fit).
 pub const DNS_PAYLOAD_MAX: usize = 512;
@@ -167,14 +160,6 @@ pub struct DnsEvent {
     pub payload_len: u32,
     pub captured: u32,
     pub payload: [u8; DNS_PAYLOAD_MAX],
-}
-
-/// Smoothed-RTT samples of one flow over one drain interval (per CPU).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RttSum {
-    pub sum_us: u64,
-    pub samples: u64,
 }
 
 /// TCP connection outcomes (`sock:inet_sock_set_state`), `ConnKey::outcome`.
@@ -326,7 +311,6 @@ mod user {
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::ConnKey {}
     unsafe impl aya::Pod for super::DnsEvent {}
-    unsafe impl aya::Pod for super::RttSum {}
     unsafe impl aya::Pod for super::RunqHist {}
     unsafe impl aya::Pod for super::BlockKey {}
     unsafe impl aya::Pod for super::BlockStats {}
@@ -344,7 +328,7 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 8 + 2 + 2 + 4);
         assert_eq!(align_of::<FlowKey>(), 8);
         assert_eq!(size_of::<FlowStats>(), 8 * 4 + 4 * 6);
-        assert_eq!(size_of::<FlowLoss>(), 8 * 8);
+        assert_eq!(size_of::<FlowLoss>(), 8 * 7);
         assert_eq!(
             size_of::<DnsEvent>(),
             8 + size_of::<FlowKey>() + 8 + DNS_PAYLOAD_MAX

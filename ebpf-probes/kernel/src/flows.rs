@@ -8,14 +8,14 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_ktime_get_coarse_ns, bpf_skb_cgroup_id},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_sk_fullsock, bpf_skb_cgroup_id, bpf_tcp_sock},
     macros::{cgroup_skb, map},
     maps::PerCpuHashMap,
     programs::SkBuffContext,
 };
 use osprey_abi::{
-    DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowKey, FlowStats, PROTO_UDP, TCP_ACK,
-    TCP_FIN, TCP_RST, TCP_SYN,
+    DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowKey, FlowStats, PROTO_TCP, PROTO_UDP,
+    TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 };
 
 use crate::{
@@ -66,7 +66,20 @@ fn account(ctx: &SkBuffContext, direction: u8) {
             if key.protocol == PROTO_UDP && (key.src_port == DNS_PORT || key.dst_port == DNS_PORT) {
                 dns::capture(ctx, &key, header_len as usize);
             }
-            record(&key, bytes, packets, tcp_flags);
+            let srtt_us = if key.protocol == PROTO_TCP {
+                srtt_us(ctx)
+            } else {
+                0
+            };
+            record(
+                &key,
+                Sample {
+                    bytes,
+                    packets,
+                    tcp_flags,
+                    srtt_us,
+                },
+            );
         }
         Err(Unparsed) => {
             count_loss(|loss| loss.unparsed_packets += 1);
@@ -74,71 +87,102 @@ fn account(ctx: &SkBuffContext, direction: u8) {
     }
 }
 
+/// The smoothed RTT (µs) of the TCP socket the packet belongs to, 0 when
+/// there is none (a request or time-wait socket, or no RTT measured yet).
+/// The kernel keeps it per socket; reading it here costs two helper calls
+/// per TCP packet and no per-ACK program.
 #[inline(always)]
-fn record(key: &FlowKey, bytes: u64, packets: u64, tcp_flags: u32) {
+fn srtt_us(ctx: &SkBuffContext) -> u32 {
+    // SAFETY: `sk` is a context field (rewritten by the verifier, may be
+    // null); the helpers return null or a pointer the verifier tracks.
+    unsafe {
+        let sk = (*ctx.skb.skb).__bindgen_anon_2.sk;
+        if sk.is_null() {
+            return 0;
+        }
+        let full = bpf_sk_fullsock(sk);
+        if full.is_null() {
+            return 0;
+        }
+        let tcp = bpf_tcp_sock(full);
+        if tcp.is_null() {
+            return 0;
+        }
+        // tcp_sock.srtt_us holds 8 × the smoothed RTT in µs.
+        (*tcp).srtt_us >> 3
+    }
+}
+
+/// What one packet adds to its flow.
+struct Sample {
+    bytes: u64,
+    packets: u64,
+    tcp_flags: u32,
+    srtt_us: u32,
+}
+
+#[inline(always)]
+fn record(key: &FlowKey, sample: Sample) {
     // Two call sites, each with a constant map: the verifier can then inline
     // the hash lookup instead of an indirect call through the map's ops.
     if first_map_active() {
-        record_in(&FLOWS_0, key, bytes, packets, tcp_flags)
+        record_in(&FLOWS_0, key, sample)
     } else {
-        record_in(&FLOWS_1, key, bytes, packets, tcp_flags)
+        record_in(&FLOWS_1, key, sample)
     }
 }
 
 #[inline(always)]
-fn record_in(
-    flows: &PerCpuHashMap<FlowKey, FlowStats>,
-    key: &FlowKey,
-    bytes: u64,
-    packets: u64,
-    tcp_flags: u32,
-) {
+fn record_in(flows: &PerCpuHashMap<FlowKey, FlowStats>, key: &FlowKey, sample: Sample) {
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(stats) = flows.get_ptr_mut(key) {
-        add(stats, bytes, packets, tcp_flags, now);
+        add(stats, &sample, now);
         return;
     }
     let mut fresh = FlowStats {
-        bytes,
-        packets,
+        bytes: sample.bytes,
+        packets: sample.packets,
         first_seen_ns: now,
         last_seen_ns: now,
-        tcp_flags,
+        tcp_flags: sample.tcp_flags,
         syn: 0,
         syn_ack: 0,
         fin: 0,
         rst: 0,
-        _pad: 0,
+        srtt_us: sample.srtt_us,
     };
-    count_flags(&mut fresh, tcp_flags);
+    count_flags(&mut fresh, sample.tcp_flags);
     match flows.insert(key, &fresh, BPF_NOEXIST as u64) {
         Ok(()) => {}
         // Inserted on another CPU (or by a softirq on this one) meanwhile.
         Err(e) if e == -EEXIST => {
             if let Some(stats) = flows.get_ptr_mut(key) {
-                add(stats, bytes, packets, tcp_flags, now);
+                add(stats, &sample, now);
             }
         }
         // E2BIG / ENOMEM: the map is full.
         Err(_) => count_loss(|loss| {
-            loss.map_full_packets += packets;
-            loss.map_full_bytes += bytes;
+            loss.map_full_packets += sample.packets;
+            loss.map_full_bytes += sample.bytes;
         }),
     }
 }
 
 #[inline(always)]
-fn add(stats: *mut FlowStats, bytes: u64, packets: u64, tcp_flags: u32, now: u64) {
+fn add(stats: *mut FlowStats, sample: &Sample, now: u64) {
     // Per-CPU values: no other CPU writes here. (The BPF target has no atomic
     // RMW in Rust's core; a softirq interrupting process context between the
     // load and the store of the same flow on one CPU is the only, rare, race.)
     unsafe {
-        (*stats).bytes += bytes;
-        (*stats).packets += packets;
+        (*stats).bytes += sample.bytes;
+        (*stats).packets += sample.packets;
         (*stats).last_seen_ns = now;
-        (*stats).tcp_flags |= tcp_flags;
-        if tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
-            count_flags(&mut *stats, tcp_flags);
+        (*stats).tcp_flags |= sample.tcp_flags;
+        if sample.srtt_us != 0 {
+            (*stats).srtt_us = sample.srtt_us;
+        }
+        if sample.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
+            count_flags(&mut *stats, sample.tcp_flags);
         }
     }
 }

@@ -12,7 +12,6 @@ mod net;
 mod offsets;
 mod oom;
 mod retransmits;
-mod rtt;
 mod sched;
 mod shared;
 

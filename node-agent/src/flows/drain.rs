@@ -8,12 +8,8 @@
 use std::time::Duration;
 
 use aya::maps::{MapData, MapError, PerCpuHashMap};
-use osprey_abi::{
-    ConnKey, DropKey, FlowKey, FlowLoss, FlowStats, RTT_BUCKETS, RTT_COUNT_INDEX, RTT_SUM_INDEX,
-    RttSum,
-};
+use osprey_abi::{ConnKey, DropKey, FlowKey, FlowLoss, FlowStats};
 
-use super::rtt::RttSnapshot;
 use crate::probes::FlowMaps;
 
 /// A program that loaded the old index finishes in microseconds; this is ample.
@@ -23,7 +19,7 @@ const FLIP_GRACE: Duration = Duration::from_millis(5);
 pub enum DrainError {
     #[error("cannot switch the active flow map")]
     Flip(#[source] MapError),
-    #[error("cannot read the loss counters or the RTT histogram")]
+    #[error("cannot read the loss counters")]
     Loss(#[source] MapError),
 }
 
@@ -44,10 +40,6 @@ pub struct FlowBatch {
     pub retransmits: Vec<(FlowKey, u64)>,
     /// TCP connection outcomes over the interval.
     pub connections: Vec<(ConnKey, u64)>,
-    /// The kernel's cumulative RTT histogram.
-    pub rtt: RttSnapshot,
-    /// Smoothed-RTT samples per TCP flow (local → remote) over the interval.
-    pub flow_rtt: Vec<(FlowKey, RttSum)>,
     /// Cumulative loss counters since the probes were loaded (summed over CPUs).
     pub loss: FlowLoss,
     /// Entries that vanished between listing and reading (should stay 0).
@@ -78,7 +70,7 @@ impl FlowDrainer {
         batch.flows = drain_map(
             &mut self.maps.flows[idle as usize],
             &mut batch.read_errors,
-            |cpus| sum_stats(cpus.iter()),
+            sum_stats,
         )
         .into_iter()
         .map(|(key, stats)| FlowDelta { key, stats })
@@ -98,26 +90,10 @@ impl FlowDrainer {
             &mut batch.read_errors,
             sum_counts,
         );
-        batch.rtt = read_rtt(&self.maps.rtt).map_err(DrainError::Loss)?;
-        batch.flow_rtt = drain_map(
-            &mut self.maps.flow_rtt[idle as usize],
-            &mut batch.read_errors,
-            sum_rtt,
-        );
         let loss = self.maps.loss.get(&0, 0).map_err(DrainError::Loss)?;
         batch.loss = sum_loss(loss.iter());
         Ok(batch)
     }
-}
-
-fn read_rtt(map: &aya::maps::PerCpuArray<MapData, u64>) -> Result<RttSnapshot, MapError> {
-    let mut s = RttSnapshot::default();
-    for i in 0..RTT_BUCKETS {
-        s.buckets[i as usize] = map.get(&i, 0)?.iter().sum();
-    }
-    s.sum_us = map.get(&RTT_SUM_INDEX, 0)?.iter().sum();
-    s.count = map.get(&RTT_COUNT_INDEX, 0)?.iter().sum();
-    Ok(s)
 }
 
 /// Reads and deletes every entry of a per-CPU map, folding each entry's
@@ -147,16 +123,15 @@ fn sum_counts(cpus: &[u64]) -> u64 {
     cpus.iter().sum()
 }
 
-fn sum_rtt(cpus: &[RttSum]) -> RttSum {
-    cpus.iter().fold(RttSum::default(), |a, v| RttSum {
-        sum_us: a.sum_us + v.sum_us,
-        samples: a.samples + v.samples,
-    })
-}
-
-/// Sums per-CPU stats: counters add, first seen is the earliest, last seen the latest.
-pub fn sum_stats<'a>(per_cpu: impl Iterator<Item = &'a FlowStats>) -> FlowStats {
-    per_cpu.fold(FlowStats::default(), |acc, s| {
+/// Sums per-CPU stats: counters add, first seen is the earliest, last seen
+/// the latest; the smoothed RTT is the one of the CPU that saw the flow last.
+pub fn sum_stats(per_cpu: &[FlowStats]) -> FlowStats {
+    let srtt_us = per_cpu
+        .iter()
+        .filter(|s| s.srtt_us != 0)
+        .max_by_key(|s| s.last_seen_ns)
+        .map_or(0, |s| s.srtt_us);
+    let sum = per_cpu.iter().fold(FlowStats::default(), |acc, s| {
         if s.packets == 0 {
             return acc;
         }
@@ -174,9 +149,10 @@ pub fn sum_stats<'a>(per_cpu: impl Iterator<Item = &'a FlowStats>) -> FlowStats 
             syn_ack: acc.syn_ack + s.syn_ack,
             fin: acc.fin + s.fin,
             rst: acc.rst + s.rst,
-            _pad: 0,
+            srtt_us: 0,
         }
-    })
+    });
+    FlowStats { srtt_us, ..sum }
 }
 
 fn sum_loss<'a>(per_cpu: impl Iterator<Item = &'a FlowLoss>) -> FlowLoss {
@@ -188,7 +164,6 @@ fn sum_loss<'a>(per_cpu: impl Iterator<Item = &'a FlowLoss>) -> FlowLoss {
         retransmit_map_full: acc.retransmit_map_full + l.retransmit_map_full,
         conn_map_full: acc.conn_map_full + l.conn_map_full,
         dns_ring_full: acc.dns_ring_full + l.dns_ring_full,
-        rtt_map_full: acc.rtt_map_full + l.rtt_map_full,
     })
 }
 
@@ -211,15 +186,23 @@ mod tests {
     #[test]
     fn per_cpu_values_sum_and_idle_cpus_are_ignored() {
         let cpus = [
-            stats(100, 2, 50, 60, 0x02),
+            FlowStats {
+                srtt_us: 500,
+                ..stats(100, 2, 50, 60, 0x02)
+            },
             FlowStats::default(),
-            stats(40, 1, 20, 90, 0x10),
+            FlowStats {
+                srtt_us: 700,
+                ..stats(40, 1, 20, 90, 0x10)
+            },
+            stats(10, 1, 30, 95, 0x10),
         ];
-        let sum = sum_stats(cpus.iter());
+        let sum = sum_stats(&cpus);
         assert_eq!(
             (sum.bytes, sum.packets, sum.first_seen_ns, sum.last_seen_ns),
-            (140, 3, 20, 90)
+            (150, 4, 20, 95)
         );
         assert_eq!((sum.tcp_flags, sum.syn), (0x12, 1));
+        assert_eq!(sum.srtt_us, 700, "the latest CPU that measured one");
     }
 }

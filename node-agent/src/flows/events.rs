@@ -172,20 +172,10 @@ impl EventAggregator {
     ) -> Vec<crate::observe::record::FlowRecord> {
         use crate::observe::record::FlowRecord;
         let skip = batch.flows.len().saturating_sub(limit);
-        // Mean smoothed RTT of each TCP flow, by its 5-tuple as the sending socket sees it.
-        let rtt: std::collections::HashMap<FlowKey, u64> = batch
-            .flow_rtt
-            .iter()
-            .filter(|(_, r)| r.samples > 0)
-            .map(|(k, r)| (*k, r.sum_us / r.samples))
-            .collect();
         let flows = batch.flows[skip..].iter().map(|d| {
             let mut record = FlowRecord::forwarded(d, time);
-            let socket_view = FlowKey {
-                cgroup_id: 0,
-                ..d.key
-            };
-            record.rtt_us = rtt.get(&socket_view).copied();
+            // The socket's smoothed RTT, last read in the interval.
+            record.rtt_us = (d.stats.srtt_us != 0).then_some(u64::from(d.stats.srtt_us));
             record
         });
         let drops = batch
@@ -268,7 +258,6 @@ impl EventAggregator {
             ),
             ("connections", loss.conn_map_full, seen.conn_map_full),
             ("dns", loss.dns_ring_full, seen.dns_ring_full),
-            ("rtt", loss.rtt_map_full, seen.rtt_map_full),
         ] {
             self.metrics
                 .lost_events

@@ -1,22 +1,27 @@
-//! `osprey_tcp_rtt_seconds`: the kernel's log2 histogram of TCP smoothed RTT
-//! samples (sock_ops RTT callbacks), exposed as a Prometheus histogram with
-//! power-of-two bucket bounds. The kernel counts are cumulative, so the
-//! exposed histogram is a copy of the kernel's, not a re-observation.
+//! `osprey_tcp_rtt_seconds`: the smoothed RTT of every TCP socket that sent
+//! in a drain interval, one sample per socket and interval, in log2 buckets.
+//! The flow programs read each packet's socket RTT (`tcp_sock.srtt_us`) into
+//! its flow; the histogram is built here from the drained flows.
 
 use std::sync::{Arc, Mutex};
 
-use osprey_abi::RTT_BUCKETS;
+use osprey_abi::{DIR_EGRESS, PROTO_TCP};
 use prometheus_client::{
     encoding::{EncodeMetric, MetricEncoder, NoLabelSet},
     metrics::{MetricType, TypedMetric},
     registry::Registry,
 };
 
-/// The kernel histogram summed over CPUs.
+use super::drain::FlowDelta;
+
+/// Buckets: bucket `i` counts smoothed RTTs in [2^i, 2^(i+1)) µs (bucket 0
+/// also holds 0–1 µs); the last one is open-ended.
+pub const RTT_BUCKETS: usize = 32;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RttSnapshot {
     /// `buckets[i]`: samples in [2^i, 2^(i+1)) µs.
-    pub buckets: [u64; RTT_BUCKETS as usize],
+    pub buckets: [u64; RTT_BUCKETS],
     pub sum_us: u64,
     pub count: u64,
 }
@@ -24,10 +29,23 @@ pub struct RttSnapshot {
 impl Default for RttSnapshot {
     fn default() -> Self {
         Self {
-            buckets: [0; RTT_BUCKETS as usize],
+            buckets: [0; RTT_BUCKETS],
             sum_us: 0,
             count: 0,
         }
+    }
+}
+
+impl RttSnapshot {
+    fn observe(&mut self, srtt_us: u64) {
+        let bucket = if srtt_us == 0 {
+            0
+        } else {
+            (63 - srtt_us.leading_zeros() as usize).min(RTT_BUCKETS - 1)
+        };
+        self.buckets[bucket] += 1;
+        self.sum_us += srtt_us;
+        self.count += 1;
     }
 }
 
@@ -39,14 +57,21 @@ impl RttHistogram {
         let h = Self::default();
         registry.register(
             "osprey_tcp_rtt_seconds",
-            "Smoothed TCP round-trip time samples (sock_ops RTT callbacks), log2 buckets",
+            "Smoothed RTT of each TCP socket that sent in a drain interval (one sample per socket and interval), log2 buckets",
             h.clone(),
         );
         h
     }
 
-    pub fn set(&self, snapshot: RttSnapshot) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
+    /// One sample per sending TCP socket of the batch: its egress flow's RTT.
+    pub fn observe(&self, flows: &[FlowDelta]) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for f in flows {
+            if f.key.protocol == PROTO_TCP && f.key.direction == DIR_EGRESS && f.stats.srtt_us != 0
+            {
+                s.observe(u64::from(f.stats.srtt_us));
+            }
+        }
     }
 }
 
@@ -80,15 +105,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encodes_cumulative_power_of_two_buckets() {
+    fn one_sample_per_sending_tcp_socket_in_power_of_two_buckets() {
+        use osprey_abi::{DIR_INGRESS, FlowKey, FlowStats, PROTO_UDP};
         let mut registry = Registry::default();
         let h = RttHistogram::register(&mut registry);
-        let mut s = RttSnapshot::default();
-        s.buckets[6] = 3; // 64..128 µs
-        s.buckets[10] = 1; // 1024..2048 µs
-        s.sum_us = 3 * 100 + 1500;
-        s.count = 4;
-        h.set(s);
+        let flow = |protocol, direction, srtt_us| FlowDelta {
+            key: FlowKey {
+                src_addr: [0; 4],
+                dst_addr: [0; 4],
+                cgroup_id: 0,
+                src_port: 0,
+                dst_port: 0,
+                family: 0,
+                protocol,
+                direction,
+                _pad: 0,
+            },
+            stats: FlowStats {
+                srtt_us,
+                ..FlowStats::default()
+            },
+        };
+        h.observe(&[
+            flow(PROTO_TCP, DIR_EGRESS, 100), // 64..128 µs
+            flow(PROTO_TCP, DIR_EGRESS, 100),
+            flow(PROTO_TCP, DIR_EGRESS, 100),
+            flow(PROTO_TCP, DIR_EGRESS, 1500), // 1024..2048 µs
+            flow(PROTO_TCP, DIR_EGRESS, 0),    // no RTT measured: no sample
+            flow(PROTO_TCP, DIR_INGRESS, 900), // the same socket's other direction
+            flow(PROTO_UDP, DIR_EGRESS, 7),
+        ]);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
