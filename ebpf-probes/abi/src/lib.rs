@@ -98,9 +98,12 @@ pub struct FlowStats {
     pub syn_ack: u32,
     pub fin: u32,
     pub rst: u32,
-    /// The last smoothed RTT (µs) of the flow's TCP socket seen on this CPU
-    /// (`tcp_sock.srtt_us`, read per packet); 0 when none.
+    /// The smoothed RTT (µs) of the flow's TCP socket (`tcp_sock.srtt_us`),
+    /// as last read on this CPU; 0 when none.
     pub srtt_us: u32,
+    /// When it was last read (`bpf_ktime_get_coarse_ns`); it is read at the
+    /// flow's first packet per drain interval, then at most every 100 ms.
+    pub srtt_read_ns: u64,
 }
 
 /// TCP flag bits as they appear in the header's 14th byte.
@@ -327,7 +330,7 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 8 + 2 + 2 + 4);
         assert_eq!(align_of::<FlowKey>(), 8);
-        assert_eq!(size_of::<FlowStats>(), 8 * 4 + 4 * 6);
+        assert_eq!(size_of::<FlowStats>(), 8 * 5 + 4 * 6);
         assert_eq!(size_of::<FlowLoss>(), 8 * 7);
         assert_eq!(
             size_of::<DnsEvent>(),

@@ -66,18 +66,13 @@ fn account(ctx: &SkBuffContext, direction: u8) {
             if key.protocol == PROTO_UDP && (key.src_port == DNS_PORT || key.dst_port == DNS_PORT) {
                 dns::capture(ctx, &key, header_len as usize);
             }
-            let srtt_us = if key.protocol == PROTO_TCP {
-                srtt_us(ctx)
-            } else {
-                0
-            };
             record(
+                ctx,
                 &key,
                 Sample {
                     bytes,
                     packets,
                     tcp_flags,
-                    srtt_us,
                 },
             );
         }
@@ -118,25 +113,45 @@ struct Sample {
     bytes: u64,
     packets: u64,
     tcp_flags: u32,
-    srtt_us: u32,
 }
 
+/// A flow's socket RTT is read again at most this often (and at its first
+/// packet in each drain interval): the helpers cost more than the rest of
+/// the per-packet work.
+const SRTT_EVERY_NS: u64 = 100_000_000;
+
 #[inline(always)]
-fn record(key: &FlowKey, sample: Sample) {
+fn record(ctx: &SkBuffContext, key: &FlowKey, sample: Sample) {
     // Two call sites, each with a constant map: the verifier can then inline
     // the hash lookup instead of an indirect call through the map's ops.
     if first_map_active() {
-        record_in(&FLOWS_0, key, sample)
+        record_in(ctx, &FLOWS_0, key, sample)
     } else {
-        record_in(&FLOWS_1, key, sample)
+        record_in(ctx, &FLOWS_1, key, sample)
     }
 }
 
 #[inline(always)]
-fn record_in(flows: &PerCpuHashMap<FlowKey, FlowStats>, key: &FlowKey, sample: Sample) {
+fn record_in(
+    ctx: &SkBuffContext,
+    flows: &PerCpuHashMap<FlowKey, FlowStats>,
+    key: &FlowKey,
+    sample: Sample,
+) {
     let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let tcp = key.protocol == PROTO_TCP;
     if let Some(stats) = flows.get_ptr_mut(key) {
         add(stats, &sample, now);
+        // SAFETY: a per-CPU value only this CPU writes.
+        unsafe {
+            if tcp && now.wrapping_sub((*stats).srtt_read_ns) >= SRTT_EVERY_NS {
+                let srtt = srtt_us(ctx);
+                if srtt != 0 {
+                    (*stats).srtt_us = srtt;
+                }
+                (*stats).srtt_read_ns = now;
+            }
+        }
         return;
     }
     let mut fresh = FlowStats {
@@ -149,7 +164,8 @@ fn record_in(flows: &PerCpuHashMap<FlowKey, FlowStats>, key: &FlowKey, sample: S
         syn_ack: 0,
         fin: 0,
         rst: 0,
-        srtt_us: sample.srtt_us,
+        srtt_us: if tcp { srtt_us(ctx) } else { 0 },
+        srtt_read_ns: now,
     };
     count_flags(&mut fresh, sample.tcp_flags);
     match flows.insert(key, &fresh, BPF_NOEXIST as u64) {
@@ -178,9 +194,6 @@ fn add(stats: *mut FlowStats, sample: &Sample, now: u64) {
         (*stats).packets += sample.packets;
         (*stats).last_seen_ns = now;
         (*stats).tcp_flags |= sample.tcp_flags;
-        if sample.srtt_us != 0 {
-            (*stats).srtt_us = sample.srtt_us;
-        }
         if sample.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
             count_flags(&mut *stats, sample.tcp_flags);
         }

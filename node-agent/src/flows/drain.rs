@@ -124,12 +124,12 @@ fn sum_counts(cpus: &[u64]) -> u64 {
 }
 
 /// Sums per-CPU stats: counters add, first seen is the earliest, last seen
-/// the latest; the smoothed RTT is the one of the CPU that saw the flow last.
+/// the latest; the smoothed RTT is the one read last.
 pub fn sum_stats(per_cpu: &[FlowStats]) -> FlowStats {
     let srtt_us = per_cpu
         .iter()
         .filter(|s| s.srtt_us != 0)
-        .max_by_key(|s| s.last_seen_ns)
+        .max_by_key(|s| s.srtt_read_ns)
         .map_or(0, |s| s.srtt_us);
     let sum = per_cpu.iter().fold(FlowStats::default(), |acc, s| {
         if s.packets == 0 {
@@ -150,6 +150,7 @@ pub fn sum_stats(per_cpu: &[FlowStats]) -> FlowStats {
             fin: acc.fin + s.fin,
             rst: acc.rst + s.rst,
             srtt_us: 0,
+            srtt_read_ns: 0,
         }
     });
     FlowStats { srtt_us, ..sum }
@@ -188,11 +189,13 @@ mod tests {
         let cpus = [
             FlowStats {
                 srtt_us: 500,
+                srtt_read_ns: 60,
                 ..stats(100, 2, 50, 60, 0x02)
             },
             FlowStats::default(),
             FlowStats {
                 srtt_us: 700,
+                srtt_read_ns: 90,
                 ..stats(40, 1, 20, 90, 0x10)
             },
             stats(10, 1, 30, 95, 0x10),
@@ -203,6 +206,6 @@ mod tests {
             (150, 4, 20, 95)
         );
         assert_eq!((sum.tcp_flags, sum.syn), (0x12, 1));
-        assert_eq!(sum.srtt_us, 700, "the latest CPU that measured one");
+        assert_eq!(sum.srtt_us, 700, "the one read last");
     }
 }
