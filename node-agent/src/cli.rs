@@ -23,6 +23,15 @@ pub enum Command {
     Observe(crate::observe::client::ObserveArgs),
     /// Print resource events (OOM kills with the victim's command) from a running agent.
     Events(crate::events::client::EventsArgs),
+    /// Attach empty cgroup_skb programs (ingress and egress) to the root
+    /// cgroup until interrupted: what the hook alone costs, for the bench.
+    #[command(hide = true)]
+    HookFloor {
+        #[arg(long, env = "OSPREY_PROBES")]
+        probes: Option<PathBuf>,
+        #[arg(long, env = "OSPREY_CGROUP")]
+        cgroup: Option<PathBuf>,
+    },
 }
 
 /// Flags of the agent itself.

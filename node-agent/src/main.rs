@@ -64,6 +64,7 @@ fn main() -> Result<()> {
     match cli.command {
         Some(cli::Command::Observe(args)) => return observe::client::run(args),
         Some(cli::Command::Events(args)) => return events::client::run(args),
+        Some(cli::Command::HookFloor { probes, cgroup }) => return hook_floor(probes, cgroup),
         None => {}
     }
     let config = cli.run.into_config()?;
@@ -292,6 +293,32 @@ async fn run(config: Config) -> Result<()> {
     drop(probes);
     let _ = drain_thread.join();
     info!(programs = attached, "probes detached; bye");
+    Ok(())
+}
+
+/// `osprey-agent hook-floor`: the empty hooks stay attached until SIGINT or SIGTERM.
+fn hook_floor(probes: Option<PathBuf>, cgroup: Option<PathBuf>) -> Result<()> {
+    let config = Config {
+        probes: probes.unwrap_or_default(),
+        ..Config::default()
+    };
+    let cgroup = match cgroup {
+        Some(c) => c,
+        None => cgroup::v2_root()?,
+    };
+    let _hooks = probes::attach_empty_hooks(probes_path(&config)?, cgroup)?;
+    println!("osprey-agent: empty hooks attached");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r,
+                _ = term.recv() => Ok(()),
+            }
+        })?;
     Ok(())
 }
 

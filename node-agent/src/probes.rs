@@ -207,6 +207,36 @@ const FLOW_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
     ("flow_egress", CgroupSkbAttachType::Egress),
 ];
 
+/// Empty cgroup_skb programs (the bench's measure of the hook's own cost).
+const EMPTY_HOOKS: [(&str, CgroupSkbAttachType); 2] = [
+    ("noop_ingress", CgroupSkbAttachType::Ingress),
+    ("noop_egress", CgroupSkbAttachType::Egress),
+];
+
+/// Loads the object at `path` and attaches only its empty cgroup_skb pair to
+/// `cgroup`; they stay attached until the returned value is dropped.
+pub fn attach_empty_hooks(path: PathBuf, cgroup: PathBuf) -> Result<Ebpf, ProbeError> {
+    let mut ebpf = EbpfLoader::new()
+        .load_file(&path)
+        .map_err(|source| ProbeError::Load {
+            path,
+            source: Box::new(source),
+        })?;
+    let cgroup_dir = File::open(&cgroup).map_err(|source| ProbeError::Cgroup {
+        path: cgroup.clone(),
+        source,
+    })?;
+    for (name, attach_type) in EMPTY_HOOKS {
+        setup::<CgroupSkb>(&mut ebpf, name, |p| {
+            p.load().map_err(|e| ("load (verifier)", e))?;
+            p.attach(&cgroup_dir, attach_type, CgroupAttachMode::Single)
+                .map(drop)
+                .map_err(|e| ("attach", e))
+        })?;
+    }
+    Ok(ebpf)
+}
+
 impl Probes {
     /// Loads the object at `path`, sizes the flow maps, and attaches the flow
     /// programs to the cgroup v2 directory `cgroup` (inherited by every

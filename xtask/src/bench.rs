@@ -135,6 +135,45 @@ fn iperf(stream: Stream, secs: u64) -> Result<f64> {
     })
 }
 
+/// `osprey-agent hook-floor`: the empty cgroup_skb pair, attached while this lives.
+struct EmptyHooks(Child);
+
+impl EmptyHooks {
+    fn attach(agent: &Path) -> Result<Self> {
+        let mut child = Command::new(agent)
+            .arg("hook-floor")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting osprey-agent hook-floor")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+        if line.trim() != "osprey-agent: empty hooks attached" {
+            let _ = child.kill();
+            bail!("the empty hooks were not attached: {line}");
+        }
+        Ok(Self(child))
+    }
+}
+
+impl Drop for EmptyHooks {
+    fn drop(&mut self) {
+        terminate(&mut self.0);
+    }
+}
+
+/// SIGTERM (a clean detach), then wait.
+fn terminate(child: &mut Child) {
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        unsafe extern "C" {
+            fn kill(pid: i32, sig: i32) -> i32;
+        }
+        kill(child.id() as i32, 15);
+    }
+    let _ = child.wait();
+}
+
 pub(crate) struct RunningAgent {
     pub(crate) child: Child,
     pub(crate) url: String,
@@ -188,14 +227,7 @@ impl RunningAgent {
 
 impl Drop for RunningAgent {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe {
-            unsafe extern "C" {
-                fn kill(pid: i32, sig: i32) -> i32;
-            }
-            kill(self.child.id() as i32, 15);
-        }
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 
@@ -213,14 +245,20 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
         "\nOsprey flow probe cost: veth between two namespaces, {reps} alternating reps of {secs}s, medians\n"
     );
     println!(
-        "| stream | probes detached | probes attached | ratio | flow_egress ns/run | flow_ingress ns/run |"
+        "| stream | probes detached | empty hook pair | probes attached | ratio: empty hooks | ratio: Osprey | flow_egress ns/run | flow_ingress ns/run |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for stream in [Stream::TcpBulk, Stream::Udp64] {
-        let (mut base, mut with) = (Vec::new(), Vec::new());
+        let (mut base, mut empty, mut with) = (Vec::new(), Vec::new(), Vec::new());
         let mut ns_per_run: Vec<Vec<f64>> = vec![Vec::new(); PROGRAMS.len()];
         for _ in 0..reps {
             base.push(iperf(stream, secs)?);
+            {
+                // The same hooks with empty programs: what the hook alone costs.
+                let _hooks = EmptyHooks::attach(agent)?;
+                sleep(Duration::from_millis(300));
+                empty.push(iperf(stream, secs)?);
+            }
             {
                 // Throughput with the probes attached, kernel stats off (as in production).
                 let _agent = RunningAgent::start(agent, false)?;
@@ -240,7 +278,7 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
                 }
             }
         }
-        let (b, w) = (median(base), median(with));
+        let (b, e, w) = (median(base), median(empty), median(with));
         let ns: Vec<String> = ns_per_run
             .into_iter()
             .map(|v| {
@@ -252,14 +290,16 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
             })
             .collect();
         println!(
-            "| {} | {b:.2} | {w:.2} | {:.3} | {} |",
+            "| {} | {b:.2} | {e:.2} | {w:.2} | {:.3} | {:.3} | {} |",
             stream.name(),
+            e / b,
             w / b,
             ns.join(" | ")
         );
     }
     println!(
-        "\nratio = attached / detached (1.000 = no cost). ns/run = Δrun_time_ns / Δrun_cnt of each \
+        "\nratio = with / detached (1.000 = no cost); the empty hook pair is two cgroup_skb programs \
+         that only return (`osprey-agent hook-floor`), the floor any cgroup_skb design pays. ns/run = Δrun_time_ns / Δrun_cnt of each \
          program from the kernel's bpf stats (which add ~30 ns of their own to each run); one run handles one skb (a TCP GSO \
          skb carries up to ~45 segments; a UDP 64 B skb is one packet)."
     );

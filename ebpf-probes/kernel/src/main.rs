@@ -9,6 +9,7 @@ mod drops;
 mod flows;
 mod headers;
 mod net;
+mod noop;
 mod offsets;
 mod oom;
 mod retransmits;
