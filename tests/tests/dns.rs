@@ -3,7 +3,8 @@
 //! This file holds one test, so it runs alone: DNS deltas are exact.
 
 use std::{
-    net::{SocketAddr, UdpSocket},
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream, UdpSocket},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -54,6 +55,42 @@ fn resolve(pair: &PodPair, name: &'static str, id: u16) -> (simple_dns::RCODE, u
                 }
             }
             panic!("dnsmasq never answered");
+        })
+        .join()
+        .unwrap()
+}
+
+/// The same over TCP/53 (RFC 1035 4.2.2: a 2-byte length before each message).
+fn resolve_tcp(
+    pair: &PodPair,
+    name: &'static str,
+    id: u16,
+) -> (simple_dns::RCODE, usize, Duration) {
+    let (a, b) = (pair.a_ip, pair.b_ip);
+    pair.a
+        .run(move || {
+            let mut conn = TcpStream::connect(SocketAddr::new(b, 53)).unwrap();
+            assert_eq!(conn.local_addr().unwrap().ip(), a);
+            let mut query = Packet::new_query(id);
+            query.set_flags(PacketFlag::RECURSION_DESIRED);
+            query.questions.push(Question::new(
+                Name::new_unchecked(name),
+                TYPE::A.into(),
+                CLASS::IN.into(),
+                false,
+            ));
+            let bytes = query.build_bytes_vec().unwrap();
+            let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            let start = Instant::now();
+            conn.write_all(&framed).unwrap();
+            let mut len = [0u8; 2];
+            conn.read_exact(&mut len).unwrap();
+            let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
+            conn.read_exact(&mut reply).unwrap();
+            let elapsed = start.elapsed();
+            let reply = Packet::parse(&reply).unwrap();
+            (reply.rcode(), reply.answers.len(), elapsed)
         })
         .join()
         .unwrap()
@@ -111,17 +148,20 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
     let (nx_rcode, nx_answers, _) = resolve(&pair, "missing.osprey.test", 0x0a02);
     assert_eq!((ok_rcode, ok_answers), (simple_dns::RCODE::NoError, 1));
     assert_eq!((nx_rcode, nx_answers), (simple_dns::RCODE::NameError, 0));
+    let (tcp_rcode, tcp_answers, tcp_latency) = resolve_tcp(&pair, "web.osprey.test", 0x0a03);
+    assert_eq!((tcp_rcode, tcp_answers), (simple_dns::RCODE::NoError, 1));
 
     let delta = |s: &[Sample], name: &str, labels: &[(&str, &str)]| {
         total(s, name, labels) - total(&before, name, labels)
     };
     let s = settle(10, || {
         let s = samples(&agent.scrape().1);
-        (delta(&s, "hubble_dns_responses_total", &[]) >= 2.0, s)
+        (delta(&s, "hubble_dns_responses_total", &[]) >= 3.0, s)
     });
+    // Two over UDP, one over TCP.
     assert_eq!(
         delta(&s, "hubble_dns_queries_total", &[("qtypes", "A")]),
-        2.0
+        3.0
     );
     assert_eq!(
         delta(
@@ -133,7 +173,7 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
                 ("ips_returned", "1")
             ]
         ),
-        1.0
+        2.0
     );
     assert_eq!(
         delta(
@@ -143,7 +183,7 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
         ),
         1.0
     );
-    // The kernel timestamps lie between the client's send and receive.
+    // The kernel timestamps lie between the clients' sends and receives.
     let latency_sum = delta(
         &s,
         "osprey_dns_latency_seconds_sum",
@@ -155,12 +195,13 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
             "osprey_dns_latency_seconds_count",
             &[("rcode", "No Error")]
         ),
-        1.0
+        2.0,
+        "the UDP and the TCP answer"
     );
+    let clients = ok_latency + tcp_latency;
     assert!(
-        latency_sum > 0.0 && latency_sum <= ok_latency.as_secs_f64(),
-        "agent {latency_sum}s vs client {:?}",
-        ok_latency
+        latency_sum > 0.0 && latency_sum <= clients.as_secs_f64(),
+        "agent {latency_sum}s vs clients {clients:?}"
     );
 
     // observe shows the query name, the answer and the NXDOMAIN.
@@ -186,4 +227,17 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
         text.contains("DNS answer missing.osprey.test A (Non-Existent Domain)"),
         "{text}"
     );
+    // The TCP exchange is there too, under TCP.
+    let out = Command::new(agent::binary().unwrap())
+        .args(["observe", "--server", &agent.base_url])
+        .args(["--port", "53", "--protocol", "tcp", "--ip", "10.214.0.1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("DNS query web.osprey.test A"), "{text}");
+    assert!(
+        text.contains("DNS answer web.osprey.test A (No Error) 10.9.9.9"),
+        "{text}"
+    );
+    assert!(!text.contains("missing.osprey.test"), "{text}");
 }

@@ -1,6 +1,7 @@
-//! DNS over UDP/53 without a proxy: the flow programs hand every packet to or
-//! from port 53 to `capture`, which copies the DNS message (up to 512 bytes)
-//! into a ring buffer; userspace parses it and pairs queries with answers.
+//! DNS over UDP/53 and TCP/53 without a proxy: the flow programs hand every
+//! packet to or from port 53 to `capture`, which copies its payload (up to
+//! 512 bytes: a UDP message, or TCP's 2-byte length and the message) into a
+//! ring buffer; userspace parses it and pairs queries with answers.
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
@@ -17,7 +18,7 @@ pub const DNS_PORT: u16 = 53;
 #[map]
 static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
-/// Copies the DNS message that starts at `offset` (after the UDP header).
+/// Copies the payload that starts at `offset` (after the UDP or TCP header).
 #[inline(always)]
 pub fn capture(ctx: &SkBuffContext, flow: &FlowKey, offset: usize) {
     let available = (ctx.len() as usize).saturating_sub(offset);

@@ -63,7 +63,10 @@ fn account(ctx: &SkBuffContext, direction: u8) {
             let bytes = ctx.len() as u64 + (packets - 1) * header_len as u64;
             key.direction = direction;
             key.cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb) };
-            if key.protocol == PROTO_UDP && (key.src_port == DNS_PORT || key.dst_port == DNS_PORT) {
+            if (key.src_port == DNS_PORT || key.dst_port == DNS_PORT)
+                && (key.protocol == PROTO_UDP || key.protocol == PROTO_TCP)
+            {
+                // Segments without payload (SYN, pure ACKs) are skipped there.
                 dns::capture(ctx, &key, header_len as usize);
             }
             record(

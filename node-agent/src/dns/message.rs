@@ -1,6 +1,6 @@
 //! A captured DNS packet, parsed.
 
-use osprey_abi::{DIR_EGRESS, DIR_INGRESS, DnsEvent};
+use osprey_abi::{DIR_EGRESS, DIR_INGRESS, DnsEvent, PROTO_TCP};
 use simple_dns::{Packet, PacketFlag, QTYPE, RCODE, rdata::RData};
 
 use crate::flows::labels::FlowLabels;
@@ -9,6 +9,8 @@ use crate::flows::labels::FlowLabels;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsMessage {
     pub ts_ns: u64,
+    /// "UDP" or "TCP".
+    pub transport: &'static str,
     pub client_ip: String,
     pub client_port: u16,
     pub server_ip: String,
@@ -47,6 +49,9 @@ pub enum Skip {
     ServerSide,
     /// Not a DNS message (or truncated before the question).
     Malformed,
+    /// A TCP segment that does not start a DNS message (the rest of a long
+    /// one, or a second message in the same segment is not looked for).
+    Continuation,
 }
 
 impl DnsMessage {
@@ -62,7 +67,23 @@ impl DnsMessage {
             _ => return Err(Skip::ServerSide),
         };
         let captured = &event.payload[..(event.captured as usize).min(event.payload.len())];
-        let packet = Packet::parse(captured).map_err(|_| Skip::Malformed)?;
+        let tcp = event.flow.protocol == PROTO_TCP;
+        let message = if tcp {
+            // RFC 1035 4.2.2: each message is preceded by its 2-byte length.
+            match captured {
+                [hi, lo, rest @ ..] if u16::from_be_bytes([*hi, *lo]) >= 12 => rest,
+                _ => return Err(Skip::Continuation),
+            }
+        } else {
+            captured
+        };
+        let packet = Packet::parse(message).map_err(|_| {
+            if tcp {
+                Skip::Continuation
+            } else {
+                Skip::Malformed
+            }
+        })?;
         let question = packet.questions.first().ok_or(Skip::Malformed)?;
         let response = packet.has_flags(PacketFlag::RESPONSE);
         let ips = packet
@@ -76,6 +97,7 @@ impl DnsMessage {
             .collect();
         Ok(Self {
             ts_ns: event.ts_ns,
+            transport: if tcp { "TCP" } else { "UDP" },
             client_ip,
             client_port,
             server_ip,
@@ -121,6 +143,32 @@ mod tests {
             captured: bytes.len() as u32,
             payload,
         }
+    }
+
+    #[test]
+    fn tcp_messages_carry_a_length_prefix_and_continuations_are_skipped() {
+        let mut query = Packet::new_query(0x4321);
+        query.questions.push(Question::new(
+            Name::new_unchecked("tcp.osprey.test"),
+            TYPE::AAAA.into(),
+            CLASS::IN.into(),
+            false,
+        ));
+        let bytes = query.build_bytes_vec().unwrap();
+        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        let mut e = event(DIR_EGRESS, 40001, 53, &query);
+        e.flow.protocol = osprey_abi::PROTO_TCP;
+        e.payload[..framed.len()].copy_from_slice(&framed);
+        (e.payload_len, e.captured) = (framed.len() as u32, framed.len() as u32);
+        let q = DnsMessage::from_event(&e).unwrap();
+        assert_eq!(
+            (q.transport, q.id, q.qname.as_str(), q.qtype.as_str()),
+            ("TCP", 0x4321, "tcp.osprey.test", "AAAA")
+        );
+        // The middle of a long message: no length prefix, not a DNS header.
+        e.payload[..4].copy_from_slice(&[0, 3, 0xff, 0xff]);
+        assert_eq!(DnsMessage::from_event(&e), Err(Skip::Continuation));
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl DnsTracker {
     pub fn observe(&mut self, event: &DnsEvent, now: SystemTime) {
         let msg = match DnsMessage::from_event(event) {
             Ok(msg) => msg,
-            Err(Skip::ServerSide) => return,
+            Err(Skip::ServerSide | Skip::Continuation) => return,
             Err(Skip::Malformed) => {
                 self.metrics.malformed.inc();
                 return;
@@ -207,6 +207,6 @@ fn record(msg: &DnsMessage, latency_ms: Option<f64>, now: SystemTime) -> FlowRec
             ips: msg.ips.clone(),
             latency_ms,
         }),
-        ..FlowRecord::new(now, Verdict::Forwarded, "UDP", src, dst, 1)
+        ..FlowRecord::new(now, Verdict::Forwarded, msg.transport, src, dst, 1)
     }
 }
