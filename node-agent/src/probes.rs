@@ -10,7 +10,7 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, TracePoint},
 };
 use osprey_abi::{
-    BlockKey, BlockStats, ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowStats,
+    BlockKey, BlockStats, ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowSlot, FlowStats,
     ResourceLoss, RunqHist, offsets,
 };
 use tracing::warn;
@@ -55,6 +55,8 @@ pub enum ProbeError {
 /// Handles to the probes' maps, moved to the drain stage.
 pub struct FlowMaps {
     pub flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
+    /// The per-CPU last-flow slots of both map indexes (see `osprey_abi::FlowSlot`).
+    pub slots: PerCpuArray<MapData, FlowSlot>,
     pub drops: [PerCpuHashMap<MapData, DropKey, u64>; 2],
     pub retransmits: [PerCpuHashMap<MapData, FlowKey, u64>; 2],
     pub connections: [PerCpuHashMap<MapData, ConnKey, u64>; 2],
@@ -321,6 +323,7 @@ impl Probes {
         };
         let maps = FlowMaps {
             flows: [take(&mut ebpf, "FLOWS_0")?, take(&mut ebpf, "FLOWS_1")?],
+            slots: take(&mut ebpf, "FLOW_SLOTS")?,
             drops: [take(&mut ebpf, "DROPS_0")?, take(&mut ebpf, "DROPS_1")?],
             retransmits: [
                 take(&mut ebpf, "RETRANSMITS_0")?,

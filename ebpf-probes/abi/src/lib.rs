@@ -36,7 +36,7 @@ pub const FLOW_MAP_NAMES: [&str; 2] = ["FLOWS_0", "FLOWS_1"];
 /// and the rest is zero (see [`addr_octets`]). For ICMP/ICMPv6, `src_port`
 /// carries the type and `dst_port` the code. Ports are in host byte order.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     pub src_addr: [u32; 4],
     pub dst_addr: [u32; 4],
@@ -104,6 +104,31 @@ pub struct FlowStats {
     /// When it was last read (`bpf_ktime_get_coarse_ns`); it is read at the
     /// flow's first packet per drain interval, then at most every 100 ms.
     pub srtt_read_ns: u64,
+}
+
+/// The last flow one CPU counted in one direction, with what it added since
+/// it took the slot. Consecutive packets of that flow add up here (no hash
+/// lookup); the flow reaches the active flow map when another flow takes
+/// the slot, and userspace drains the slots of the idle map index with the
+/// idle map. Slots are double-buffered like the maps: see [`flow_slot`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    pub key: FlowKey,
+    pub stats: FlowStats,
+    /// 1 when `key` and `stats` hold a flow.
+    pub used: u32,
+    /// 1 while a program works on the slot: a program that interrupts it on
+    /// the same CPU (a softirq over process context) leaves the slot alone.
+    pub busy: u32,
+}
+
+/// Entries of the `FLOW_SLOTS` per-CPU array: two map indexes × two directions.
+pub const FLOW_SLOT_ENTRIES: u32 = 4;
+
+/// The `FLOW_SLOTS` index for flows of map `map` (0 or 1) in `direction`.
+pub const fn flow_slot(map: u32, direction: u8) -> u32 {
+    map * 2 + direction as u32
 }
 
 /// TCP flag bits as they appear in the header's 14th byte.
@@ -310,6 +335,7 @@ mod user {
     // SAFETY: plain-old-data, `#[repr(C)]`, no implicit padding (checked by the tests below).
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
+    unsafe impl aya::Pod for super::FlowSlot {}
     unsafe impl aya::Pod for super::FlowLoss {}
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::ConnKey {}
@@ -331,6 +357,7 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 8 + 2 + 2 + 4);
         assert_eq!(align_of::<FlowKey>(), 8);
         assert_eq!(size_of::<FlowStats>(), 8 * 5 + 4 * 6);
+        assert_eq!(size_of::<FlowSlot>(), 48 + 64 + 8);
         assert_eq!(size_of::<FlowLoss>(), 8 * 7);
         assert_eq!(
             size_of::<DnsEvent>(),

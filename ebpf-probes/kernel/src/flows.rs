@@ -2,20 +2,22 @@
 //!
 //! Every packet entering or leaving a socket on the node, in any network
 //! namespace, is accounted to a `FlowKey` in the active one of two per-CPU
-//! hash maps. Userspace flips `ACTIVE_FLOW_MAP` and drains the idle map, so
-//! no packet is counted twice or lost between drains. A new flow that finds
-//! the map full is counted in `FLOW_LOSS`: nothing is dropped silently.
+//! hash maps, through a per-CPU slot that holds the last flow of each
+//! direction (a stream of packets of one flow skips the hash lookup).
+//! Userspace flips `ACTIVE_FLOW_MAP` and drains the idle map and its slots,
+//! so no packet is counted twice or lost between drains. A new flow that
+//! finds the map full is counted in `FLOW_LOSS`: nothing is dropped silently.
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_ktime_get_coarse_ns, bpf_sk_fullsock, bpf_skb_cgroup_id, bpf_tcp_sock},
     macros::{cgroup_skb, map},
-    maps::PerCpuHashMap,
+    maps::{PerCpuArray, PerCpuHashMap},
     programs::SkBuffContext,
 };
 use osprey_abi::{
-    DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FlowKey, FlowStats, PROTO_TCP, PROTO_UDP,
-    TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FLOW_SLOT_ENTRIES, FlowKey, FlowSlot,
+    FlowStats, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, flow_slot,
 };
 
 use crate::{
@@ -123,41 +125,74 @@ struct Sample {
 /// the per-packet work.
 const SRTT_EVERY_NS: u64 = 100_000_000;
 
+/// Per CPU, the last flow counted in each direction, per map index (see
+/// `osprey_abi::FlowSlot`): a stream of packets of one flow costs an array
+/// lookup and a key compare each instead of a hash lookup.
+#[map]
+static FLOW_SLOTS: PerCpuArray<FlowSlot> = PerCpuArray::with_max_entries(FLOW_SLOT_ENTRIES, 0);
+
 #[inline(always)]
 fn record(ctx: &SkBuffContext, key: &FlowKey, sample: Sample) {
-    // Two call sites, each with a constant map: the verifier can then inline
-    // the hash lookup instead of an indirect call through the map's ops.
-    if first_map_active() {
-        record_in(ctx, &FLOWS_0, key, sample)
-    } else {
-        record_in(ctx, &FLOWS_1, key, sample)
+    let first = first_map_active();
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let tcp = key.protocol == PROTO_TCP;
+    let index = flow_slot(if first { 0 } else { 1 }, key.direction);
+    let Some(slot) = FLOW_SLOTS.get_ptr_mut(index) else {
+        merge(first, key, &fresh(ctx, &sample, now, tcp));
+        return;
+    };
+    // SAFETY: a per-CPU array value: valid, and only this CPU touches it;
+    // `busy` keeps a program that interrupts this one on the CPU out of it.
+    unsafe {
+        if (*slot).busy != 0 {
+            merge(first, key, &fresh(ctx, &sample, now, tcp));
+            return;
+        }
+        (*slot).busy = 1;
+        if (*slot).used != 0 && same_key(&(*slot).key, key) {
+            let stats = &mut (*slot).stats;
+            add(stats, &sample, now);
+            if tcp && now.wrapping_sub(stats.srtt_read_ns) >= SRTT_EVERY_NS {
+                let srtt = srtt_us(ctx);
+                if srtt != 0 {
+                    stats.srtt_us = srtt;
+                }
+                stats.srtt_read_ns = now;
+            }
+        } else {
+            if (*slot).used != 0 {
+                merge(first, &(*slot).key, &(*slot).stats);
+            }
+            (*slot).key = *key;
+            (*slot).stats = fresh(ctx, &sample, now, tcp);
+            (*slot).used = 1;
+        }
+        (*slot).busy = 0;
     }
 }
 
+/// Whether two keys are equal, compared as six words.
 #[inline(always)]
-fn record_in(
-    ctx: &SkBuffContext,
-    flows: &PerCpuHashMap<FlowKey, FlowStats>,
-    key: &FlowKey,
-    sample: Sample,
-) {
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let tcp = key.protocol == PROTO_TCP;
-    if let Some(stats) = flows.get_ptr_mut(key) {
-        add(stats, &sample, now);
-        // SAFETY: a per-CPU value only this CPU writes.
-        unsafe {
-            if tcp && now.wrapping_sub((*stats).srtt_read_ns) >= SRTT_EVERY_NS {
-                let srtt = srtt_us(ctx);
-                if srtt != 0 {
-                    (*stats).srtt_us = srtt;
-                }
-                (*stats).srtt_read_ns = now;
-            }
-        }
-        return;
+fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
+    let (a, b) = (
+        (a as *const FlowKey).cast::<u64>(),
+        (b as *const FlowKey).cast::<u64>(),
+    );
+    // SAFETY: FlowKey is 48 bytes, 8-aligned (it holds a u64).
+    unsafe {
+        *a == *b
+            && *a.add(1) == *b.add(1)
+            && *a.add(2) == *b.add(2)
+            && *a.add(3) == *b.add(3)
+            && *a.add(4) == *b.add(4)
+            && *a.add(5) == *b.add(5)
     }
-    let mut fresh = FlowStats {
+}
+
+/// One packet's stats as a new flow entry.
+#[inline(always)]
+fn fresh(ctx: &SkBuffContext, sample: &Sample, now: u64, tcp: bool) -> FlowStats {
+    let mut stats = FlowStats {
         bytes: sample.bytes,
         packets: sample.packets,
         first_seen_ns: now,
@@ -170,36 +205,79 @@ fn record_in(
         srtt_us: if tcp { srtt_us(ctx) } else { 0 },
         srtt_read_ns: now,
     };
-    count_flags(&mut fresh, sample.tcp_flags);
-    match flows.insert(key, &fresh, BPF_NOEXIST as u64) {
+    count_flags(&mut stats, sample.tcp_flags);
+    stats
+}
+
+#[inline(always)]
+fn merge(first: bool, key: &FlowKey, delta: &FlowStats) {
+    // Two call sites, each with a constant map: the verifier can then inline
+    // the hash lookup instead of an indirect call through the map's ops.
+    if first {
+        merge_in(&FLOWS_0, key, delta)
+    } else {
+        merge_in(&FLOWS_1, key, delta)
+    }
+}
+
+/// Adds `delta` to the flow's entry in `flows`, inserting it if new.
+#[inline(always)]
+fn merge_in(flows: &PerCpuHashMap<FlowKey, FlowStats>, key: &FlowKey, delta: &FlowStats) {
+    if let Some(stats) = flows.get_ptr_mut(key) {
+        combine(stats, delta);
+        return;
+    }
+    match flows.insert(key, delta, BPF_NOEXIST as u64) {
         Ok(()) => {}
         // Inserted on another CPU (or by a softirq on this one) meanwhile.
         Err(e) if e == -EEXIST => {
             if let Some(stats) = flows.get_ptr_mut(key) {
-                add(stats, &sample, now);
+                combine(stats, delta);
             }
         }
         // E2BIG / ENOMEM: the map is full.
         Err(_) => count_loss(|loss| {
-            loss.map_full_packets += sample.packets;
-            loss.map_full_bytes += sample.bytes;
+            loss.map_full_packets += delta.packets;
+            loss.map_full_bytes += delta.bytes;
         }),
     }
 }
 
 #[inline(always)]
-fn add(stats: *mut FlowStats, sample: &Sample, now: u64) {
+fn combine(stats: *mut FlowStats, d: &FlowStats) {
     // Per-CPU values: no other CPU writes here. (The BPF target has no atomic
     // RMW in Rust's core; a softirq interrupting process context between the
     // load and the store of the same flow on one CPU is the only, rare, race.)
     unsafe {
-        (*stats).bytes += sample.bytes;
-        (*stats).packets += sample.packets;
-        (*stats).last_seen_ns = now;
-        (*stats).tcp_flags |= sample.tcp_flags;
-        if sample.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
-            count_flags(&mut *stats, sample.tcp_flags);
+        (*stats).bytes += d.bytes;
+        (*stats).packets += d.packets;
+        if d.first_seen_ns < (*stats).first_seen_ns {
+            (*stats).first_seen_ns = d.first_seen_ns;
         }
+        if d.last_seen_ns > (*stats).last_seen_ns {
+            (*stats).last_seen_ns = d.last_seen_ns;
+        }
+        (*stats).tcp_flags |= d.tcp_flags;
+        (*stats).syn += d.syn;
+        (*stats).syn_ack += d.syn_ack;
+        (*stats).fin += d.fin;
+        (*stats).rst += d.rst;
+        if d.srtt_us != 0 && d.srtt_read_ns >= (*stats).srtt_read_ns {
+            (*stats).srtt_us = d.srtt_us;
+            (*stats).srtt_read_ns = d.srtt_read_ns;
+        }
+    }
+}
+
+/// Adds one packet to a slot's stats.
+#[inline(always)]
+fn add(stats: &mut FlowStats, sample: &Sample, now: u64) {
+    stats.bytes += sample.bytes;
+    stats.packets += sample.packets;
+    stats.last_seen_ns = now;
+    stats.tcp_flags |= sample.tcp_flags;
+    if sample.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
+        count_flags(stats, sample.tcp_flags);
     }
 }
 

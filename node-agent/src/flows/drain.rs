@@ -7,8 +7,12 @@
 
 use std::time::Duration;
 
-use aya::maps::{MapData, MapError, PerCpuHashMap};
-use osprey_abi::{ConnKey, DropKey, FlowKey, FlowLoss, FlowStats};
+use std::collections::HashMap;
+
+use aya::maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use osprey_abi::{
+    ConnKey, DIR_EGRESS, DIR_INGRESS, DropKey, FlowKey, FlowLoss, FlowSlot, FlowStats, flow_slot,
+};
 
 use crate::probes::FlowMaps;
 
@@ -21,6 +25,8 @@ pub enum DrainError {
     Flip(#[source] MapError),
     #[error("cannot read the loss counters")]
     Loss(#[source] MapError),
+    #[error("cannot read or clear the per-CPU flow slots")]
+    Slots(#[source] MapError),
 }
 
 /// One flow's counters over one drain interval, summed over CPUs.
@@ -67,14 +73,13 @@ impl FlowDrainer {
         std::thread::sleep(FLIP_GRACE);
 
         let mut batch = FlowBatch::default();
-        batch.flows = drain_map(
+        let flows = drain_map(
             &mut self.maps.flows[idle as usize],
             &mut batch.read_errors,
             sum_stats,
-        )
-        .into_iter()
-        .map(|(key, stats)| FlowDelta { key, stats })
-        .collect();
+        );
+        let slots = drain_slots(&mut self.maps.slots, idle).map_err(DrainError::Slots)?;
+        batch.flows = merge_flows(flows, slots);
         batch.drops = drain_map(
             &mut self.maps.drops[idle as usize],
             &mut batch.read_errors,
@@ -94,6 +99,47 @@ impl FlowDrainer {
         batch.loss = sum_loss(loss.iter());
         Ok(batch)
     }
+}
+
+/// Reads the idle map index's per-CPU slots (the last flow of each CPU and
+/// direction, not yet in the map) and clears them.
+fn drain_slots(
+    slots: &mut PerCpuArray<MapData, FlowSlot>,
+    idle: u32,
+) -> Result<Vec<(FlowKey, FlowStats)>, MapError> {
+    let mut out = Vec::new();
+    for direction in [DIR_INGRESS, DIR_EGRESS] {
+        let index = flow_slot(idle, direction);
+        let per_cpu = slots.get(&index, 0)?;
+        let cpus = per_cpu.len();
+        out.extend(
+            per_cpu
+                .iter()
+                .filter(|s| s.used != 0)
+                .map(|s| (s.key, s.stats)),
+        );
+        let empty = PerCpuValues::try_from(vec![FlowSlot::default(); cpus])?;
+        slots.set(index, empty, 0)?;
+    }
+    Ok(out)
+}
+
+/// The map's flows with the slots' added: one delta per flow.
+fn merge_flows(
+    flows: Vec<(FlowKey, FlowStats)>,
+    slots: Vec<(FlowKey, FlowStats)>,
+) -> Vec<FlowDelta> {
+    let mut by_key: HashMap<FlowKey, FlowStats> = flows.into_iter().collect();
+    for (key, stats) in slots {
+        by_key
+            .entry(key)
+            .and_modify(|s| *s = sum_stats(&[*s, stats]))
+            .or_insert(stats);
+    }
+    by_key
+        .into_iter()
+        .map(|(key, stats)| FlowDelta { key, stats })
+        .collect()
 }
 
 /// Reads and deletes every entry of a per-CPU map, folding each entry's
@@ -182,6 +228,38 @@ mod tests {
             syn: u32::from(flags == 0x02),
             ..FlowStats::default()
         }
+    }
+
+    #[test]
+    fn slot_flows_merge_with_the_map_flows() {
+        let key = |port| FlowKey {
+            src_port: port,
+            ..FlowKey::default()
+        };
+        let merged = merge_flows(
+            vec![(key(1), stats(100, 2, 50, 60, 0x02))],
+            vec![
+                (key(1), stats(40, 1, 40, 90, 0x10)),
+                (key(2), stats(7, 1, 70, 70, 0)),
+                (key(1), stats(10, 1, 80, 80, 0x01)),
+            ],
+        );
+        let mut got: Vec<(u16, u64, u64, u64, u64, u32)> = merged
+            .iter()
+            .map(|d| {
+                let s = d.stats;
+                (
+                    d.key.src_port,
+                    s.bytes,
+                    s.packets,
+                    s.first_seen_ns,
+                    s.last_seen_ns,
+                    s.tcp_flags,
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![(1, 150, 4, 40, 90, 0x13), (2, 7, 1, 70, 70, 0)]);
     }
 
     #[test]
