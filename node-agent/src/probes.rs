@@ -10,8 +10,8 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, TracePoint},
 };
 use osprey_abi::{
-    BlockKey, BlockStats, ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowSlot, FlowStats,
-    ResourceLoss, RunqHist, offsets,
+    BlockKey, BlockStats, ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowSlots,
+    FlowStats, ResourceLoss, RunqHist, offsets,
 };
 use tracing::warn;
 
@@ -56,7 +56,7 @@ pub enum ProbeError {
 pub struct FlowMaps {
     pub flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
     /// The per-CPU last-flow slots of both map indexes (see `osprey_abi::FlowSlot`).
-    pub slots: PerCpuArray<MapData, FlowSlot>,
+    pub slots: PerCpuArray<MapData, FlowSlots>,
     pub drops: [PerCpuHashMap<MapData, DropKey, u64>; 2],
     pub retransmits: [PerCpuHashMap<MapData, FlowKey, u64>; 2],
     pub connections: [PerCpuHashMap<MapData, ConnKey, u64>; 2],

@@ -106,11 +106,11 @@ pub struct FlowStats {
     pub srtt_read_ns: u64,
 }
 
-/// The last flow one CPU counted in one direction, with what it added since
-/// it took the slot. Consecutive packets of that flow add up here (no hash
-/// lookup); the flow reaches the active flow map when another flow takes
-/// the slot, and userspace drains the slots of the idle map index with the
-/// idle map. Slots are double-buffered like the maps: see [`flow_slot`].
+/// One of the last flows one CPU counted in one direction, with what it
+/// added since it took the slot. Consecutive packets of that flow add up here
+/// (no hash lookup); the flow reaches the active flow map when another flow
+/// takes the slot, and userspace drains the slots of the idle map index with
+/// the idle map. Slots are double-buffered like the maps: see [`flow_slot`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowSlot {
@@ -118,9 +118,23 @@ pub struct FlowSlot {
     pub stats: FlowStats,
     /// 1 when `key` and `stats` hold a flow.
     pub used: u32,
-    /// 1 while a program works on the slot: a program that interrupts it on
-    /// the same CPU (a softirq over process context) leaves the slot alone.
+    pub _pad: u32,
+}
+
+/// Slots per CPU, map index and direction: two, so that two flows that
+/// alternate on a CPU (a stream and its ACKs between two local pods, say)
+/// both stay in their slot.
+pub const FLOW_SLOT_WAYS: usize = 2;
+
+/// The slots of one CPU, map index and direction (a `FLOW_SLOTS` value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSlots {
+    pub ways: [FlowSlot; FLOW_SLOT_WAYS],
+    /// 1 while a program works on the slots: a program that interrupts it
+    /// on the same CPU (a softirq over process context) leaves them alone.
     pub busy: u32,
+    pub _pad: u32,
 }
 
 /// Entries of the `FLOW_SLOTS` per-CPU array: two map indexes × two directions.
@@ -335,7 +349,7 @@ mod user {
     // SAFETY: plain-old-data, `#[repr(C)]`, no implicit padding (checked by the tests below).
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
-    unsafe impl aya::Pod for super::FlowSlot {}
+    unsafe impl aya::Pod for super::FlowSlots {}
     unsafe impl aya::Pod for super::FlowLoss {}
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::ConnKey {}
@@ -358,6 +372,7 @@ mod tests {
         assert_eq!(align_of::<FlowKey>(), 8);
         assert_eq!(size_of::<FlowStats>(), 8 * 5 + 4 * 6);
         assert_eq!(size_of::<FlowSlot>(), 48 + 64 + 8);
+        assert_eq!(size_of::<FlowSlots>(), 2 * (48 + 64 + 8) + 8);
         assert_eq!(size_of::<FlowLoss>(), 8 * 7);
         assert_eq!(
             size_of::<DnsEvent>(),

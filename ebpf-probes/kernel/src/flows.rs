@@ -16,7 +16,7 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use osprey_abi::{
-    DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FLOW_SLOT_ENTRIES, FlowKey, FlowSlot,
+    DEFAULT_FLOW_MAP_ENTRIES, DIR_EGRESS, DIR_INGRESS, FLOW_SLOT_ENTRIES, FlowKey, FlowSlots,
     FlowStats, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, flow_slot,
 };
 
@@ -125,11 +125,11 @@ struct Sample {
 /// the per-packet work.
 const SRTT_EVERY_NS: u64 = 100_000_000;
 
-/// Per CPU, the last flow counted in each direction, per map index (see
-/// `osprey_abi::FlowSlot`): a stream of packets of one flow costs an array
-/// lookup and a key compare each instead of a hash lookup.
+/// Per CPU, the last two flows counted in each direction, per map index (see
+/// `osprey_abi::FlowSlots`): a stream of packets of one flow costs an array
+/// lookup and a key compare or two each instead of a hash lookup.
 #[map]
-static FLOW_SLOTS: PerCpuArray<FlowSlot> = PerCpuArray::with_max_entries(FLOW_SLOT_ENTRIES, 0);
+static FLOW_SLOTS: PerCpuArray<FlowSlots> = PerCpuArray::with_max_entries(FLOW_SLOT_ENTRIES, 0);
 
 #[inline(always)]
 fn record(ctx: &SkBuffContext, key: &FlowKey, sample: Sample) {
@@ -137,37 +137,52 @@ fn record(ctx: &SkBuffContext, key: &FlowKey, sample: Sample) {
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let tcp = key.protocol == PROTO_TCP;
     let index = flow_slot(if first { 0 } else { 1 }, key.direction);
-    let Some(slot) = FLOW_SLOTS.get_ptr_mut(index) else {
+    let Some(slots) = FLOW_SLOTS.get_ptr_mut(index) else {
         merge(first, key, &fresh(ctx, &sample, now, tcp));
         return;
     };
     // SAFETY: a per-CPU array value: valid, and only this CPU touches it;
     // `busy` keeps a program that interrupts this one on the CPU out of it.
     unsafe {
-        if (*slot).busy != 0 {
+        if (*slots).busy != 0 {
             merge(first, key, &fresh(ctx, &sample, now, tcp));
             return;
         }
-        (*slot).busy = 1;
-        if (*slot).used != 0 && same_key(&(*slot).key, key) {
-            let stats = &mut (*slot).stats;
-            add(stats, &sample, now);
-            if tcp && now.wrapping_sub(stats.srtt_read_ns) >= SRTT_EVERY_NS {
-                let srtt = srtt_us(ctx);
-                if srtt != 0 {
-                    stats.srtt_us = srtt;
-                }
-                stats.srtt_read_ns = now;
-            }
+        (*slots).busy = 1;
+        let [a, b] = &mut (*slots).ways;
+        if a.used != 0 && same_key(&a.key, key) {
+            hit(ctx, &mut a.stats, &sample, now, tcp);
+        } else if b.used != 0 && same_key(&b.key, key) {
+            hit(ctx, &mut b.stats, &sample, now, tcp);
         } else {
-            if (*slot).used != 0 {
-                merge(first, &(*slot).key, &(*slot).stats);
+            // Evict the slot used least recently (an empty one first).
+            let victim =
+                if a.used == 0 || (b.used != 0 && a.stats.last_seen_ns <= b.stats.last_seen_ns) {
+                    a
+                } else {
+                    b
+                };
+            if victim.used != 0 {
+                merge(first, &victim.key, &victim.stats);
             }
-            (*slot).key = *key;
-            (*slot).stats = fresh(ctx, &sample, now, tcp);
-            (*slot).used = 1;
+            victim.key = *key;
+            victim.stats = fresh(ctx, &sample, now, tcp);
+            victim.used = 1;
         }
-        (*slot).busy = 0;
+        (*slots).busy = 0;
+    }
+}
+
+/// Adds a packet of the slot's own flow.
+#[inline(always)]
+fn hit(ctx: &SkBuffContext, stats: &mut FlowStats, sample: &Sample, now: u64, tcp: bool) {
+    add(stats, sample, now);
+    if tcp && now.wrapping_sub(stats.srtt_read_ns) >= SRTT_EVERY_NS {
+        let srtt = srtt_us(ctx);
+        if srtt != 0 {
+            stats.srtt_us = srtt;
+        }
+        stats.srtt_read_ns = now;
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use aya::maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use osprey_abi::{
-    ConnKey, DIR_EGRESS, DIR_INGRESS, DropKey, FlowKey, FlowLoss, FlowSlot, FlowStats, flow_slot,
+    ConnKey, DIR_EGRESS, DIR_INGRESS, DropKey, FlowKey, FlowLoss, FlowSlots, FlowStats, flow_slot,
 };
 
 use crate::probes::FlowMaps;
@@ -104,7 +104,7 @@ impl FlowDrainer {
 /// Reads the idle map index's per-CPU slots (the last flow of each CPU and
 /// direction, not yet in the map) and clears them.
 fn drain_slots(
-    slots: &mut PerCpuArray<MapData, FlowSlot>,
+    slots: &mut PerCpuArray<MapData, FlowSlots>,
     idle: u32,
 ) -> Result<Vec<(FlowKey, FlowStats)>, MapError> {
     let mut out = Vec::new();
@@ -115,10 +115,11 @@ fn drain_slots(
         out.extend(
             per_cpu
                 .iter()
+                .flat_map(|s| s.ways.iter())
                 .filter(|s| s.used != 0)
                 .map(|s| (s.key, s.stats)),
         );
-        let empty = PerCpuValues::try_from(vec![FlowSlot::default(); cpus])?;
+        let empty = PerCpuValues::try_from(vec![FlowSlots::default(); cpus])?;
         slots.set(index, empty, 0)?;
     }
     Ok(out)
