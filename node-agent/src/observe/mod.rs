@@ -7,4 +7,5 @@ pub mod api;
 pub mod client;
 pub mod flowlog;
 pub mod hub;
+pub mod ndjson;
 pub mod record;
