@@ -311,14 +311,7 @@ fn hook_floor(probes: Option<PathBuf>, cgroup: Option<PathBuf>) -> Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => r,
-                _ = term.recv() => Ok(()),
-            }
-        })?;
+        .block_on(shutdown_signal());
     Ok(())
 }
 

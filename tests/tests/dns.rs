@@ -26,6 +26,19 @@ impl Drop for Dnsmasq {
     }
 }
 
+/// An A query for `name` with recursion desired, as wire bytes.
+fn a_query(name: &'static str, id: u16) -> Vec<u8> {
+    let mut query = Packet::new_query(id);
+    query.set_flags(PacketFlag::RECURSION_DESIRED);
+    query.questions.push(Question::new(
+        Name::new_unchecked(name),
+        TYPE::A.into(),
+        CLASS::IN.into(),
+        false,
+    ));
+    query.build_bytes_vec().unwrap()
+}
+
 /// Sends an A query for `name` from pod A; returns (rcode, answers, client-side latency).
 fn resolve(pair: &PodPair, name: &'static str, id: u16) -> (simple_dns::RCODE, usize, Duration) {
     let (a, b) = (pair.a_ip, pair.b_ip);
@@ -34,15 +47,7 @@ fn resolve(pair: &PodPair, name: &'static str, id: u16) -> (simple_dns::RCODE, u
             let sock = UdpSocket::bind(SocketAddr::new(a, 0)).unwrap();
             sock.set_read_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
-            let mut query = Packet::new_query(id);
-            query.set_flags(PacketFlag::RECURSION_DESIRED);
-            query.questions.push(Question::new(
-                Name::new_unchecked(name),
-                TYPE::A.into(),
-                CLASS::IN.into(),
-                false,
-            ));
-            let bytes = query.build_bytes_vec().unwrap();
+            let bytes = a_query(name, id);
             let mut buf = [0u8; 1500];
             // dnsmasq may still be starting: retry until it answers.
             for _ in 0..50 {
@@ -71,15 +76,7 @@ fn resolve_tcp(
         .run(move || {
             let mut conn = TcpStream::connect(SocketAddr::new(b, 53)).unwrap();
             assert_eq!(conn.local_addr().unwrap().ip(), a);
-            let mut query = Packet::new_query(id);
-            query.set_flags(PacketFlag::RECURSION_DESIRED);
-            query.questions.push(Question::new(
-                Name::new_unchecked(name),
-                TYPE::A.into(),
-                CLASS::IN.into(),
-                false,
-            ));
-            let bytes = query.build_bytes_vec().unwrap();
+            let bytes = a_query(name, id);
             let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
             framed.extend_from_slice(&bytes);
             let start = Instant::now();

@@ -43,17 +43,7 @@ fn try_skb_drop(ctx: &TracePointContext) -> Result<(), i64> {
             ctx.read_at::<u16>(offsets::get(&DROP_PROTOCOL))?,
         )
     };
-    let flow = flow_of(skb, protocol).unwrap_or(FlowKey {
-        src_addr: [0; 4],
-        dst_addr: [0; 4],
-        cgroup_id: 0,
-        src_port: 0,
-        dst_port: 0,
-        family: 0,
-        protocol: 0,
-        direction: 0,
-        _pad: 0,
-    });
+    let flow = flow_of(skb, protocol).unwrap_or_default();
     let key = DropKey {
         flow,
         reason,

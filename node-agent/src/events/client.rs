@@ -26,18 +26,20 @@ pub struct EventsArgs {
 }
 
 pub fn run(args: EventsArgs) -> Result<()> {
-    let url = format!("{}/api/v1/events", args.server.trim_end_matches('/'));
-    let mut req = ureq::get(&url).query("follow", if args.follow { "true" } else { "false" });
-    if let Some(last) = args.last {
-        req = req.query("last", &last.to_string());
-    }
-    if let Some(cgroup) = &args.cgroup {
-        req = req.query("cgroup", cgroup);
-    }
-    print_stream(req, &url, |line| match args.output {
-        Output::Json => Ok(line),
-        Output::Compact => serde_json::from_str::<ResourceEvent>(&line)
-            .map(|e| e.compact())
-            .with_context(|| format!("not an event: {line}")),
-    })
+    let query = [
+        ("last", args.last.map(|v| v.to_string())),
+        ("cgroup", args.cgroup.clone()),
+    ];
+    print_stream(
+        &args.server,
+        "events",
+        args.follow,
+        &query,
+        |line| match args.output {
+            Output::Json => Ok(line),
+            Output::Compact => serde_json::from_str::<ResourceEvent>(&line)
+                .map(|e| e.compact())
+                .with_context(|| format!("not an event: {line}")),
+        },
+    )
 }

@@ -130,6 +130,12 @@ fn merge_flows(
     flows: Vec<(FlowKey, FlowStats)>,
     slots: Vec<(FlowKey, FlowStats)>,
 ) -> Vec<FlowDelta> {
+    if slots.is_empty() {
+        return flows
+            .into_iter()
+            .map(|(key, stats)| FlowDelta { key, stats })
+            .collect();
+    }
     let mut by_key: HashMap<FlowKey, FlowStats> = flows.into_iter().collect();
     for (key, stats) in slots {
         by_key

@@ -111,15 +111,9 @@ mod tests {
         let h = RttHistogram::register(&mut registry);
         let flow = |protocol, direction, srtt_us| FlowDelta {
             key: FlowKey {
-                src_addr: [0; 4],
-                dst_addr: [0; 4],
-                cgroup_id: 0,
-                src_port: 0,
-                dst_port: 0,
-                family: 0,
                 protocol,
                 direction,
-                _pad: 0,
+                ..FlowKey::default()
             },
             stats: FlowStats {
                 srtt_us,

@@ -56,8 +56,6 @@ pub struct ObserveArgs {
 }
 
 pub fn run(args: ObserveArgs) -> Result<()> {
-    let url = format!("{}/api/v1/flows", args.server.trim_end_matches('/'));
-    let mut req = ureq::get(&url).query("follow", if args.follow { "true" } else { "false" });
     let verdict = args.verdict.map(|v| match v {
         VerdictArg::Forwarded => "FORWARDED",
         VerdictArg::Dropped => "DROPPED",
@@ -72,27 +70,38 @@ pub fn run(args: ObserveArgs) -> Result<()> {
         ("namespace", args.namespace.clone()),
         ("pod", args.pod.clone()),
     ];
-    for (key, value) in &pairs {
+    print_stream(
+        &args.server,
+        "flows",
+        args.follow,
+        &pairs,
+        |line| match args.output {
+            Output::Json => Ok(line),
+            Output::Compact => serde_json::from_str::<FlowRecord>(&line)
+                .map(|r| r.compact())
+                .with_context(|| format!("not a flow record: {line}")),
+        },
+    )
+}
+
+/// Asks the agent at `server` for `/api/v1/<path>` with `follow` and the
+/// query pairs that have a value, and prints each non-empty line of the
+/// newline-delimited response through `render`, until the stream ends or
+/// stdout goes away. Shared by `observe` and `events`.
+pub fn print_stream(
+    server: &str,
+    path: &str,
+    follow: bool,
+    query: &[(&str, Option<String>)],
+    render: impl Fn(String) -> Result<String>,
+) -> Result<()> {
+    let url = format!("{}/api/v1/{path}", server.trim_end_matches('/'));
+    let mut req = ureq::get(&url).query("follow", if follow { "true" } else { "false" });
+    for (key, value) in query {
         if let Some(value) = value {
             req = req.query(key, value);
         }
     }
-    print_stream(req, &url, |line| match args.output {
-        Output::Json => Ok(line),
-        Output::Compact => serde_json::from_str::<FlowRecord>(&line)
-            .map(|r| r.compact())
-            .with_context(|| format!("not a flow record: {line}")),
-    })
-}
-
-/// Calls `req` and prints each non-empty line of the newline-delimited
-/// response through `render`, until the stream ends or stdout goes away.
-/// Shared by `observe` and `events`.
-pub fn print_stream(
-    req: ureq::Request,
-    url: &str,
-    render: impl Fn(String) -> Result<String>,
-) -> Result<()> {
     let resp = match req.call() {
         Ok(resp) => resp,
         Err(ureq::Error::Status(code, resp)) => {

@@ -5,7 +5,7 @@
 
 use std::{
     collections::BTreeMap,
-    os::fd::{AsRawFd, OwnedFd},
+    fs::File,
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
@@ -349,8 +349,8 @@ impl FileBudget {
 /// kernel does not walk the whole path again) and, within the budget, kept
 /// open and re-read from offset 0 (a seq_file regenerates its text then).
 pub struct Dir {
-    fd: Option<OwnedFd>,
-    kept: Mutex<Vec<(&'static str, OwnedFd)>>,
+    dir: Option<File>,
+    kept: Mutex<Vec<(&'static str, File)>>,
     /// A kept file failed to read: the directory was removed (and maybe
     /// created again under the same path), so it must be opened anew.
     stale: AtomicBool,
@@ -367,14 +367,13 @@ impl Drop for Dir {
 impl Dir {
     fn open(path: &Path, budget: &Arc<FileBudget>) -> Self {
         use std::os::unix::fs::OpenOptionsExt;
-        let fd = std::fs::OpenOptions::new()
+        let dir = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY)
             .open(path)
-            .ok()
-            .map(OwnedFd::from);
+            .ok();
         Self {
-            fd,
+            dir,
             kept: Mutex::new(Vec::new()),
             stale: AtomicBool::new(false),
             budget: budget.clone(),
@@ -385,8 +384,7 @@ impl Dir {
     /// id the eBPF probes see.
     fn ino(&self) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
-        let fd = self.fd.as_ref()?.try_clone().ok()?;
-        Some(std::fs::File::from(fd).metadata().ok()?.ino())
+        Some(self.dir.as_ref()?.metadata().ok()?.ino())
     }
 
     fn is_stale(&self) -> bool {
@@ -402,18 +400,18 @@ impl Dir {
         BUF.with_borrow_mut(|buf| {
             let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
             let len = match kept.iter().find(|(n, _)| *n == name) {
-                Some((_, fd)) => {
-                    let len = pread_all(fd, buf);
+                Some((_, file)) => {
+                    let len = pread_all(file, buf);
                     if len.is_none() {
                         self.stale.store(true, Ordering::Relaxed);
                     }
                     len?
                 }
                 None => {
-                    let fd = self.openat(name)?;
-                    let len = pread_all(&fd, buf)?;
+                    let file = self.openat(name)?;
+                    let len = pread_all(&file, buf)?;
                     if self.budget.take() {
-                        kept.push((name, fd));
+                        kept.push((name, file));
                     }
                     len
                 }
@@ -423,9 +421,9 @@ impl Dir {
         })
     }
 
-    fn openat(&self, name: &str) -> Option<OwnedFd> {
+    fn openat(&self, name: &str) -> Option<File> {
         use std::os::fd::{AsRawFd, FromRawFd};
-        let dir = self.fd.as_ref()?;
+        let dir = self.dir.as_ref()?;
         let name = std::ffi::CString::new(name).ok()?;
         // SAFETY: a valid directory fd and C string; the returned fd is owned here.
         let fd = unsafe {
@@ -436,18 +434,14 @@ impl Dir {
             )
         };
         // SAFETY: a fresh fd nobody else owns.
-        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+        (fd >= 0).then(|| unsafe { File::from_raw_fd(fd) })
     }
 }
 
 /// Reads a file whole into `buf` with `pread` from offset 0 until EOF (at
 /// most 1 MiB), growing `buf` as needed; returns the length.
-fn pread_all(fd: &OwnedFd, buf: &mut Vec<u8>) -> Option<usize> {
+fn pread_all(file: &File, buf: &mut Vec<u8>) -> Option<usize> {
     use std::os::unix::fs::FileExt;
-    let file = std::mem::ManuallyDrop::new(
-        // SAFETY: borrowed for this call only; ManuallyDrop keeps it from closing the fd.
-        unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd.as_raw_fd()) },
-    );
     let mut len = 0;
     loop {
         if len == buf.len() {
