@@ -9,7 +9,7 @@ use super::record::{FlowRecord, Verdict};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Output {
-    /// One line per flow, like `hubble observe`.
+    /// One line per record (for flows, like `hubble observe`).
     Compact,
     /// One JSON object per line.
     Json,
@@ -21,18 +21,41 @@ pub enum VerdictArg {
     Dropped,
 }
 
-/// Print flows from a running agent.
+/// What `observe` and `events` share: where the agent is, what to stream, how to print it.
 #[derive(Debug, Args)]
-pub struct ObserveArgs {
+pub struct StreamArgs {
     /// The agent's HTTP address.
     #[arg(long, env = "OSPREY_SERVER", default_value = "http://127.0.0.1:9811")]
     pub server: String,
-    /// Keep printing new flows as they come.
+    /// Keep printing new records as they come.
     #[arg(short, long)]
     pub follow: bool,
-    /// Print the last N buffered flows first.
+    /// Print the last N buffered records first.
     #[arg(long)]
     pub last: Option<usize>,
+    #[arg(short, long, value_enum, default_value = "compact")]
+    pub output: Output,
+}
+
+/// A streamed record's one-line text form.
+pub trait Compact: serde::de::DeserializeOwned {
+    /// What a record is called in errors ("flow record", "event").
+    const NAME: &'static str;
+    fn compact(&self) -> String;
+}
+
+impl Compact for FlowRecord {
+    const NAME: &'static str = "flow record";
+    fn compact(&self) -> String {
+        FlowRecord::compact(self)
+    }
+}
+
+/// Print flows from a running agent.
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
+    #[command(flatten)]
+    pub stream: StreamArgs,
     /// Source or destination IP.
     #[arg(long)]
     pub ip: Option<std::net::IpAddr>,
@@ -51,8 +74,6 @@ pub struct ObserveArgs {
     pub namespace: Option<String>,
     #[arg(long)]
     pub pod: Option<String>,
-    #[arg(short, long, value_enum, default_value = "compact")]
-    pub output: Output,
 }
 
 pub fn run(args: ObserveArgs) -> Result<()> {
@@ -61,7 +82,6 @@ pub fn run(args: ObserveArgs) -> Result<()> {
         VerdictArg::Dropped => "DROPPED",
     });
     let pairs = [
-        ("last", args.last.map(|v| v.to_string())),
         ("ip", args.ip.map(|v| v.to_string())),
         ("port", args.port.map(|v| v.to_string())),
         ("protocol", args.protocol.clone()),
@@ -70,33 +90,24 @@ pub fn run(args: ObserveArgs) -> Result<()> {
         ("namespace", args.namespace.clone()),
         ("pod", args.pod.clone()),
     ];
-    print_stream(
-        &args.server,
-        "flows",
-        args.follow,
-        &pairs,
-        |line| match args.output {
-            Output::Json => Ok(line),
-            Output::Compact => serde_json::from_str::<FlowRecord>(&line)
-                .map(|r| r.compact())
-                .with_context(|| format!("not a flow record: {line}")),
-        },
-    )
+    print_stream::<FlowRecord>(&args.stream, "flows", &pairs)
 }
 
-/// Asks the agent at `server` for `/api/v1/<path>` with `follow` and the
-/// query pairs that have a value, and prints each non-empty line of the
-/// newline-delimited response through `render`, until the stream ends or
+/// Asks the agent for `/api/v1/<path>` with `follow`, `last` and the query
+/// pairs that have a value, and prints each record of the newline-delimited
+/// response (as JSON, or in its compact form), until the stream ends or
 /// stdout goes away. Shared by `observe` and `events`.
-pub fn print_stream(
-    server: &str,
+pub fn print_stream<T: Compact>(
+    args: &StreamArgs,
     path: &str,
-    follow: bool,
     query: &[(&str, Option<String>)],
-    render: impl Fn(String) -> Result<String>,
 ) -> Result<()> {
-    let url = format!("{}/api/v1/{path}", server.trim_end_matches('/'));
-    let mut req = ureq::get(&url).query("follow", if follow { "true" } else { "false" });
+    let url = format!("{}/api/v1/{path}", args.server.trim_end_matches('/'));
+    let follow = if args.follow { "true" } else { "false" };
+    let mut req = ureq::get(&url).query("follow", follow);
+    if let Some(last) = args.last {
+        req = req.query("last", &last.to_string());
+    }
     for (key, value) in query {
         if let Some(value) = value {
             req = req.query(key, value);
@@ -119,7 +130,12 @@ pub fn print_stream(
         if line.is_empty() {
             continue;
         }
-        let text = render(line)?;
+        let text = match args.output {
+            Output::Json => line,
+            Output::Compact => serde_json::from_str::<T>(&line)
+                .map(|r| r.compact())
+                .with_context(|| format!("not a {}: {line}", T::NAME))?,
+        };
         if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
             break; // the reader went away (e.g. `| head`)
         }
