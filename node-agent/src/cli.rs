@@ -71,6 +71,14 @@ pub struct RunArgs {
     pub bpf_stats: Option<bool>,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
     pub summary_interval_secs: Option<u64>,
+    /// Pod identity from the Kubernetes API: auto, on or off.
+    #[arg(long, env = "OSPREY_KUBERNETES", value_enum)]
+    pub kubernetes: Option<crate::config::KubernetesMode>,
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name; only its pods are watched.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
 }
 
 impl RunArgs {
@@ -121,6 +129,15 @@ impl RunArgs {
         }
         if let Some(v) = self.summary_interval_secs {
             c.summary_interval_secs = v;
+        }
+        if let Some(v) = self.kubernetes {
+            c.kubernetes = v;
+        }
+        if let Some(v) = self.kubeconfig {
+            c.kubeconfig = Some(v);
+        }
+        if let Some(v) = self.node_name.filter(|n| !n.is_empty()) {
+            c.node_name = Some(v);
         }
         c.validate()?;
         Ok(c)

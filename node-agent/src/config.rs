@@ -78,6 +78,27 @@ pub struct Config {
     /// Print a live summary of the top flows to the terminal every this many
     /// seconds (0: off).
     pub summary_interval_secs: u64,
+    /// Pod identity from the Kubernetes API: `auto` watches pods when the
+    /// agent runs in a cluster (KUBERNETES_SERVICE_HOST) or `kubeconfig` is
+    /// set, `on` always (a client that cannot be built is an error), `off`
+    /// never (standalone: flows are named by IP, cgroups by path).
+    pub kubernetes: KubernetesMode,
+    /// kubeconfig file for the API (default: in-cluster service account,
+    /// else `$KUBECONFIG` or ~/.kube/config).
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name (the DaemonSet sets it from `spec.nodeName`): only
+    /// its pods are watched. Empty: every pod of the cluster.
+    pub node_name: Option<String>,
+}
+
+/// When to watch pods on the Kubernetes API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesMode {
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 impl Default for Config {
@@ -98,6 +119,9 @@ impl Default for Config {
             observe_buffer: 4_096,
             bpf_stats: false,
             summary_interval_secs: 0,
+            kubernetes: KubernetesMode::Auto,
+            kubeconfig: None,
+            node_name: None,
         }
     }
 }
@@ -138,6 +162,15 @@ impl Config {
 
     pub fn flow_idle_ttl(&self) -> Duration {
         Duration::from_secs(self.flow_idle_ttl_secs)
+    }
+
+    /// Whether to watch pods, given whether the agent runs in a cluster.
+    pub fn watch_pods(&self, in_cluster: bool) -> bool {
+        match self.kubernetes {
+            KubernetesMode::On => true,
+            KubernetesMode::Off => false,
+            KubernetesMode::Auto => in_cluster || self.kubeconfig.is_some(),
+        }
     }
 }
 

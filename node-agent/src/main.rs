@@ -12,6 +12,7 @@ mod flows;
 mod http;
 mod kernel_info;
 mod observe;
+mod pods;
 mod probes;
 mod resources;
 mod self_metrics;
@@ -96,12 +97,6 @@ fn raise_open_file_limit() {
 }
 
 async fn run(config: Config) -> Result<()> {
-    match std::env::var("KUBERNETES_SERVICE_HOST") {
-        Ok(host) => {
-            info!(%host, "Kubernetes API detected; pod identity is not wired yet, labelling by IP")
-        }
-        Err(_) => info!("no Kubernetes API (KUBERNETES_SERVICE_HOST unset): standalone mode"),
-    }
     raise_open_file_limit();
     let probes_path = probes_path(&config)?;
     let cgroup = if config.cgroup.as_os_str().is_empty() {
@@ -122,11 +117,13 @@ async fn run(config: Config) -> Result<()> {
     unsafe { libc::malloc_trim(0) };
 
     let mut registry = Registry::default();
+    let pods = watch_pods(&config, &mut registry).await?;
     let flow_metrics = FlowMetrics::register(&mut registry);
     let event_metrics = EventMetrics::register(&mut registry);
     let contexts = flows::context::Contexts {
         source: config.hubble_source_context.clone(),
         destination: config.hubble_destination_context.clone(),
+        pods: pods.clone(),
     };
     let hubble_metrics = HubbleFlowMetrics::register(&mut registry, contexts.clone());
     let budget_metrics = BudgetMetrics::register(&mut registry);
@@ -195,7 +192,7 @@ async fn run(config: Config) -> Result<()> {
     if let Some(ring) = maps.dns.take() {
         let (tx, rx) = mpsc::channel(DNS_CHANNEL);
         tokio::spawn(dns::reader::run(ring, tx, dns_metrics.lost.clone()));
-        tokio::spawn(dns::tracker::DnsTracker::new(dns_metrics, hub.clone()).run(rx));
+        tokio::spawn(dns::tracker::DnsTracker::new(dns_metrics, hub.clone(), pods.clone()).run(rx));
     }
 
     // Stage 1: drain, on its own thread (map syscalls block).
@@ -232,6 +229,7 @@ async fn run(config: Config) -> Result<()> {
     let drop_reasons = probes.drop_reasons.clone();
     let series_budget = config.series_budget;
     let publish = hub.clone();
+    let record_pods = pods.clone();
     let aggregate = tokio::spawn(async move {
         let flow_budget = SeriesBudget::new("osprey_flow_bytes", series_budget, &budget_metrics);
         let mut aggregator = FlowAggregator::new(flow_metrics, hubble_metrics, ttl, flow_budget);
@@ -250,7 +248,8 @@ async fn run(config: Config) -> Result<()> {
             connections.apply(&batch.connections, now);
             rtt.observe(&batch.flows);
             let wanted = publish.wanted();
-            publish.publish(events.records(&batch, std::time::SystemTime::now(), wanted));
+            let records = events.records(&batch, std::time::SystemTime::now(), wanted);
+            publish.publish(records.into_iter().map(|r| r.with_pods(&record_pods)).collect());
             summary_tx.send_replace(aggregator.summary(10));
         }
     });
@@ -294,6 +293,37 @@ async fn run(config: Config) -> Result<()> {
     let _ = drain_thread.join();
     info!(programs = attached, "probes detached; bye");
     Ok(())
+}
+
+/// Starts the pod watch when the config asks for it (see
+/// [`Config::watch_pods`]); the index stays empty (standalone) otherwise.
+async fn watch_pods(config: &Config, registry: &mut Registry) -> Result<pods::PodIndex> {
+    let index = pods::PodIndex::default();
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    if !config.watch_pods(in_cluster) {
+        info!("standalone: no Kubernetes API; flows are named by IP, cgroups by path");
+        return Ok(index);
+    }
+    let client = match pods::watch::client(config.kubeconfig.as_deref()).await {
+        Ok(client) => client,
+        // Only `auto` inside a cluster may fall back to standalone.
+        Err(e) if config.kubernetes == config::KubernetesMode::Auto && config.kubeconfig.is_none() => {
+            warn!(error = %e, "cannot reach the Kubernetes API: standalone, flows named by IP");
+            return Ok(index);
+        }
+        Err(e) => return Err(e).context("pod identity from the Kubernetes API"),
+    };
+    if config.node_name.is_none() {
+        warn!("node_name (NODE_NAME) unset: watching every pod of the cluster");
+    }
+    let metrics = pods::watch::PodMetrics::register(registry);
+    tokio::spawn(pods::watch::run(
+        client,
+        config.node_name.clone(),
+        index.clone(),
+        metrics,
+    ));
+    Ok(index)
 }
 
 /// `osprey-agent hook-floor`: the empty hooks stay attached until SIGINT or SIGTERM.

@@ -2,6 +2,7 @@
 //! real agent binary, a real Prometheus. Everything is cleaned up by RAII guards.
 
 pub mod agent;
+pub mod apiserver;
 pub mod exposition;
 pub mod netns;
 pub mod prometheus;

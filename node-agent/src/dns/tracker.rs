@@ -15,9 +15,12 @@ use prometheus_client::{
 use tokio::sync::mpsc;
 
 use super::message::{DnsMessage, Skip};
-use crate::observe::{
-    hub::FlowHub,
-    record::{DnsInfo, FlowRecord, Verdict},
+use crate::{
+    observe::{
+        hub::FlowHub,
+        record::{DnsInfo, FlowRecord, Verdict},
+    },
+    pods::PodIndex,
 };
 
 /// A query without an answer for this long is counted as unanswered.
@@ -98,15 +101,17 @@ type PendingKey = (String, u16, String, u16);
 pub struct DnsTracker {
     metrics: DnsMetrics,
     hub: FlowHub,
+    pods: PodIndex,
     /// Queries waiting for answers: (client ip, client port, server ip, id) → (ts, message).
     pending: HashMap<PendingKey, (u64, SystemTime)>,
 }
 
 impl DnsTracker {
-    pub fn new(metrics: DnsMetrics, hub: FlowHub) -> Self {
+    pub fn new(metrics: DnsMetrics, hub: FlowHub, pods: PodIndex) -> Self {
         Self {
             metrics,
             hub,
+            pods,
             pending: HashMap::new(),
         }
     }
@@ -169,7 +174,8 @@ impl DnsTracker {
                 .inc();
             self.pending.insert(key, (msg.ts_ns, now));
         }
-        self.hub.publish(vec![record(&msg, latency, now)]);
+        self.hub
+            .publish(vec![record(&msg, latency, now).with_pods(&self.pods)]);
     }
 
     fn expire(&mut self, now: SystemTime) {

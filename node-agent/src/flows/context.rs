@@ -1,13 +1,16 @@
 //! Hubble's context options: which identity names the source and the
 //! destination of a flow in the `hubble_*` families. A spec is a list of
 //! options separated by `|`, tried in order: `namespace`, `pod`, `workload`,
-//! `ip`. Until the Kubernetes mapping knows a flow's pod, only `ip` resolves,
-//! so `pod|ip` gives the address and `pod` alone gives an empty value (which
+//! `ip`. An address no pod of this node owns (another node's pod, a service,
+//! the outside world; or any address when standalone) resolves only `ip`, so
+//! `pod|ip` gives the address and `pod` alone gives an empty value (which
 //! Prometheus treats as no label).
 
 use std::str::FromStr;
 
 use serde::Deserialize;
+
+use crate::pods::{PodIndex, PodMeta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContextOption {
@@ -88,11 +91,41 @@ impl ContextSpec {
     }
 }
 
-/// Source and destination context of the `hubble_*` families.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Source and destination context of the `hubble_*` families, and the pods
+/// they are resolved against.
+#[derive(Debug, Clone, Default)]
 pub struct Contexts {
     pub source: ContextSpec,
     pub destination: ContextSpec,
+    pub pods: PodIndex,
+}
+
+impl Contexts {
+    /// The context labels of a flow between two addresses.
+    pub fn labels(&self, source_ip: &str, destination_ip: &str) -> ContextLabels {
+        let side = |spec: &ContextSpec, ip: &str| {
+            spec.is_enabled().then(|| {
+                let pod = self.pods.by_ip_str(ip);
+                spec.resolve(&Endpoint::of(ip, pod.as_deref()))
+            })
+        };
+        ContextLabels {
+            source: side(&self.source, source_ip),
+            destination: side(&self.destination, destination_ip),
+        }
+    }
+}
+
+impl<'a> Endpoint<'a> {
+    /// An address and the pod that owns it, if any.
+    pub fn of(ip: &'a str, pod: Option<&'a PodMeta>) -> Self {
+        Self {
+            ip,
+            namespace: pod.map(|p| p.namespace.as_str()),
+            pod: pod.map(|p| p.name.as_str()),
+            workload: pod.map(|p| p.workload.as_str()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -148,19 +181,6 @@ pub struct ContextLabels {
 }
 
 impl ContextLabels {
-    pub fn new(contexts: &Contexts, source: &Endpoint<'_>, destination: &Endpoint<'_>) -> Self {
-        Self {
-            source: contexts
-                .source
-                .is_enabled()
-                .then(|| contexts.source.resolve(source)),
-            destination: contexts
-                .destination
-                .is_enabled()
-                .then(|| contexts.destination.resolve(destination)),
-        }
-    }
-
     /// Encodes the configured labels, in Hubble's order (before the family's own).
     pub fn encode(
         &self,

@@ -16,7 +16,7 @@ use prometheus_client::{
 
 use super::{
     budget::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget},
-    context::{ContextLabels, Contexts, Endpoint},
+    context::{ContextLabels, Contexts},
     labels::{FlowLabels, Protocol},
 };
 
@@ -199,17 +199,7 @@ impl EventAggregator {
             self.metrics
                 .hubble_drops
                 .get_or_create(&HubbleDropLabels {
-                    context: ContextLabels::new(
-                        &self.contexts,
-                        &Endpoint {
-                            ip: &flow.source_ip,
-                            ..Default::default()
-                        },
-                        &Endpoint {
-                            ip: &flow.destination_ip,
-                            ..Default::default()
-                        },
-                    ),
+                    context: self.contexts.labels(&flow.source_ip, &flow.destination_ip),
                     reason: reason.clone(),
                     protocol,
                 })
@@ -308,6 +298,17 @@ mod tests {
         let metrics = EventMetrics::register(&mut registry);
         let reasons = BTreeMap::from([(12, "NETFILTER_DROP".to_owned())]);
         let budgets = BudgetMetrics::register(&mut registry);
+        // 10.0.0.2 is a pod of this node's; 10.0.0.1 is not.
+        let pods = crate::pods::PodIndex::default();
+        pods.upsert(crate::pods::PodMeta {
+            namespace: "shop".into(),
+            name: "db-0".into(),
+            uid: "u1".into(),
+            workload: "db".into(),
+            workload_kind: "StatefulSet".into(),
+            ips: vec!["10.0.0.2".parse().unwrap()],
+            containers: Vec::new(),
+        });
         let mut agg = EventAggregator::new(
             metrics,
             reasons,
@@ -316,7 +317,8 @@ mod tests {
             &budgets,
             Contexts {
                 source: "pod|ip".parse().unwrap(),
-                destination: Default::default(),
+                destination: "workload|ip".parse().unwrap(),
+                pods: pods.clone(),
             },
         );
         let flow = FlowKey {
@@ -352,12 +354,12 @@ mod tests {
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         assert!(
-            text.contains("hubble_drop_total{source=\"10.0.0.1\",reason=\"NETFILTER_DROP\",protocol=\"UDP\"} 7"),
+            text.contains("hubble_drop_total{source=\"10.0.0.1\",destination=\"shop/db\",reason=\"NETFILTER_DROP\",protocol=\"UDP\"} 7"),
             "{text}"
         );
         assert!(
             text.contains(
-                "hubble_drop_total{source=\"10.0.0.1\",reason=\"UNKNOWN_99\",protocol=\"UDP\"} 1"
+                "hubble_drop_total{source=\"10.0.0.1\",destination=\"shop/db\",reason=\"UNKNOWN_99\",protocol=\"UDP\"} 1"
             ),
             "{text}"
         );

@@ -10,7 +10,7 @@ use prometheus_client::{
 };
 
 use super::{
-    context::{ContextLabels, Contexts, Endpoint},
+    context::{ContextLabels, Contexts},
     drain::FlowDelta,
     labels::{Direction, FlowLabels, Protocol},
 };
@@ -144,19 +144,10 @@ impl HubbleFlowMetrics {
         }
     }
 
-    /// The context labels of a flow (IP only until pods are known).
+    /// The context labels of a flow.
     pub fn context_of(&self, labels: &FlowLabels) -> ContextLabels {
-        ContextLabels::new(
-            &self.contexts,
-            &Endpoint {
-                ip: &labels.source_ip,
-                ..Default::default()
-            },
-            &Endpoint {
-                ip: &labels.destination_ip,
-                ..Default::default()
-            },
-        )
+        self.contexts
+            .labels(&labels.source_ip, &labels.destination_ip)
     }
 
     /// Drops are flow events too, with verdict DROPPED.

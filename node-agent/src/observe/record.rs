@@ -112,6 +112,22 @@ fn flag_names(flags: u32) -> Vec<String> {
 }
 
 impl FlowRecord {
+    /// Names the pods that own the source and destination addresses.
+    pub fn with_pods(mut self, pods: &crate::pods::PodIndex) -> Self {
+        if pods.is_empty() {
+            return self;
+        }
+        if let Some(p) = pods.by_ip_str(&self.source_ip) {
+            self.source_namespace = Some(p.namespace.clone());
+            self.source_pod = Some(p.name.clone());
+        }
+        if let Some(p) = pods.by_ip_str(&self.destination_ip) {
+            self.destination_namespace = Some(p.namespace.clone());
+            self.destination_pod = Some(p.name.clone());
+        }
+        self
+    }
+
     /// A record with its identity set and every optional field empty.
     pub fn new(
         time: SystemTime,

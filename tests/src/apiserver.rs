@@ -1,0 +1,290 @@
+//! A stand-in for the Kubernetes API server, which cannot run here (no
+//! kube-apiserver, k3s or kind in any reachable registry): it serves
+//! `GET /api/v1/pods` as a list and as a watch (chunked JSON lines of
+//! ADDED / MODIFIED / DELETED events), honouring `fieldSelector=spec.nodeName=…`
+//! and `resourceVersion`, so the agent's real kube-rs client runs its real
+//! list-then-watch path over HTTP.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    /// uid → pod
+    pods: BTreeMap<String, Value>,
+    /// (resourceVersion, event)
+    events: Vec<(u64, Value)>,
+    /// Request targets, in order.
+    requests: Vec<String>,
+}
+
+pub struct FakeApiServer {
+    pub url: String,
+    state: Arc<(Mutex<State>, Condvar)>,
+    stop: Arc<AtomicBool>,
+    kubeconfig: PathBuf,
+}
+
+/// A running pod of `node` owned by `owner` (kind, name), with `ip`.
+pub fn pod(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    node: &str,
+    ip: &str,
+    owner: Option<(&str, &str)>,
+    labels: &[(&str, &str)],
+) -> Value {
+    let mut metadata = json!({"namespace": namespace, "name": name, "uid": uid});
+    if let Some((kind, owner)) = owner {
+        metadata["ownerReferences"] = json!([{
+            "apiVersion": "apps/v1", "kind": kind, "name": owner,
+            "uid": format!("{owner}-uid"), "controller": true
+        }]);
+    }
+    let labels: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    metadata["labels"] = Value::Object(labels);
+    json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox:1.36"}]},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}
+    })
+}
+
+impl FakeApiServer {
+    pub fn start(pods: Vec<Value>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the fake API server");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (state, stop) = (state.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let (state, stop) = (state.clone(), stop.clone());
+                    std::thread::spawn(move || serve(conn, &state, &stop));
+                }
+            });
+        }
+        let kubeconfig =
+            std::env::temp_dir().join(format!("osprey-kubeconfig-{}", std::process::id()));
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
+                 clusters:\n- name: fake\n  cluster:\n    server: {url}\n\
+                 contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+                 users:\n- name: fake\n  user: {{}}\n"
+            ),
+        )
+        .expect("writing the kubeconfig");
+        let server = Self {
+            url,
+            state,
+            stop,
+            kubeconfig,
+        };
+        for p in pods {
+            server.apply(p);
+        }
+        server
+    }
+
+    /// A kubeconfig file that points at this server.
+    pub fn kubeconfig(&self) -> &str {
+        self.kubeconfig.to_str().unwrap()
+    }
+
+    /// Creates or updates a pod; watchers get ADDED or MODIFIED.
+    pub fn apply(&self, mut pod: Value) {
+        let (lock, cvar) = &*self.state;
+        let mut s = lock.lock().unwrap();
+        s.rv += 1;
+        let rv = s.rv;
+        pod["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let uid = pod["metadata"]["uid"].as_str().unwrap().to_owned();
+        let kind = if s.pods.contains_key(&uid) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        s.pods.insert(uid, pod.clone());
+        s.events.push((rv, json!({"type": kind, "object": pod})));
+        cvar.notify_all();
+    }
+
+    /// Deletes a pod; watchers get DELETED.
+    pub fn delete(&self, uid: &str) {
+        let (lock, cvar) = &*self.state;
+        let mut s = lock.lock().unwrap();
+        let Some(mut pod) = s.pods.remove(uid) else {
+            return;
+        };
+        s.rv += 1;
+        pod["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        let rv = s.rv;
+        s.events.push((rv, json!({"type": "DELETED", "object": pod})));
+        cvar.notify_all();
+    }
+
+    /// The request targets served so far (path and query).
+    pub fn requests(&self) -> Vec<String> {
+        self.state.0.lock().unwrap().requests.clone()
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.state.1.notify_all();
+        let _ = std::fs::remove_file(&self.kubeconfig);
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn on_node(pod: &Value, node: Option<&str>) -> bool {
+    node.is_none_or(|n| pod["spec"]["nodeName"].as_str() == Some(n))
+}
+
+fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>, stop: &AtomicBool) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    // Skip the headers (GET requests carry no body).
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+            break;
+        }
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let params: BTreeMap<String, String> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+        .collect();
+    let (lock, cvar) = &**state;
+    lock.lock().unwrap().requests.push(target.clone());
+    let mut out = conn;
+    if path != "/api/v1/pods" {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "NotFound", "code": 404, "message": format!("{path} not served")})
+        .to_string();
+        let _ = write!(
+            out,
+            "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return;
+    }
+    let node = params
+        .get("fieldSelector")
+        .and_then(|f| f.strip_prefix("spec.nodeName="))
+        .map(str::to_owned);
+    if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        let from: u64 = params
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let timeout = params
+            .get("timeoutSeconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(290);
+        let deadline = Instant::now() + Duration::from_secs(timeout);
+        if out
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        let mut sent = from;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let (last, batch): (u64, Vec<String>) = {
+                let s = lock.lock().unwrap();
+                let s = if s.rv > sent {
+                    s
+                } else {
+                    cvar.wait_timeout(s, Duration::from_millis(500)).unwrap().0
+                };
+                let batch = s
+                    .events
+                    .iter()
+                    .filter(|(rv, e)| *rv > sent && on_node(&e["object"], node.as_deref()))
+                    .map(|(_, e)| format!("{e}\n"))
+                    .collect();
+                (s.rv.max(sent), batch)
+            };
+            for text in batch {
+                if write!(out, "{:x}\r\n{text}\r\n", text.len()).is_err() {
+                    return;
+                }
+            }
+            sent = last;
+            let _ = out.flush();
+        }
+        let _ = out.write_all(b"0\r\n\r\n");
+        return;
+    }
+    let body = {
+        let s = lock.lock().unwrap();
+        let items: Vec<&Value> = s
+            .pods
+            .values()
+            .filter(|p| on_node(p, node.as_deref()))
+            .collect();
+        json!({"apiVersion": "v1", "kind": "PodList",
+            "metadata": {"resourceVersion": s.rv.to_string()}, "items": items})
+        .to_string()
+    };
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}

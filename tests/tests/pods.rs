@@ -1,0 +1,162 @@
+//! Pod identity from the Kubernetes API. No API server can run here (none
+//! in any reachable registry), so `osprey_e2e::apiserver` stands in for it;
+//! everything else is real: the agent's kube-rs client lists and watches
+//! pods over HTTP, the probes see real traffic between two namespaces whose
+//! addresses are the pods' IPs, and iptables drops part of it.
+
+use std::process::Command;
+
+use osprey_e2e::{
+    agent,
+    apiserver::{FakeApiServer, pod},
+    eventually,
+    exposition::{Sample, samples, sum},
+    netns::PodPair,
+    settle, traffic,
+};
+
+const NODE: &str = "osprey-node";
+const WEB: &str = "web-7d4b9c-x2x9q";
+
+fn hubble_drops(s: &[Sample], source: &str, destination: &str) -> u64 {
+    sum(
+        s,
+        "hubble_drop_total",
+        &[
+            ("source", source),
+            ("destination", destination),
+            ("reason", "NETFILTER_DROP"),
+            ("protocol", "UDP"),
+        ],
+    ) as u64
+}
+
+fn observe(agent: &agent::Agent, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(agent::binary().unwrap())
+        .args(["observe", "--server", &agent.base_url, "-o", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn flows_and_drops_are_named_by_pod_and_workload() {
+    let (a_ip, b_ip) = ("10.211.0.1", "10.211.0.2");
+    let web = pod(
+        "shop",
+        WEB,
+        "uid-web",
+        NODE,
+        a_ip,
+        Some(("ReplicaSet", "web-7d4b9c")),
+        &[("pod-template-hash", "7d4b9c")],
+    );
+    // Another node's pod with db's address: the agent must not see it.
+    let elsewhere = pod("other", "impostor", "uid-x", "node-2", b_ip, None, &[]);
+    let api = FakeApiServer::start(vec![web, elsewhere]);
+    let Some(agent) = agent::for_test(&[
+        "--drain-interval-ms",
+        "200",
+        "--kubeconfig",
+        api.kubeconfig(),
+        "--node-name",
+        NODE,
+        "--hubble-source-context",
+        "pod|ip",
+        "--hubble-destination-context",
+        "workload|ip",
+    ]) else {
+        return;
+    };
+    let pods = || sum(&samples(&agent.scrape().1), "osprey_kubernetes_pods", &[]) as u64;
+    eventually(15, "the initial pod list", || (pods() == 1).then_some(()));
+    // The watch path: db-0 is created after the list.
+    api.apply(pod(
+        "shop",
+        "db-0",
+        "uid-db",
+        NODE,
+        b_ip,
+        Some(("StatefulSet", "db")),
+        &[],
+    ));
+    eventually(15, "db-0 from the watch", || (pods() == 2).then_some(()));
+
+    let pair = PodPair::new("k8", a_ip, b_ip, 24);
+    pair.b.exec(&[
+        "iptables", "-A", "INPUT", "-p", "udp", "--dport", "7000", "-j", "DROP",
+    ]);
+    const SENT: u64 = 40;
+    traffic::udp_send(&pair, 7000, SENT as usize, 200);
+    let source = format!("shop/{WEB}");
+    let s = settle(15, || {
+        let s = samples(&agent.scrape().1);
+        (hubble_drops(&s, &source, "shop/db") >= SENT, s)
+    });
+    assert_eq!(
+        hubble_drops(&s, &source, "shop/db"),
+        SENT,
+        "drops named by pod (source) and workload (destination)"
+    );
+    assert_eq!(hubble_drops(&s, a_ip, b_ip), 0, "no drop left named by IP");
+    assert!(
+        sum(
+            &s,
+            "hubble_flows_processed_total",
+            &[("source", &source), ("destination", "shop/db"), ("verdict", "DROPPED")]
+        ) as u64
+            == SENT
+    );
+
+    // observe: the records carry the pods; --pod and --namespace select them.
+    let dropped = observe(&agent, &["--pod", WEB, "--verdict", "dropped"]);
+    let packets: u64 = dropped.iter().map(|r| r["packets"].as_u64().unwrap()).sum();
+    assert_eq!(packets, SENT, "{dropped:?}");
+    for r in &dropped {
+        assert_eq!(r["source_namespace"], "shop");
+        assert_eq!(r["source_pod"], WEB);
+        assert_eq!(r["destination_pod"], "db-0");
+    }
+    assert_eq!(
+        observe(&agent, &["--namespace", "shop", "--verdict", "dropped"]),
+        dropped
+    );
+    assert!(observe(&agent, &["--namespace", "other"]).is_empty());
+
+    // A deleted pod's address falls back to the IP.
+    api.delete("uid-db");
+    eventually(15, "db-0's deletion", || (pods() == 1).then_some(()));
+    const AFTER: u64 = 10;
+    traffic::udp_send(&pair, 7000, AFTER as usize, 200);
+    let s = settle(15, || {
+        let s = samples(&agent.scrape().1);
+        (hubble_drops(&s, &source, b_ip) >= AFTER, s)
+    });
+    assert_eq!(hubble_drops(&s, &source, b_ip), AFTER);
+    assert_eq!(hubble_drops(&s, &source, "shop/db"), SENT);
+
+    // Only this node's pods were asked for, by list and by watch.
+    let requests = api.requests();
+    let selected = |r: &&String| r.contains("fieldSelector=spec.nodeName%3Dosprey-node");
+    assert!(requests.iter().filter(selected).any(|r| r.contains("watch=true")), "{requests:?}");
+    assert!(requests.iter().filter(selected).any(|r| !r.contains("watch=")), "{requests:?}");
+    assert_eq!(sum(&s, "osprey_kubernetes_watch_errors_total", &[]), 0.0);
+}
+
+#[test]
+fn a_bad_kubeconfig_is_a_clear_error() {
+    osprey_e2e::require!(osprey_e2e::is_root(), "root is needed to load eBPF");
+    osprey_e2e::require!(agent::binary().is_some(), "OSPREY_AGENT_BIN unset");
+    let out = Command::new(agent::binary().unwrap())
+        .args(["--listen", "127.0.0.1:0", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
+}
