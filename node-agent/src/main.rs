@@ -178,6 +178,7 @@ async fn run(config: Config) -> Result<()> {
                     config.cgroup_metrics_limit,
                     config.cgroup_open_files,
                     kernel,
+                    pods.clone(),
                 )))
             }
             None => warn!(
@@ -249,7 +250,12 @@ async fn run(config: Config) -> Result<()> {
             rtt.observe(&batch.flows);
             let wanted = publish.wanted();
             let records = events.records(&batch, std::time::SystemTime::now(), wanted);
-            publish.publish(records.into_iter().map(|r| r.with_pods(&record_pods)).collect());
+            publish.publish(
+                records
+                    .into_iter()
+                    .map(|r| r.with_pods(&record_pods))
+                    .collect(),
+            );
             summary_tx.send_replace(aggregator.summary(10));
         }
     });
@@ -307,7 +313,9 @@ async fn watch_pods(config: &Config, registry: &mut Registry) -> Result<pods::Po
     let client = match pods::watch::client(config.kubeconfig.as_deref()).await {
         Ok(client) => client,
         // Only `auto` inside a cluster may fall back to standalone.
-        Err(e) if config.kubernetes == config::KubernetesMode::Auto && config.kubeconfig.is_none() => {
+        Err(e)
+            if config.kubernetes == config::KubernetesMode::Auto && config.kubeconfig.is_none() =>
+        {
             warn!(error = %e, "cannot reach the Kubernetes API: standalone, flows named by IP");
             return Ok(index);
         }

@@ -37,7 +37,9 @@ pub struct FakeApiServer {
     kubeconfig: PathBuf,
 }
 
-/// A running pod of `node` owned by `owner` (kind, name), with `ip`.
+/// A running pod of `node` owned by `owner` (kind, name), with `ip` and one
+/// container, `app` (image busybox:1.36), whose containerd id is `container`.
+#[allow(clippy::too_many_arguments)]
 pub fn pod(
     namespace: &str,
     name: &str,
@@ -46,6 +48,7 @@ pub fn pod(
     ip: &str,
     owner: Option<(&str, &str)>,
     labels: &[(&str, &str)],
+    container: &str,
 ) -> Value {
     let mut metadata = json!({"namespace": namespace, "name": name, "uid": uid});
     if let Some((kind, owner)) = owner {
@@ -62,7 +65,10 @@ pub fn pod(
     json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": metadata,
         "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox:1.36"}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+            "containerStatuses": [{"name": "app", "image": "busybox:1.36", "imageID": "",
+                "containerID": format!("containerd://{container}"), "ready": true,
+                "restartCount": 0}]}
     })
 }
 
@@ -142,7 +148,8 @@ impl FakeApiServer {
         s.rv += 1;
         pod["metadata"]["resourceVersion"] = json!(s.rv.to_string());
         let rv = s.rv;
-        s.events.push((rv, json!({"type": "DELETED", "object": pod})));
+        s.events
+            .push((rv, json!({"type": "DELETED", "object": pod})));
         cvar.notify_all();
     }
 

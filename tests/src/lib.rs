@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod apiserver;
+pub mod cgroup;
 pub mod exposition;
 pub mod netns;
 pub mod prometheus;

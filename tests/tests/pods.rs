@@ -9,6 +9,7 @@ use std::process::Command;
 use osprey_e2e::{
     agent,
     apiserver::{FakeApiServer, pod},
+    cgroup::TestCgroup,
     eventually,
     exposition::{Sample, samples, sum},
     netns::PodPair,
@@ -17,6 +18,10 @@ use osprey_e2e::{
 
 const NODE: &str = "osprey-node";
 const WEB: &str = "web-7d4b9c-x2x9q";
+const WEB_UID: &str = "0f3c8a1e-2b4d-4c6e-8f10-00000000a001";
+const DB_UID: &str = "0f3c8a1e-2b4d-4c6e-8f10-00000000a002";
+/// containerd ids are 64 hex digits.
+const WEB_APP: &str = "4f2a9c0000000000000000000000000000000000000000000000000000000001";
 
 fn hubble_drops(s: &[Sample], source: &str, destination: &str) -> u64 {
     sum(
@@ -37,7 +42,11 @@ fn observe(agent: &agent::Agent, args: &[&str]) -> Vec<serde_json::Value> {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -50,14 +59,24 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
     let web = pod(
         "shop",
         WEB,
-        "uid-web",
+        WEB_UID,
         NODE,
         a_ip,
         Some(("ReplicaSet", "web-7d4b9c")),
         &[("pod-template-hash", "7d4b9c")],
+        WEB_APP,
     );
     // Another node's pod with db's address: the agent must not see it.
-    let elsewhere = pod("other", "impostor", "uid-x", "node-2", b_ip, None, &[]);
+    let elsewhere = pod(
+        "other",
+        "impostor",
+        "uid-x",
+        "node-2",
+        b_ip,
+        None,
+        &[],
+        "ff",
+    );
     let api = FakeApiServer::start(vec![web, elsewhere]);
     let Some(agent) = agent::for_test(&[
         "--drain-interval-ms",
@@ -79,11 +98,12 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
     api.apply(pod(
         "shop",
         "db-0",
-        "uid-db",
+        DB_UID,
         NODE,
         b_ip,
         Some(("StatefulSet", "db")),
         &[],
+        "db01",
     ));
     eventually(15, "db-0 from the watch", || (pods() == 2).then_some(()));
 
@@ -108,7 +128,11 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
         sum(
             &s,
             "hubble_flows_processed_total",
-            &[("source", &source), ("destination", "shop/db"), ("verdict", "DROPPED")]
+            &[
+                ("source", &source),
+                ("destination", "shop/db"),
+                ("verdict", "DROPPED")
+            ]
         ) as u64
             == SENT
     );
@@ -128,8 +152,50 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
     );
     assert!(observe(&agent, &["--namespace", "other"]).is_empty());
 
+    // container_*: the kubelet's cgroups of web's pod and of its container
+    // (cgroupfs driver layout) carry the pod's and the container's names.
+    let pod_cgroup = format!(
+        "osprey-kubepods-{}/besteffort/pod{WEB_UID}",
+        std::process::id()
+    );
+    let app = TestCgroup::at(&format!("{pod_cgroup}/{WEB_APP}"));
+    let mut sleeper = app.run("sleep 30");
+    let s = settle(10, || {
+        let s = samples(&agent.scrape().1);
+        (sum(&s, "container_processes", &[("id", &app.id)]) >= 1.0, s)
+    });
+    let app_series: Vec<&Sample> = s
+        .iter()
+        .filter(|x| x.name == "container_memory_usage_bytes" && x.labels["id"] == app.id)
+        .collect();
+    assert_eq!(app_series.len(), 1, "{app_series:?}");
+    let want = [
+        ("namespace", "shop"),
+        ("pod", WEB),
+        ("container", "app"),
+        ("image", "busybox:1.36"),
+        ("name", WEB_APP),
+    ];
+    for (k, v) in want {
+        assert_eq!(
+            app_series[0].labels.get(k).map(String::as_str),
+            Some(v),
+            "{k}"
+        );
+    }
+    let pod_id = format!("/{pod_cgroup}");
+    let pod_series: Vec<&Sample> = s
+        .iter()
+        .filter(|x| x.name == "container_memory_usage_bytes" && x.labels["id"] == pod_id)
+        .collect();
+    assert_eq!(pod_series.len(), 1, "the pod's own cgroup");
+    assert_eq!(pod_series[0].labels["pod"], WEB);
+    assert!(!pod_series[0].labels.contains_key("container"));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+
     // A deleted pod's address falls back to the IP.
-    api.delete("uid-db");
+    api.delete(DB_UID);
     eventually(15, "db-0's deletion", || (pods() == 1).then_some(()));
     const AFTER: u64 = 10;
     traffic::udp_send(&pair, 7000, AFTER as usize, 200);
@@ -143,8 +209,20 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
     // Only this node's pods were asked for, by list and by watch.
     let requests = api.requests();
     let selected = |r: &&String| r.contains("fieldSelector=spec.nodeName%3Dosprey-node");
-    assert!(requests.iter().filter(selected).any(|r| r.contains("watch=true")), "{requests:?}");
-    assert!(requests.iter().filter(selected).any(|r| !r.contains("watch=")), "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .filter(selected)
+            .any(|r| r.contains("watch=true")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .filter(selected)
+            .any(|r| !r.contains("watch=")),
+        "{requests:?}"
+    );
     assert_eq!(sum(&s, "osprey_kubernetes_watch_errors_total", &[]), 0.0);
 }
 
@@ -153,7 +231,12 @@ fn a_bad_kubeconfig_is_a_clear_error() {
     osprey_e2e::require!(osprey_e2e::is_root(), "root is needed to load eBPF");
     osprey_e2e::require!(agent::binary().is_some(), "OSPREY_AGENT_BIN unset");
     let out = Command::new(agent::binary().unwrap())
-        .args(["--listen", "127.0.0.1:0", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

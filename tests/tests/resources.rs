@@ -4,146 +4,16 @@
 //! layout (hybrid v1 here; pure v2 on most nodes).
 
 use std::{
-    path::PathBuf,
     process::{Child, Command},
     time::Duration,
 };
 
 use osprey_e2e::{
     agent,
+    cgroup::TestCgroup,
     exposition::{samples, sum},
     netns::{IFACE, PodPair},
 };
-
-/// A test cgroup in every hierarchy the agent reads; removed on drop.
-struct TestCgroup {
-    dirs: Vec<PathBuf>,
-    id: String,
-}
-
-impl TestCgroup {
-    fn new(tag: &str) -> Self {
-        let name = format!("osprey-{tag}-{}", std::process::id());
-        let v1 = PathBuf::from("/sys/fs/cgroup/cpuacct/cpuacct.usage").exists();
-        // v1: cpuacct, cpu, memory (the agent reads them), then blkio and the
-        // v2 tree (the eBPF probes name tasks by their v2 cgroup).
-        let roots: Vec<PathBuf> = if v1 {
-            ["cpuacct", "cpu", "memory", "blkio", "unified"]
-                .iter()
-                .map(|c| PathBuf::from("/sys/fs/cgroup").join(c))
-                .collect()
-        } else {
-            let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+cpu +memory +io");
-            vec![PathBuf::from("/sys/fs/cgroup")]
-        };
-        let dirs: Vec<PathBuf> = roots.iter().map(|r| r.join(&name)).collect();
-        for d in &dirs {
-            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
-        }
-        Self {
-            dirs,
-            id: format!("/{name}"),
-        }
-    }
-
-    /// A shell line that moves itself into the cgroup, then runs `cmd`.
-    fn run(&self, cmd: &str) -> std::process::Child {
-        let join: String = self
-            .dirs
-            .iter()
-            .map(|d| format!("echo $$ > {}/cgroup.procs; ", d.display()))
-            .collect();
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("{join}exec {cmd}"))
-            .spawn()
-            .unwrap()
-    }
-
-    fn file(&self, v1_dir: usize, v1: &str, v2: &str) -> String {
-        let path = if self.dirs.len() > 1 {
-            self.dirs[v1_dir].join(v1)
-        } else {
-            self.dirs[0].join(v2)
-        };
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
-
-    /// Ground truth: CPU seconds from cgroupfs.
-    fn cpu_seconds(&self) -> f64 {
-        if self.dirs.len() > 1 {
-            self.file(0, "cpuacct.usage", "")
-                .trim()
-                .parse::<f64>()
-                .unwrap()
-                / 1e9
-        } else {
-            let stat = self.file(0, "", "cpu.stat");
-            let usec: f64 = stat
-                .lines()
-                .find_map(|l| l.strip_prefix("usage_usec "))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            usec / 1e6
-        }
-    }
-
-    /// Limits memory (and swap) to `bytes`.
-    fn limit_memory(&self, bytes: u64) {
-        let write = |path: PathBuf, value: &str| {
-            std::fs::write(&path, value).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        };
-        if self.dirs.len() > 1 {
-            write(
-                self.dirs[2].join("memory.limit_in_bytes"),
-                &bytes.to_string(),
-            );
-            let memsw = self.dirs[2].join("memory.memsw.limit_in_bytes");
-            if memsw.exists() {
-                write(memsw, &bytes.to_string());
-            }
-        } else {
-            write(self.dirs[0].join("memory.max"), &bytes.to_string());
-            let _ = std::fs::write(self.dirs[0].join("memory.swap.max"), "0");
-        }
-    }
-
-    /// Ground truth: the kernel's OOM-kill count for the cgroup.
-    fn oom_kills(&self) -> f64 {
-        let text = self.file(2, "memory.oom_control", "memory.events");
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .map(|v| v.trim().parse().unwrap())
-            .unwrap_or(0.0)
-    }
-
-    /// The v2 directory (PSI files).
-    fn v2_dir(&self) -> &PathBuf {
-        self.dirs.last().unwrap()
-    }
-
-    fn memory_bytes(&self) -> f64 {
-        self.file(2, "memory.usage_in_bytes", "memory.current")
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        for d in &self.dirs {
-            for _ in 0..50 {
-                if std::fs::remove_dir(d).is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
 
 #[test]
 fn cpu_and_memory_per_cgroup_match_cgroupfs() {

@@ -154,8 +154,17 @@ mod tests {
             }
         }));
         let m = PodMeta::from_pod(&p).unwrap();
-        assert_eq!((m.workload_kind.as_str(), m.workload.as_str()), ("Deployment", "web"));
-        assert_eq!(m.ips, vec!["10.1.0.4".parse::<IpAddr>().unwrap(), "fd00::4".parse().unwrap()]);
+        assert_eq!(
+            (m.workload_kind.as_str(), m.workload.as_str()),
+            ("Deployment", "web")
+        );
+        assert_eq!(
+            m.ips,
+            vec![
+                "10.1.0.4".parse::<IpAddr>().unwrap(),
+                "fd00::4".parse().unwrap()
+            ]
+        );
         assert_eq!(m.containers[0].id, "abc123");
         assert_eq!(m.containers[0].name, "app");
     }
@@ -169,7 +178,10 @@ mod tests {
             "status": {"podIP": "10.1.0.5"}
         }));
         let m = PodMeta::from_pod(&sts).unwrap();
-        assert_eq!((m.workload_kind.as_str(), m.workload.as_str()), ("StatefulSet", "db"));
+        assert_eq!(
+            (m.workload_kind.as_str(), m.workload.as_str()),
+            ("StatefulSet", "db")
+        );
 
         let cron = pod(serde_json::json!({
             "metadata": {"namespace": "ops", "name": "backup-29012345-abcde", "uid": "u3",
@@ -178,7 +190,10 @@ mod tests {
             "status": {"phase": "Succeeded", "podIP": "10.1.0.6"}
         }));
         let m = PodMeta::from_pod(&cron).unwrap();
-        assert_eq!((m.workload_kind.as_str(), m.workload.as_str()), ("CronJob", "backup"));
+        assert_eq!(
+            (m.workload_kind.as_str(), m.workload.as_str()),
+            ("CronJob", "backup")
+        );
         assert!(m.ips.is_empty(), "a finished pod's address may be reused");
 
         // A ReplicaSet without the hash label is not taken for a Deployment's.
@@ -190,14 +205,20 @@ mod tests {
             "status": {"podIP": "192.168.1.10"}
         }));
         let m = PodMeta::from_pod(&rs).unwrap();
-        assert_eq!((m.workload_kind.as_str(), m.workload.as_str()), ("ReplicaSet", "rs-1"));
+        assert_eq!(
+            (m.workload_kind.as_str(), m.workload.as_str()),
+            ("ReplicaSet", "rs-1")
+        );
         assert!(m.ips.is_empty(), "host-network pods own no address");
 
         let bare = pod(serde_json::json!({
             "metadata": {"namespace": "a", "name": "debug", "uid": "u5"}
         }));
         let m = PodMeta::from_pod(&bare).unwrap();
-        assert_eq!((m.workload_kind.as_str(), m.workload.as_str()), ("Pod", "debug"));
+        assert_eq!(
+            (m.workload_kind.as_str(), m.workload.as_str()),
+            ("Pod", "debug")
+        );
         assert!(PodMeta::from_pod(&pod(serde_json::json!({"metadata": {"name": "x"}}))).is_none());
     }
 }

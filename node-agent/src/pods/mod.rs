@@ -5,6 +5,7 @@
 //! watch (task: kube-rs watcher → [`PodMeta`]) → [`PodIndex`] ← lookups from
 //! the flow aggregator, the DNS tracker and the cgroup collector.
 
+pub mod cgroup;
 pub mod meta;
 pub mod watch;
 
@@ -14,7 +15,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-pub use meta::{ContainerMeta, PodMeta};
+pub use meta::PodMeta;
 
 /// The pods known on this node, by IP and by UID. Cheap to clone; lookups
 /// take a read lock.
@@ -61,8 +62,13 @@ impl PodIndex {
         pods.by_ip.get(&ip).cloned()
     }
 
-    pub fn by_uid(&self, uid: &str) -> Option<Arc<PodMeta>> {
-        self.read().by_uid.get(uid).cloned()
+    /// The pod (and its container, by index into `containers`) whose
+    /// cgroup `path` is, for a kubelet-made cgroup.
+    pub fn by_cgroup(&self, path: &str) -> Option<(Arc<PodMeta>, Option<usize>)> {
+        let (uid, container) = cgroup::owner(path)?;
+        let pod = self.read().by_uid.get(&uid).cloned()?;
+        let index = container.and_then(|id| pod.containers.iter().position(|c| c.id == id));
+        Some((pod, index))
     }
 
     /// Adds or replaces a pod (by UID).
@@ -132,6 +138,37 @@ mod tests {
     }
 
     #[test]
+    fn a_kubelet_cgroup_names_its_pod_and_container() {
+        let index = PodIndex::default();
+        let uid = "0f3c8a1e-2b4d-4c6e-8f10-123456789abc";
+        let mut p = pod(uid, "web", &["10.0.0.5"]);
+        p.containers.push(meta::ContainerMeta {
+            id: "4f2a9c".into(),
+            name: "app".into(),
+            image: "nginx:1.27".into(),
+        });
+        index.upsert(p);
+        let (pod, c) = index
+            .by_cgroup(&format!("/kubepods/besteffort/pod{uid}/4f2a9c"))
+            .unwrap();
+        assert_eq!(pod.containers[c.unwrap()].name, "app");
+        let (_, c) = index
+            .by_cgroup(&format!("/kubepods/besteffort/pod{uid}"))
+            .unwrap();
+        assert_eq!(c, None);
+        // The sandbox (pause) container is the pod's, but no named container.
+        let (_, c) = index
+            .by_cgroup(&format!("/kubepods/besteffort/pod{uid}/abc"))
+            .unwrap();
+        assert_eq!(c, None);
+        assert!(
+            index
+                .by_cgroup("/kubepods/besteffort/pod1f3c8a1e-2b4d-4c6e-8f10-123456789abc")
+                .is_none()
+        );
+    }
+
+    #[test]
     fn an_update_drops_addresses_the_pod_no_longer_has() {
         let index = PodIndex::default();
         index.upsert(pod("u1", "web", &["10.0.0.5"]));
@@ -139,7 +176,7 @@ mod tests {
         assert!(index.by_ip_str("10.0.0.5").is_none());
         assert_eq!(index.by_ip_str("10.0.0.6").unwrap().uid, "u1");
         index.replace(vec![pod("u3", "db", &["10.0.0.7"])]);
-        assert!(index.by_uid("u1").is_none());
+        assert!(index.by_ip_str("10.0.0.5").is_none());
         assert_eq!(index.len(), 1);
         assert!(index.by_ip_str("not an ip").is_none());
     }

@@ -26,14 +26,30 @@ use prometheus_client::{
 use cgroupfs::{CgroupStats, FileBudget, Layout, Opened};
 use kernel::KernelResources;
 
+use crate::pods::{PodIndex, PodMeta};
+
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
-/// The kubelet's labels of a cgroup: `id`, then `namespace`, `pod`,
-/// `container`, `image`, `name` once the Kubernetes mapping knows them (an
-/// absent label and an empty one are the same to PromQL, so unknown ones are
-/// left out rather than sent empty on every series).
-fn labels(id: &str) -> Labels<'_> {
-    vec![("id", id)]
+/// The pod (and container) a cgroup belongs to, when the pod watch knows it.
+type Owner = Option<(Arc<PodMeta>, Option<usize>)>;
+
+/// The kubelet's labels of a cgroup: `id`, then `namespace`, `pod`, and for
+/// a container's cgroup `container`, `image` and `name` (the runtime's
+/// container id), once the pod watch knows them (an absent label and an
+/// empty one are the same to PromQL, so unknown ones are left out rather
+/// than sent empty on every series).
+fn labels<'a>(id: &'a str, owner: &'a Owner) -> Labels<'a> {
+    let mut l = vec![("id", id)];
+    if let Some((pod, container)) = owner {
+        l.push(("namespace", pod.namespace.as_str()));
+        l.push(("pod", pod.name.as_str()));
+        if let Some(c) = container.map(|i| &pod.containers[i]) {
+            l.push(("container", c.name.as_str()));
+            l.push(("image", c.image.as_str()));
+            l.push(("name", c.id.as_str()));
+        }
+    }
+    l
 }
 
 fn with<'a>(base: &Labels<'a>, key: &'static str, value: &'a str) -> Labels<'a> {
@@ -49,6 +65,7 @@ pub struct CgroupCollector {
     kernel: Option<Arc<KernelResources>>,
     opened: std::sync::Mutex<HashMap<String, Arc<Opened>>>,
     budget: Arc<FileBudget>,
+    pods: PodIndex,
 }
 
 impl std::fmt::Debug for CgroupCollector {
@@ -127,11 +144,13 @@ impl CgroupCollector {
         limit: usize,
         open_files: usize,
         kernel: Option<Arc<KernelResources>>,
+        pods: PodIndex,
     ) -> Self {
         Self {
             layout,
             limit,
             kernel,
+            pods,
             opened: Default::default(),
             budget: FileBudget::new(open_files),
         }
@@ -418,7 +437,12 @@ impl Collector for CgroupCollector {
         let ids = self.layout.cgroups(self.limit);
         let (stats, v2_ids): (Vec<CgroupStats>, Vec<Option<u64>>) =
             self.read_all(&ids).into_iter().unzip();
-        let base: Vec<Labels<'_>> = ids.iter().map(|id| labels(id)).collect();
+        let owners: Vec<Owner> = ids.iter().map(|id| self.pods.by_cgroup(id)).collect();
+        let base: Vec<Labels<'_>> = ids
+            .iter()
+            .zip(&owners)
+            .map(|(id, o)| labels(id, o))
+            .collect();
         for (name, help, metric_type, get) in FAMILIES {
             let mut family = encoder.encode_descriptor(name, help, None, *metric_type)?;
             for (labels, s) in base.iter().zip(&stats) {
