@@ -193,7 +193,9 @@ async fn run(config: Config) -> Result<()> {
     if let Some(ring) = maps.dns.take() {
         let (tx, rx) = mpsc::channel(DNS_CHANNEL);
         tokio::spawn(dns::reader::run(ring, tx, dns_metrics.lost.clone()));
-        tokio::spawn(dns::tracker::DnsTracker::new(dns_metrics, hub.clone(), pods.clone()).run(rx));
+        tokio::spawn(
+            dns::tracker::DnsTracker::new(dns_metrics, hub.clone(), contexts.clone()).run(rx),
+        );
     }
 
     // Stage 1: drain, on its own thread (map syscalls block).

@@ -104,7 +104,16 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
         dnsmasq_ok,
         "dnsmasq is not installed (cargo xtask setup installs dnsmasq-base)"
     );
-    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200"]) else {
+    // Hubble context options: the client is the source of queries and of
+    // responses alike.
+    let Some(agent) = agent::for_test(&[
+        "--drain-interval-ms",
+        "200",
+        "--hubble-source-context",
+        "ip",
+        "--hubble-destination-context",
+        "ip",
+    ]) else {
         return;
     };
     let pair = PodPair::new("dn", "10.214.0.1", "10.214.0.2", 24);
@@ -180,6 +189,13 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
         ),
         1.0
     );
+    let (client, server) = (pair.a_ip.to_string(), pair.b_ip.to_string());
+    let ends = [
+        ("source", client.as_str()),
+        ("destination", server.as_str()),
+    ];
+    assert_eq!(delta(&s, "hubble_dns_queries_total", &ends), 3.0);
+    assert_eq!(delta(&s, "hubble_dns_responses_total", &ends), 3.0);
     // The kernel timestamps lie between the clients' sends and receives.
     let latency_sum = delta(
         &s,

@@ -16,22 +16,27 @@ use tokio::sync::mpsc;
 
 use super::message::{DnsMessage, Skip};
 use crate::{
+    flows::context::{ContextLabels, Contexts},
     observe::{
         hub::FlowHub,
         record::{DnsInfo, FlowRecord, Verdict},
     },
-    pods::PodIndex,
 };
 
 /// A query without an answer for this long is counted as unanswered.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+/// Labels of Hubble's DNS families. With context options, `source` is the
+/// client and `destination` the server for queries and responses alike (as
+/// Hubble inverts a response's flow).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DnsLabels {
+    pub context: ContextLabels,
     pub rcode: String,
     pub qtypes: String,
     pub ips_returned: String,
 }
+crate::labels_with_context!(DnsLabels { rcode => "rcode", qtypes => "qtypes", ips_returned => "ips_returned" });
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RcodeLabels {
@@ -101,17 +106,17 @@ type PendingKey = (String, u16, String, u16);
 pub struct DnsTracker {
     metrics: DnsMetrics,
     hub: FlowHub,
-    pods: PodIndex,
+    contexts: Contexts,
     /// Queries waiting for answers: (client ip, client port, server ip, id) → (ts, message).
     pending: HashMap<PendingKey, (u64, SystemTime)>,
 }
 
 impl DnsTracker {
-    pub fn new(metrics: DnsMetrics, hub: FlowHub, pods: PodIndex) -> Self {
+    pub fn new(metrics: DnsMetrics, hub: FlowHub, contexts: Contexts) -> Self {
         Self {
             metrics,
             hub,
-            pods,
+            contexts,
             pending: HashMap::new(),
         }
     }
@@ -144,12 +149,14 @@ impl DnsTracker {
             msg.server_ip.clone(),
             msg.id,
         );
+        let context = self.contexts.labels(&msg.client_ip, &msg.server_ip);
         let mut latency = None;
         if msg.response {
             let rcode = msg.rcode.unwrap_or("Other").to_owned();
             self.metrics
                 .responses
                 .get_or_create(&DnsLabels {
+                    context: context.clone(),
                     rcode: rcode.clone(),
                     qtypes: msg.qtype.clone(),
                     ips_returned: msg.ips.len().to_string(),
@@ -167,6 +174,7 @@ impl DnsTracker {
             self.metrics
                 .queries
                 .get_or_create(&DnsLabels {
+                    context,
                     rcode: String::new(),
                     qtypes: msg.qtype.clone(),
                     ips_returned: "0".into(),
@@ -174,8 +182,9 @@ impl DnsTracker {
                 .inc();
             self.pending.insert(key, (msg.ts_ns, now));
         }
-        self.hub
-            .publish(vec![record(&msg, latency, now).with_pods(&self.pods)]);
+        self.hub.publish(vec![
+            record(&msg, latency, now).with_pods(&self.contexts.pods),
+        ]);
     }
 
     fn expire(&mut self, now: SystemTime) {
