@@ -54,6 +54,9 @@ pub struct RunArgs {
     pub flow_idle_ttl_secs: Option<u64>,
     #[arg(long, env = "OSPREY_SERIES_BUDGET")]
     pub series_budget: Option<usize>,
+    /// Ports in per-flow metrics: server (fold clients' ephemeral ports) or both.
+    #[arg(long, env = "OSPREY_FLOW_PORTS", value_enum)]
+    pub flow_ports: Option<crate::config::FlowPorts>,
     /// Write every flow record as a JSON line to this file ("-" = stdout).
     #[arg(long, env = "OSPREY_FLOW_LOG")]
     pub flow_log: Option<PathBuf>,
@@ -108,6 +111,9 @@ impl RunArgs {
         }
         if let Some(v) = self.series_budget {
             c.series_budget = v;
+        }
+        if let Some(v) = self.flow_ports {
+            c.flow_ports = v;
         }
         if let Some(v) = self.flow_log {
             c.flow_log = Some(v);

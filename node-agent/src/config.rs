@@ -46,6 +46,12 @@ pub struct Config {
     pub drain_interval_ms: u64,
     /// A flow series with no traffic for this many seconds is removed from /metrics.
     pub flow_idle_ttl_secs: u64,
+    /// Ports in the per-flow metric families (`osprey_flow_*`,
+    /// `osprey_tcp_retransmits_total`): `server` labels a client's ephemeral
+    /// port (inside ip_local_port_range, facing a port outside it) 0, so a
+    /// client's connections to one service share a series; `both` keeps
+    /// every port (a series per connection). Flow records keep both.
+    pub flow_ports: FlowPorts,
     /// Series budget of each per-flow metric family (`osprey_flow_bytes_total`
     /// and `_packets_total` share one, `osprey_flow_drops_total`,
     /// `osprey_tcp_retransmits_total`). Past it, new series fold into an
@@ -91,6 +97,15 @@ pub struct Config {
     pub node_name: Option<String>,
 }
 
+/// Which ports the per-flow metric families keep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowPorts {
+    #[default]
+    Server,
+    Both,
+}
+
 /// When to watch pods on the Kubernetes API.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +126,7 @@ impl Default for Config {
             drain_interval_ms: 2_000,
             flow_idle_ttl_secs: 300,
             series_budget: 10_000,
+            flow_ports: FlowPorts::Server,
             cgroup_metrics_limit: 1_000,
             cgroup_open_files: 2_048,
             hubble_source_context: ContextSpec::default(),

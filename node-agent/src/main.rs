@@ -233,9 +233,14 @@ async fn run(config: Config) -> Result<()> {
     let series_budget = config.series_budget;
     let publish = hub.clone();
     let record_pods = pods.clone();
+    let ports = match config.flow_ports {
+        config::FlowPorts::Server => flows::labels::PortFold::host(),
+        config::FlowPorts::Both => flows::labels::PortFold::default(),
+    };
     let aggregate = tokio::spawn(async move {
         let flow_budget = SeriesBudget::new("osprey_flow_bytes", series_budget, &budget_metrics);
-        let mut aggregator = FlowAggregator::new(flow_metrics, hubble_metrics, ttl, flow_budget);
+        let mut aggregator = FlowAggregator::new(flow_metrics, hubble_metrics, ttl, flow_budget)
+            .with_ports(ports.clone());
         let mut events = EventAggregator::new(
             event_metrics,
             drop_reasons,
@@ -243,7 +248,8 @@ async fn run(config: Config) -> Result<()> {
             series_budget,
             &budget_metrics,
             contexts,
-        );
+        )
+        .with_ports(ports);
         while let Some(batch) = batch_rx.recv().await {
             let now = Instant::now();
             aggregator.apply(&batch, now);

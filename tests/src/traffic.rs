@@ -205,3 +205,17 @@ pub fn udp_send(pair: &PodPair, port: u16, count: usize, size: usize) -> u16 {
         .join()
         .unwrap()
 }
+
+/// The port as the agent's per-flow metrics label it by default
+/// (`flow_ports = "server"`): a port inside this host's ip_local_port_range
+/// facing a `peer` port outside it is a client's ephemeral port, labelled 0.
+pub fn metric_port(port: u16, peer: u16) -> u16 {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let mut it = text.split_whitespace().map(|v| v.parse::<u16>().unwrap());
+    let range = it.next().unwrap()..=it.next().unwrap();
+    if range.contains(&port) && !range.contains(&peer) {
+        0
+    } else {
+        port
+    }
+}

@@ -35,7 +35,8 @@ fn drop_count(
     protocol: &str,
     reason: &str,
 ) -> u64 {
-    let (sp, dp) = (src.1.to_string(), dst.1.to_string());
+    let sp = traffic::metric_port(src.1, dst.1).to_string();
+    let dp = traffic::metric_port(dst.1, src.1).to_string();
     sum(
         s,
         "osprey_flow_drops_total",
@@ -83,7 +84,7 @@ fn netfilter_drop_is_counted_on_its_flow(tag: &str, a: &str, b: &str, prefix: u8
         "hubble_drop_total{hubble:?}"
     );
     // Seen leaving A's socket, never entering B's.
-    let sp = src_port.to_string();
+    let sp = traffic::metric_port(src_port, 7000).to_string();
     let flow = |direction| {
         sum(
             &s,
@@ -158,7 +159,7 @@ fn retransmits_are_counted_on_the_stalled_flow() {
     let (a, b, cp, sp) = (
         a_ip.to_string(),
         b_ip.to_string(),
-        client_port.to_string(),
+        traffic::metric_port(client_port, PORT).to_string(),
         PORT.to_string(),
     );
     let count = |s: &[Sample], src: (&str, &str), dst: (&str, &str)| {

@@ -25,12 +25,21 @@ struct Flow<'a> {
 }
 
 impl Flow<'_> {
+    /// The series' labels, ports as the agent labels them by default.
     fn labels(&self) -> Vec<(&str, String)> {
+        let (sp, dp) = if self.protocol.starts_with("ICMP") {
+            (self.src.1, self.dst.1)
+        } else {
+            (
+                traffic::metric_port(self.src.1, self.dst.1),
+                traffic::metric_port(self.dst.1, self.src.1),
+            )
+        };
         vec![
             ("source_ip", self.src.0.to_owned()),
-            ("source_port", self.src.1.to_string()),
+            ("source_port", sp.to_string()),
             ("destination_ip", self.dst.0.to_owned()),
-            ("destination_port", self.dst.1.to_string()),
+            ("destination_port", dp.to_string()),
             ("protocol", self.protocol.to_owned()),
             ("direction", self.direction.to_owned()),
         ]
@@ -215,6 +224,49 @@ fn udp_ipv4_bytes_and_packets_are_exact() {
 #[test]
 fn udp_ipv6_bytes_and_packets_are_exact() {
     udp_matches_ground_truth("u6", "fd00:202::1", "fd00:202::2", 64);
+}
+
+/// Two client sockets of one pod sending to one server port share a series
+/// (`flow_ports = "server"`, the default): their ephemeral ports are
+/// labelled 0, and the series holds exactly what both sent.
+#[test]
+fn clients_ephemeral_ports_fold_into_one_series() {
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200"]) else {
+        return;
+    };
+    let pair = PodPair::new("ep", "10.217.0.1", "10.217.0.2", 24);
+    let first = traffic::udp_send(&pair, 7100, 30, 100);
+    let second = traffic::udp_send(&pair, 7100, 20, 100);
+    assert_ne!(first, second);
+    let a = pair.a_ip.to_string();
+    let series = |s: &[Sample], port: &str, metric: &str| {
+        sum(
+            s,
+            metric,
+            &[
+                ("source_ip", &a),
+                ("source_port", port),
+                ("destination_port", "7100"),
+                ("direction", "egress"),
+            ],
+        ) as u64
+    };
+    let s = settle(15, || {
+        let s = samples(&agent.scrape().1);
+        (series(&s, "0", "osprey_flow_packets_total") >= 50, s)
+    });
+    assert_eq!(series(&s, "0", "osprey_flow_packets_total"), 50);
+    assert_eq!(
+        series(&s, "0", "osprey_flow_bytes_total"),
+        50 * (100 + UDP_HEADER + ip_header(&pair))
+    );
+    for port in [first, second] {
+        assert_eq!(
+            series(&s, &port.to_string(), "osprey_flow_packets_total"),
+            0,
+            "no series per ephemeral port"
+        );
+    }
 }
 
 /// A tiny flow map and many new flows inside one drain interval: the flows

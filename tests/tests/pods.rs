@@ -55,7 +55,7 @@ fn observe(agent: &agent::Agent, args: &[&str]) -> Vec<serde_json::Value> {
 
 #[test]
 fn flows_and_drops_are_named_by_pod_and_workload() {
-    let (a_ip, b_ip) = ("10.211.0.1", "10.211.0.2");
+    let (a_ip, b_ip) = ("10.216.0.1", "10.216.0.2");
     let web = pod(
         "shop",
         WEB,

@@ -12,7 +12,7 @@ use super::{
     budget::SeriesBudget,
     drain::FlowBatch,
     hubble::HubbleFlowMetrics,
-    labels::FlowLabels,
+    labels::{FlowLabels, PortFold},
     metrics::{FlowMetrics, LossLabels, LossReason},
 };
 
@@ -51,9 +51,16 @@ pub struct FlowAggregator {
     series: HashMap<FlowLabels, Series>,
     idle_ttl: Duration,
     loss_seen: FlowLoss,
+    ports: PortFold,
 }
 
 impl FlowAggregator {
+    /// Folds ephemeral ports in the series' labels (default: none).
+    pub fn with_ports(mut self, ports: PortFold) -> Self {
+        self.ports = ports;
+        self
+    }
+
     pub fn new(
         metrics: FlowMetrics,
         hubble: HubbleFlowMetrics,
@@ -67,6 +74,7 @@ impl FlowAggregator {
             series: HashMap::new(),
             idle_ttl,
             loss_seen: FlowLoss::default(),
+            ports: PortFold::default(),
         }
     }
 
@@ -75,7 +83,7 @@ impl FlowAggregator {
             entry.last_interval_bytes = 0;
         }
         for delta in &batch.flows {
-            let labels = FlowLabels::from(&delta.key);
+            let labels = self.ports.labels(&delta.key);
             self.hubble.observe(delta, &labels);
             let live = self.series.contains_key(&labels);
             let labels = self.budget.admit(labels, live, self.series.len());

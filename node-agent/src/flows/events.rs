@@ -17,7 +17,7 @@ use prometheus_client::{
 use super::{
     budget::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget},
     context::{ContextLabels, Contexts},
-    labels::{FlowLabels, Protocol},
+    labels::{PortFold, Protocol},
 };
 
 /// `hubble_drop_total` labels, as Hubble's drop handler has them.
@@ -131,9 +131,16 @@ pub struct EventAggregator {
     retransmit_series: HashMap<RetransmitLabels, Instant>,
     idle_ttl: Duration,
     loss_seen: FlowLoss,
+    ports: PortFold,
 }
 
 impl EventAggregator {
+    /// Folds ephemeral ports in the series' labels (default: none).
+    pub fn with_ports(mut self, ports: PortFold) -> Self {
+        self.ports = ports;
+        self
+    }
+
     pub fn new(
         metrics: EventMetrics,
         reasons: BTreeMap<u32, String>,
@@ -152,6 +159,7 @@ impl EventAggregator {
             retransmit_series: HashMap::new(),
             idle_ttl,
             loss_seen: FlowLoss::default(),
+            ports: PortFold::default(),
         }
     }
 
@@ -194,7 +202,7 @@ impl EventAggregator {
     ) {
         for (key, count) in drops {
             let reason = self.reason_name(key.reason);
-            let flow = FlowLabels::from(&key.flow);
+            let flow = self.ports.labels(&key.flow);
             let protocol = flow.protocol;
             self.metrics
                 .hubble_drops
@@ -221,7 +229,7 @@ impl EventAggregator {
             self.drop_series.insert(labels, now);
         }
         for (key, count) in retransmits {
-            let flow = FlowLabels::from(key);
+            let flow = self.ports.labels(key);
             let labels = RetransmitLabels {
                 source_ip: flow.source_ip,
                 source_port: flow.source_port,

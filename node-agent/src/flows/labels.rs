@@ -112,6 +112,52 @@ impl From<&FlowKey> for FlowLabels {
     }
 }
 
+/// Keeps a client's ephemeral port out of the per-flow metric families: one
+/// series per (client, server, server port) instead of one per connection.
+/// A TCP or UDP port inside the local port range (ip_local_port_range) whose
+/// peer port is outside it is taken for the client's and labelled 0; when
+/// both or neither are inside, both are kept. Flow records keep both.
+#[derive(Debug, Clone, Default)]
+pub struct PortFold {
+    ephemeral: Option<std::ops::RangeInclusive<u16>>,
+}
+
+impl PortFold {
+    /// Folds ports in `range`.
+    pub fn ephemeral(range: std::ops::RangeInclusive<u16>) -> Self {
+        Self {
+            ephemeral: Some(range),
+        }
+    }
+
+    /// This host's local port range (Linux's default when unreadable).
+    pub fn host() -> Self {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|t| {
+                let mut it = t.split_whitespace().map(|v| v.parse::<u16>().ok());
+                Some(it.next()??..=it.next()??)
+            })
+            .unwrap_or(32768..=60999);
+        Self::ephemeral(range)
+    }
+
+    /// The metric labels of a flow key.
+    pub fn labels(&self, key: &FlowKey) -> FlowLabels {
+        let mut l = FlowLabels::from(key);
+        if let Some(r) = &self.ephemeral
+            && matches!(l.protocol, Protocol::Tcp | Protocol::Udp)
+        {
+            match (r.contains(&l.source_port), r.contains(&l.destination_port)) {
+                (true, false) => l.source_port = 0,
+                (false, true) => l.destination_port = 0,
+                _ => {}
+            }
+        }
+        l
+    }
+}
+
 fn ip(family: u8, addr: &[u32; 4]) -> IpAddr {
     let octets = osprey_abi::addr_octets(addr);
     if family == FAMILY_V4 {
@@ -125,6 +171,39 @@ fn ip(family: u8, addr: &[u32; 4]) -> IpAddr {
 mod tests {
     use super::*;
     use osprey_abi::{DIR_INGRESS, FAMILY_V6};
+
+    #[test]
+    fn the_clients_ephemeral_port_folds_to_zero() {
+        let fold = PortFold::ephemeral(32768..=60999);
+        let mut key = FlowKey {
+            src_addr: osprey_abi::addr_words(&[10, 0, 0, 1]),
+            dst_addr: osprey_abi::addr_words(&[10, 0, 0, 2]),
+            src_port: 40000,
+            dst_port: 443,
+            family: FAMILY_V4,
+            protocol: PROTO_TCP,
+            ..FlowKey::default()
+        };
+        assert_eq!(
+            (
+                fold.labels(&key).source_port,
+                fold.labels(&key).destination_port
+            ),
+            (0, 443)
+        );
+        (key.src_port, key.dst_port) = (443, 40000);
+        assert_eq!(fold.labels(&key).destination_port, 0);
+        assert_eq!(fold.labels(&key).source_port, 443);
+        // Both inside or both outside: kept.
+        (key.src_port, key.dst_port) = (40000, 50000);
+        assert_eq!(fold.labels(&key).source_port, 40000);
+        (key.src_port, key.dst_port) = (53, 80);
+        assert_eq!(fold.labels(&key).source_port, 53);
+        // ICMP's "ports" are type and code.
+        (key.protocol, key.src_port) = (PROTO_ICMP, 40000);
+        assert_eq!(fold.labels(&key).source_port, 40000);
+        assert_eq!(PortFold::default().labels(&key), FlowLabels::from(&key));
+    }
 
     #[test]
     fn v4_and_v6_keys_render_as_addresses() {
