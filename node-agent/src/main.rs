@@ -137,6 +137,12 @@ async fn run(config: Config) -> Result<()> {
     );
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
+    registry.register_collector(Box::new(flows::lost::HubbleLostEvents {
+        flow_lost_packets: flow_metrics.lost_packets.clone(),
+        probe_lost_events: event_metrics.lost_events.clone(),
+        dns_queue: dns_metrics.lost.clone(),
+        followers: hub.lost.clone(),
+    }));
     registry.register_collector(Box::new(resources::node::NodeCollector));
     let event_hub = events::hub(config.observe_buffer, &mut registry);
     let oom_malformed = prometheus_client::metrics::counter::Counter::default();

@@ -304,6 +304,18 @@ fn full_flow_map_counts_lost_packets() {
         &[("source_ip", &a_ip), ("direction", "egress")],
     ) as u64;
     let lost_packets = lost(&s) - before;
+    // Hubble's family counts the same loss (every kernel-side loss at once).
+    let kernel_lost = sum(
+        &s,
+        "hubble_lost_events_total",
+        &[("source", "perf_event_ring_buffer")],
+    ) as u64;
+    assert!(
+        kernel_lost >= lost(&s)
+            && kernel_lost <= lost(&s) + sum(&s, "osprey_probe_lost_events_total", &[]) as u64,
+        "hubble_lost_events_total {kernel_lost} vs map_full {}",
+        lost(&s)
+    );
     assert!(
         counted < u64::from(FLOWS),
         "only 8 entries, yet {counted} of {FLOWS} flows counted"

@@ -7,5 +7,6 @@ pub mod drain;
 pub mod events;
 pub mod hubble;
 pub mod labels;
+pub mod lost;
 pub mod metrics;
 pub mod rtt;
