@@ -65,6 +65,24 @@ impl Agent {
         (ctype, resp.into_string().expect("reading /metrics"))
     }
 
+    /// Runs `osprey-agent observe -o json ARGS` against this agent; the records it printed.
+    pub fn observe(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let out = Command::new(binary().unwrap())
+            .args(["observe", "--server", &self.base_url, "-o", "json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "observe {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

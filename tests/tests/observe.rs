@@ -9,29 +9,7 @@ use std::{
     time::Duration,
 };
 
-use osprey_e2e::{
-    agent::{self, Agent},
-    eventually,
-    netns::PodPair,
-    traffic,
-};
-
-fn observe(agent: &Agent, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new(agent::binary().unwrap())
-        .args(["observe", "--server", &agent.base_url, "-o", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "observe {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
+use osprey_e2e::{agent, eventually, netns::PodPair, traffic};
 
 fn s(v: &serde_json::Value, key: &str) -> String {
     match &v[key] {
@@ -62,7 +40,7 @@ fn observe_prints_flows_and_each_filter_narrows_the_output() {
     let dropped_from = traffic::udp_send(&pair, 7302, 6, 100);
 
     let all = eventually(10, "the dropped flow in observe", || {
-        let all = observe(&agent, &["--ip", &a]);
+        let all = agent.observe(&["--ip", &a]);
         all.iter()
             .any(|r| s(r, "verdict") == "DROPPED")
             .then_some(all)
@@ -78,7 +56,7 @@ fn observe_prints_flows_and_each_filter_narrows_the_output() {
         );
     }
 
-    let udp = observe(&agent, &["--ip", &a, "--protocol", "udp"]);
+    let udp = agent.observe(&["--ip", &a, "--protocol", "udp"]);
     assert!(!udp.is_empty() && udp.iter().all(|r| s(r, "protocol") == "UDP"));
     // Forwarded records carry first and last seen, in order, before the record's time.
     for r in udp.iter().filter(|r| s(r, "verdict") == "FORWARDED") {
@@ -90,25 +68,33 @@ fn observe_prints_flows_and_each_filter_narrows_the_output() {
     }
     assert!(udp.len() < all.len());
 
-    let port = observe(&agent, &["--ip", &a, "--port", "7301"]);
+    let port = agent.observe(&["--ip", &a, "--port", "7301"]);
     assert!(!port.is_empty());
     assert!(port.iter().all(|r| s(r, "protocol") == "TCP"
         && (s(r, "source_port") == "7301" || s(r, "destination_port") == "7301")));
 
-    let dropped = observe(&agent, &["--ip", &a, "--verdict", "dropped"]);
+    let dropped = agent.observe(&["--ip", &a, "--verdict", "dropped"]);
     assert_eq!(dropped.len(), 1, "{dropped:?}");
     assert_eq!(s(&dropped[0], "drop_reason"), "NETFILTER_DROP");
     assert_eq!(s(&dropped[0], "source_port"), dropped_from.to_string());
     assert_eq!(s(&dropped[0], "packets"), "6");
     assert_eq!(
-        observe(&agent, &["--ip", &a, "--drop-reason", "NETFILTER_DROP"]),
+        agent.observe(&["--ip", &a, "--drop-reason", "NETFILTER_DROP"]),
         dropped
     );
-    assert!(observe(&agent, &["--ip", &a, "--drop-reason", "NO_SOCKET"]).is_empty());
-    assert!(observe(&agent, &["--ip", "10.210.9.9"]).is_empty());
-    assert_eq!(observe(&agent, &["--ip", &a, "--last", "2"]).len(), 2);
+    assert!(
+        agent
+            .observe(&["--ip", &a, "--drop-reason", "NO_SOCKET"])
+            .is_empty()
+    );
+    assert!(agent.observe(&["--ip", "10.210.9.9"]).is_empty());
+    assert_eq!(agent.observe(&["--ip", &a, "--last", "2"]).len(), 2);
     // No pod identity without Kubernetes: a pod filter matches nothing.
-    assert!(observe(&agent, &["--ip", &a, "--namespace", "default"]).is_empty());
+    assert!(
+        agent
+            .observe(&["--ip", &a, "--namespace", "default"])
+            .is_empty()
+    );
 
     // Bad input is a clear error, not an empty answer.
     match ureq::get(&format!("{}/api/v1/flows?port=http", agent.base_url)).call() {

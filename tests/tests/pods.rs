@@ -36,23 +36,6 @@ fn hubble_drops(s: &[Sample], source: &str, destination: &str) -> u64 {
     ) as u64
 }
 
-fn observe(agent: &agent::Agent, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new(agent::binary().unwrap())
-        .args(["observe", "--server", &agent.base_url, "-o", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn flows_and_drops_are_named_by_pod_and_workload() {
     let (a_ip, b_ip) = ("10.216.0.1", "10.216.0.2");
@@ -138,7 +121,7 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
     );
 
     // observe: the records carry the pods; --pod and --namespace select them.
-    let dropped = observe(&agent, &["--pod", WEB, "--verdict", "dropped"]);
+    let dropped = agent.observe(&["--pod", WEB, "--verdict", "dropped"]);
     let packets: u64 = dropped.iter().map(|r| r["packets"].as_u64().unwrap()).sum();
     assert_eq!(packets, SENT, "{dropped:?}");
     for r in &dropped {
@@ -147,10 +130,10 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
         assert_eq!(r["destination_pod"], "db-0");
     }
     assert_eq!(
-        observe(&agent, &["--namespace", "shop", "--verdict", "dropped"]),
+        agent.observe(&["--namespace", "shop", "--verdict", "dropped"]),
         dropped
     );
-    assert!(observe(&agent, &["--namespace", "other"]).is_empty());
+    assert!(agent.observe(&["--namespace", "other"]).is_empty());
 
     // container_*: the kubelet's cgroups of web's pod and of its container
     // (cgroupfs driver layout) carry the pod's and the container's names.
