@@ -226,3 +226,147 @@ fn a_bad_kubeconfig_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
 }
+
+/// The API over TLS with a bearer token, as in a cluster: a CA and a server
+/// certificate made with openssl, a Python HTTPS server that records each
+/// request's Authorization header, and a kubeconfig naming the CA file.
+#[test]
+fn the_api_is_reached_over_tls_with_a_bearer_token() {
+    let dir = std::env::temp_dir().join(format!("osprey-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let ok = Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(&dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "{args:?}");
+    };
+    osprey_e2e::require!(
+        Command::new("openssl").arg("version").output().is_ok(),
+        "openssl is not installed (cargo xtask setup installs it)"
+    );
+    run(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=osprey-test-ca",
+    ]);
+    run(&[
+        "openssl",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let pod = pod("shop", WEB, WEB_UID, NODE, "10.218.0.1", None, &[], WEB_APP);
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "PodList",
+        "metadata": {"resourceVersion": "1"}, "items": [pod]});
+    std::fs::write(dir.join("list.json"), list.to_string()).unwrap();
+    std::fs::write(
+        dir.join("server.py"),
+        format!(
+            r#"
+import http.server, ssl, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open("auth.log", "a") as f:
+            f.write(str(self.headers.get("Authorization")) + "\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if "watch=" in self.path:
+            self.end_headers()
+            time.sleep(30)
+            return
+        body = open("list.json", "rb").read()
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", {port}), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("cert.pem", "key.pem")
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+"#
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new("python3")
+        .arg("server.py")
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {}\n\
+             contexts:\n- name: c\n  context: {{cluster: c, user: u}}\n\
+             users:\n- name: u\n  user: {{token: osprey-test-token}}\n",
+            dir.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let agent = agent::for_test(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let result = agent.map(|agent| {
+        eventually(15, "the pod listed over TLS", || {
+            let s = samples(&agent.scrape().1);
+            (sum(&s, "osprey_kubernetes_pods", &[]) == 1.0).then_some(())
+        });
+        std::fs::read_to_string(dir.join("auth.log")).unwrap()
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(auth) = result {
+        assert!(
+            auth.lines().all(|l| l == "Bearer osprey-test-token") && !auth.is_empty(),
+            "{auth}"
+        );
+    }
+}

@@ -25,6 +25,7 @@ const APT_PACKAGES: &[&str] = &[
     "dnsmasq-base",
     "prometheus",
     "prometheus-node-exporter",
+    "openssl",
 ];
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The OpenMetrics parser the tests validate the exposition with.
