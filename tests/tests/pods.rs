@@ -134,6 +134,16 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
         dropped
     );
     assert!(agent.observe(&["--namespace", "other"]).is_empty());
+    let compact = Command::new(agent::binary().unwrap())
+        .args(["observe", "--server", &agent.base_url, "--pod", WEB])
+        .args(["--verdict", "dropped"])
+        .output()
+        .unwrap();
+    let compact = String::from_utf8_lossy(&compact.stdout);
+    assert!(
+        compact.contains(&format!(" shop/{WEB}:")) && compact.contains(" -> shop/db-0:7000 "),
+        "{compact}"
+    );
 
     // container_*: the kubelet's cgroups of web's pod and of its container
     // (cgroupfs driver layout) carry the pod's and the container's names.

@@ -111,6 +111,15 @@ fn flag_names(flags: u32) -> Vec<String> {
     .collect()
 }
 
+/// `namespace/pod:port` when the pod is known (as `hubble observe` prints
+/// it), else `ip:port`.
+fn side(ip: &str, port: u16, namespace: &Option<String>, pod: &Option<String>) -> String {
+    match (namespace, pod) {
+        (Some(ns), Some(pod)) => format!("{ns}/{pod}:{port}"),
+        _ => endpoint(ip, port),
+    }
+}
+
 impl FlowRecord {
     /// Names the pods that own the source and destination addresses.
     pub fn with_pods(mut self, pods: &crate::pods::PodIndex) -> Self {
@@ -197,8 +206,18 @@ impl FlowRecord {
         let mut out = format!(
             "{}: {} -> {} {}",
             self.time,
-            endpoint(&self.source_ip, self.source_port),
-            endpoint(&self.destination_ip, self.destination_port),
+            side(
+                &self.source_ip,
+                self.source_port,
+                &self.source_namespace,
+                &self.source_pod
+            ),
+            side(
+                &self.destination_ip,
+                self.destination_port,
+                &self.destination_namespace,
+                &self.destination_pod
+            ),
             self.protocol,
         );
         if !self.tcp_flags.is_empty() {
@@ -378,6 +397,17 @@ mod tests {
         assert_eq!(
             r.compact(),
             "2026-11-21T16:00:00.000Z: 10.0.0.1:4000 -> 10.0.0.2:53 UDP DROPPED (NETFILTER_DROP) packets=3"
+        );
+        let named = FlowRecord {
+            source_pod: Some("web-1".into()),
+            ..r
+        };
+        assert!(
+            named
+                .compact()
+                .contains(": default/web-1:4000 -> 10.0.0.2:53 UDP"),
+            "{}",
+            named.compact()
         );
     }
 }
