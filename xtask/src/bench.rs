@@ -162,6 +162,54 @@ impl Drop for EmptyHooks {
     }
 }
 
+/// The same floor at the device instead of the socket: an empty classifier
+/// (classic BPF `ret 0`, which the kernel runs as eBPF; direct-action, so
+/// TC_ACT_OK) on pod A's veth egress and pod B's veth ingress, under a
+/// clsact qdisc — what a TC-based design (Cilium's, Hubble's) pays per packet
+/// before doing any work. Removed on drop.
+struct EmptyTcHooks;
+
+impl EmptyTcHooks {
+    fn attach() -> Result<Self> {
+        let hooks = Self;
+        for (ns, dev, dir) in [
+            (NS_A, "osp-bench-a", "egress"),
+            (NS_B, "osp-bench-b", "ingress"),
+        ] {
+            let tc = |args: &[&str]| {
+                sh::run(
+                    Command::new("ip")
+                        .args(["netns", "exec", ns, "tc"])
+                        .args(args),
+                )
+            };
+            tc(&["qdisc", "add", "dev", dev, "clsact"])?;
+            tc(&[
+                "filter",
+                "add",
+                "dev",
+                dev,
+                dir,
+                "bpf",
+                "da",
+                "bytecode",
+                "1,6 0 0 0,",
+            ])?;
+        }
+        Ok(hooks)
+    }
+}
+
+impl Drop for EmptyTcHooks {
+    fn drop(&mut self) {
+        for (ns, dev) in [(NS_A, "osp-bench-a"), (NS_B, "osp-bench-b")] {
+            let _ = sh::succeeds(Command::new("ip").args([
+                "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "clsact",
+            ]));
+        }
+    }
+}
+
 /// SIGTERM (a clean detach), then wait.
 fn terminate(child: &mut Child) {
     // SAFETY: kill(2) on our own child.
@@ -245,11 +293,12 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
         "\nOsprey flow probe cost: veth between two namespaces, {reps} alternating reps of {secs}s, medians\n"
     );
     println!(
-        "| stream | probes detached | empty hook pair | probes attached | ratio: empty hooks | ratio: Osprey | flow_egress ns/run | flow_ingress ns/run |"
+        "| stream | probes detached | empty hook pair | empty TC pair | probes attached | ratio: empty hooks | ratio: empty TC | ratio: Osprey | flow_egress ns/run | flow_ingress ns/run |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for stream in [Stream::TcpBulk, Stream::Udp64] {
         let (mut base, mut empty, mut with) = (Vec::new(), Vec::new(), Vec::new());
+        let mut empty_tc = Vec::new();
         let mut ns_per_run: Vec<Vec<f64>> = vec![Vec::new(); PROGRAMS.len()];
         for _ in 0..reps {
             base.push(iperf(stream, secs)?);
@@ -258,6 +307,11 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
                 let _hooks = EmptyHooks::attach(agent)?;
                 sleep(Duration::from_millis(300));
                 empty.push(iperf(stream, secs)?);
+            }
+            {
+                let _hooks = EmptyTcHooks::attach()?;
+                sleep(Duration::from_millis(300));
+                empty_tc.push(iperf(stream, secs)?);
             }
             {
                 // Throughput with the probes attached, kernel stats off (as in production).
@@ -279,6 +333,7 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
             }
         }
         let (b, e, w) = (median(base), median(empty), median(with));
+        let t = median(empty_tc);
         let ns: Vec<String> = ns_per_run
             .into_iter()
             .map(|v| {
@@ -290,16 +345,18 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
             })
             .collect();
         println!(
-            "| {} | {b:.2} | {e:.2} | {w:.2} | {:.3} | {:.3} | {} |",
+            "| {} | {b:.2} | {e:.2} | {t:.2} | {w:.2} | {:.3} | {:.3} | {:.3} | {} |",
             stream.name(),
             e / b,
+            t / b,
             w / b,
             ns.join(" | ")
         );
     }
     println!(
         "\nratio = with / detached (1.000 = no cost); the empty hook pair is two cgroup_skb programs \
-         that only return (`osprey-agent hook-floor`), the floor any cgroup_skb design pays. ns/run = Δrun_time_ns / Δrun_cnt of each \
+         that only return (`osprey-agent hook-floor`), the floor any cgroup_skb design pays; the empty TC pair is an empty classifier on A's veth egress and B's \
+         veth ingress (clsact), the floor a TC design pays. ns/run = Δrun_time_ns / Δrun_cnt of each \
          program from the kernel's bpf stats (which add ~30 ns of their own to each run); one run handles one skb (a TCP GSO \
          skb carries up to ~45 segments; a UDP 64 B skb is one packet)."
     );
