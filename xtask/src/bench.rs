@@ -284,6 +284,27 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Refuses to measure while another agent runs: its probes would count the
+/// baseline's packets too, and skew every ratio.
+pub fn no_other_agent() -> Result<()> {
+    let others: Vec<String> = std::fs::read_dir("/proc")?
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            // A zombie has an empty command line and nothing attached.
+            (comm.trim() == "osprey-agent" && !cmdline.is_empty()).then_some(pid)
+        })
+        .collect();
+    if !others.is_empty() {
+        bail!(
+            "osprey-agent is already running (pid {}): its probes would skew the baseline; stop it first",
+            others.join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
     if !sh::is_root() {
         bail!("bench loads eBPF and creates namespaces: run it as root");

@@ -117,6 +117,7 @@ fn main() -> Result<()> {
             {
                 anyhow::bail!("--only takes probes, flows or scrape, not {o}");
             }
+            bench::no_other_agent()?;
             if part("probes") {
                 bench::run(&agent, reps, secs)?;
             }
