@@ -134,6 +134,24 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
         dropped
     );
     assert!(agent.observe(&["--namespace", "other"]).is_empty());
+    // One side only, as hubble observe's --from-pod / --to-pod.
+    assert_eq!(
+        agent.observe(&[
+            "--from-pod",
+            WEB,
+            "--to-pod",
+            "db-0",
+            "--verdict",
+            "dropped"
+        ]),
+        dropped
+    );
+    assert!(
+        agent
+            .observe(&["--from-pod", "db-0", "--verdict", "dropped"])
+            .is_empty()
+    );
+    assert!(agent.observe(&["--to-namespace", "other"]).is_empty());
     let compact = Command::new(agent::binary().unwrap())
         .args(["observe", "--server", &agent.base_url, "--pod", WEB])
         .args(["--verdict", "dropped"])

@@ -30,6 +30,12 @@ pub struct ObserveQuery {
     pub drop_reason: Option<String>,
     pub namespace: Option<String>,
     pub pod: Option<String>,
+    pub from_ip: Option<std::net::IpAddr>,
+    pub to_ip: Option<std::net::IpAddr>,
+    pub from_namespace: Option<String>,
+    pub to_namespace: Option<String>,
+    pub from_pod: Option<String>,
+    pub to_pod: Option<String>,
 }
 
 impl ObserveQuery {
@@ -42,6 +48,12 @@ impl ObserveQuery {
             drop_reason: self.drop_reason.clone(),
             namespace: self.namespace.clone(),
             pod: self.pod.clone(),
+            from_ip: self.from_ip,
+            to_ip: self.to_ip,
+            from_namespace: self.from_namespace.clone(),
+            to_namespace: self.to_namespace.clone(),
+            from_pod: self.from_pod.clone(),
+            to_pod: self.to_pod.clone(),
         }
     }
 }

@@ -70,10 +70,25 @@ pub struct ObserveArgs {
     /// A kernel drop reason, e.g. NETFILTER_DROP.
     #[arg(long)]
     pub drop_reason: Option<String>,
+    /// Source or destination namespace.
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Source or destination pod.
     #[arg(long)]
     pub pod: Option<String>,
+    /// Source address only (and so on for --to-ip, --from-/--to-namespace, --from-/--to-pod).
+    #[arg(long)]
+    pub from_ip: Option<std::net::IpAddr>,
+    #[arg(long)]
+    pub to_ip: Option<std::net::IpAddr>,
+    #[arg(long)]
+    pub from_namespace: Option<String>,
+    #[arg(long)]
+    pub to_namespace: Option<String>,
+    #[arg(long)]
+    pub from_pod: Option<String>,
+    #[arg(long)]
+    pub to_pod: Option<String>,
 }
 
 pub fn run(args: ObserveArgs) -> Result<()> {
@@ -89,6 +104,12 @@ pub fn run(args: ObserveArgs) -> Result<()> {
         ("drop_reason", args.drop_reason.clone()),
         ("namespace", args.namespace.clone()),
         ("pod", args.pod.clone()),
+        ("from_ip", args.from_ip.map(|v| v.to_string())),
+        ("to_ip", args.to_ip.map(|v| v.to_string())),
+        ("from_namespace", args.from_namespace.clone()),
+        ("to_namespace", args.to_namespace.clone()),
+        ("from_pod", args.from_pod.clone()),
+        ("to_pod", args.to_pod.clone()),
     ];
     print_stream::<FlowRecord>(&args.stream, "flows", &pairs)
 }

@@ -272,6 +272,13 @@ pub struct FlowFilter {
     /// Source or destination namespace / pod.
     pub namespace: Option<String>,
     pub pod: Option<String>,
+    /// One side only, as `hubble observe --from-ip/--to-ip/--from-pod/…`.
+    pub from_ip: Option<IpAddr>,
+    pub to_ip: Option<IpAddr>,
+    pub from_namespace: Option<String>,
+    pub to_namespace: Option<String>,
+    pub from_pod: Option<String>,
+    pub to_pod: Option<String>,
 }
 
 impl FlowFilter {
@@ -299,7 +306,17 @@ impl FlowFilter {
         let pod_ok = self.pod.as_ref().is_none_or(|p| {
             r.source_pod.as_ref() == Some(p) || r.destination_pod.as_ref() == Some(p)
         });
-        ip_ok && port_ok && proto_ok && verdict_ok && reason_ok && ns_ok && pod_ok
+        let name = |want: &Option<String>, got: &Option<String>| {
+            want.as_ref().is_none_or(|w| got.as_ref() == Some(w))
+        };
+        let addr = |want: Option<IpAddr>, got: &str| want.is_none_or(|w| w.to_string() == got);
+        let sides_ok = addr(self.from_ip, &r.source_ip)
+            && addr(self.to_ip, &r.destination_ip)
+            && name(&self.from_namespace, &r.source_namespace)
+            && name(&self.to_namespace, &r.destination_namespace)
+            && name(&self.from_pod, &r.source_pod)
+            && name(&self.to_pod, &r.destination_pod);
+        ip_ok && port_ok && proto_ok && verdict_ok && reason_ok && ns_ok && pod_ok && sides_ok
     }
 }
 
@@ -384,6 +401,24 @@ mod tests {
         });
         no(FlowFilter {
             pod: Some("web".into()),
+            ..Default::default()
+        });
+        yes(FlowFilter {
+            from_ip: Some("10.0.0.1".parse().unwrap()),
+            to_ip: Some("10.0.0.2".parse().unwrap()),
+            from_namespace: Some("default".into()),
+            ..Default::default()
+        });
+        no(FlowFilter {
+            to_ip: Some("10.0.0.1".parse().unwrap()),
+            ..Default::default()
+        });
+        no(FlowFilter {
+            to_namespace: Some("default".into()),
+            ..Default::default()
+        });
+        no(FlowFilter {
+            from_pod: Some("web".into()),
             ..Default::default()
         });
     }
