@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Print flows from a running agent, like `hubble observe`.
-    Observe(crate::observe::client::ObserveArgs),
+    Observe(Box<crate::observe::client::ObserveArgs>),
     /// Print resource events (OOM kills with the victim's command) from a running agent.
     Events(crate::events::client::EventsArgs),
     /// Attach empty cgroup_skb programs (ingress and egress) to the root

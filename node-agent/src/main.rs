@@ -63,7 +63,7 @@ fn main() -> Result<()> {
         .init();
     let cli = cli::Cli::parse();
     match cli.command {
-        Some(cli::Command::Observe(args)) => return observe::client::run(args),
+        Some(cli::Command::Observe(args)) => return observe::client::run(*args),
         Some(cli::Command::Events(args)) => return events::client::run(args),
         Some(cli::Command::HookFloor { probes, cgroup }) => return hook_floor(probes, cgroup),
         None => {}
