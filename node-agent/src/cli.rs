@@ -79,7 +79,10 @@ pub struct RunArgs {
     pub kubernetes: Option<crate::config::KubernetesMode>,
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// This node's name; only its pods are watched.
+    /// Pods watched: cluster (every pod: remote pods are named too) or node.
+    #[arg(long, env = "OSPREY_POD_SCOPE", value_enum)]
+    pub pod_scope: Option<crate::config::PodScope>,
+    /// This node's name (for --pod-scope node).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
 }
@@ -141,6 +144,9 @@ impl RunArgs {
         }
         if let Some(v) = self.kubeconfig {
             c.kubeconfig = Some(v);
+        }
+        if let Some(v) = self.pod_scope {
+            c.pod_scope = v;
         }
         if let Some(v) = self.node_name.filter(|n| !n.is_empty()) {
             c.node_name = Some(v);

@@ -92,9 +92,25 @@ pub struct Config {
     /// kubeconfig file for the API (default: in-cluster service account,
     /// else `$KUBECONFIG` or ~/.kube/config).
     pub kubeconfig: Option<PathBuf>,
-    /// This node's name (the DaemonSet sets it from `spec.nodeName`): only
-    /// its pods are watched. Empty: every pod of the cluster.
+    /// Which pods are watched. `cluster`: every pod, so that flows to pods
+    /// on other nodes are named too (as Hubble names remote endpoints), at
+    /// the cost of the agent's memory per pod (well under 1 KiB) and of one
+    /// cluster-wide watch per node on the API server. `node`: only the pods
+    /// of `node_name`, for clusters where that watch is too heavy; other
+    /// nodes' pods are then named by IP.
+    pub pod_scope: PodScope,
+    /// This node's name (the DaemonSet sets it from `spec.nodeName`); needed
+    /// by `pod_scope = "node"`.
     pub node_name: Option<String>,
+}
+
+/// Which pods the agent watches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PodScope {
+    #[default]
+    Cluster,
+    Node,
 }
 
 /// Which ports the per-flow metric families keep.
@@ -137,6 +153,7 @@ impl Default for Config {
             summary_interval_secs: 0,
             kubernetes: KubernetesMode::Auto,
             kubeconfig: None,
+            pod_scope: PodScope::Cluster,
             node_name: None,
         }
     }
@@ -163,6 +180,11 @@ impl Config {
         }
         if self.series_budget == 0 {
             return Err(ConfigError::Invalid("series_budget must be at least 1"));
+        }
+        if self.pod_scope == PodScope::Node && self.node_name.is_none() {
+            return Err(ConfigError::Invalid(
+                "pod_scope = \"node\" needs node_name (--node-name, NODE_NAME)",
+            ));
         }
         if self.drain_interval_ms < 10 {
             return Err(ConfigError::Invalid(
@@ -215,6 +237,15 @@ mod tests {
         let err =
             toml::from_str::<Config>("hubble_destination_context = \"pod|address\"").unwrap_err();
         assert!(err.to_string().contains("address"), "{err}");
+    }
+
+    #[test]
+    fn node_scope_needs_a_node_name() {
+        let config: Config = toml::from_str("pod_scope = \"node\"").unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("node_name"), "{err}");
+        let config: Config = toml::from_str("pod_scope = \"node\"\nnode_name = \"n1\"").unwrap();
+        assert!(config.validate().is_ok());
     }
 
     #[test]

@@ -335,16 +335,12 @@ async fn watch_pods(config: &Config, registry: &mut Registry) -> Result<pods::Po
         }
         Err(e) => return Err(e).context("pod identity from the Kubernetes API"),
     };
-    if config.node_name.is_none() {
-        warn!("node_name (NODE_NAME) unset: watching every pod of the cluster");
-    }
+    let node = match config.pod_scope {
+        config::PodScope::Node => config.node_name.clone(),
+        config::PodScope::Cluster => None,
+    };
     let metrics = pods::watch::PodMetrics::register(registry);
-    tokio::spawn(pods::watch::run(
-        client,
-        config.node_name.clone(),
-        index.clone(),
-        metrics,
-    ));
+    tokio::spawn(pods::watch::run(client, node, index.clone(), metrics));
     Ok(index)
 }
 

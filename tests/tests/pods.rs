@@ -66,6 +66,8 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
         "200",
         "--kubeconfig",
         api.kubeconfig(),
+        "--pod-scope",
+        "node",
         "--node-name",
         NODE,
         "--hubble-source-context",
@@ -235,6 +237,71 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
         "{requests:?}"
     );
     assert_eq!(sum(&s, "osprey_kubernetes_watch_errors_total", &[]), 0.0);
+}
+
+/// `pod_scope = "cluster"` (the default): the pods of other nodes are
+/// watched too, so a flow to one is named by its pod, as Hubble names a
+/// remote endpoint. (The "remote" pod's address lives in a local namespace
+/// here; to the agent it is node-2's pod because the API says so.)
+#[test]
+fn with_cluster_scope_another_nodes_pod_is_named_too() {
+    let (a_ip, b_ip) = ("10.219.0.1", "10.219.0.2");
+    let web = pod(
+        "shop",
+        WEB,
+        WEB_UID,
+        NODE,
+        a_ip,
+        Some(("ReplicaSet", "web-7d4b9c")),
+        &[("pod-template-hash", "7d4b9c")],
+        WEB_APP,
+    );
+    let remote = pod(
+        "ledger",
+        "api-0",
+        DB_UID,
+        "node-2",
+        b_ip,
+        Some(("StatefulSet", "api")),
+        &[],
+        "db01",
+    );
+    let api = FakeApiServer::start(vec![web, remote]);
+    let Some(agent) = agent::for_test(&[
+        "--drain-interval-ms",
+        "200",
+        "--kubeconfig",
+        api.kubeconfig(),
+        "--node-name",
+        NODE,
+        "--hubble-source-context",
+        "pod",
+        "--hubble-destination-context",
+        "workload",
+    ]) else {
+        return;
+    };
+    eventually(15, "both pods listed", || {
+        let n = sum(&samples(&agent.scrape().1), "osprey_kubernetes_pods", &[]);
+        (n == 2.0).then_some(())
+    });
+    let pair = PodPair::new("kc", a_ip, b_ip, 24);
+    pair.b.exec(&[
+        "iptables", "-A", "INPUT", "-p", "udp", "--dport", "7000", "-j", "DROP",
+    ]);
+    const SENT: u64 = 20;
+    traffic::udp_send(&pair, 7000, SENT as usize, 200);
+    let source = format!("shop/{WEB}");
+    let s = settle(15, || {
+        let s = samples(&agent.scrape().1);
+        (hubble_drops(&s, &source, "ledger/api") >= SENT, s)
+    });
+    assert_eq!(hubble_drops(&s, &source, "ledger/api"), SENT);
+    let requests = api.requests();
+    assert!(
+        requests.iter().all(|r| !r.contains("fieldSelector")),
+        "cluster scope asks for every pod: {requests:?}"
+    );
 }
 
 #[test]

@@ -45,7 +45,7 @@ impl PodMetrics {
         let m = Self::default();
         registry.register(
             "osprey_kubernetes_pods",
-            "Pods of this node known from the Kubernetes API",
+            "Pods known from the Kubernetes API (this node's, or the cluster's: see pod_scope)",
             m.pods.clone(),
         );
         registry.register(
