@@ -41,6 +41,13 @@ impl TestCgroup {
                 .map(PathBuf::from)
                 .collect();
             std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+            if !v1 {
+                // v2: a nested cgroup has the controllers its parents hand down.
+                for parent in missing.iter().skip(1).rev() {
+                    let _ =
+                        std::fs::write(parent.join("cgroup.subtree_control"), "+cpu +memory +io");
+                }
+            }
             made.append(&mut missing);
         }
         Self {
