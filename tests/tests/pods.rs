@@ -36,19 +36,33 @@ fn hubble_drops(s: &[Sample], source: &str, destination: &str) -> u64 {
     ) as u64
 }
 
-#[test]
-fn flows_and_drops_are_named_by_pod_and_workload() {
-    let (a_ip, b_ip) = ("10.216.0.1", "10.216.0.2");
-    let web = pod(
+/// Pod web of this node, made by Deployment web (through its ReplicaSet), at `ip`.
+fn web_pod(ip: &str) -> serde_json::Value {
+    pod(
         "shop",
         WEB,
         WEB_UID,
         NODE,
-        a_ip,
+        ip,
         Some(("ReplicaSet", "web-7d4b9c")),
         &[("pod-template-hash", "7d4b9c")],
         WEB_APP,
-    );
+    )
+}
+
+/// Pods A and B, with a firewall rule in B that drops UDP to port 7000.
+fn blocked_pair(tag: &str, a_ip: &str, b_ip: &str) -> PodPair {
+    let pair = PodPair::new(tag, a_ip, b_ip, 24);
+    pair.b.exec(&[
+        "iptables", "-A", "INPUT", "-p", "udp", "--dport", "7000", "-j", "DROP",
+    ]);
+    pair
+}
+
+#[test]
+fn flows_and_drops_are_named_by_pod_and_workload() {
+    let (a_ip, b_ip) = ("10.216.0.1", "10.216.0.2");
+    let web = web_pod(a_ip);
     // Another node's pod with db's address: the agent must not see it.
     let elsewhere = pod(
         "other",
@@ -92,10 +106,7 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
     ));
     eventually(15, "db-0 from the watch", || (pods() == 2).then_some(()));
 
-    let pair = PodPair::new("k8", a_ip, b_ip, 24);
-    pair.b.exec(&[
-        "iptables", "-A", "INPUT", "-p", "udp", "--dport", "7000", "-j", "DROP",
-    ]);
+    let pair = blocked_pair("k8", a_ip, b_ip);
     const SENT: u64 = 40;
     traffic::udp_send(&pair, 7000, SENT as usize, 200);
     let source = format!("shop/{WEB}");
@@ -246,16 +257,7 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
 #[test]
 fn with_cluster_scope_another_nodes_pod_is_named_too() {
     let (a_ip, b_ip) = ("10.219.0.1", "10.219.0.2");
-    let web = pod(
-        "shop",
-        WEB,
-        WEB_UID,
-        NODE,
-        a_ip,
-        Some(("ReplicaSet", "web-7d4b9c")),
-        &[("pod-template-hash", "7d4b9c")],
-        WEB_APP,
-    );
+    let web = web_pod(a_ip);
     let remote = pod(
         "ledger",
         "api-0",
@@ -285,10 +287,7 @@ fn with_cluster_scope_another_nodes_pod_is_named_too() {
         let n = sum(&samples(&agent.scrape().1), "osprey_kubernetes_pods", &[]);
         (n == 2.0).then_some(())
     });
-    let pair = PodPair::new("kc", a_ip, b_ip, 24);
-    pair.b.exec(&[
-        "iptables", "-A", "INPUT", "-p", "udp", "--dport", "7000", "-j", "DROP",
-    ]);
+    let pair = blocked_pair("kc", a_ip, b_ip);
     const SENT: u64 = 20;
     traffic::udp_send(&pair, 7000, SENT as usize, 200);
     let source = format!("shop/{WEB}");
