@@ -65,10 +65,11 @@ impl Agent {
         (ctype, resp.into_string().expect("reading /metrics"))
     }
 
-    /// Runs `osprey-agent observe -o json ARGS` against this agent; the records it printed.
-    pub fn observe(&self, args: &[&str]) -> Vec<serde_json::Value> {
+    /// Runs `osprey-agent observe ARGS` against this agent; what it printed
+    /// (the compact form, like `hubble observe`).
+    pub fn observe_text(&self, args: &[&str]) -> String {
         let out = Command::new(binary().unwrap())
-            .args(["observe", "--server", &self.base_url, "-o", "json"])
+            .args(["observe", "--server", &self.base_url])
             .args(args)
             .output()
             .unwrap();
@@ -77,7 +78,12 @@ impl Agent {
             "observe {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `osprey-agent observe -o json ARGS` against this agent; the records it printed.
+    pub fn observe(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        self.observe_text(&[&["-o", "json"][..], args].concat())
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()

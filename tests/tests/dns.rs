@@ -218,19 +218,7 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
     );
 
     // observe shows the query name, the answer and the NXDOMAIN.
-    let out = Command::new(agent::binary().unwrap())
-        .args([
-            "observe",
-            "--server",
-            &agent.base_url,
-            "--port",
-            "53",
-            "--ip",
-            "10.214.0.1",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = agent.observe_text(&["--port", "53", "--ip", "10.214.0.1"]);
     assert!(text.contains("DNS query web.osprey.test A"), "{text}");
     assert!(
         text.contains("DNS answer web.osprey.test A (No Error) 10.9.9.9"),
@@ -241,12 +229,7 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
         "{text}"
     );
     // The TCP exchange is there too, under TCP.
-    let out = Command::new(agent::binary().unwrap())
-        .args(["observe", "--server", &agent.base_url])
-        .args(["--port", "53", "--protocol", "tcp", "--ip", "10.214.0.1"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = agent.observe_text(&["--port", "53", "--protocol", "tcp", "--ip", "10.214.0.1"]);
     assert!(text.contains("DNS query web.osprey.test A"), "{text}");
     assert!(
         text.contains("DNS answer web.osprey.test A (No Error) 10.9.9.9"),

@@ -106,19 +106,7 @@ fn observe_prints_flows_and_each_filter_narrows_the_output() {
     }
 
     // Compact output, like `hubble observe`.
-    let out = Command::new(agent::binary().unwrap())
-        .args([
-            "observe",
-            "--server",
-            &agent.base_url,
-            "--verdict",
-            "dropped",
-            "--ip",
-            &a,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = agent.observe_text(&["--verdict", "dropped", "--ip", &a]);
     assert!(
         text.contains(&format!(
             "{a}:{dropped_from} -> 10.210.0.2:7302 UDP DROPPED (NETFILTER_DROP) packets=6"

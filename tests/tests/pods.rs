@@ -165,12 +165,7 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
             .is_empty()
     );
     assert!(agent.observe(&["--to-namespace", "other"]).is_empty());
-    let compact = Command::new(agent::binary().unwrap())
-        .args(["observe", "--server", &agent.base_url, "--pod", WEB])
-        .args(["--verdict", "dropped"])
-        .output()
-        .unwrap();
-    let compact = String::from_utf8_lossy(&compact.stdout);
+    let compact = agent.observe_text(&["--pod", WEB, "--verdict", "dropped"]);
     assert!(
         compact.contains(&format!(" shop/{WEB}:")) && compact.contains(" -> shop/db-0:7000 "),
         "{compact}"

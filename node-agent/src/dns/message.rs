@@ -117,6 +117,18 @@ mod tests {
     use osprey_abi::{DNS_PAYLOAD_MAX, FAMILY_V4, FlowKey, PROTO_UDP, addr_words};
     use simple_dns::{CLASS, Name, Question, ResourceRecord, TYPE, rdata};
 
+    /// A query for `name` of type `qtype`.
+    fn query(id: u16, name: &'static str, qtype: TYPE) -> Packet<'static> {
+        let mut query = Packet::new_query(id);
+        query.questions.push(Question::new(
+            Name::new_unchecked(name),
+            qtype.into(),
+            CLASS::IN.into(),
+            false,
+        ));
+        query
+    }
+
     fn event(direction: u8, sport: u16, dport: u16, packet: &Packet) -> DnsEvent {
         let bytes = packet.build_bytes_vec().unwrap();
         let mut payload = [0u8; DNS_PAYLOAD_MAX];
@@ -147,13 +159,7 @@ mod tests {
 
     #[test]
     fn tcp_messages_carry_a_length_prefix_and_continuations_are_skipped() {
-        let mut query = Packet::new_query(0x4321);
-        query.questions.push(Question::new(
-            Name::new_unchecked("tcp.osprey.test"),
-            TYPE::AAAA.into(),
-            CLASS::IN.into(),
-            false,
-        ));
+        let query = query(0x4321, "tcp.osprey.test", TYPE::AAAA);
         let bytes = query.build_bytes_vec().unwrap();
         let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&bytes);
@@ -173,13 +179,7 @@ mod tests {
 
     #[test]
     fn parses_client_queries_and_answers_and_skips_the_server_side() {
-        let mut query = Packet::new_query(0x1234);
-        query.questions.push(Question::new(
-            Name::new_unchecked("web.osprey.test"),
-            TYPE::A.into(),
-            CLASS::IN.into(),
-            false,
-        ));
+        let query = query(0x1234, "web.osprey.test", TYPE::A);
         let q = DnsMessage::from_event(&event(DIR_EGRESS, 40000, 53, &query)).unwrap();
         assert_eq!(
             (q.id, q.response, q.qname.as_str(), q.qtype.as_str()),
