@@ -245,15 +245,16 @@ async fn run(config: Config) -> Result<()> {
     };
     let aggregate = tokio::spawn(async move {
         let flow_budget = SeriesBudget::new("osprey_flow_bytes", series_budget, &budget_metrics);
-        let mut aggregator = FlowAggregator::new(flow_metrics, hubble_metrics, ttl, flow_budget)
-            .with_ports(ports.clone());
+        let mut aggregator =
+            FlowAggregator::new(flow_metrics, hubble_metrics.clone(), ttl, flow_budget)
+                .with_ports(ports.clone());
         let mut events = EventAggregator::new(
             event_metrics,
             drop_reasons,
             ttl,
             series_budget,
             &budget_metrics,
-            contexts,
+            hubble_metrics,
         )
         .with_ports(ports);
         while let Some(batch) = batch_rx.recv().await {

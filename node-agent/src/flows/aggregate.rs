@@ -106,10 +106,6 @@ impl FlowAggregator {
             entry.last_interval_bytes += delta.stats.bytes;
             entry.last_active = now;
         }
-        for (drop, count) in &batch.drops {
-            self.hubble
-                .observe_drops(&FlowLabels::from(&drop.flow), *count);
-        }
         self.apply_loss(&batch.loss);
         self.metrics.drain_errors.inc_by(batch.read_errors);
         self.metrics.drains.inc();

@@ -16,7 +16,8 @@ use prometheus_client::{
 
 use super::{
     budget::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget},
-    context::{ContextLabels, Contexts},
+    context::ContextLabels,
+    hubble::HubbleFlowMetrics,
     labels::{PortFold, Protocol},
 };
 
@@ -123,7 +124,8 @@ impl EventMetrics {
 
 pub struct EventAggregator {
     metrics: EventMetrics,
-    contexts: Contexts,
+    /// Hubble's families (and their context options): drops are flow events.
+    hubble: HubbleFlowMetrics,
     drop_budget: SeriesBudget,
     retransmit_budget: SeriesBudget,
     reasons: BTreeMap<u32, String>,
@@ -147,11 +149,11 @@ impl EventAggregator {
         idle_ttl: Duration,
         series_budget: usize,
         budgets: &BudgetMetrics,
-        contexts: Contexts,
+        hubble: HubbleFlowMetrics,
     ) -> Self {
         Self {
             metrics,
-            contexts,
+            hubble,
             drop_budget: SeriesBudget::new("osprey_flow_drops", series_budget, budgets),
             retransmit_budget: SeriesBudget::new("osprey_tcp_retransmits", series_budget, budgets),
             reasons,
@@ -204,14 +206,16 @@ impl EventAggregator {
             let reason = self.reason_name(key.reason);
             let flow = self.ports.labels(&key.flow);
             let protocol = flow.protocol;
+            let context = self.hubble.context_of(&flow);
             self.metrics
                 .hubble_drops
                 .get_or_create(&HubbleDropLabels {
-                    context: self.contexts.labels(&flow.source_ip, &flow.destination_ip),
+                    context: context.clone(),
                     reason: reason.clone(),
                     protocol,
                 })
                 .inc_by(*count);
+            self.hubble.observe_drops(context, protocol, *count);
             let labels = DropLabels {
                 source_ip: flow.source_ip,
                 source_port: flow.source_port,
@@ -297,6 +301,7 @@ pub(super) fn expire<L: Clone + Eq + Hash + EncodeLabelSet + std::fmt::Debug>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flows::context::Contexts;
     use osprey_abi::{FAMILY_V4, PROTO_UDP, addr_words};
     use prometheus_client::encoding::text::encode;
 
@@ -323,11 +328,14 @@ mod tests {
             Duration::from_secs(60),
             100,
             &budgets,
-            Contexts {
-                source: "pod|ip".parse().unwrap(),
-                destination: "workload|ip".parse().unwrap(),
-                pods: pods.clone(),
-            },
+            HubbleFlowMetrics::register(
+                &mut registry,
+                Contexts {
+                    source: "pod|ip".parse().unwrap(),
+                    destination: "workload|ip".parse().unwrap(),
+                    pods: pods.clone(),
+                },
+            ),
         );
         let flow = FlowKey {
             src_addr: addr_words(&[10, 0, 0, 1]),
@@ -369,6 +377,10 @@ mod tests {
             text.contains(
                 "hubble_drop_total{source=\"10.0.0.1\",destination=\"shop/db\",reason=\"UNKNOWN_99\",protocol=\"UDP\"} 1"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubble_flows_processed_total{source=\"10.0.0.1\",destination=\"shop/db\",protocol=\"UDP\",type=\"Drop\",subtype=\"\",verdict=\"DROPPED\"} 8"),
             "{text}"
         );
         assert!(text.contains("osprey_flow_drops_total{source_ip=\"10.0.0.1\",source_port=\"4000\",destination_ip=\"10.0.0.2\",destination_port=\"53\",protocol=\"UDP\",reason=\"NETFILTER_DROP\"} 7"), "{text}");

@@ -151,11 +151,11 @@ impl HubbleFlowMetrics {
     }
 
     /// Drops are flow events too, with verdict DROPPED.
-    pub fn observe_drops(&self, labels: &FlowLabels, count: u64) {
+    pub fn observe_drops(&self, context: ContextLabels, protocol: Protocol, count: u64) {
         self.flows_processed
             .get_or_create(&FlowsProcessedLabels {
-                context: self.context_of(labels),
-                protocol: labels.protocol,
+                context,
+                protocol,
                 r#type: "Drop",
                 subtype: "",
                 verdict: "DROPPED",

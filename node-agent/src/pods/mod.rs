@@ -54,12 +54,11 @@ impl Pods {
 impl PodIndex {
     /// The pod that owns the address `ip` (text form); host-network pods own none.
     pub fn by_ip_str(&self, ip: &str) -> Option<Arc<PodMeta>> {
-        let ip = ip.parse().ok()?;
         let pods = self.read();
         if pods.by_ip.is_empty() {
             return None;
         }
-        pods.by_ip.get(&ip).cloned()
+        pods.by_ip.get(&ip.parse().ok()?).cloned()
     }
 
     /// The pod (and its container, by index into `containers`) whose
