@@ -31,7 +31,14 @@ pub enum Command {
         probes: Option<PathBuf>,
         #[arg(long, env = "OSPREY_CGROUP")]
         cgroup: Option<PathBuf>,
+        /// Keep the kernel's per-program run-time statistics on meanwhile.
+        #[arg(long)]
+        bpf_stats: bool,
     },
+    /// Print `name runs run_time_ns` of every loaded eBPF program, a line
+    /// each (the kernel's statistics, for the bench).
+    #[command(hide = true)]
+    ProgStats,
 }
 
 /// Flags of the agent itself.

@@ -65,7 +65,17 @@ fn main() -> Result<()> {
     match cli.command {
         Some(cli::Command::Observe(args)) => return observe::client::run(*args),
         Some(cli::Command::Events(args)) => return events::client::run(args),
-        Some(cli::Command::HookFloor { probes, cgroup }) => return hook_floor(probes, cgroup),
+        Some(cli::Command::HookFloor {
+            probes,
+            cgroup,
+            bpf_stats,
+        }) => return hook_floor(probes, cgroup, bpf_stats),
+        Some(cli::Command::ProgStats) => {
+            for (name, runs, ns) in probes::loaded_program_stats()? {
+                println!("{name} {runs} {ns}");
+            }
+            return Ok(());
+        }
         None => {}
     }
     let config = cli.run.into_config()?;
@@ -346,7 +356,7 @@ async fn watch_pods(config: &Config, registry: &mut Registry) -> Result<pods::Po
 }
 
 /// `osprey-agent hook-floor`: the empty hooks stay attached until SIGINT or SIGTERM.
-fn hook_floor(probes: Option<PathBuf>, cgroup: Option<PathBuf>) -> Result<()> {
+fn hook_floor(probes: Option<PathBuf>, cgroup: Option<PathBuf>, bpf_stats: bool) -> Result<()> {
     let config = Config {
         probes: probes.unwrap_or_default(),
         ..Config::default()
@@ -355,7 +365,7 @@ fn hook_floor(probes: Option<PathBuf>, cgroup: Option<PathBuf>) -> Result<()> {
         Some(c) => c,
         None => cgroup::v2_root()?,
     };
-    let _hooks = probes::attach_empty_hooks(probes_path(&config)?, cgroup)?;
+    let _hooks = probes::attach_empty_hooks(probes_path(&config)?, cgroup, bpf_stats)?;
     println!("osprey-agent: empty hooks attached");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

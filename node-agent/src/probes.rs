@@ -50,6 +50,8 @@ pub enum ProbeError {
     },
     #[error("cannot enable kernel BPF run-time statistics")]
     Stats(#[source] aya::sys::SyscallError),
+    #[error("cannot list the loaded eBPF programs")]
+    Listing(#[source] Box<ProgramError>),
 }
 
 /// Handles to the probes' maps, moved to the drain stage.
@@ -215,9 +217,26 @@ const EMPTY_HOOKS: [(&str, CgroupSkbAttachType); 2] = [
     ("noop_egress", CgroupSkbAttachType::Egress),
 ];
 
+/// The empty cgroup_skb pair, attached while this lives (and the kernel's
+/// run-time statistics on, if asked for).
+pub struct EmptyHooks {
+    _ebpf: Ebpf,
+    _stats: Option<OwnedFd>,
+}
+
 /// Loads the object at `path` and attaches only its empty cgroup_skb pair to
-/// `cgroup`; they stay attached until the returned value is dropped.
-pub fn attach_empty_hooks(path: PathBuf, cgroup: PathBuf) -> Result<Ebpf, ProbeError> {
+/// `cgroup`; they stay attached until the returned value is dropped. With
+/// `bpf_stats`, the kernel times every program run meanwhile, so the bench
+/// reads what an empty run costs under the same statistics.
+pub fn attach_empty_hooks(
+    path: PathBuf,
+    cgroup: PathBuf,
+    bpf_stats: bool,
+) -> Result<EmptyHooks, ProbeError> {
+    let stats = bpf_stats
+        .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
+        .transpose()
+        .map_err(ProbeError::Stats)?;
     let mut ebpf = EbpfLoader::new()
         .load_file(&path)
         .map_err(|source| ProbeError::Load {
@@ -236,7 +255,26 @@ pub fn attach_empty_hooks(path: PathBuf, cgroup: PathBuf) -> Result<Ebpf, ProbeE
                 .map_err(|e| ("attach", e))
         })?;
     }
-    Ok(ebpf)
+    Ok(EmptyHooks {
+        _ebpf: ebpf,
+        _stats: stats,
+    })
+}
+
+/// Run count and run time (ns) of every eBPF program loaded on the host,
+/// by name: `osprey-agent prog-stats`, which the bench reads before and
+/// after a stream. Both stay 0 while no one has the statistics on.
+pub fn loaded_program_stats() -> Result<Vec<(String, u64, u64)>, ProbeError> {
+    aya::programs::loaded_programs()
+        .map(|info| {
+            let info = info.map_err(|e| ProbeError::Listing(Box::new(e)))?;
+            Ok((
+                info.name_as_str().unwrap_or("").to_owned(),
+                info.run_count(),
+                info.run_time().as_nanos() as u64,
+            ))
+        })
+        .collect()
 }
 
 impl Probes {

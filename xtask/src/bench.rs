@@ -1,8 +1,8 @@
-//! `cargo xtask bench`: the flow probe's cost, measured side by side in one
-//! run. Two network namespaces joined by a veth pair (default offloads, as on
-//! a node); iperf3 TCP bulk and UDP 64-byte streams with the agent stopped
-//! (baseline) and running, alternated `reps` times; medians and ratios; and
-//! the kernel's own per-program statistics (kernel.bpf_stats_enabled).
+//! `cargo xtask bench`: what Osprey costs, measured side by side in one run.
+//! The shared parts: two network namespaces ("pods") joined by a veth pair
+//! (default offloads, as on a node), the agent under test, medians; and the
+//! agent's CPU and RSS under many new flows per second. The probes' cost to
+//! traffic is in `bench_probes`, the scrape cost in `bench_scrape`.
 
 use std::{
     io::{BufRead, BufReader},
@@ -16,18 +16,15 @@ use anyhow::{Context, Result, bail};
 
 use crate::sh;
 
-/// The programs whose own cost the bench reports.
-const PROGRAMS: [&str; 2] = ["flow_egress", "flow_ingress"];
+pub(crate) const NS_A: &str = "osprey-bench-a";
+pub(crate) const NS_B: &str = "osprey-bench-b";
+pub(crate) const IP_A: &str = "10.250.0.1";
+pub(crate) const IP_B: &str = "10.250.0.2";
 
-const NS_A: &str = "osprey-bench-a";
-const NS_B: &str = "osprey-bench-b";
-const IP_A: &str = "10.250.0.1";
-const IP_B: &str = "10.250.0.2";
-
-struct Pods;
+pub(crate) struct Pods;
 
 impl Pods {
-    fn create() -> Result<Self> {
+    pub(crate) fn create() -> Result<Self> {
         Self::delete();
         for ns in [NS_A, NS_B] {
             sh::run(Command::new("ip").args(["netns", "add", ns]))?;
@@ -75,143 +72,8 @@ impl Drop for Pods {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Stream {
-    TcpBulk,
-    Udp64,
-}
-
-impl Stream {
-    fn name(self) -> &'static str {
-        match self {
-            Self::TcpBulk => "TCP bulk throughput (Gbit/s)",
-            Self::Udp64 => "UDP 64 B packets (kpps)",
-        }
-    }
-}
-
-/// One iperf3 run from pod A to pod B; Gbit/s for TCP, kpps received for UDP.
-fn iperf(stream: Stream, secs: u64) -> Result<f64> {
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", NS_B, "iperf3", "-s", "-1", "-B", IP_B])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting iperf3 server")?;
-    sleep(Duration::from_millis(300));
-    let mut cmd = Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        NS_A,
-        "iperf3",
-        "-J",
-        "-c",
-        IP_B,
-        "-t",
-        &secs.to_string(),
-    ]);
-    if let Stream::Udp64 = stream {
-        cmd.args(["-u", "-b", "0", "-l", "64"]);
-    }
-    let out = sh::output(&mut cmd).context("iperf3 client failed")?;
-    let _ = server.wait();
-    let json: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
-    let end = &json["end"];
-    Ok(match stream {
-        Stream::TcpBulk => {
-            end["sum_received"]["bits_per_second"]
-                .as_f64()
-                .context("bps")?
-                / 1e9
-        }
-        Stream::Udp64 => {
-            let sum = &end["sum"];
-            let packets = sum["packets"].as_f64().context("packets")?;
-            let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
-            let seconds = sum["seconds"].as_f64().context("seconds")?;
-            (packets - lost) / seconds / 1e3
-        }
-    })
-}
-
-/// `osprey-agent hook-floor`: the empty cgroup_skb pair, attached while this lives.
-struct EmptyHooks(Child);
-
-impl EmptyHooks {
-    fn attach(agent: &Path) -> Result<Self> {
-        let mut child = Command::new(agent)
-            .arg("hook-floor")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting osprey-agent hook-floor")?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-        if line.trim() != "osprey-agent: empty hooks attached" {
-            let _ = child.kill();
-            bail!("the empty hooks were not attached: {line}");
-        }
-        Ok(Self(child))
-    }
-}
-
-impl Drop for EmptyHooks {
-    fn drop(&mut self) {
-        terminate(&mut self.0);
-    }
-}
-
-/// The same floor at the device instead of the socket: an empty classifier
-/// (classic BPF `ret 0`, which the kernel runs as eBPF; direct-action, so
-/// TC_ACT_OK) on pod A's veth egress and pod B's veth ingress, under a
-/// clsact qdisc — what a TC-based design (Cilium's, Hubble's) pays per packet
-/// before doing any work. Removed on drop.
-struct EmptyTcHooks;
-
-impl EmptyTcHooks {
-    fn attach() -> Result<Self> {
-        let hooks = Self;
-        for (ns, dev, dir) in [
-            (NS_A, "osp-bench-a", "egress"),
-            (NS_B, "osp-bench-b", "ingress"),
-        ] {
-            let tc = |args: &[&str]| {
-                sh::run(
-                    Command::new("ip")
-                        .args(["netns", "exec", ns, "tc"])
-                        .args(args),
-                )
-            };
-            tc(&["qdisc", "add", "dev", dev, "clsact"])?;
-            tc(&[
-                "filter",
-                "add",
-                "dev",
-                dev,
-                dir,
-                "bpf",
-                "da",
-                "bytecode",
-                "1,6 0 0 0,",
-            ])?;
-        }
-        Ok(hooks)
-    }
-}
-
-impl Drop for EmptyTcHooks {
-    fn drop(&mut self) {
-        for (ns, dev) in [(NS_A, "osp-bench-a"), (NS_B, "osp-bench-b")] {
-            let _ = sh::succeeds(Command::new("ip").args([
-                "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "clsact",
-            ]));
-        }
-    }
-}
-
 /// SIGTERM (a clean detach), then wait.
-fn terminate(child: &mut Child) {
+pub(crate) fn terminate(child: &mut Child) {
     // SAFETY: kill(2) on our own child.
     unsafe {
         unsafe extern "C" {
@@ -228,7 +90,7 @@ pub(crate) struct RunningAgent {
 }
 
 impl RunningAgent {
-    fn start(agent: &Path, bpf_stats: bool) -> Result<Self> {
+    pub(crate) fn start(agent: &Path, bpf_stats: bool) -> Result<Self> {
         Self::start_with(agent, bpf_stats, &[])
     }
 
@@ -250,26 +112,6 @@ impl RunningAgent {
             url: url.to_owned(),
             child,
         })
-    }
-
-    /// (runs, run time ns) of each program in `PROGRAMS`, from the agent's metrics.
-    fn program_stats(&self) -> Result<Vec<(f64, f64)>> {
-        let text = ureq::get(&self.url).call()?.into_string()?;
-        let value = |metric: &str, program: &str| -> f64 {
-            let prefix = format!("{metric}{{program=\"{program}\"}} ");
-            text.lines()
-                .find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        Ok(PROGRAMS
-            .iter()
-            .map(|p| {
-                (
-                    value("osprey_bpf_program_runs_total", p),
-                    value("osprey_bpf_program_run_time_nanoseconds_total", p),
-                )
-            })
-            .collect())
     }
 }
 
@@ -302,85 +144,6 @@ pub fn no_other_agent() -> Result<()> {
             others.join(", ")
         );
     }
-    Ok(())
-}
-
-pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
-    if !sh::is_root() {
-        bail!("bench loads eBPF and creates namespaces: run it as root");
-    }
-    let _pods = Pods::create()?;
-    println!(
-        "\nOsprey flow probe cost: veth between two namespaces, {reps} alternating reps of {secs}s, medians\n"
-    );
-    println!(
-        "| stream | probes detached | empty hook pair | empty TC pair | probes attached | ratio: empty hooks | ratio: empty TC | ratio: Osprey | flow_egress ns/run | flow_ingress ns/run |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for stream in [Stream::TcpBulk, Stream::Udp64] {
-        let (mut base, mut empty, mut with) = (Vec::new(), Vec::new(), Vec::new());
-        let mut empty_tc = Vec::new();
-        let mut ns_per_run: Vec<Vec<f64>> = vec![Vec::new(); PROGRAMS.len()];
-        for _ in 0..reps {
-            base.push(iperf(stream, secs)?);
-            {
-                // The same hooks with empty programs: what the hook alone costs.
-                let _hooks = EmptyHooks::attach(agent)?;
-                sleep(Duration::from_millis(300));
-                empty.push(iperf(stream, secs)?);
-            }
-            {
-                let _hooks = EmptyTcHooks::attach()?;
-                sleep(Duration::from_millis(300));
-                empty_tc.push(iperf(stream, secs)?);
-            }
-            {
-                // Throughput with the probes attached, kernel stats off (as in production).
-                let _agent = RunningAgent::start(agent, false)?;
-                sleep(Duration::from_millis(300));
-                with.push(iperf(stream, secs)?);
-            }
-            // A separate leg with kernel stats on, for the probe's own ns per run.
-            let agent = RunningAgent::start(agent, true)?;
-            sleep(Duration::from_millis(300));
-            let before = agent.program_stats()?;
-            iperf(stream, secs.min(2))?;
-            sleep(Duration::from_millis(1200)); // the agent refreshes stats each drain
-            let after = agent.program_stats()?;
-            for (i, ((runs0, ns0), (runs1, ns1))) in before.iter().zip(&after).enumerate() {
-                if runs1 > runs0 {
-                    ns_per_run[i].push((ns1 - ns0) / (runs1 - runs0));
-                }
-            }
-        }
-        let (b, e, w) = (median(base), median(empty), median(with));
-        let t = median(empty_tc);
-        let ns: Vec<String> = ns_per_run
-            .into_iter()
-            .map(|v| {
-                if v.is_empty() {
-                    "-".to_owned()
-                } else {
-                    format!("{:.0}", median(v))
-                }
-            })
-            .collect();
-        println!(
-            "| {} | {b:.2} | {e:.2} | {t:.2} | {w:.2} | {:.3} | {:.3} | {:.3} | {} |",
-            stream.name(),
-            e / b,
-            t / b,
-            w / b,
-            ns.join(" | ")
-        );
-    }
-    println!(
-        "\nratio = with / detached (1.000 = no cost); the empty hook pair is two cgroup_skb programs \
-         that only return (`osprey-agent hook-floor`), the floor any cgroup_skb design pays; the empty TC pair is an empty classifier on A's veth egress and B's \
-         veth ingress (clsact), the floor a TC design pays. ns/run = Δrun_time_ns / Δrun_cnt of each \
-         program from the kernel's bpf stats (which add ~30 ns of their own to each run); one run handles one skb (a TCP GSO \
-         skb carries up to ~45 segments; a UDP 64 B skb is one packet)."
-    );
     Ok(())
 }
 

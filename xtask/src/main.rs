@@ -2,6 +2,7 @@
 //! README's two commands; both set up the machine first if needed.
 
 mod bench;
+mod bench_probes;
 mod bench_scrape;
 mod build;
 mod setup;
@@ -119,7 +120,7 @@ fn main() -> Result<()> {
             }
             bench::no_other_agent()?;
             if part("probes") {
-                bench::run(&agent, reps, secs)?;
+                bench_probes::run(&agent, reps, secs)?;
             }
             if part("flows") {
                 bench::flow_rates(&agent, reps, secs + 2)?;

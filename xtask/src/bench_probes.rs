@@ -1,0 +1,377 @@
+//! `cargo xtask bench --only probes`: what the flow programs cost the
+//! traffic, side by side in one run. iperf3 TCP bulk and UDP 64-byte streams
+//! from pod A to pod B, each rep in four setups (probes detached, an empty
+//! cgroup_skb pair, an empty TC pair, the agent), in an order that rotates
+//! every rep so drift of the machine falls on each setup alike; ratios are
+//! taken within a rep and their median reported with their range. Then each
+//! program's own cost from the kernel's statistics (BPF_ENABLE_STATS): the
+//! flow programs' ns per run, the empty programs' ns per run under the same
+//! statistics (the timing's and the hook call's own share), and, from the
+//! namespaces' TCP counters, ns per packet on the wire.
+
+use std::{
+    any::Any,
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    bench::{IP_B, NS_A, NS_B, Pods, RunningAgent, median, terminate},
+    sh,
+};
+
+#[derive(Clone, Copy)]
+enum Stream {
+    TcpBulk,
+    Udp64,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Self::TcpBulk => "TCP bulk throughput (Gbit/s)",
+            Self::Udp64 => "UDP 64 B packets (kpps)",
+        }
+    }
+}
+
+/// One iperf3 run from pod A to pod B; Gbit/s for TCP, kpps received for UDP.
+fn iperf(stream: Stream, secs: u64) -> Result<f64> {
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", NS_B, "iperf3", "-s", "-1", "-B", IP_B])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting iperf3 server")?;
+    sleep(Duration::from_millis(300));
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        NS_A,
+        "iperf3",
+        "-J",
+        "-c",
+        IP_B,
+        "-t",
+        &secs.to_string(),
+    ]);
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        // Client on CPU 0, server on CPU 1, in every run: where the scheduler
+        // puts the two otherwise swings a run by ±10 % on two vCPUs. (On a
+        // veth the receive path, hooks included, runs on the sender's CPU.)
+        cmd.args(["-A", "0,1"]);
+    }
+    if let Stream::Udp64 = stream {
+        cmd.args(["-u", "-b", "0", "-l", "64"]);
+    }
+    let out = sh::output(&mut cmd).context("iperf3 client failed")?;
+    let _ = server.wait();
+    let json: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
+    let end = &json["end"];
+    Ok(match stream {
+        Stream::TcpBulk => {
+            end["sum_received"]["bits_per_second"]
+                .as_f64()
+                .context("bps")?
+                / 1e9
+        }
+        Stream::Udp64 => {
+            let sum = &end["sum"];
+            let packets = sum["packets"].as_f64().context("packets")?;
+            let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
+            let seconds = sum["seconds"].as_f64().context("seconds")?;
+            (packets - lost) / seconds / 1e3
+        }
+    })
+}
+
+/// `osprey-agent hook-floor`: the empty cgroup_skb pair, attached while this lives.
+struct EmptyHooks(Child);
+
+impl EmptyHooks {
+    fn attach(agent: &Path, bpf_stats: bool) -> Result<Self> {
+        let mut child = Command::new(agent)
+            .arg("hook-floor")
+            .args(bpf_stats.then_some("--bpf-stats"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting osprey-agent hook-floor")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+        if line.trim() != "osprey-agent: empty hooks attached" {
+            let _ = child.kill();
+            bail!("the empty hooks were not attached: {line}");
+        }
+        Ok(Self(child))
+    }
+}
+
+impl Drop for EmptyHooks {
+    fn drop(&mut self) {
+        terminate(&mut self.0);
+    }
+}
+
+/// The same floor at the device instead of the socket: an empty classifier
+/// (classic BPF `ret 0`, which the kernel runs as eBPF; direct-action, so
+/// TC_ACT_OK) on pod A's veth egress and pod B's veth ingress, under a
+/// clsact qdisc — what a TC-based design (Cilium's, Hubble's) pays per packet
+/// before doing any work. Removed on drop.
+struct EmptyTcHooks;
+
+impl EmptyTcHooks {
+    fn attach() -> Result<Self> {
+        let hooks = Self;
+        for (ns, dev, dir) in [
+            (NS_A, "osp-bench-a", "egress"),
+            (NS_B, "osp-bench-b", "ingress"),
+        ] {
+            let tc = |args: &[&str]| {
+                sh::run(
+                    Command::new("ip")
+                        .args(["netns", "exec", ns, "tc"])
+                        .args(args),
+                )
+            };
+            tc(&["qdisc", "add", "dev", dev, "clsact"])?;
+            tc(&[
+                "filter",
+                "add",
+                "dev",
+                dev,
+                dir,
+                "bpf",
+                "da",
+                "bytecode",
+                "1,6 0 0 0,",
+            ])?;
+        }
+        Ok(hooks)
+    }
+}
+
+impl Drop for EmptyTcHooks {
+    fn drop(&mut self) {
+        for (ns, dev) in [(NS_A, "osp-bench-a"), (NS_B, "osp-bench-b")] {
+            let _ = sh::succeeds(Command::new("ip").args([
+                "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "clsact",
+            ]));
+        }
+    }
+}
+
+/// How a stream runs: the four setups a rep measures.
+#[derive(Clone, Copy)]
+enum Setup {
+    Detached,
+    EmptyHooks,
+    EmptyTc,
+    Osprey,
+}
+
+const SETUPS: [Setup; 4] = [
+    Setup::Detached,
+    Setup::EmptyHooks,
+    Setup::EmptyTc,
+    Setup::Osprey,
+];
+
+impl Setup {
+    /// Attaches the setup's programs; they stay until the value is dropped.
+    fn attach(self, agent: &Path) -> Result<Option<Box<dyn Any>>> {
+        let attached: Option<Box<dyn Any>> = match self {
+            Self::Detached => None,
+            Self::EmptyHooks => Some(Box::new(EmptyHooks::attach(agent, false)?)),
+            Self::EmptyTc => Some(Box::new(EmptyTcHooks::attach()?)),
+            // Kernel statistics off, as in production.
+            Self::Osprey => Some(Box::new(RunningAgent::start(agent, false)?)),
+        };
+        sleep(Duration::from_millis(300));
+        Ok(attached)
+    }
+}
+
+/// The value, and the median with the range of per-rep ratios, as a cell.
+fn ratio_cell(ratios: &[f64]) -> String {
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.3} ({lo:.3}–{hi:.3})", median(ratios.to_vec()))
+}
+
+/// (runs, run time ns) of every loaded program, by name, from the kernel.
+fn prog_stats(agent: &Path) -> Result<HashMap<String, (f64, f64)>> {
+    let out =
+        sh::output(Command::new(agent).arg("prog-stats")).context("osprey-agent prog-stats")?;
+    let mut stats = HashMap::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [name, runs, ns] = f[..] {
+            let e = stats.entry(name.to_owned()).or_insert((0.0, 0.0));
+            e.0 += runs.parse::<f64>()?;
+            e.1 += ns.parse::<f64>()?;
+        }
+    }
+    Ok(stats)
+}
+
+/// TCP segments both pods sent, from their namespaces' MIB (OutSegs counts
+/// every segment of a GSO skb, as a wire would).
+fn tcp_segments() -> Result<f64> {
+    let mut out_segs = 0.0;
+    for ns in [NS_A, NS_B] {
+        let snmp =
+            sh::output(Command::new("ip").args(["netns", "exec", ns, "cat", "/proc/net/snmp"]))
+                .context("reading a pod's /proc/net/snmp")?;
+        let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (
+            tcp.next().context("Tcp MIB")?,
+            tcp.next().context("Tcp MIB")?,
+        );
+        let field = |want: &str| -> Result<f64> {
+            let i = names
+                .split_whitespace()
+                .position(|n| n == want)
+                .context("Tcp MIB field")?;
+            Ok(values
+                .split_whitespace()
+                .nth(i)
+                .context("Tcp MIB value")?
+                .parse()?)
+        };
+        out_segs += field("OutSegs")?;
+    }
+    Ok(out_segs)
+}
+
+/// ns per run of `programs` (egress, ingress) over one stream, kernel
+/// statistics on; and ns per wire packet where a run is a GSO skb.
+fn program_cost(
+    agent: &Path,
+    stream: Stream,
+    programs: [&str; 2],
+    secs: u64,
+) -> Result<[(f64, f64); 2]> {
+    let (stats0, segs0) = (prog_stats(agent)?, tcp_segments()?);
+    iperf(stream, secs)?;
+    let (stats1, segs1) = (prog_stats(agent)?, tcp_segments()?);
+    // Every segment one pod sends, the other receives: the egress and the
+    // ingress program see the same wire packets.
+    let wire = segs1 - segs0;
+    let mut cost = [(f64::NAN, f64::NAN); 2];
+    for (i, name) in programs.iter().enumerate() {
+        let (r0, n0) = stats0.get(*name).copied().unwrap_or_default();
+        let (r1, n1) = stats1.get(*name).copied().context("program not loaded")?;
+        if r1 > r0 {
+            let packets = match stream {
+                Stream::TcpBulk => wire,
+                Stream::Udp64 => r1 - r0, // one datagram per skb
+            };
+            cost[i] = ((n1 - n0) / (r1 - r0), (n1 - n0) / packets);
+        }
+    }
+    Ok(cost)
+}
+
+pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
+    if !sh::is_root() {
+        bail!("bench loads eBPF and creates namespaces: run it as root");
+    }
+    let _pods = Pods::create()?;
+    println!(
+        "\nOsprey flow probe cost: veth between two namespaces, {reps} reps of {secs}s, setups in a rotating order; medians (ratios: median of per-rep ratios, range in brackets)\n"
+    );
+    println!(
+        "| stream | probes detached | empty hook pair | empty TC pair | probes attached | ratio: empty hooks | ratio: empty TC | ratio: Osprey |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut costs = Vec::new();
+    for stream in [Stream::TcpBulk, Stream::Udp64] {
+        let mut values: [Vec<f64>; 4] = Default::default();
+        let mut ratios: [Vec<f64>; 3] = Default::default();
+        // Per program (flow egress, flow ingress, empty egress, empty ingress): ns/run, ns/packet.
+        let mut cost: [Vec<(f64, f64)>; 4] = Default::default();
+        for rep in 0..reps {
+            let mut v = [0.0; 4];
+            for k in 0..SETUPS.len() {
+                let i = (rep + k) % SETUPS.len();
+                let _attached = SETUPS[i].attach(agent)?;
+                v[i] = iperf(stream, secs)?;
+            }
+            for i in 0..4 {
+                values[i].push(v[i]);
+            }
+            for i in 1..4 {
+                ratios[i - 1].push(v[i] / v[0]);
+            }
+            // Each program's own cost, statistics on: the flow programs, then
+            // the empty pair under the same statistics.
+            let stat_secs = secs.min(2);
+            {
+                let _agent = RunningAgent::start(agent, true)?;
+                sleep(Duration::from_millis(300));
+                let c = program_cost(agent, stream, ["flow_egress", "flow_ingress"], stat_secs)?;
+                cost[0].push(c[0]);
+                cost[1].push(c[1]);
+            }
+            {
+                let _hooks = EmptyHooks::attach(agent, true)?;
+                sleep(Duration::from_millis(300));
+                let c = program_cost(agent, stream, ["noop_egress", "noop_ingress"], stat_secs)?;
+                cost[2].push(c[0]);
+                cost[3].push(c[1]);
+            }
+        }
+        let m: Vec<f64> = values.into_iter().map(median).collect();
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            stream.name(),
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            ratio_cell(&ratios[0]),
+            ratio_cell(&ratios[1]),
+            ratio_cell(&ratios[2]),
+        );
+        costs.push((stream, cost));
+    }
+    println!(
+        "\nratio = with / detached within a rep (1.000 = no cost); the empty hook pair is two cgroup_skb programs \
+         that only return (`osprey-agent hook-floor`), the floor any cgroup_skb design pays; the empty TC pair is an empty classifier on A's veth egress and B's \
+         veth ingress (clsact), the floor a TC design pays."
+    );
+    println!(
+        "\nEach program's own cost, kernel statistics on (medians of {reps}):\n\n\
+         | stream | program | ns/run | empty program ns/run | ns/run above empty | wire packets per run | ns/packet above empty |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    for (stream, cost) in costs {
+        for (i, program) in ["flow_egress", "flow_ingress"].into_iter().enumerate() {
+            let run = median(cost[i].iter().map(|c| c.0).collect());
+            let per_packet = median(cost[i].iter().map(|c| c.1).collect());
+            let empty = median(cost[i + 2].iter().map(|c| c.0).collect());
+            let packets = run / per_packet;
+            println!(
+                "| {} | {program} | {run:.0} | {empty:.0} | {:.0} | {packets:.1} | {:.1} |",
+                stream.name(),
+                run - empty,
+                (run - empty) / packets,
+            );
+        }
+    }
+    println!(
+        "\nns/run = Δrun_time_ns / Δrun_cnt from the kernel; an empty program's ns/run is what the \
+         statistics' two clock reads and the call cost around any run, so \"above empty\" is the \
+         program's own work. A TCP run handles one GSO skb of several wire segments (counted by the \
+         namespaces' TCP OutSegs); a UDP 64 B run is one packet."
+    );
+    Ok(())
+}
