@@ -39,6 +39,19 @@ pub enum Command {
     /// each (the kernel's statistics, for the bench).
     #[command(hide = true)]
     ProgStats,
+    /// Time the flow programs (and the empty ones) on built packets with the
+    /// kernel's BPF_PROG_TEST_RUN: each program's own cost, without traffic.
+    #[command(hide = true)]
+    ProgBench {
+        #[arg(long, env = "OSPREY_PROBES")]
+        probes: Option<PathBuf>,
+        /// Runs per measurement.
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+        /// Measurements per program and packet (the fastest is printed).
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+    },
 }
 
 /// Flags of the agent itself.

@@ -3,6 +3,7 @@
 //! probes (kernel) → drain (thread) → aggregate (task) → /metrics (axum)
 //!                                                   ↘ live summary (terminal)
 
+mod bpf_test_run;
 mod cgroup;
 mod cli;
 mod config;
@@ -14,6 +15,7 @@ mod kernel_info;
 mod observe;
 mod pods;
 mod probes;
+mod prog_bench;
 mod resources;
 mod self_metrics;
 mod summary;
@@ -70,6 +72,17 @@ fn main() -> Result<()> {
             cgroup,
             bpf_stats,
         }) => return hook_floor(probes, cgroup, bpf_stats),
+        Some(cli::Command::ProgBench {
+            probes,
+            repeat,
+            rounds,
+        }) => {
+            let config = Config {
+                probes: probes.unwrap_or_default(),
+                ..Config::default()
+            };
+            return prog_bench::run(probes_path(&config)?, repeat, rounds);
+        }
         Some(cli::Command::ProgStats) => {
             for (name, runs, ns) in probes::loaded_program_stats()? {
                 println!("{name} {runs} {ns}");

@@ -15,7 +15,13 @@ use osprey_abi::{
 };
 use tracing::warn;
 
-use crate::kernel_info::{btf::KernelBtf, tracefs::TracepointFormat};
+use crate::{
+    flows::clock::{self, KernelClock},
+    kernel_info::{btf::KernelBtf, tracefs::TracepointFormat},
+};
+
+/// How often (at most) the flow programs read a TCP flow's smoothed RTT.
+const SRTT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -50,6 +56,8 @@ pub enum ProbeError {
     },
     #[error("cannot enable kernel BPF run-time statistics")]
     Stats(#[source] aya::sys::SyscallError),
+    #[error("cannot time flows with the kernel's tick count")]
+    Clock(#[source] crate::flows::clock::ClockError),
     #[error("cannot list the loaded eBPF programs")]
     Listing(#[source] Box<ProgramError>),
 }
@@ -66,6 +74,8 @@ pub struct FlowMaps {
     pub dns: Option<RingBuf<MapData>>,
     pub active: Array<MapData, u32>,
     pub loss: PerCpuArray<MapData, FlowLoss>,
+    /// Turns the flows' tick counts into time.
+    pub clock: KernelClock,
 }
 
 /// Handles to the resource probes' maps (cumulative; read at scrape time).
@@ -297,6 +307,9 @@ impl Probes {
         for (name, value) in resources.iter().flatten() {
             loader.override_global(name, value, true);
         }
+        let tick = clock::tick().map_err(ProbeError::Clock)?;
+        let srtt_every = (SRTT_EVERY.as_nanos() / tick.as_nanos()).max(1) as u32;
+        loader.override_global("SRTT_EVERY_JIFFIES", &srtt_every, true);
         for name in FLOW_MAP_NAMES {
             loader.map_max_entries(name, flow_map_entries);
         }
@@ -359,7 +372,18 @@ impl Probes {
             }),
             None => None,
         };
+        // The clock program is only ever test-run, never attached.
+        let mut clock_fd = None;
+        setup::<CgroupSkb>(&mut ebpf, "clock_sample", |p| {
+            p.load().map_err(|e| (LOAD, e))?;
+            let fd = p.fd().map_err(|e| ("fd", e))?.try_clone();
+            clock_fd = Some(fd.map_err(|e| ("fd", ProgramError::IOError(e)))?);
+            Ok(())
+        })?;
+        let clock = KernelClock::new(clock_fd.expect("set by setup"), take(&mut ebpf, "CLOCK")?)
+            .map_err(ProbeError::Clock)?;
         let maps = FlowMaps {
+            clock,
             flows: [take(&mut ebpf, "FLOWS_0")?, take(&mut ebpf, "FLOWS_1")?],
             slots: take(&mut ebpf, "FLOW_SLOTS")?,
             drops: [take(&mut ebpf, "DROPS_0")?, take(&mut ebpf, "DROPS_1")?],

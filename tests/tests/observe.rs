@@ -31,6 +31,11 @@ fn observe_prints_flows_and_each_filter_narrows_the_output() {
         return;
     };
     let pair = PodPair::new("ob", "10.210.0.1", "10.210.0.2", 24);
+    // The kernel stamps packets with its tick count (4 ms at HZ=250): a
+    // flow's first packet is no earlier than a tick before this.
+    let started =
+        humantime::format_rfc3339_millis(std::time::SystemTime::now() - Duration::from_millis(10))
+            .to_string();
     let a = pair.a_ip.to_string();
     pair.b.exec(&[
         "iptables", "-A", "INPUT", "-p", "udp", "--dport", "7302", "-j", "DROP",
@@ -58,12 +63,14 @@ fn observe_prints_flows_and_each_filter_narrows_the_output() {
 
     let udp = agent.observe(&["--ip", &a, "--protocol", "udp"]);
     assert!(!udp.is_empty() && udp.iter().all(|r| s(r, "protocol") == "UDP"));
-    // Forwarded records carry first and last seen, in order, before the record's time.
+    // Forwarded records carry first and last seen, in order, after the
+    // traffic started and before the record's time (RFC 3339, UTC, ms: they
+    // compare as strings).
     for r in udp.iter().filter(|r| s(r, "verdict") == "FORWARDED") {
         let (first, last, time) = (s(r, "first_seen"), s(r, "last_seen"), s(r, "time"));
         assert!(
-            first <= last && last <= time,
-            "{first} {last} {time} in {r}"
+            started <= first && first <= last && last <= time,
+            "started {started}: {first} {last} {time} in {r}"
         );
     }
     assert!(udp.len() < all.len());

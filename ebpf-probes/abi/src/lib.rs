@@ -88,9 +88,12 @@ pub struct FlowStats {
     pub bytes: u64,
     /// Packets on the wire: a GSO super-packet counts as its segment count.
     pub packets: u64,
-    /// `bpf_ktime_get_ns()` of the first and the last packet on this CPU.
-    pub first_seen_ns: u64,
-    pub last_seen_ns: u64,
+    /// The kernel's tick count (`jiffies_64`, `bpf_jiffies64()`) at the
+    /// first and the last packet on this CPU: one load per packet, where a
+    /// clock read costs ~6 ns. The drain turns it into CLOCK_MONOTONIC with a
+    /// [`ClockSample`]; the resolution is a tick, as with a coarse clock.
+    pub first_seen: u64,
+    pub last_seen: u64,
     /// OR of the TCP flags seen (FIN=0x01, SYN=0x02, RST=0x04, PSH=0x08, ACK=0x10, …).
     pub tcp_flags: u32,
     /// Packets (skbs) with SYN and no ACK, SYN+ACK, FIN, RST.
@@ -101,9 +104,20 @@ pub struct FlowStats {
     /// The smoothed RTT (µs) of the flow's TCP socket (`tcp_sock.srtt_us`),
     /// as last read on this CPU; 0 when none.
     pub srtt_us: u32,
-    /// When it was last read (`bpf_ktime_get_coarse_ns`); it is read at the
-    /// flow's first packet per drain interval, then at most every 100 ms.
-    pub srtt_read_ns: u64,
+    /// When it was last read (jiffies); it is read at the flow's first
+    /// packet per drain interval, then at most every `SRTT_EVERY_JIFFIES`
+    /// (≈ 100 ms).
+    pub srtt_read: u64,
+}
+
+/// The tick count and CLOCK_MONOTONIC read together by the `clock_sample`
+/// program (the `CLOCK` array, index 0), which userspace runs on demand
+/// (`BPF_PROG_TEST_RUN`) to convert the flows' tick counts into time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockSample {
+    pub jiffies: u64,
+    pub mono_ns: u64,
 }
 
 /// One of the last flows one CPU counted in one direction, with what it
@@ -349,6 +363,7 @@ mod user {
     // SAFETY: plain-old-data, `#[repr(C)]`, no implicit padding (checked by the tests below).
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
+    unsafe impl aya::Pod for super::ClockSample {}
     unsafe impl aya::Pod for super::FlowSlots {}
     unsafe impl aya::Pod for super::FlowLoss {}
     unsafe impl aya::Pod for super::DropKey {}

@@ -10,7 +10,7 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_ktime_get_coarse_ns, bpf_sk_fullsock, bpf_skb_cgroup_id, bpf_tcp_sock},
+    helpers::{bpf_jiffies64, bpf_sk_fullsock, bpf_skb_cgroup_id, bpf_tcp_sock},
     macros::{cgroup_skb, map},
     maps::{PerCpuArray, PerCpuHashMap},
     programs::SkBuffContext,
@@ -120,10 +120,12 @@ struct Sample {
     tcp_flags: u32,
 }
 
-/// A flow's socket RTT is read again at most this often (and at its first
-/// packet in each drain interval): the helpers cost more than the rest of
-/// the per-packet work.
-const SRTT_EVERY_NS: u64 = 100_000_000;
+/// A flow's socket RTT is read again at most this many ticks apart (and at
+/// its first packet in each drain interval): the helpers cost more than the
+/// rest of the per-packet work. Set at load from the kernel's HZ (≈ 100 ms);
+/// the default is 100 ms at HZ=250.
+#[unsafe(no_mangle)]
+static SRTT_EVERY_JIFFIES: u32 = 25;
 
 /// Per CPU, the last two flows counted in each direction, per map index (see
 /// `osprey_abi::FlowSlots`): a stream of packets of one flow costs an array
@@ -134,7 +136,8 @@ static FLOW_SLOTS: PerCpuArray<FlowSlots> = PerCpuArray::with_max_entries(FLOW_S
 #[inline(always)]
 fn record(ctx: &SkBuffContext, key: &FlowKey, sample: Sample) {
     let first = first_map_active();
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: a helper without arguments (a load of jiffies_64 once JITed).
+    let now = unsafe { bpf_jiffies64() };
     let tcp = key.protocol == PROTO_TCP;
     let index = flow_slot(if first { 0 } else { 1 }, key.direction);
     let Some(slots) = FLOW_SLOTS.get_ptr_mut(index) else {
@@ -156,12 +159,11 @@ fn record(ctx: &SkBuffContext, key: &FlowKey, sample: Sample) {
             hit(ctx, &mut b.stats, &sample, now, tcp);
         } else {
             // Evict the slot used least recently (an empty one first).
-            let victim =
-                if a.used == 0 || (b.used != 0 && a.stats.last_seen_ns <= b.stats.last_seen_ns) {
-                    a
-                } else {
-                    b
-                };
+            let victim = if a.used == 0 || (b.used != 0 && a.stats.last_seen <= b.stats.last_seen) {
+                a
+            } else {
+                b
+            };
             if victim.used != 0 {
                 merge(first, &victim.key, &victim.stats);
             }
@@ -177,12 +179,15 @@ fn record(ctx: &SkBuffContext, key: &FlowKey, sample: Sample) {
 #[inline(always)]
 fn hit(ctx: &SkBuffContext, stats: &mut FlowStats, sample: &Sample, now: u64, tcp: bool) {
     add(stats, sample, now);
-    if tcp && now.wrapping_sub(stats.srtt_read_ns) >= SRTT_EVERY_NS {
+    // SAFETY: a global the loader sets; volatile, so the value is read from
+    // the object's data, not folded in at compile time.
+    let every = unsafe { core::ptr::read_volatile(&SRTT_EVERY_JIFFIES) } as u64;
+    if tcp && now.wrapping_sub(stats.srtt_read) >= every {
         let srtt = srtt_us(ctx);
         if srtt != 0 {
             stats.srtt_us = srtt;
         }
-        stats.srtt_read_ns = now;
+        stats.srtt_read = now;
     }
 }
 
@@ -210,15 +215,15 @@ fn fresh(ctx: &SkBuffContext, sample: &Sample, now: u64, tcp: bool) -> FlowStats
     let mut stats = FlowStats {
         bytes: sample.bytes,
         packets: sample.packets,
-        first_seen_ns: now,
-        last_seen_ns: now,
+        first_seen: now,
+        last_seen: now,
         tcp_flags: sample.tcp_flags,
         syn: 0,
         syn_ack: 0,
         fin: 0,
         rst: 0,
         srtt_us: if tcp { srtt_us(ctx) } else { 0 },
-        srtt_read_ns: now,
+        srtt_read: now,
     };
     count_flags(&mut stats, sample.tcp_flags);
     stats
@@ -266,20 +271,20 @@ fn combine(stats: *mut FlowStats, d: &FlowStats) {
     unsafe {
         (*stats).bytes += d.bytes;
         (*stats).packets += d.packets;
-        if d.first_seen_ns < (*stats).first_seen_ns {
-            (*stats).first_seen_ns = d.first_seen_ns;
+        if d.first_seen < (*stats).first_seen {
+            (*stats).first_seen = d.first_seen;
         }
-        if d.last_seen_ns > (*stats).last_seen_ns {
-            (*stats).last_seen_ns = d.last_seen_ns;
+        if d.last_seen > (*stats).last_seen {
+            (*stats).last_seen = d.last_seen;
         }
         (*stats).tcp_flags |= d.tcp_flags;
         (*stats).syn += d.syn;
         (*stats).syn_ack += d.syn_ack;
         (*stats).fin += d.fin;
         (*stats).rst += d.rst;
-        if d.srtt_us != 0 && d.srtt_read_ns >= (*stats).srtt_read_ns {
+        if d.srtt_us != 0 && d.srtt_read >= (*stats).srtt_read {
             (*stats).srtt_us = d.srtt_us;
-            (*stats).srtt_read_ns = d.srtt_read_ns;
+            (*stats).srtt_read = d.srtt_read;
         }
     }
 }
@@ -289,7 +294,7 @@ fn combine(stats: *mut FlowStats, d: &FlowStats) {
 fn add(stats: &mut FlowStats, sample: &Sample, now: u64) {
     stats.bytes += sample.bytes;
     stats.packets += sample.packets;
-    stats.last_seen_ns = now;
+    stats.last_seen = now;
     stats.tcp_flags |= sample.tcp_flags;
     if sample.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
         count_flags(stats, sample.tcp_flags);

@@ -3,6 +3,7 @@
 #![no_main]
 
 mod block;
+mod clock;
 mod connections;
 mod dns;
 mod drops;

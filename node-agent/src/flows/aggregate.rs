@@ -216,6 +216,7 @@ mod tests {
                 packets,
                 ..FlowStats::default()
             },
+            ..FlowDelta::default()
         }
     }
 

@@ -14,6 +14,8 @@ use osprey_abi::{
     ConnKey, DIR_EGRESS, DIR_INGRESS, DropKey, FlowKey, FlowLoss, FlowSlots, FlowStats, flow_slot,
 };
 
+use tracing::warn;
+
 use crate::probes::FlowMaps;
 
 /// A program that loaded the old index finishes in microseconds; this is ample.
@@ -29,11 +31,25 @@ pub enum DrainError {
     Slots(#[source] MapError),
 }
 
+impl FlowDelta {
+    fn new(key: FlowKey, stats: FlowStats) -> Self {
+        Self {
+            key,
+            stats,
+            ..Self::default()
+        }
+    }
+}
+
 /// One flow's counters over one drain interval, summed over CPUs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowDelta {
     pub key: FlowKey,
+    /// Its `first_seen` / `last_seen` are the kernel's tick counts.
     pub stats: FlowStats,
+    /// CLOCK_MONOTONIC (ns) of the first and the last packet, to a tick.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
 }
 
 /// What one drain produced.
@@ -80,6 +96,13 @@ impl FlowDrainer {
         );
         let slots = drain_slots(&mut self.maps.slots, idle).map_err(DrainError::Slots)?;
         batch.flows = merge_flows(flows, slots);
+        if let Err(e) = self.maps.clock.refresh() {
+            warn!(error = %e, "flow times use the previous clock sample");
+        }
+        for flow in &mut batch.flows {
+            flow.first_seen_ns = self.maps.clock.mono_ns(flow.stats.first_seen);
+            flow.last_seen_ns = self.maps.clock.mono_ns(flow.stats.last_seen);
+        }
         batch.drops = drain_map(
             &mut self.maps.drops[idle as usize],
             &mut batch.read_errors,
@@ -133,7 +156,7 @@ fn merge_flows(
     if slots.is_empty() {
         return flows
             .into_iter()
-            .map(|(key, stats)| FlowDelta { key, stats })
+            .map(|(key, stats)| FlowDelta::new(key, stats))
             .collect();
     }
     let mut by_key: HashMap<FlowKey, FlowStats> = flows.into_iter().collect();
@@ -145,7 +168,7 @@ fn merge_flows(
     }
     by_key
         .into_iter()
-        .map(|(key, stats)| FlowDelta { key, stats })
+        .map(|(key, stats)| FlowDelta::new(key, stats))
         .collect()
 }
 
@@ -182,7 +205,7 @@ pub fn sum_stats(per_cpu: &[FlowStats]) -> FlowStats {
     let srtt_us = per_cpu
         .iter()
         .filter(|s| s.srtt_us != 0)
-        .max_by_key(|s| s.srtt_read_ns)
+        .max_by_key(|s| s.srtt_read)
         .map_or(0, |s| s.srtt_us);
     let sum = per_cpu.iter().fold(FlowStats::default(), |acc, s| {
         if s.packets == 0 {
@@ -191,19 +214,19 @@ pub fn sum_stats(per_cpu: &[FlowStats]) -> FlowStats {
         FlowStats {
             bytes: acc.bytes + s.bytes,
             packets: acc.packets + s.packets,
-            first_seen_ns: if acc.first_seen_ns == 0 {
-                s.first_seen_ns
+            first_seen: if acc.first_seen == 0 {
+                s.first_seen
             } else {
-                acc.first_seen_ns.min(s.first_seen_ns)
+                acc.first_seen.min(s.first_seen)
             },
-            last_seen_ns: acc.last_seen_ns.max(s.last_seen_ns),
+            last_seen: acc.last_seen.max(s.last_seen),
             tcp_flags: acc.tcp_flags | s.tcp_flags,
             syn: acc.syn + s.syn,
             syn_ack: acc.syn_ack + s.syn_ack,
             fin: acc.fin + s.fin,
             rst: acc.rst + s.rst,
             srtt_us: 0,
-            srtt_read_ns: 0,
+            srtt_read: 0,
         }
     });
     FlowStats { srtt_us, ..sum }
@@ -229,8 +252,8 @@ mod tests {
         FlowStats {
             bytes,
             packets,
-            first_seen_ns: first,
-            last_seen_ns: last,
+            first_seen: first,
+            last_seen: last,
             tcp_flags: flags,
             syn: u32::from(flags == 0x02),
             ..FlowStats::default()
@@ -259,8 +282,8 @@ mod tests {
                     d.key.src_port,
                     s.bytes,
                     s.packets,
-                    s.first_seen_ns,
-                    s.last_seen_ns,
+                    s.first_seen,
+                    s.last_seen,
                     s.tcp_flags,
                 )
             })
@@ -274,20 +297,20 @@ mod tests {
         let cpus = [
             FlowStats {
                 srtt_us: 500,
-                srtt_read_ns: 60,
+                srtt_read: 60,
                 ..stats(100, 2, 50, 60, 0x02)
             },
             FlowStats::default(),
             FlowStats {
                 srtt_us: 700,
-                srtt_read_ns: 90,
+                srtt_read: 90,
                 ..stats(40, 1, 20, 90, 0x10)
             },
             stats(10, 1, 30, 95, 0x10),
         ];
         let sum = sum_stats(&cpus);
         assert_eq!(
-            (sum.bytes, sum.packets, sum.first_seen_ns, sum.last_seen_ns),
+            (sum.bytes, sum.packets, sum.first_seen, sum.last_seen),
             (150, 4, 20, 95)
         );
         assert_eq!((sum.tcp_flags, sum.syn), (0x12, 1));

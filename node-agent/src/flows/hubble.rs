@@ -193,6 +193,7 @@ mod tests {
                 fin: 1,
                 ..FlowStats::default()
             },
+            ..FlowDelta::default()
         };
         let ping6 = FlowDelta {
             key: key(PROTO_ICMPV6, FAMILY_V6, 128),
@@ -200,6 +201,7 @@ mod tests {
                 packets: 3,
                 ..FlowStats::default()
             },
+            ..FlowDelta::default()
         };
         for d in [&tcp, &ping6] {
             m.observe(d, &FlowLabels::from(&d.key));

@@ -119,6 +119,7 @@ mod tests {
                 srtt_us,
                 ..FlowStats::default()
             },
+            ..FlowDelta::default()
         };
         h.observe(&[
             flow(PROTO_TCP, DIR_EGRESS, 100), // 64..128 µs

@@ -187,8 +187,8 @@ impl FlowRecord {
         Self {
             traffic_direction: Some(direction),
             bytes: delta.stats.bytes,
-            first_seen: wall_clock(delta.stats.first_seen_ns, time),
-            last_seen: wall_clock(delta.stats.last_seen_ns, time),
+            first_seen: wall_clock(delta.first_seen_ns, time),
+            last_seen: wall_clock(delta.last_seen_ns, time),
             tcp_flags: flag_names(delta.stats.tcp_flags),
             ..Self::of_flow(l, Verdict::Forwarded, delta.stats.packets, time)
         }
