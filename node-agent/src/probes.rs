@@ -207,10 +207,11 @@ const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 3] = [
 
 /// The resource programs: (program, category, tracepoint). `sched_wakeup_new`
 /// has the same format as `sched_wakeup`.
-const RESOURCE_PROGRAMS: [(&str, &str, &str); 5] = [
+const RESOURCE_PROGRAMS: [(&str, &str, &str); 6] = [
     ("sched_wakeup", "sched", "sched_wakeup"),
     ("sched_wakeup_new", "sched", "sched_wakeup_new"),
     ("sched_switch", "sched", "sched_switch"),
+    ("sched_exit", "sched", "sched_process_exit"),
     ("block_io", "block", "block_bio_queue"),
     ("oom_victim", "oom", "mark_victim"),
 ];

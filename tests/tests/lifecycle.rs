@@ -19,9 +19,9 @@ fn program_ids(agent: &Agent) -> BTreeSet<u32> {
             .filter_map(|s| s.labels.get("id")?.parse().ok())
             .collect();
         // flow_ingress, flow_egress, skb_drop, tcp_retransmit, tcp_state,
-        // sched_wakeup, sched_wakeup_new, sched_switch, block_io, oom_victim
-        // (attached), and clock_sample (loaded, only ever test-run).
-        (ids.len() == 11).then_some(ids)
+        // sched_wakeup, sched_wakeup_new, sched_switch, sched_exit, block_io,
+        // oom_victim (attached), and clock_sample (loaded, only ever test-run).
+        (ids.len() == 12).then_some(ids)
     })
 }
 

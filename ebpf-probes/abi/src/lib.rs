@@ -253,8 +253,9 @@ pub struct RunqHist {
 
 /// Entries of the per-cgroup resource maps (run queue, block IO).
 pub const DEFAULT_CGROUP_MAP_ENTRIES: u32 = 8_192;
-/// Tasks that can be waiting for a CPU at once (run-queue start times).
-pub const DEFAULT_RUNQ_TASK_ENTRIES: u32 = 32_768;
+/// Tasks (threads) whose run-queue state is kept, from their first wake-up
+/// to their exit; a wake-up of a task beyond that is counted as lost.
+pub const DEFAULT_RUNQ_TASK_ENTRIES: u32 = 65_536;
 
 /// `BlockKey::op`.
 pub const BLOCK_READ: u32 = 0;
@@ -299,7 +300,7 @@ pub struct OomEvent {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ResourceLoss {
-    /// Wake-ups not timed because the run-queue start map was full.
+    /// Wake-ups not timed because the run-queue task map was full.
     pub runq_start_full: u64,
     /// Waits of new cgroups that found the histogram map full.
     pub runq_hist_full: u64,

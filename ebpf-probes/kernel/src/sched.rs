@@ -4,13 +4,18 @@
 //!
 //! `sched_switch` runs on behalf of the outgoing task, so the cgroup of the
 //! incoming one is not at hand there without reading task_struct. Its wait is
-//! parked in `RUNQ_PENDING` instead and charged the next time that task is
-//! switched out, when it is `current` and `bpf_get_current_cgroup_id` names
-//! its cgroup: tracepoints and stable helpers only, no kernel structs.
+//! parked in its `RUNQ_TASKS` entry instead and charged the next time that
+//! task is switched out, when it is `current` and `bpf_get_current_cgroup_id`
+//! names its cgroup: tracepoints and stable helpers only, no kernel structs.
+//!
+//! A task's entry lives from its first wake-up to its exit
+//! (`sched_process_exit`) and is updated in place: a wake-up is one hash
+//! lookup, a switch two, with no insert or delete (each costs a hash
+//! map's element allocation and bucket lock) while the set of tasks holds.
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuHashMap},
     programs::TracePointContext,
@@ -22,13 +27,20 @@ use crate::{
     shared::count_resource_loss,
 };
 
-/// pid → when it became runnable (ns).
-#[map]
-static RUNQ_START: HashMap<u32, u64> = HashMap::with_max_entries(DEFAULT_RUNQ_TASK_ENTRIES, 0);
+/// A task's run-queue state.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RunqTask {
+    /// When it became runnable (ns); 0 while it runs or sleeps.
+    runnable_since: u64,
+    /// How long it waited before its current run (ns), until it is switched
+    /// out and charged; 0 when nothing is owed.
+    pending_wait: u64,
+}
 
-/// pid → how long it waited before its current run (ns), until it is switched out.
+/// pid (thread id) → its run-queue state, from its first wake-up to its exit.
 #[map]
-static RUNQ_PENDING: HashMap<u32, u64> = HashMap::with_max_entries(DEFAULT_RUNQ_TASK_ENTRIES, 0);
+static RUNQ_TASKS: HashMap<u32, RunqTask> = HashMap::with_max_entries(DEFAULT_RUNQ_TASK_ENTRIES, 0);
 
 /// cgroup v2 id → histogram of waits.
 #[map]
@@ -63,9 +75,21 @@ fn woken(ctx: &TracePointContext) {
     }
 }
 
+/// Marks `pid` runnable since `now`, keeping a wait it still owes.
 #[inline(always)]
 fn runnable(pid: u32, now: u64) {
-    if RUNQ_START.insert(&pid, &now, 0).is_err() {
+    if let Some(task) = RUNQ_TASKS.get_ptr_mut(&pid) {
+        // SAFETY: a map value; a racing update of the same task on another
+        // CPU can only make one wait inexact, never unsafe.
+        unsafe { (*task).runnable_since = now };
+        return;
+    }
+    let task = RunqTask {
+        runnable_since: now,
+        pending_wait: 0,
+    };
+    // EEXIST (inserted meanwhile on another CPU) loses one wake-up, like a full map.
+    if RUNQ_TASKS.insert(&pid, &task, BPF_NOEXIST as u64).is_err() {
         count_resource_loss(|loss| loss.runq_start_full += 1);
     }
 }
@@ -85,23 +109,44 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
     };
     let now = unsafe { bpf_ktime_get_ns() };
     if prev != 0 {
-        // `prev` is still current: charge its last wait to its cgroup.
-        if let Some(wait) = unsafe { RUNQ_PENDING.get(&prev) } {
-            let wait = *wait;
-            let _ = RUNQ_PENDING.remove(&prev);
-            charge(unsafe { bpf_get_current_cgroup_id() }, wait);
-        }
-        if prev_state & SLEEPING_STATES == 0 {
-            runnable(prev, now);
+        let preempted = prev_state & SLEEPING_STATES == 0;
+        match RUNQ_TASKS.get_ptr_mut(&prev) {
+            // SAFETY: a map value (see `runnable`).
+            Some(task) => unsafe {
+                // `prev` is still current: charge its last wait to its cgroup.
+                if (*task).pending_wait != 0 {
+                    charge(bpf_get_current_cgroup_id(), (*task).pending_wait);
+                    (*task).pending_wait = 0;
+                }
+                if preempted {
+                    (*task).runnable_since = now;
+                }
+            },
+            None if preempted => runnable(prev, now),
+            None => {}
         }
     }
-    if next != 0 {
-        if let Some(start) = unsafe { RUNQ_START.get(&next) } {
-            let wait = now.saturating_sub(*start);
-            let _ = RUNQ_START.remove(&next);
-            let _ = RUNQ_PENDING.insert(&next, &wait, 0);
+    if next != 0
+        && let Some(task) = RUNQ_TASKS.get_ptr_mut(&next)
+    {
+        // SAFETY: a map value (see `runnable`).
+        unsafe {
+            let since = (*task).runnable_since;
+            if since != 0 {
+                // At least 1 ns, so that a wait is owed even if the clock did not move.
+                (*task).pending_wait = now.saturating_sub(since).max(1);
+                (*task).runnable_since = 0;
+            }
         }
     }
+    0
+}
+
+/// An exiting task's entry goes with it (the tracepoint runs as that task).
+#[tracepoint]
+pub fn sched_exit(_ctx: TracePointContext) -> u32 {
+    let pid = bpf_get_current_pid_tgid() as u32;
+    let _ = RUNQ_TASKS.remove(&pid);
     0
 }
 
