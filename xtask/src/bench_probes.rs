@@ -251,17 +251,48 @@ fn tcp_segments() -> Result<f64> {
     Ok(out_segs)
 }
 
+/// Every program the agent attaches: what all of them cost during a stream
+/// (the scheduler's tracepoints fire on every context switch the stream causes).
+const AGENT_PROGRAMS: [&str; 11] = [
+    "flow_egress",
+    "flow_ingress",
+    "sched_switch",
+    "sched_wakeup",
+    "sched_wakeup_new",
+    "sched_exit",
+    "skb_drop",
+    "tcp_retransmit",
+    "tcp_state",
+    "block_io",
+    "oom_victim",
+];
+
+/// What one program did during a stream: runs per second and ns per run.
+type Activity = HashMap<&'static str, (f64, f64)>;
+
 /// ns per run of `programs` (egress, ingress) over one stream, kernel
-/// statistics on; and ns per wire packet where a run is a GSO skb.
+/// statistics on; and ns per wire packet where a run is a GSO skb. Also
+/// the activity of every program in `AGENT_PROGRAMS` meanwhile.
 fn program_cost(
     agent: &Path,
     stream: Stream,
     programs: [&str; 2],
     secs: u64,
-) -> Result<[(f64, f64); 2]> {
+) -> Result<([(f64, f64); 2], Activity)> {
     let (stats0, segs0) = (prog_stats(agent)?, tcp_segments()?);
+    let t0 = std::time::Instant::now();
     iperf(stream, secs)?;
     let (stats1, segs1) = (prog_stats(agent)?, tcp_segments()?);
+    let wall = t0.elapsed().as_secs_f64();
+    let mut activity = Activity::new();
+    for name in AGENT_PROGRAMS {
+        let (r0, n0) = stats0.get(name).copied().unwrap_or_default();
+        if let Some((r1, n1)) = stats1.get(name).copied()
+            && r1 > r0
+        {
+            activity.insert(name, ((r1 - r0) / wall, (n1 - n0) / (r1 - r0)));
+        }
+    }
     // Every segment one pod sends, the other receives: the egress and the
     // ingress program see the same wire packets.
     let wire = segs1 - segs0;
@@ -277,7 +308,7 @@ fn program_cost(
             cost[i] = ((n1 - n0) / (r1 - r0), (n1 - n0) / packets);
         }
     }
-    Ok(cost)
+    Ok((cost, activity))
 }
 
 pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
@@ -299,6 +330,7 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
         let mut ratios: [Vec<f64>; 4] = Default::default();
         // Per program (flow egress, flow ingress, empty egress, empty ingress): ns/run, ns/packet.
         let mut cost: [Vec<(f64, f64)>; 4] = Default::default();
+        let mut activity: Vec<Activity> = Vec::new();
         for rep in 0..reps {
             let mut v = [0.0; 4];
             for k in 0..SETUPS.len() {
@@ -319,14 +351,17 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
             {
                 let _agent = RunningAgent::start(agent, true)?;
                 sleep(Duration::from_millis(300));
-                let c = program_cost(agent, stream, ["flow_egress", "flow_ingress"], stat_secs)?;
+                let (c, a) =
+                    program_cost(agent, stream, ["flow_egress", "flow_ingress"], stat_secs)?;
                 cost[0].push(c[0]);
                 cost[1].push(c[1]);
+                activity.push(a);
             }
             {
                 let _hooks = EmptyHooks::attach(agent, true)?;
                 sleep(Duration::from_millis(300));
-                let c = program_cost(agent, stream, ["noop_egress", "noop_ingress"], stat_secs)?;
+                let (c, _) =
+                    program_cost(agent, stream, ["noop_egress", "noop_ingress"], stat_secs)?;
                 cost[2].push(c[0]);
                 cost[3].push(c[1]);
             }
@@ -344,7 +379,7 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
             ratio_cell(&ratios[2]),
             ratio_cell(&ratios[3]),
         );
-        costs.push((stream, cost));
+        costs.push((stream, cost, activity));
     }
     println!(
         "\nratio = with / detached within a rep (1.000 = no cost); the empty hook pair is two cgroup_skb programs \
@@ -357,7 +392,7 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
          | stream | program | ns/run | empty program ns/run | ns/run above empty | wire packets per run | ns/packet above empty |\n\
          |---|---|---|---|---|---|---|"
     );
-    for (stream, cost) in costs {
+    for (stream, cost, _) in &costs {
         for (i, program) in ["flow_egress", "flow_ingress"].into_iter().enumerate() {
             let run = median(cost[i].iter().map(|c| c.0).collect());
             let per_packet = median(cost[i].iter().map(|c| c.1).collect());
@@ -377,6 +412,30 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
          program's own work. A TCP run handles one GSO skb of several wire segments (counted by the \
          namespaces' TCP OutSegs); a UDP 64 B run is one packet."
     );
+    println!(
+        "\nEvery attached program during the stream, kernel statistics on (medians of {reps}; \
+         CPU ms/s = runs/s × ns/run, the statistics' own ~30 ns a run included):\n\n\
+         | stream | program | runs/s | ns/run | CPU ms/s |\n|---|---|---|---|---|"
+    );
+    for (stream, _, activity) in &costs {
+        let mut total = 0.0;
+        for name in AGENT_PROGRAMS {
+            let seen: Vec<&(f64, f64)> = activity.iter().filter_map(|a| a.get(name)).collect();
+            // Programs that ran in at least half the reps.
+            if seen.len() * 2 < activity.len().max(1) {
+                continue;
+            }
+            let rate = median(seen.iter().map(|a| a.0).collect());
+            let ns = median(seen.iter().map(|a| a.1).collect());
+            total += rate * ns / 1e6;
+            println!(
+                "| {} | {name} | {rate:.0} | {ns:.0} | {:.2} |",
+                stream.name(),
+                rate * ns / 1e6
+            );
+        }
+        println!("| {} | all | | | {total:.2} |", stream.name());
+    }
     // The same programs without traffic: warm caches, a stream of one flow.
     println!(
         "\nEach program on built packets, `osprey-agent prog-bench` (BPF_PROG_TEST_RUN, 1M runs, fastest of 7 rounds):\n"
