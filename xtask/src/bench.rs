@@ -95,16 +95,13 @@ impl RunningAgent {
     }
 
     pub(crate) fn start_with(agent: &Path, bpf_stats: bool, extra: &[&str]) -> Result<Self> {
-        let mut child = Command::new(agent)
-            .args(["--listen", "127.0.0.1:0", "--drain-interval-ms", "1000"])
-            .args(["--bpf-stats", if bpf_stats { "true" } else { "false" }])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the agent")?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+        let (child, line) = spawn_quiet(
+            Command::new(agent)
+                .args(["--listen", "127.0.0.1:0", "--drain-interval-ms", "1000"])
+                .args(["--bpf-stats", if bpf_stats { "true" } else { "false" }])
+                .args(extra),
+        )
+        .context("starting the agent")?;
         let Some(url) = line.trim().strip_prefix("osprey-agent: serving ") else {
             bail!("the agent did not start: {line}");
         };
@@ -119,6 +116,15 @@ impl Drop for RunningAgent {
     fn drop(&mut self) {
         terminate(&mut self.child);
     }
+}
+
+/// Starts an osprey-agent command with warnings only, and returns it with
+/// the first line it prints (what it says once it is ready).
+pub(crate) fn spawn_quiet(cmd: &mut Command) -> Result<(Child, String)> {
+    let mut child = cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
+    Ok((child, line))
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {

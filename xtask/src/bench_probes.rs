@@ -12,7 +12,6 @@
 use std::{
     any::Any,
     collections::HashMap,
-    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
     thread::sleep,
@@ -22,7 +21,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    bench::{IP_B, NS_A, NS_B, Pods, RunningAgent, median, terminate},
+    bench::{IP_B, NS_A, NS_B, Pods, RunningAgent, median, spawn_quiet, terminate},
     sh,
 };
 
@@ -97,15 +96,12 @@ struct EmptyHooks(Child);
 
 impl EmptyHooks {
     fn attach(agent: &Path, bpf_stats: bool) -> Result<Self> {
-        let mut child = Command::new(agent)
-            .arg("hook-floor")
-            .args(bpf_stats.then_some("--bpf-stats"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting osprey-agent hook-floor")?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+        let (mut child, line) = spawn_quiet(
+            Command::new(agent)
+                .arg("hook-floor")
+                .args(bpf_stats.then_some("--bpf-stats")),
+        )
+        .context("starting osprey-agent hook-floor")?;
         if line.trim() != "osprey-agent: empty hooks attached" {
             let _ = child.kill();
             bail!("the empty hooks were not attached: {line}");
