@@ -37,24 +37,27 @@ pub struct TestRun {
     pub ns_per_run: u32,
 }
 
-/// An Ethernet frame carrying a minimal IPv4 UDP datagram: what a cgroup_skb
-/// program needs to be test-run at all.
-pub const MIN_IPV4_UDP_FRAME: [u8; 42] = [
-    2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, // Ethernet, IPv4
-    0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1, // IPv4, UDP
-    0x9c, 0x40, 0x14, 0x51, 0, 8, 0, 0, // UDP 40000 → 5201, no payload
-];
-
 /// Runs the program behind `fd` `repeat` times on `packet` (an Ethernet
 /// frame), in the kernel.
 pub fn test_run(fd: RawFd, packet: &[u8], repeat: u32) -> std::io::Result<TestRun> {
-    let mut attr = TestRunAttr {
+    run(TestRunAttr {
         prog_fd: fd as u32,
         data_size_in: packet.len() as u32,
         data_in: packet.as_ptr() as u64,
         repeat,
         ..TestRunAttr::default()
-    };
+    })
+}
+
+/// Runs the raw tracepoint program behind `fd` once, with no arguments.
+pub fn test_run_raw_tracepoint(fd: RawFd) -> std::io::Result<TestRun> {
+    run(TestRunAttr {
+        prog_fd: fd as u32,
+        ..TestRunAttr::default()
+    })
+}
+
+fn run(mut attr: TestRunAttr) -> std::io::Result<TestRun> {
     // SAFETY: bpf(2) with a zero-padded attr of the size passed; the kernel
     // only reads `packet` (no data_out), and writes retval and duration.
     let rc = unsafe {

@@ -7,7 +7,9 @@ use std::{collections::BTreeMap, fs::File, os::fd::OwnedFd, path::PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, RawTracePoint, TracePoint,
+    },
 };
 use osprey_abi::{
     BlockKey, BlockStats, ConnKey, DropKey, FLOW_MAP_NAMES, FlowKey, FlowLoss, FlowSlots,
@@ -375,7 +377,7 @@ impl Probes {
         };
         // The clock program is only ever test-run, never attached.
         let mut clock_fd = None;
-        setup::<CgroupSkb>(&mut ebpf, "clock_sample", |p| {
+        setup::<RawTracePoint>(&mut ebpf, "clock_sample", |p| {
             p.load().map_err(|e| (LOAD, e))?;
             let fd = p.fd().map_err(|e| ("fd", e))?.try_clone();
             clock_fd = Some(fd.map_err(|e| ("fd", ProgramError::IOError(e)))?);

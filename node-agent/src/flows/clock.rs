@@ -1,7 +1,8 @@
 //! The flows' tick counts as time. The flow programs stamp packets with
 //! `jiffies_64` (a load, where reading a clock costs ~6 ns a packet); each
 //! drain has the kernel read the tick count and CLOCK_MONOTONIC side by side
-//! (the `clock_sample` program, test-run, never attached) and converts with
+//! (the `clock_sample` raw tracepoint program, test-run, never attached; a
+//! test run of it builds no packet) and converts with
 //! the tick's length, the resolution of CLOCK_MONOTONIC_COARSE.
 
 use std::{
@@ -15,7 +16,7 @@ use aya::{
 };
 use osprey_abi::ClockSample;
 
-use crate::bpf_test_run::{MIN_IPV4_UDP_FRAME, test_run};
+use crate::bpf_test_run::test_run_raw_tracepoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClockError {
@@ -70,8 +71,7 @@ impl KernelClock {
     /// stays in use (ticks and CLOCK_MONOTONIC advance together, so it only
     /// grows older, not wrong).
     pub fn refresh(&mut self) -> Result<(), ClockError> {
-        test_run(self.program.as_fd().as_raw_fd(), &MIN_IPV4_UDP_FRAME, 1)
-            .map_err(ClockError::Run)?;
+        test_run_raw_tracepoint(self.program.as_fd().as_raw_fd()).map_err(ClockError::Run)?;
         self.last = self.samples.get(&0, 0).map_err(ClockError::Read)?;
         Ok(())
     }
