@@ -7,7 +7,10 @@
 //! per-packet cost, beside the bench's kernel statistics under real traffic.
 //!
 //! The object is loaded apart from any running agent (maps of its own) and
-//! nothing is attached.
+//! nothing is attached. Each test run ends with the kernel freeing its test
+//! packet through `kfree_skb`, which an agent running meanwhile counts as a
+//! drop (reason NOT_SPECIFIED, on the built packets' flows): the
+//! bench runs this with no agent up.
 
 use std::{
     os::fd::{AsFd, AsRawFd},
