@@ -31,16 +31,6 @@ pub enum DrainError {
     Slots(#[source] MapError),
 }
 
-impl FlowDelta {
-    fn new(key: FlowKey, stats: FlowStats) -> Self {
-        Self {
-            key,
-            stats,
-            ..Self::default()
-        }
-    }
-}
-
 /// One flow's counters over one drain interval, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowDelta {
@@ -50,6 +40,17 @@ pub struct FlowDelta {
     /// CLOCK_MONOTONIC (ns) of the first and the last packet, to a tick.
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
+}
+
+impl FlowDelta {
+    /// A delta whose times the drain has yet to convert.
+    fn new(key: FlowKey, stats: FlowStats) -> Self {
+        Self {
+            key,
+            stats,
+            ..Self::default()
+        }
+    }
 }
 
 /// What one drain produced.
