@@ -92,6 +92,9 @@ pub struct RunArgs {
     pub cgroup_open_files: Option<usize>,
     #[arg(long, env = "OSPREY_BPF_STATS")]
     pub bpf_stats: Option<bool>,
+    /// Time run-queue waits per cgroup from the scheduler's tracepoints.
+    #[arg(long, env = "OSPREY_RUNQUEUE_LATENCY")]
+    pub runqueue_latency: Option<bool>,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
     pub summary_interval_secs: Option<u64>,
     /// Pod identity from the Kubernetes API: auto, on or off.
@@ -155,6 +158,9 @@ impl RunArgs {
         }
         if let Some(v) = self.bpf_stats {
             c.bpf_stats = v;
+        }
+        if let Some(v) = self.runqueue_latency {
+            c.runqueue_latency = v;
         }
         if let Some(v) = self.summary_interval_secs {
             c.summary_interval_secs = v;

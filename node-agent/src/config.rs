@@ -79,8 +79,15 @@ pub struct Config {
     /// that at ~10 MiB; past it, files are opened per scrape. 0: none kept.
     pub cgroup_open_files: usize,
     /// Keep the kernel's per-program run-time statistics on (`kernel.bpf_stats_enabled`)
-    /// and export them as `osprey_bpf_program_run_seconds_total`. Costs ~20 ns per run.
+    /// and export them as `osprey_bpf_program_run_seconds_total`. Costs ~20-30 ns
+    /// per run of every program (the bench measures it on an empty program).
     pub bpf_stats: bool,
+    /// Time run-queue waits per cgroup (`container_cpu_runqueue_latency_seconds`)
+    /// from the scheduler's tracepoints. They fire on every context switch
+    /// and wake-up (≈ 150 and ≈ 95 ns each): on a node that switches
+    /// 100k times a second that is ≈ 2 % of a CPU. `false` leaves them
+    /// unattached; every other probe stays.
+    pub runqueue_latency: bool,
     /// Print a live summary of the top flows to the terminal every this many
     /// seconds (0: off).
     pub summary_interval_secs: u64,
@@ -150,6 +157,7 @@ impl Default for Config {
             flow_log: None,
             observe_buffer: 4_096,
             bpf_stats: false,
+            runqueue_latency: true,
             summary_interval_secs: 0,
             kubernetes: KubernetesMode::Auto,
             kubeconfig: None,

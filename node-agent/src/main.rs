@@ -132,6 +132,7 @@ async fn run(config: Config) -> Result<()> {
         cgroup.clone(),
         config.flow_map_entries,
         config.bpf_stats,
+        config.runqueue_latency,
     )
     .with_context(|| format!("loading {}", probes_path.display()))?;
     info!(programs = ?probes.attached, cgroup = %cgroup.display(), "flow probes attached");

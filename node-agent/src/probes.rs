@@ -218,6 +218,14 @@ const RESOURCE_PROGRAMS: [(&str, &str, &str); 6] = [
     ("oom_victim", "oom", "mark_victim"),
 ];
 
+/// The resource programs that time run-queue waits (config `runqueue_latency`).
+const RUNQUEUE_PROGRAMS: [&str; 4] = [
+    "sched_wakeup",
+    "sched_wakeup_new",
+    "sched_switch",
+    "sched_exit",
+];
+
 /// The flow programs and the hook each attaches to.
 const FLOW_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
     ("flow_ingress", CgroupSkbAttachType::Ingress),
@@ -293,12 +301,15 @@ pub fn loaded_program_stats() -> Result<Vec<(String, u64, u64)>, ProbeError> {
 impl Probes {
     /// Loads the object at `path`, sizes the flow maps, and attaches the flow
     /// programs to the cgroup v2 directory `cgroup` (inherited by every
-    /// cgroup below it, so every socket on the node in any network namespace).
+    /// cgroup below it, so every socket on the node in any network namespace),
+    /// and the tracepoint programs whose offsets this kernel gives (the
+    /// run-queue ones only with `runqueue`).
     pub fn load_and_attach(
         path: PathBuf,
         cgroup: PathBuf,
         flow_map_entries: u32,
         bpf_stats: bool,
+        runqueue: bool,
     ) -> Result<(Self, FlowMaps, Option<ResourceMaps>), ProbeError> {
         let layout = KernelLayout::resolve()
             .inspect_err(|e| warn!(error = %e, "drop and retransmit probes disabled: the kernel layout is unknown"))
@@ -357,6 +368,7 @@ impl Probes {
             .into_iter()
             .filter(|(known, _)| *known)
             .flat_map(|(_, programs)| programs.iter().copied())
+            .filter(|(name, ..)| runqueue || !RUNQUEUE_PROGRAMS.contains(name))
         {
             setup::<TracePoint>(&mut ebpf, name, |p| {
                 p.load().map_err(|e| (LOAD, e))?;

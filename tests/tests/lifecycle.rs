@@ -70,6 +70,39 @@ fn crash_leaves_nothing_attached_and_a_second_run_works_then_stops_cleanly() {
 }
 
 #[test]
+fn runqueue_probes_can_be_left_off() {
+    require!(is_root(), "root is needed to load eBPF");
+    require!(
+        agent::binary().is_some(),
+        "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
+    );
+    let agent = start(&["--runqueue-latency", "false"]);
+    // The twelve less the four scheduler programs.
+    let programs: BTreeSet<String> = eventually(10, "osprey_bpf_program_info", || {
+        let names: BTreeSet<String> = samples(&agent.scrape().1)
+            .into_iter()
+            .filter(|s| s.name == "osprey_bpf_program_info")
+            .filter_map(|s| s.labels.get("program").cloned())
+            .collect();
+        (names.len() == 8).then_some(names)
+    });
+    assert!(
+        programs.iter().all(|p| !p.starts_with("sched_")),
+        "{programs:?}"
+    );
+    for kept in [
+        "flow_egress",
+        "flow_ingress",
+        "skb_drop",
+        "block_io",
+        "oom_victim",
+    ] {
+        assert!(programs.contains(kept), "{kept} missing from {programs:?}");
+    }
+    assert!(agent.stop(), "SIGTERM must exit 0");
+}
+
+#[test]
 fn bad_config_is_a_clear_error() {
     require!(
         agent::binary().is_some(),
