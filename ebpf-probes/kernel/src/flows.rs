@@ -127,6 +127,13 @@ struct Sample {
 #[unsafe(no_mangle)]
 static SRTT_EVERY_JIFFIES: u32 = 25;
 
+#[inline(always)]
+fn srtt_every() -> u64 {
+    // SAFETY: a global the loader sets; volatile, so the value is read from
+    // the object's data, not folded in at compile time.
+    unsafe { core::ptr::read_volatile(&SRTT_EVERY_JIFFIES) as u64 }
+}
+
 /// Per CPU, the last two flows counted in each direction, per map index (see
 /// `osprey_abi::FlowSlots`): a stream of packets of one flow costs an array
 /// lookup and a key compare or two each instead of a hash lookup.
@@ -179,10 +186,7 @@ fn record(ctx: &SkBuffContext, key: &FlowKey, sample: Sample) {
 #[inline(always)]
 fn hit(ctx: &SkBuffContext, stats: &mut FlowStats, sample: &Sample, now: u64, tcp: bool) {
     add(stats, sample, now);
-    // SAFETY: a global the loader sets; volatile, so the value is read from
-    // the object's data, not folded in at compile time.
-    let every = unsafe { core::ptr::read_volatile(&SRTT_EVERY_JIFFIES) } as u64;
-    if tcp && now.wrapping_sub(stats.srtt_read) >= every {
+    if tcp && now.wrapping_sub(stats.srtt_read) >= srtt_every() {
         let srtt = srtt_us(ctx);
         if srtt != 0 {
             stats.srtt_us = srtt;

@@ -84,6 +84,12 @@ fn runnable(pid: u32, now: u64) {
         unsafe { (*task).runnable_since = now };
         return;
     }
+    track(pid, now);
+}
+
+/// A first entry for `pid`, runnable since `now` (its lookup just missed).
+#[inline(always)]
+fn track(pid: u32, now: u64) {
     let task = RunqTask {
         runnable_since: now,
         pending_wait: 0,
@@ -122,7 +128,7 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
                     (*task).runnable_since = now;
                 }
             },
-            None if preempted => runnable(prev, now),
+            None if preempted => track(prev, now),
             None => {}
         }
     }
