@@ -24,7 +24,8 @@ pub enum Command {
     /// Print resource events (OOM kills with the victim's command) from a running agent.
     Events(crate::events::client::EventsArgs),
     /// Attach empty cgroup_skb programs (ingress and egress) to the root
-    /// cgroup until interrupted: what the hook alone costs, for the bench.
+    /// cgroup, or an empty classifier to a device, until interrupted: what
+    /// the hook alone costs, for the bench.
     #[command(hide = true)]
     HookFloor {
         #[arg(long, env = "OSPREY_PROBES")]
@@ -34,6 +35,13 @@ pub enum Command {
         /// Keep the kernel's per-program run-time statistics on meanwhile.
         #[arg(long)]
         bpf_stats: bool,
+        /// Instead of the cgroup pair, attach an empty TC classifier to this
+        /// device of the current network namespace, through a tcx link.
+        #[arg(long)]
+        tcx: Option<String>,
+        /// With `--tcx`: the device's ingress instead of its egress.
+        #[arg(long, requires = "tcx")]
+        ingress: bool,
     },
     /// Print `name runs run_time_ns` of every loaded eBPF program, a line
     /// each (the kernel's statistics, for the bench).
@@ -95,6 +103,10 @@ pub struct RunArgs {
     /// Time run-queue waits per cgroup from the scheduler's tracepoints.
     #[arg(long, env = "OSPREY_RUNQUEUE_LATENCY")]
     pub runqueue_latency: Option<bool>,
+    /// Drop reasons counted only in osprey_drops_ignored_total, comma
+    /// separated (e.g. SOCKET_CLOSE,QUEUE_PURGE); "" counts every reason.
+    #[arg(long, env = "OSPREY_DROP_REASONS_IGNORED")]
+    pub drop_reasons_ignored: Option<String>,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
     pub summary_interval_secs: Option<u64>,
     /// Pod identity from the Kubernetes API: auto, on or off.
@@ -161,6 +173,14 @@ impl RunArgs {
         }
         if let Some(v) = self.runqueue_latency {
             c.runqueue_latency = v;
+        }
+        if let Some(v) = &self.drop_reasons_ignored {
+            c.drop_reasons_ignored = v
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         if let Some(v) = self.summary_interval_secs {
             c.summary_interval_secs = v;

@@ -88,6 +88,15 @@ pub struct Config {
     /// 100k times a second that is ≈ 2 % of a CPU. `false` leaves them
     /// unattached; every other probe stays.
     pub runqueue_latency: bool,
+    /// Kernel drop reasons (names from the running kernel's
+    /// `enum skb_drop_reason`, without the `SKB_DROP_REASON_` prefix) that
+    /// are not network drops for this node's users. Such drops are counted in
+    /// `osprey_drops_ignored_total{reason}` only: not in `hubble_drop_total`,
+    /// `osprey_flow_drops_total` or the flow records. The default keeps out
+    /// what sockets free at teardown (unread data when a socket closes, queues
+    /// purged), which every local connection produces and Hubble, counting
+    /// its datapath's drops, does not show. `[]` counts every reason.
+    pub drop_reasons_ignored: Vec<String>,
     /// Print a live summary of the top flows to the terminal every this many
     /// seconds (0: off).
     pub summary_interval_secs: u64,
@@ -158,6 +167,7 @@ impl Default for Config {
             observe_buffer: 4_096,
             bpf_stats: false,
             runqueue_latency: true,
+            drop_reasons_ignored: vec!["SOCKET_CLOSE".to_owned(), "QUEUE_PURGE".to_owned()],
             summary_interval_secs: 0,
             kubernetes: KubernetesMode::Auto,
             kubeconfig: None,

@@ -71,7 +71,9 @@ fn main() -> Result<()> {
             probes,
             cgroup,
             bpf_stats,
-        }) => return hook_floor(probes, cgroup, bpf_stats),
+            tcx,
+            ingress,
+        }) => return hook_floor(probes, cgroup, tcx.map(|d| (d, ingress)), bpf_stats),
         Some(cli::Command::ProgBench {
             probes,
             repeat,
@@ -260,6 +262,7 @@ async fn run(config: Config) -> Result<()> {
     let (summary_tx, summary_rx) = watch::channel(Summary::default());
     let ttl = config.flow_idle_ttl();
     let drop_reasons = probes.drop_reasons.clone();
+    let drop_reasons_ignored = config.drop_reasons_ignored.clone();
     let series_budget = config.series_budget;
     let publish = hub.clone();
     let record_pods = pods.clone();
@@ -272,7 +275,7 @@ async fn run(config: Config) -> Result<()> {
         let mut aggregator =
             FlowAggregator::new(flow_metrics, hubble_metrics.clone(), ttl, flow_budget)
                 .with_ports(ports.clone());
-        let mut events = EventAggregator::new(
+        let (events, unknown) = EventAggregator::new(
             event_metrics,
             drop_reasons,
             ttl,
@@ -280,7 +283,16 @@ async fn run(config: Config) -> Result<()> {
             &budget_metrics,
             hubble_metrics,
         )
-        .with_ports(ports);
+        .ignoring(&drop_reasons_ignored);
+        if !unknown.is_empty() {
+            // Kernels differ in their reasons: a name this one lacks is not
+            // an error, but it ignores nothing.
+            warn!(
+                ?unknown,
+                "drop_reasons_ignored: not drop reasons of this kernel"
+            );
+        }
+        let mut events = events.with_ports(ports);
         while let Some(batch) = batch_rx.recv().await {
             let now = Instant::now();
             aggregator.apply(&batch, now);
@@ -370,16 +382,22 @@ async fn watch_pods(config: &Config, registry: &mut Registry) -> Result<pods::Po
 }
 
 /// `osprey-agent hook-floor`: the empty hooks stay attached until SIGINT or SIGTERM.
-fn hook_floor(probes: Option<PathBuf>, cgroup: Option<PathBuf>, bpf_stats: bool) -> Result<()> {
+fn hook_floor(
+    probes: Option<PathBuf>,
+    cgroup: Option<PathBuf>,
+    tcx: Option<(String, bool)>,
+    bpf_stats: bool,
+) -> Result<()> {
     let config = Config {
         probes: probes.unwrap_or_default(),
         ..Config::default()
     };
-    let cgroup = match cgroup {
-        Some(c) => c,
-        None => cgroup::v2_root()?,
+    let floor = match (tcx, cgroup) {
+        (Some((device, ingress)), _) => probes::HookFloor::Tcx { device, ingress },
+        (None, Some(c)) => probes::HookFloor::Cgroup(c),
+        (None, None) => probes::HookFloor::Cgroup(cgroup::v2_root()?),
     };
-    let _hooks = probes::attach_empty_hooks(probes_path(&config)?, cgroup, bpf_stats)?;
+    let _hooks = probes::attach_empty_hooks(probes_path(&config)?, floor, bpf_stats)?;
     println!("osprey-agent: empty hooks attached");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -8,7 +8,8 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, RawTracePoint, TracePoint,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, ProgramError, RawTracePoint,
+        SchedClassifier, TcAttachType, TracePoint, tc::TcAttachOptions,
     },
 };
 use osprey_abi::{
@@ -238,20 +239,30 @@ const EMPTY_HOOKS: [(&str, CgroupSkbAttachType); 2] = [
     ("noop_egress", CgroupSkbAttachType::Egress),
 ];
 
-/// The empty cgroup_skb pair, attached while this lives (and the kernel's
-/// run-time statistics on, if asked for).
+/// Where `osprey-agent hook-floor` attaches its empty programs.
+pub enum HookFloor {
+    /// The empty cgroup_skb pair (ingress and egress) on this cgroup v2.
+    Cgroup(PathBuf),
+    /// The empty classifier on this device of the current network namespace,
+    /// through a tcx link: the TC hook a device-based design such as
+    /// Cilium's uses on kernels since 6.6.
+    Tcx { device: String, ingress: bool },
+}
+
+/// Empty programs, attached while this lives (and the kernel's run-time
+/// statistics on, if asked for).
 pub struct EmptyHooks {
     _ebpf: Ebpf,
     _stats: Option<OwnedFd>,
 }
 
-/// Loads the object at `path` and attaches only its empty cgroup_skb pair to
-/// `cgroup`; they stay attached until the returned value is dropped. With
-/// `bpf_stats`, the kernel times every program run meanwhile, so the bench
-/// reads what an empty run costs under the same statistics.
+/// Loads the object at `path` and attaches only its empty programs where
+/// `floor` says; they stay attached until the returned value is dropped.
+/// With `bpf_stats`, the kernel times every program run meanwhile, so the
+/// bench reads what an empty run costs under the same statistics.
 pub fn attach_empty_hooks(
     path: PathBuf,
-    cgroup: PathBuf,
+    floor: HookFloor,
     bpf_stats: bool,
 ) -> Result<EmptyHooks, ProbeError> {
     let stats = bpf_stats
@@ -264,17 +275,38 @@ pub fn attach_empty_hooks(
             path,
             source: Box::new(source),
         })?;
-    let cgroup_dir = File::open(&cgroup).map_err(|source| ProbeError::Cgroup {
-        path: cgroup.clone(),
-        source,
-    })?;
-    for (name, attach_type) in EMPTY_HOOKS {
-        setup::<CgroupSkb>(&mut ebpf, name, |p| {
-            p.load().map_err(|e| ("load (verifier)", e))?;
-            p.attach(&cgroup_dir, attach_type, CgroupAttachMode::Single)
+    match floor {
+        HookFloor::Cgroup(cgroup) => {
+            let cgroup_dir = File::open(&cgroup).map_err(|source| ProbeError::Cgroup {
+                path: cgroup.clone(),
+                source,
+            })?;
+            for (name, attach_type) in EMPTY_HOOKS {
+                setup::<CgroupSkb>(&mut ebpf, name, |p| {
+                    p.load().map_err(|e| ("load (verifier)", e))?;
+                    p.attach(&cgroup_dir, attach_type, CgroupAttachMode::Single)
+                        .map(drop)
+                        .map_err(|e| ("attach", e))
+                })?;
+            }
+        }
+        HookFloor::Tcx { device, ingress } => {
+            let attach_type = if ingress {
+                TcAttachType::Ingress
+            } else {
+                TcAttachType::Egress
+            };
+            setup::<SchedClassifier>(&mut ebpf, "noop_tc", |p| {
+                p.load().map_err(|e| ("load (verifier)", e))?;
+                p.attach_with_options(
+                    &device,
+                    attach_type,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
                 .map(drop)
-                .map_err(|e| ("attach", e))
-        })?;
+                .map_err(|e| ("attach (tcx)", e))
+            })?;
+        }
     }
     Ok(EmptyHooks {
         _ebpf: ebpf,

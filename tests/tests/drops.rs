@@ -192,3 +192,105 @@ fn retransmits_are_counted_on_the_stalled_flow() {
     // The dropped segments were counted as drops with the firewall's reason.
     assert!(drop_count(&s, (&a, client_port), (&b, PORT), "TCP", "NETFILTER_DROP") > 0);
 }
+
+/// `a` makes `n` requests to `b:port`, each on its own connection: it reads
+/// the reply and closes without reading the server's FIN, as HTTP clients
+/// do. The FIN is still queued when the socket is destroyed, and the kernel
+/// frees it with QUEUE_PURGE.
+fn request_then_close(pair: &PodPair, port: u16, n: usize) {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let b_ip = pair.b_ip;
+    let server = pair.b.run(move || {
+        let listener = TcpListener::bind(SocketAddr::new(b_ip, port)).unwrap();
+        ready_tx.send(()).unwrap();
+        for _ in 0..n {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut req = [0u8; 3];
+            conn.read_exact(&mut req).unwrap();
+            conn.write_all(b"ok").unwrap();
+        }
+    });
+    ready_rx.recv().unwrap();
+    pair.a
+        .run(move || {
+            for _ in 0..n {
+                let mut conn = TcpStream::connect(SocketAddr::new(b_ip, port)).unwrap();
+                conn.write_all(b"get").unwrap();
+                let mut reply = [0u8; 2];
+                conn.read_exact(&mut reply).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .join()
+        .unwrap();
+    server.join().unwrap();
+}
+
+/// Connections between two pods that close the way HTTP clients do make the
+/// kernel free skbs at teardown with QUEUE_PURGE. By default (`drop_reasons_ignored`) these
+/// are counted in `osprey_drops_ignored_total` only, not as drops of the
+/// pods' flows; with the list empty, the same traffic shows them as drops.
+#[test]
+fn teardown_frees_are_not_drops_unless_asked_for() {
+    for (ignored, tag, a, b) in [
+        (true, "tq", "10.220.0.1", "10.220.0.2"),
+        (false, "tr", "10.221.0.1", "10.221.0.2"),
+    ] {
+        let mut args = vec!["--drain-interval-ms", "200"];
+        if !ignored {
+            args.extend(["--drop-reasons-ignored", ""]);
+        }
+        let Some(agent) = agent::for_test(&args) else {
+            return;
+        };
+        let pair = PodPair::new(tag, a, b, 24);
+        let ignored_total = |s: &[Sample]| {
+            sum(
+                s,
+                "osprey_drops_ignored_total",
+                &[("reason", "QUEUE_PURGE")],
+            )
+        };
+        let on_pair = |s: &[Sample]| {
+            [a, b]
+                .iter()
+                .map(|ip| {
+                    sum(
+                        s,
+                        "osprey_flow_drops_total",
+                        &[("source_ip", *ip), ("reason", "QUEUE_PURGE")],
+                    )
+                })
+                .sum::<f64>()
+        };
+        let before = ignored_total(&samples(&agent.scrape().1));
+        request_then_close(&pair, 7300, 10);
+        let s = settle(10, || {
+            let s = samples(&agent.scrape().1);
+            let seen = if ignored {
+                ignored_total(&s) > before
+            } else {
+                on_pair(&s) > 0.0
+            };
+            (seen, s)
+        });
+        if ignored {
+            assert!(
+                ignored_total(&s) > before,
+                "teardown frees counted as ignored"
+            );
+            assert_eq!(on_pair(&s), 0.0, "and not as drops of the pods' flows");
+            assert!(
+                !s.iter().any(|x| x.name == "hubble_drop_total"
+                    && x.labels.get("reason").map(String::as_str) == Some("QUEUE_PURGE")),
+                "nor in hubble_drop_total"
+            );
+        } else {
+            assert!(
+                on_pair(&s) > 0.0,
+                "without the default list, the same teardown shows as drops on the pods' flows"
+            );
+            assert_eq!(ignored_total(&s), 0.0);
+        }
+    }
+}

@@ -40,8 +40,33 @@ impl Stream {
     }
 }
 
-/// One iperf3 run from pod A to pod B; Gbit/s for TCP, kpps received for UDP.
-fn iperf(stream: Stream, secs: u64) -> Result<f64> {
+/// One iperf3 run from pod A to pod B.
+struct Run {
+    /// Gbit/s for TCP, kpps received for UDP.
+    rate: f64,
+    /// Busy CPU time of the machine (both cores, steal excluded) per unit of
+    /// the rate's work: µs per Gbit for TCP, µs per kilopacket for UDP.
+    cpu: f64,
+}
+
+/// Busy and total time of all CPUs so far, in clock ticks, from /proc/stat
+/// (busy = everything but idle, iowait and steal).
+fn cpu_ticks() -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat.lines().next().context("/proc/stat is empty")?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let total: f64 = v.iter().take(8).sum();
+    let unbusy = v.get(3).copied().unwrap_or(0.0)
+        + v.get(4).copied().unwrap_or(0.0)
+        + v.get(7).copied().unwrap_or(0.0);
+    Ok((total - unbusy, total))
+}
+
+fn iperf(stream: Stream, secs: u64) -> Result<Run> {
     let mut server = Command::new("ip")
         .args(["netns", "exec", NS_B, "iperf3", "-s", "-1", "-B", IP_B])
         .stdout(Stdio::null())
@@ -70,25 +95,44 @@ fn iperf(stream: Stream, secs: u64) -> Result<f64> {
     if let Stream::Udp64 = stream {
         cmd.args(["-u", "-b", "0", "-l", "64"]);
     }
+    let (busy0, _) = cpu_ticks()?;
     let out = sh::output(&mut cmd).context("iperf3 client failed")?;
+    let (busy1, _) = cpu_ticks()?;
     let _ = server.wait();
     let json: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
     let end = &json["end"];
-    Ok(match stream {
+    // Work done: Gbit received (TCP) or kilopackets received (UDP).
+    let (rate, work) = match stream {
         Stream::TcpBulk => {
-            end["sum_received"]["bits_per_second"]
-                .as_f64()
-                .context("bps")?
-                / 1e9
+            let sum = &end["sum_received"];
+            let bps = sum["bits_per_second"].as_f64().context("bps")?;
+            let bytes = sum["bytes"].as_f64().context("bytes")?;
+            (bps / 1e9, bytes * 8.0 / 1e9)
         }
         Stream::Udp64 => {
             let sum = &end["sum"];
             let packets = sum["packets"].as_f64().context("packets")?;
             let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
             let seconds = sum["seconds"].as_f64().context("seconds")?;
-            (packets - lost) / seconds / 1e3
+            ((packets - lost) / seconds / 1e3, (packets - lost) / 1e3)
         }
+    };
+    let busy_us = (busy1 - busy0) * 1e6 / clock_ticks_per_sec();
+    Ok(Run {
+        rate,
+        cpu: busy_us / work,
     })
+}
+
+/// The unit of /proc/stat (USER_HZ).
+fn clock_ticks_per_sec() -> f64 {
+    unsafe extern "C" {
+        fn sysconf(name: i32) -> i64;
+    }
+    const SC_CLK_TCK: i32 = 2;
+    // SAFETY: sysconf(3) with a valid name.
+    let hz = unsafe { sysconf(SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
 }
 
 /// `osprey-agent hook-floor`: the empty cgroup_skb pair, attached while this lives.
@@ -164,31 +208,89 @@ impl Drop for EmptyTcHooks {
     }
 }
 
-/// How a stream runs: the four setups a rep measures.
+/// The same floor at the device through tcx links (the kernel's TC hook
+/// since 6.6, no qdisc; what Cilium uses on such kernels): an empty
+/// classifier on A's veth egress and B's veth ingress, each held by an
+/// `osprey-agent hook-floor --tcx` inside its pod's namespace.
+struct EmptyTcxHooks(Vec<Child>);
+
+impl EmptyTcxHooks {
+    fn attach(agent: &Path) -> Result<Self> {
+        let mut hooks = Self(Vec::new());
+        for (ns, dev, ingress) in [(NS_A, "osp-bench-a", false), (NS_B, "osp-bench-b", true)] {
+            let (mut child, line) = spawn_quiet(
+                Command::new("ip")
+                    .args(["netns", "exec", ns])
+                    .arg(agent)
+                    .args(["hook-floor", "--tcx", dev])
+                    .args(ingress.then_some("--ingress")),
+            )
+            .context("starting osprey-agent hook-floor --tcx")?;
+            if line.trim() != "osprey-agent: empty hooks attached" {
+                let _ = child.kill();
+                bail!("the empty tcx hook was not attached on {dev}: {line}");
+            }
+            hooks.0.push(child);
+        }
+        Ok(hooks)
+    }
+}
+
+impl Drop for EmptyTcxHooks {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            terminate(child);
+        }
+    }
+}
+
+/// How a stream runs: the setups a rep measures.
 #[derive(Clone, Copy)]
 enum Setup {
     Detached,
     EmptyHooks,
     EmptyTc,
+    EmptyTcx,
     Osprey,
+    /// The agent with `runqueue_latency = false`: the network probes only.
+    OspreyNetwork,
 }
 
-const SETUPS: [Setup; 4] = [
+const SETUPS: [Setup; 6] = [
     Setup::Detached,
     Setup::EmptyHooks,
     Setup::EmptyTc,
+    Setup::EmptyTcx,
     Setup::Osprey,
+    Setup::OspreyNetwork,
 ];
 
 impl Setup {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Detached => "probes detached",
+            Self::EmptyHooks => "empty cgroup_skb pair",
+            Self::EmptyTc => "empty TC pair (clsact)",
+            Self::EmptyTcx => "empty TC pair (tcx)",
+            Self::Osprey => "Osprey, all probes",
+            Self::OspreyNetwork => "Osprey, network probes",
+        }
+    }
+
     /// Attaches the setup's programs; they stay until the value is dropped.
     fn attach(self, agent: &Path) -> Result<Option<Box<dyn Any>>> {
         let attached: Option<Box<dyn Any>> = match self {
             Self::Detached => None,
             Self::EmptyHooks => Some(Box::new(EmptyHooks::attach(agent, false)?)),
             Self::EmptyTc => Some(Box::new(EmptyTcHooks::attach()?)),
+            Self::EmptyTcx => Some(Box::new(EmptyTcxHooks::attach(agent)?)),
             // Kernel statistics off, as in production.
             Self::Osprey => Some(Box::new(RunningAgent::start(agent, false)?)),
+            Self::OspreyNetwork => Some(Box::new(RunningAgent::start_with(
+                agent,
+                false,
+                &["--runqueue-latency", "false"],
+            )?)),
         };
         sleep(Duration::from_millis(300));
         Ok(attached)
@@ -316,31 +418,38 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
         "\nOsprey flow probe cost: veth between two namespaces, {reps} reps of {secs}s, setups in a rotating order; medians (ratios: median of per-rep ratios, range in brackets)\n"
     );
     println!(
-        "| stream | probes detached | empty hook pair | empty TC pair | probes attached | ratio: empty hooks | ratio: empty TC | ratio: Osprey | Osprey ÷ empty hooks |"
+        "| stream | setup | rate | ratio to detached | CPU per unit | CPU ratio to detached | ratio ÷ empty cgroup_skb pair | CPU ratio ÷ empty cgroup_skb pair |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut costs = Vec::new();
     for stream in [Stream::TcpBulk, Stream::Udp64] {
-        let mut values: [Vec<f64>; 4] = Default::default();
-        // Empty hooks, empty TC, Osprey over detached; Osprey over empty hooks.
-        let mut ratios: [Vec<f64>; 4] = Default::default();
+        let n = SETUPS.len();
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); n];
+        // Per rep, each setup over detached (rate; CPU) and rate over the empty hooks.
+        let mut rate_ratios: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut cpu_ratios: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut over_empty: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut cpu_over_empty: Vec<Vec<f64>> = vec![Vec::new(); n];
         // Per program (flow egress, flow ingress, empty egress, empty ingress): ns/run, ns/packet.
         let mut cost: [Vec<(f64, f64)>; 4] = Default::default();
         let mut activity: Vec<Activity> = Vec::new();
         for rep in 0..reps {
-            let mut v = [0.0; 4];
-            for k in 0..SETUPS.len() {
-                let i = (rep + k) % SETUPS.len();
+            let mut runs: Vec<Option<Run>> = (0..n).map(|_| None).collect();
+            for k in 0..n {
+                let i = (rep + k) % n;
                 let _attached = SETUPS[i].attach(agent)?;
-                v[i] = iperf(stream, secs)?;
+                runs[i] = Some(iperf(stream, secs)?);
             }
-            for i in 0..4 {
-                values[i].push(v[i]);
+            let runs: Vec<Run> = runs.into_iter().map(Option::unwrap).collect();
+            for i in 0..n {
+                rates[i].push(runs[i].rate);
+                cpus[i].push(runs[i].cpu);
+                rate_ratios[i].push(runs[i].rate / runs[0].rate);
+                cpu_ratios[i].push(runs[i].cpu / runs[0].cpu);
+                over_empty[i].push(runs[i].rate / runs[1].rate);
+                cpu_over_empty[i].push(runs[i].cpu / runs[1].cpu);
             }
-            for i in 1..4 {
-                ratios[i - 1].push(v[i] / v[0]);
-            }
-            ratios[3].push(v[3] / v[1]);
             // Each program's own cost, statistics on: the flow programs, then
             // the empty pair under the same statistics.
             let stat_secs = secs.min(2);
@@ -362,26 +471,34 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
                 cost[3].push(c[1]);
             }
         }
-        let m: Vec<f64> = values.into_iter().map(median).collect();
-        println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
-            stream.name(),
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            ratio_cell(&ratios[0]),
-            ratio_cell(&ratios[1]),
-            ratio_cell(&ratios[2]),
-            ratio_cell(&ratios[3]),
-        );
+        for (i, setup) in SETUPS.iter().enumerate() {
+            let osprey = matches!(setup, Setup::Osprey | Setup::OspreyNetwork);
+            let over = |r: &[f64]| if osprey { ratio_cell(r) } else { String::new() };
+            println!(
+                "| {} | {} | {:.2} | {} | {:.1} | {} | {} | {} |",
+                stream.name(),
+                setup.name(),
+                median(rates[i].clone()),
+                ratio_cell(&rate_ratios[i]),
+                median(cpus[i].clone()),
+                ratio_cell(&cpu_ratios[i]),
+                over(&over_empty[i]),
+                over(&cpu_over_empty[i]),
+            );
+        }
         costs.push((stream, cost, activity));
     }
     println!(
-        "\nratio = with / detached within a rep (1.000 = no cost); the empty hook pair is two cgroup_skb programs \
-         that only return (`osprey-agent hook-floor`), the floor any cgroup_skb design pays; the empty TC pair is an empty classifier on A's veth egress and B's \
-         veth ingress (clsact), the floor a TC design pays; Osprey ÷ empty hooks is what the flow programs' \
-         work costs beyond the hook they sit on."
+        "\nrate: Gbit/s (TCP) or kpps received (UDP). ratio = setup / detached within a rep (1.000 = no \
+         cost), median of the reps with their range. CPU per unit: busy CPU time of both cores (/proc/stat, \
+         steal excluded) per Gbit (TCP) or per 1000 packets (UDP), in µs; a CPU ratio above 1 is the extra \
+         work per packet the setup adds, which a CPU-bound stream loses in rate, without the VM's noise in \
+         the rate itself. The empty cgroup_skb pair is two cgroup_skb programs that only return \
+         (`osprey-agent hook-floor`), the floor any cgroup_skb design pays; the empty TC pairs are an empty \
+         classifier on A's veth egress and B's veth ingress, under a clsact qdisc or through tcx links, the \
+         floor a TC design pays. \"Network probes\" is the agent with `runqueue_latency = false`; the \
+         last two columns set Osprey beside the empty cgroup_skb pair: what the programs' work costs \
+         beyond the hook they sit on."
     );
     println!(
         "\nEach program's own cost, kernel statistics on (medians of {reps}):\n\n\

@@ -2,7 +2,7 @@
 //! metric families, and their aggregation with idle expiry.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     hash::Hash,
     time::{Duration, Instant},
 };
@@ -87,12 +87,19 @@ pub struct ProbeLabels {
     pub probe: &'static str,
 }
 
+/// `osprey_drops_ignored_total`: drops whose reason the config ignores.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 #[derive(Clone, Default)]
 pub struct EventMetrics {
     pub hubble_drops: Family<HubbleDropLabels, Counter>,
     pub flow_drops: Family<DropLabels, Counter>,
     pub retransmits: Family<RetransmitLabels, Counter>,
     pub lost_events: Family<ProbeLabels, Counter>,
+    pub ignored_drops: Family<ReasonLabels, Counter>,
 }
 
 impl EventMetrics {
@@ -114,6 +121,13 @@ impl EventMetrics {
             m.retransmits.clone(),
         );
         registry.register(
+            "osprey_drops_ignored",
+            "Packets the kernel freed with a drop reason the config ignores \
+             (drop_reasons_ignored): counted here only, not in hubble_drop_total, \
+             osprey_flow_drops_total or the flow records",
+            m.ignored_drops.clone(),
+        );
+        registry.register(
             "osprey_probe_lost_events",
             "Events a probe could not record because its kernel map was full",
             m.lost_events.clone(),
@@ -129,6 +143,8 @@ pub struct EventAggregator {
     drop_budget: SeriesBudget,
     retransmit_budget: SeriesBudget,
     reasons: BTreeMap<u32, String>,
+    /// Reason codes counted in `osprey_drops_ignored_total` only.
+    ignored: BTreeSet<u32>,
     drop_series: HashMap<DropLabels, Instant>,
     retransmit_series: HashMap<RetransmitLabels, Instant>,
     idle_ttl: Duration,
@@ -137,6 +153,29 @@ pub struct EventAggregator {
 }
 
 impl EventAggregator {
+    /// Drops with these reasons (names from the kernel's table, without the
+    /// `SKB_DROP_REASON_` prefix, in any case) are counted in
+    /// `osprey_drops_ignored_total` only. Returns the names this kernel does
+    /// not know.
+    pub fn ignoring(mut self, names: &[String]) -> (Self, Vec<String>) {
+        let mut unknown = Vec::new();
+        for name in names {
+            let want = name.trim();
+            let want = want.strip_prefix("SKB_DROP_REASON_").unwrap_or(want);
+            match self
+                .reasons
+                .iter()
+                .find(|(_, n)| n.eq_ignore_ascii_case(want))
+            {
+                Some((code, _)) => {
+                    self.ignored.insert(*code);
+                }
+                None => unknown.push(name.clone()),
+            }
+        }
+        (self, unknown)
+    }
+
     /// Folds ephemeral ports in the series' labels (default: none).
     pub fn with_ports(mut self, ports: PortFold) -> Self {
         self.ports = ports;
@@ -157,6 +196,7 @@ impl EventAggregator {
             drop_budget: SeriesBudget::new("osprey_flow_drops", series_budget, budgets),
             retransmit_budget: SeriesBudget::new("osprey_tcp_retransmits", series_budget, budgets),
             reasons,
+            ignored: BTreeSet::new(),
             drop_series: HashMap::new(),
             retransmit_series: HashMap::new(),
             idle_ttl,
@@ -191,6 +231,7 @@ impl EventAggregator {
         let drops = batch
             .drops
             .iter()
+            .filter(|(key, _)| !self.ignored.contains(&key.reason))
             .map(|(key, n)| FlowRecord::dropped(key, self.reason_name(key.reason), *n, time));
         flows.chain(drops).collect()
     }
@@ -204,6 +245,13 @@ impl EventAggregator {
     ) {
         for (key, count) in drops {
             let reason = self.reason_name(key.reason);
+            if self.ignored.contains(&key.reason) {
+                self.metrics
+                    .ignored_drops
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc_by(*count);
+                continue;
+            }
             let flow = self.ports.labels(&key.flow);
             let protocol = flow.protocol;
             let context = self.hubble.context_of(&flow);
@@ -384,5 +432,70 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("osprey_flow_drops_total{source_ip=\"10.0.0.1\",source_port=\"4000\",destination_ip=\"10.0.0.2\",destination_port=\"53\",protocol=\"UDP\",reason=\"NETFILTER_DROP\"} 7"), "{text}");
+    }
+    #[test]
+    fn ignored_reasons_are_counted_apart_and_kept_out_of_drops_and_records() {
+        let mut registry = Registry::default();
+        let metrics = EventMetrics::register(&mut registry);
+        let budgets = BudgetMetrics::register(&mut registry);
+        let reasons = BTreeMap::from([
+            (12, "NETFILTER_DROP".to_owned()),
+            (3, "SOCKET_CLOSE".to_owned()),
+        ]);
+        let hubble = HubbleFlowMetrics::register(
+            &mut registry,
+            Contexts {
+                source: "ip".parse().unwrap(),
+                destination: "ip".parse().unwrap(),
+                pods: crate::pods::PodIndex::default(),
+            },
+        );
+        let (mut agg, unknown) = EventAggregator::new(
+            metrics,
+            reasons,
+            Duration::from_secs(60),
+            100,
+            &budgets,
+            hubble,
+        )
+        .ignoring(&["socket_close".to_owned(), "NOT_IN_THIS_KERNEL".to_owned()]);
+        assert_eq!(unknown, ["NOT_IN_THIS_KERNEL"]);
+        let flow = FlowKey {
+            src_addr: addr_words(&[127, 0, 0, 1]),
+            dst_addr: addr_words(&[127, 0, 0, 1]),
+            cgroup_id: 0,
+            src_port: 40000,
+            dst_port: 9000,
+            family: FAMILY_V4,
+            protocol: osprey_abi::PROTO_TCP,
+            direction: 0,
+            _pad: 0,
+        };
+        let drop = |reason| DropKey {
+            flow,
+            reason,
+            _pad: 0,
+        };
+        let drops = vec![(drop(3), 4), (drop(12), 2)];
+        agg.apply(&drops, &[], &FlowLoss::default(), Instant::now());
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("osprey_drops_ignored_total{reason=\"SOCKET_CLOSE\"} 4"),
+            "{text}"
+        );
+        assert!(!text.contains("reason=\"SOCKET_CLOSE\",protocol"), "{text}");
+        assert!(
+            text.contains("hubble_drop_total{source=\"127.0.0.1\",destination=\"127.0.0.1\",reason=\"NETFILTER_DROP\",protocol=\"TCP\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("verdict=\"DROPPED\"} 2"), "{text}");
+        let batch = super::super::drain::FlowBatch {
+            drops,
+            ..Default::default()
+        };
+        let records = agg.records(&batch, std::time::SystemTime::now(), 10);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].drop_reason.as_deref(), Some("NETFILTER_DROP"));
     }
 }
