@@ -19,6 +19,8 @@ mod prog_bench;
 mod resources;
 mod self_metrics;
 mod summary;
+#[cfg(test)]
+mod test_support;
 
 use std::{
     path::PathBuf,

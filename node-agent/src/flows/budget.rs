@@ -113,8 +113,7 @@ mod tests {
         assert_eq!(budget.admit(L("c".into()), false, 2), L(OVERFLOW.into()));
         assert_eq!(budget.admit(L("c".into()), false, 2), L(OVERFLOW.into()));
         assert_eq!(budget.admit(L("d".into()), false, 2), L(OVERFLOW.into()));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let text = crate::test_support::exposition(&registry);
         assert!(
             text.contains("osprey_metric_series_folded_total{metric=\"m\"} 2"),
             "{text}"

@@ -351,7 +351,6 @@ mod tests {
     use super::*;
     use crate::flows::context::Contexts;
     use osprey_abi::{FAMILY_V4, PROTO_UDP, addr_words};
-    use prometheus_client::encoding::text::encode;
 
     #[test]
     fn drops_are_named_by_the_kernel_table_and_counted_per_flow_and_per_reason() {
@@ -415,8 +414,7 @@ mod tests {
             ),
         ];
         agg.apply(&drops, &[], &FlowLoss::default(), Instant::now());
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
+        let text = crate::test_support::exposition(&registry);
         assert!(
             text.contains("hubble_drop_total{source=\"10.0.0.1\",destination=\"shop/db\",reason=\"NETFILTER_DROP\",protocol=\"UDP\"} 7"),
             "{text}"
@@ -478,8 +476,7 @@ mod tests {
         };
         let drops = vec![(drop(3), 4), (drop(12), 2)];
         agg.apply(&drops, &[], &FlowLoss::default(), Instant::now());
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
+        let text = crate::test_support::exposition(&registry);
         assert!(
             text.contains("osprey_drops_ignored_total{reason=\"SOCKET_CLOSE\"} 4"),
             "{text}"

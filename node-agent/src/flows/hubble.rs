@@ -168,7 +168,6 @@ impl HubbleFlowMetrics {
 mod tests {
     use super::*;
     use osprey_abi::{DIR_EGRESS, FAMILY_V6, FlowKey, addr_words};
-    use prometheus_client::encoding::text::encode;
 
     #[test]
     fn counts_flags_icmp_types_and_processed_flows_under_hubble_names() {
@@ -206,8 +205,7 @@ mod tests {
         for d in [&tcp, &ping6] {
             m.observe(d, &FlowLabels::from(&d.key));
         }
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
+        let text = crate::test_support::exposition(&registry);
         for line in [
             "hubble_tcp_flags_total{flag=\"SYN\",family=\"IPv4\"} 1",
             "hubble_tcp_flags_total{flag=\"FIN\",family=\"IPv4\"} 1",

@@ -96,8 +96,7 @@ mod tests {
         lost.followers.inc_by(7);
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register_collector(Box::new(lost));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let text = crate::test_support::exposition(&registry);
         for want in [
             "hubble_lost_events_total{source=\"perf_event_ring_buffer\"} 7",
             "hubble_lost_events_total{source=\"observer_events_queue\"} 0",

@@ -130,8 +130,7 @@ mod tests {
             flow(PROTO_TCP, DIR_INGRESS, 900), // the same socket's other direction
             flow(PROTO_UDP, DIR_EGRESS, 7),
         ]);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let text = crate::test_support::exposition(&registry);
         assert!(
             text.contains("osprey_tcp_rtt_seconds_bucket{le=\"0.000128\"} 3"),
             "{text}"

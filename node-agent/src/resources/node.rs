@@ -245,8 +245,7 @@ mod tests {
     fn encodes_node_exporter_names_from_this_host() {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(NodeCollector));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let text = crate::test_support::exposition(&registry);
         for needle in [
             "node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"}",
             "node_load1 ",
