@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// separated (e.g. SOCKET_CLOSE,QUEUE_PURGE); "" counts every reason.
     #[arg(long, env = "OSPREY_DROP_REASONS_IGNORED")]
     pub drop_reasons_ignored: Option<String>,
+    /// Read the scheduler tracepoints' fields with helper calls at tracefs
+    /// offsets even where plain loads apply (the portable path, for tests).
+    #[arg(long, hide = true)]
+    pub sched_fields_by_helper: bool,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
     pub summary_interval_secs: Option<u64>,
     /// Pod identity from the Kubernetes API: auto, on or off.
@@ -174,6 +178,7 @@ impl RunArgs {
         if let Some(v) = self.runqueue_latency {
             c.runqueue_latency = v;
         }
+        c.sched_fields_by_helper |= self.sched_fields_by_helper;
         if let Some(v) = &self.drop_reasons_ignored {
             c.drop_reasons_ignored = v
                 .split(',')

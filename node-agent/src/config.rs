@@ -84,7 +84,7 @@ pub struct Config {
     pub bpf_stats: bool,
     /// Time run-queue waits per cgroup (`container_cpu_runqueue_latency_seconds`)
     /// from the scheduler's tracepoints. They fire on every context switch
-    /// and wake-up (≈ 150 and ≈ 95 ns each): on a node that switches
+    /// and wake-up (≈ 110 and ≈ 90 ns each): on a node that switches
     /// 100k times a second that is ≈ 2 % of a CPU. `false` leaves them
     /// unattached; every other probe stays.
     pub runqueue_latency: bool,
@@ -97,6 +97,12 @@ pub struct Config {
     /// purged), which every local connection produces and Hubble, counting
     /// its datapath's drops, does not show. `[]` counts every reason.
     pub drop_reasons_ignored: Vec<String>,
+    /// Not a configuration key: the hidden `--sched-fields-by-helper` flag,
+    /// with which the run-queue probes read their tracepoint fields the
+    /// portable way even where this kernel's layout allows plain loads (the
+    /// tests run both paths).
+    #[serde(skip)]
+    pub sched_fields_by_helper: bool,
     /// Print a live summary of the top flows to the terminal every this many
     /// seconds (0: off).
     pub summary_interval_secs: u64,
@@ -168,6 +174,7 @@ impl Default for Config {
             bpf_stats: false,
             runqueue_latency: true,
             drop_reasons_ignored: vec!["SOCKET_CLOSE".to_owned(), "QUEUE_PURGE".to_owned()],
+            sched_fields_by_helper: false,
             summary_interval_secs: 0,
             kubernetes: KubernetesMode::Auto,
             kubeconfig: None,

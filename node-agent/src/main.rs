@@ -136,7 +136,13 @@ async fn run(config: Config) -> Result<()> {
         cgroup.clone(),
         config.flow_map_entries,
         config.bpf_stats,
-        config.runqueue_latency,
+        config
+            .runqueue_latency
+            .then_some(if config.sched_fields_by_helper {
+                probes::SchedFields::Helpers
+            } else {
+                probes::SchedFields::Auto
+            }),
     )
     .with_context(|| format!("loading {}", probes_path.display()))?;
     info!(programs = ?probes.attached, cgroup = %cgroup.display(), "flow probes attached");

@@ -90,8 +90,30 @@ pub struct ResourceMaps {
     pub loss: PerCpuArray<MapData, ResourceLoss>,
 }
 
+/// Whether this kernel's `sched_switch` and `sched_wakeup` records have the
+/// layout the run-queue probes read with plain loads (`osprey_abi::sched_layout`).
+fn sched_layout_known(switch: &TracepointFormat, wakeup: &TracepointFormat) -> bool {
+    use osprey_abi::sched_layout as at;
+    let is = |f: &TracepointFormat, field, size, want| f.offset(field, size).ok() == Some(want);
+    is(switch, "prev_pid", 4, at::SW_PREV_PID)
+        && is(switch, "prev_state", 8, at::SW_PREV_STATE)
+        && is(switch, "next_pid", 4, at::SW_NEXT_PID)
+        && is(wakeup, "pid", 4, at::WAKEUP_PID)
+}
+
+/// How the run-queue probes read their tracepoints' fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedFields {
+    /// Plain loads at `osprey_abi::sched_layout`'s offsets where this kernel
+    /// has that layout, else helper reads at tracefs offsets.
+    Auto,
+    /// Helper reads at tracefs offsets always: the portable path, which
+    /// `Auto` takes on kernels of another layout (for its test).
+    Helpers,
+}
+
 /// Tracepoint offsets of the resource probes (scheduler, block, OOM).
-fn resource_globals() -> Result<Vec<(&'static str, u32)>, String> {
+fn resource_globals(sched_fields: SchedFields) -> Result<Vec<(&'static str, u32)>, String> {
     let load = |c, t| TracepointFormat::load(c, t).map_err(|e| e.to_string());
     let (switch, wakeup, bio, oom) = (
         load("sched", "sched_switch")?,
@@ -102,6 +124,10 @@ fn resource_globals() -> Result<Vec<(&'static str, u32)>, String> {
     let tp =
         |f: &TracepointFormat, field: &str, size| f.offset(field, size).map_err(|e| e.to_string());
     Ok(vec![
+        (
+            offsets::SCHED_LAYOUT_KNOWN,
+            u32::from(sched_fields == SchedFields::Auto && sched_layout_known(&switch, &wakeup)),
+        ),
         (offsets::SW_PREV_PID, tp(&switch, "prev_pid", 4)?),
         (offsets::SW_PREV_STATE, tp(&switch, "prev_state", 8)?),
         (offsets::SW_NEXT_PID, tp(&switch, "next_pid", 4)?),
@@ -335,18 +361,18 @@ impl Probes {
     /// programs to the cgroup v2 directory `cgroup` (inherited by every
     /// cgroup below it, so every socket on the node in any network namespace),
     /// and the tracepoint programs whose offsets this kernel gives (the
-    /// run-queue ones only with `runqueue`).
+    /// run-queue ones only with `runqueue`, reading their fields as it says).
     pub fn load_and_attach(
         path: PathBuf,
         cgroup: PathBuf,
         flow_map_entries: u32,
         bpf_stats: bool,
-        runqueue: bool,
+        runqueue: Option<SchedFields>,
     ) -> Result<(Self, FlowMaps, Option<ResourceMaps>), ProbeError> {
         let layout = KernelLayout::resolve()
             .inspect_err(|e| warn!(error = %e, "drop and retransmit probes disabled: the kernel layout is unknown"))
             .ok();
-        let resources = resource_globals()
+        let resources = resource_globals(runqueue.unwrap_or(SchedFields::Auto))
             .inspect_err(|e| warn!(error = %e, "run-queue, block IO and OOM probes disabled: the kernel layout is unknown"))
             .ok();
         let mut loader = EbpfLoader::new();
@@ -400,7 +426,7 @@ impl Probes {
             .into_iter()
             .filter(|(known, _)| *known)
             .flat_map(|(_, programs)| programs.iter().copied())
-            .filter(|(name, ..)| runqueue || !RUNQUEUE_PROGRAMS.contains(name))
+            .filter(|(name, ..)| runqueue.is_some() || !RUNQUEUE_PROGRAMS.contains(name))
         {
             setup::<TracePoint>(&mut ebpf, name, |p| {
                 p.load().map_err(|e| (LOAD, e))?;
@@ -509,4 +535,34 @@ where
 {
     let map = ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))?;
     T::try_from(map).map_err(|source| ProbeError::MapType { name, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SWITCH: &str = include_str!("kernel_info/sched_switch.format");
+    const WAKEUP: &str = include_str!("kernel_info/sched_wakeup.format");
+
+    #[test]
+    fn sched_layout_is_known_only_where_the_formats_agree() {
+        let switch = TracepointFormat::parse("sched/sched_switch", SWITCH);
+        let wakeup = TracepointFormat::parse("sched/sched_wakeup", WAKEUP);
+        // This kernel's (6.18) formats: the plain loads apply.
+        assert!(sched_layout_known(&switch, &wakeup));
+        // A kernel whose prev_state sits elsewhere (or is 4 bytes) falls back.
+        let moved = SWITCH.replace(
+            "field:long prev_state;\toffset:32;\tsize:8;",
+            "field:long prev_state;\toffset:36;\tsize:8;",
+        );
+        assert_ne!(moved, SWITCH, "the fixture has the field to move");
+        let moved = TracepointFormat::parse("sched/sched_switch", &moved);
+        assert!(!sched_layout_known(&moved, &wakeup));
+        let narrow = SWITCH.replace(
+            "field:long prev_state;\toffset:32;\tsize:8;",
+            "field:unsigned int prev_state;\toffset:32;\tsize:4;",
+        );
+        let narrow = TracepointFormat::parse("sched/sched_switch", &narrow);
+        assert!(!sched_layout_known(&narrow, &wakeup));
+    }
 }

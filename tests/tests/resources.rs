@@ -139,10 +139,21 @@ fn cpu_pressure_some(dir: &std::path::Path) -> f64 {
 /// the cgroup's cpu.pressure.
 #[test]
 fn runqueue_latency_matches_schedstat() {
-    let Some(agent) = agent::for_test(&[]) else {
+    runqueue_latency_matches_schedstat_with(&[], "runq");
+}
+
+/// The same with the probes reading the tracepoints' fields through helper
+/// calls at tracefs offsets: the path kernels of another record layout take.
+#[test]
+fn runqueue_latency_matches_schedstat_on_the_portable_path() {
+    runqueue_latency_matches_schedstat_with(&["--sched-fields-by-helper"], "runq-portable");
+}
+
+fn runqueue_latency_matches_schedstat_with(args: &[&str], tag: &str) {
+    let Some(agent) = agent::for_test(args) else {
         return;
     };
-    let cg = TestCgroup::new("runq");
+    let cg = TestCgroup::new(tag);
     let burners: Vec<Child> = (0..2)
         .map(|_| cg.run("taskset -c 0 sh -c 'while :; do :; done'"))
         .collect();

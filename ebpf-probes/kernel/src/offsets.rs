@@ -45,6 +45,7 @@ offset!(OFF_OOM_COMM);
 offset!(OFF_OOM_UID);
 offset!(OFF_OOM_TOTAL_VM);
 offset!(OFF_OOM_ANON_RSS);
+offset!(SCHED_LAYOUT_KNOWN);
 
 /// Reads a global so that the compiler cannot constant-fold the default.
 #[inline(always)]

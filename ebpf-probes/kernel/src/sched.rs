@@ -14,18 +14,37 @@
 //! map's element allocation and bucket lock) while the set of tasks holds.
 
 use aya_ebpf::{
+    EbpfContext,
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuHashMap},
     programs::TracePointContext,
 };
-use osprey_abi::{DEFAULT_CGROUP_MAP_ENTRIES, DEFAULT_RUNQ_TASK_ENTRIES, RUNQ_BUCKETS, RunqHist};
+use osprey_abi::{
+    DEFAULT_CGROUP_MAP_ENTRIES, DEFAULT_RUNQ_TASK_ENTRIES, RUNQ_BUCKETS, RunqHist, sched_layout,
+};
 
 use crate::{
-    offsets::{self, SW_NEXT_PID, SW_PREV_PID, SW_PREV_STATE, WAKEUP_PID},
+    offsets::{self, SCHED_LAYOUT_KNOWN, SW_NEXT_PID, SW_PREV_PID, SW_PREV_STATE, WAKEUP_PID},
     shared::count_resource_loss,
 };
+
+/// A field of the tracepoint record: a plain load at its offset in
+/// `osprey_abi::sched_layout` when the loader found this kernel's layout to
+/// be that one (the verifier then knows the branch and drops the other),
+/// else a helper read at the offset tracefs gave.
+#[inline(always)]
+fn field<T: Copy>(ctx: &TracePointContext, fixed: u32, loaded: &'static u32) -> Option<T> {
+    if offsets::get(&SCHED_LAYOUT_KNOWN) != 0 {
+        // SAFETY: a read of the tracepoint record at a constant offset inside
+        // it (the loader checked the layout); the verifier checks the bounds.
+        Some(unsafe { *(ctx.as_ptr() as *const u8).add(fixed as usize).cast::<T>() })
+    } else {
+        // SAFETY: offset from this kernel's tracepoint format.
+        unsafe { ctx.read_at::<T>(offsets::get(loaded)) }.ok()
+    }
+}
 
 /// A task's run-queue state.
 #[repr(C)]
@@ -66,8 +85,7 @@ pub fn sched_wakeup_new(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn woken(ctx: &TracePointContext) {
-    // SAFETY: offset from this kernel's tracepoint format.
-    let Ok(pid) = (unsafe { ctx.read_at::<u32>(offsets::get(&WAKEUP_PID)) }) else {
+    let Some(pid) = field::<u32>(ctx, sched_layout::WAKEUP_PID, &WAKEUP_PID) else {
         return;
     };
     if pid != 0 {
@@ -102,15 +120,12 @@ fn track(pid: u32, now: u64) {
 
 #[tracepoint]
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
-    // SAFETY: offsets from this kernel's tracepoint format.
-    let fields = unsafe {
-        (
-            ctx.read_at::<u32>(offsets::get(&SW_PREV_PID)),
-            ctx.read_at::<i64>(offsets::get(&SW_PREV_STATE)),
-            ctx.read_at::<u32>(offsets::get(&SW_NEXT_PID)),
-        )
-    };
-    let (Ok(prev), Ok(prev_state), Ok(next)) = fields else {
+    let fields = (
+        field::<u32>(&ctx, sched_layout::SW_PREV_PID, &SW_PREV_PID),
+        field::<i64>(&ctx, sched_layout::SW_PREV_STATE, &SW_PREV_STATE),
+        field::<u32>(&ctx, sched_layout::SW_NEXT_PID, &SW_NEXT_PID),
+    );
+    let (Some(prev), Some(prev_state), Some(next)) = fields else {
         return 0;
     };
     let now = unsafe { bpf_ktime_get_ns() };
