@@ -350,7 +350,21 @@ pub(super) fn expire<L: Clone + Eq + Hash + EncodeLabelSet + std::fmt::Debug>(
 mod tests {
     use super::*;
     use crate::flows::context::Contexts;
-    use osprey_abi::{FAMILY_V4, PROTO_UDP, addr_words};
+    use osprey_abi::{FAMILY_V4, PROTO_TCP, PROTO_UDP, addr_words};
+
+    fn v4_flow(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, protocol: u8) -> FlowKey {
+        FlowKey {
+            src_addr: addr_words(&src),
+            dst_addr: addr_words(&dst),
+            cgroup_id: 0,
+            src_port: sport,
+            dst_port: dport,
+            family: FAMILY_V4,
+            protocol,
+            direction: 0,
+            _pad: 0,
+        }
+    }
 
     #[test]
     fn drops_are_named_by_the_kernel_table_and_counted_per_flow_and_per_reason() {
@@ -384,17 +398,7 @@ mod tests {
                 },
             ),
         );
-        let flow = FlowKey {
-            src_addr: addr_words(&[10, 0, 0, 1]),
-            dst_addr: addr_words(&[10, 0, 0, 2]),
-            cgroup_id: 0,
-            src_port: 4000,
-            dst_port: 53,
-            family: FAMILY_V4,
-            protocol: PROTO_UDP,
-            direction: 0,
-            _pad: 0,
-        };
+        let flow = v4_flow([10, 0, 0, 1], 4000, [10, 0, 0, 2], 53, PROTO_UDP);
         let drops = [
             (
                 DropKey {
@@ -458,17 +462,7 @@ mod tests {
         )
         .ignoring(&["socket_close".to_owned(), "NOT_IN_THIS_KERNEL".to_owned()]);
         assert_eq!(unknown, ["NOT_IN_THIS_KERNEL"]);
-        let flow = FlowKey {
-            src_addr: addr_words(&[127, 0, 0, 1]),
-            dst_addr: addr_words(&[127, 0, 0, 1]),
-            cgroup_id: 0,
-            src_port: 40000,
-            dst_port: 9000,
-            family: FAMILY_V4,
-            protocol: osprey_abi::PROTO_TCP,
-            direction: 0,
-            _pad: 0,
-        };
+        let flow = v4_flow([127, 0, 0, 1], 40000, [127, 0, 0, 1], 9000, PROTO_TCP);
         let drop = |reason| DropKey {
             flow,
             reason,
