@@ -114,7 +114,7 @@ impl DnsMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use osprey_abi::{DNS_PAYLOAD_MAX, FAMILY_V4, FlowKey, PROTO_UDP, addr_words};
+    use osprey_abi::{DNS_PAYLOAD_MAX, FlowKey, PROTO_UDP};
     use simple_dns::{CLASS, Name, Question, ResourceRecord, TYPE, rdata};
 
     /// A query for `name` of type `qtype`.
@@ -141,15 +141,8 @@ mod tests {
         DnsEvent {
             ts_ns: 1,
             flow: FlowKey {
-                src_addr: addr_words(&src),
-                dst_addr: addr_words(&dst),
-                cgroup_id: 0,
-                src_port: sport,
-                dst_port: dport,
-                family: FAMILY_V4,
-                protocol: PROTO_UDP,
                 direction,
-                _pad: 0,
+                ..crate::test_support::v4_flow(src, sport, dst, dport, PROTO_UDP)
             },
             payload_len: bytes.len() as u32,
             captured: bytes.len() as u32,

@@ -350,21 +350,8 @@ pub(super) fn expire<L: Clone + Eq + Hash + EncodeLabelSet + std::fmt::Debug>(
 mod tests {
     use super::*;
     use crate::flows::context::Contexts;
-    use osprey_abi::{FAMILY_V4, PROTO_TCP, PROTO_UDP, addr_words};
-
-    fn v4_flow(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, protocol: u8) -> FlowKey {
-        FlowKey {
-            src_addr: addr_words(&src),
-            dst_addr: addr_words(&dst),
-            cgroup_id: 0,
-            src_port: sport,
-            dst_port: dport,
-            family: FAMILY_V4,
-            protocol,
-            direction: 0,
-            _pad: 0,
-        }
-    }
+    use crate::test_support::v4_flow;
+    use osprey_abi::{PROTO_TCP, PROTO_UDP};
 
     #[test]
     fn drops_are_named_by_the_kernel_table_and_counted_per_flow_and_per_reason() {
