@@ -1,9 +1,11 @@
 //! `cargo xtask bench --only probes`: what the flow programs cost the
 //! traffic, side by side in one run. iperf3 TCP bulk and UDP 64-byte streams
-//! from pod A to pod B, each rep in four setups (probes detached, an empty
-//! cgroup_skb pair, an empty TC pair, the agent), in an order that rotates
-//! every rep so drift of the machine falls on each setup alike; ratios are
-//! taken within a rep and their median reported with their range. Then each
+//! from pod A to pod B, each rep in six setups (probes detached, an empty
+//! cgroup_skb pair, an empty TC pair under clsact and through tcx links, the
+//! agent with every probe and with the network probes only), in an order
+//! that rotates every rep so drift of the machine falls on each setup alike;
+//! ratios of the rate and of the busy CPU per unit of work are taken within
+//! a rep and their median reported with their range. Then each
 //! program's own cost from the kernel's statistics (BPF_ENABLE_STATS): the
 //! flow programs' ns per run, the empty programs' ns per run under the same
 //! statistics (the timing's and the hook call's own share), and, from the
@@ -163,8 +165,8 @@ impl Drop for EmptyHooks {
 /// The same floor at the device instead of the socket: an empty classifier
 /// (classic BPF `ret 0`, which the kernel runs as eBPF; direct-action, so
 /// TC_ACT_OK) on pod A's veth egress and pod B's veth ingress, under a
-/// clsact qdisc — what a TC-based design (Cilium's, Hubble's) pays per packet
-/// before doing any work. Removed on drop.
+/// clsact qdisc — what a TC-based design pays per packet before doing any
+/// work, on kernels without tcx (Cilium before 6.6). Removed on drop.
 struct EmptyTcHooks;
 
 impl EmptyTcHooks {
