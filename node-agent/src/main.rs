@@ -3,6 +3,7 @@
 //! probes (kernel) → drain (thread) → aggregate (task) → /metrics (axum)
 //!                                                   ↘ live summary (terminal)
 
+mod bpf_batch;
 mod bpf_test_run;
 mod cgroup;
 mod cli;

@@ -175,13 +175,28 @@ fn merge_flows(
 
 /// Reads and deletes every entry of a per-CPU map, folding each entry's
 /// per-CPU values with `fold`. Nothing writes to the idle map, so read and
-/// delete lose nothing; an entry that cannot be read or removed is counted in
-/// `errors` (one that stays is read again next time round).
+/// delete lose nothing. In a few batch calls where the kernel has them;
+/// else key by key, where an entry that cannot be read or removed is
+/// counted in `errors` (one that stays is read again next time round).
 fn drain_map<K: aya::Pod, V: aya::Pod>(
     map: &mut PerCpuHashMap<MapData, K, V>,
     errors: &mut u64,
     fold: impl Fn(&[V]) -> V,
 ) -> Vec<(K, V)> {
+    use aya::maps::IterableMap;
+    static NO_BATCH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !NO_BATCH.load(std::sync::atomic::Ordering::Relaxed)
+        && let Ok(cpus) = aya::util::nr_cpus()
+    {
+        match crate::bpf_batch::drain_per_cpu_hash(crate::bpf_batch::fd_of(map.map()), cpus, &fold)
+        {
+            Ok(out) => return out,
+            Err(e) => {
+                warn!(error = %e, "no batch map operations in this kernel: draining key by key");
+                NO_BATCH.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
     let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
