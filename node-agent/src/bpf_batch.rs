@@ -1,12 +1,15 @@
 //! `BPF_MAP_LOOKUP_AND_DELETE_BATCH` on per-CPU hash maps: every entry read
 //! and deleted in a few system calls, where a key-by-key drain costs three
 //! per entry (next key, lookup, delete). aya 0.14 has no batch operations,
-//! so this module issues the command itself (kernel ≥ 5.6).
+//! so this module issues the command itself (kernel ≥ 5.6), through
+//! `bpf_test_run::sys_bpf`.
 
 use std::{
     mem::{MaybeUninit, size_of},
-    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    os::fd::{AsRawFd, BorrowedFd},
 };
+
+use crate::bpf_test_run::sys_bpf;
 
 /// The batch commands' part of `union bpf_attr` (include/uapi/linux/bpf.h).
 #[repr(C)]
@@ -61,18 +64,9 @@ pub fn drain_per_cpu_hash<K: Copy, V: Copy>(
             map_fd: fd.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        // SAFETY: bpf(2) with a zero-padded attr of the size passed; the
-        // kernel writes at most `count` keys and values into buffers sized
-        // for `CHUNK` entries, and one batch token into `next`.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_AND_DELETE_BATCH,
-                &mut attr as *mut BatchAttr,
-                size_of::<BatchAttr>(),
-            )
-        };
-        let err = (rc != 0).then(std::io::Error::last_os_error);
+        // The kernel writes at most `count` keys and values into buffers
+        // sized for `CHUNK` entries, and one batch token into `next`.
+        let err = sys_bpf(BPF_MAP_LOOKUP_AND_DELETE_BATCH, &mut attr).err();
         let n = (attr.count as usize).min(CHUNK);
         let bytes = values.as_ptr().cast::<u8>();
         for (i, key) in keys.iter().take(n).enumerate() {
@@ -104,9 +98,4 @@ pub fn drain_per_cpu_hash<K: Copy, V: Copy>(
         token = next;
         first = false;
     }
-}
-
-/// The descriptor a batch call needs, from anything that has one.
-pub fn fd_of(map: &aya::maps::MapData) -> BorrowedFd<'_> {
-    map.fd().as_fd()
 }

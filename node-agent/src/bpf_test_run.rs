@@ -1,8 +1,21 @@
 //! `BPF_PROG_TEST_RUN`: the kernel runs a loaded program on a packet we
-//! build, without attaching it. aya 0.14 keeps its own wrapper private, so
-//! this is the one place that issues the command.
+//! build, without attaching it. aya 0.14 keeps its own wrapper private.
 
 use std::os::fd::RawFd;
+
+/// bpf(2) with `cmd` and its part of `union bpf_attr`: aya 0.14 keeps its
+/// syscall wrapper private, so this is the one place the agent issues
+/// commands aya has no API for (test runs here, batch map reads in
+/// `bpf_batch`). The kernel reads and writes `attr` in place.
+pub fn sys_bpf<A>(cmd: libc::c_long, attr: &mut A) -> std::io::Result<()> {
+    // SAFETY: bpf(2) with an attr of the size passed; callers give a
+    // zero-padded `#[repr(C)]` struct and keep alive whatever it points to.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut A, std::mem::size_of::<A>()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// `BPF_PROG_TEST_RUN`'s part of `union bpf_attr` (include/uapi/linux/bpf.h).
 #[repr(C)]
@@ -58,19 +71,8 @@ pub fn test_run_raw_tracepoint(fd: RawFd) -> std::io::Result<TestRun> {
 }
 
 fn run(mut attr: TestRunAttr) -> std::io::Result<TestRun> {
-    // SAFETY: bpf(2) with a zero-padded attr of the size passed; the kernel
-    // only reads `packet` (no data_out), and writes retval and duration.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            std::mem::size_of::<TestRunAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // The kernel only reads `packet` (no data_out), and writes retval and duration.
+    sys_bpf(BPF_PROG_TEST_RUN, &mut attr)?;
     Ok(TestRun {
         retval: attr.retval,
         ns_per_run: attr.duration,

@@ -184,12 +184,12 @@ fn drain_map<K: aya::Pod, V: aya::Pod>(
     fold: impl Fn(&[V]) -> V,
 ) -> Vec<(K, V)> {
     use aya::maps::IterableMap;
+    use std::os::fd::AsFd;
     static NO_BATCH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !NO_BATCH.load(std::sync::atomic::Ordering::Relaxed)
         && let Ok(cpus) = aya::util::nr_cpus()
     {
-        match crate::bpf_batch::drain_per_cpu_hash(crate::bpf_batch::fd_of(map.map()), cpus, &fold)
-        {
+        match crate::bpf_batch::drain_per_cpu_hash(map.map().fd().as_fd(), cpus, &fold) {
             Ok(out) => return out,
             Err(e) => {
                 warn!(error = %e, "no batch map operations in this kernel: draining key by key");
