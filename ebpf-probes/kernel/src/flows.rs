@@ -23,6 +23,7 @@ use osprey_abi::{
 use crate::{
     dns::{self, DNS_PORT},
     headers::{Parsed, Unparsed, parse},
+    offsets,
     shared::{count_loss, first_map_active},
 };
 
@@ -123,16 +124,10 @@ struct Sample {
 /// A flow's socket RTT is read again at most this many ticks apart (and at
 /// its first packet in each drain interval): the helpers cost more than the
 /// rest of the per-packet work. Set at load from the kernel's HZ (≈ 100 ms);
-/// the default is 100 ms at HZ=250.
+/// the default is 100 ms at HZ=250. Read with `offsets::get`, like the
+/// loader's other globals.
 #[unsafe(no_mangle)]
 static SRTT_EVERY_JIFFIES: u32 = 25;
-
-#[inline(always)]
-fn srtt_every() -> u64 {
-    // SAFETY: a global the loader sets; volatile, so the value is read from
-    // the object's data, not folded in at compile time.
-    unsafe { core::ptr::read_volatile(&SRTT_EVERY_JIFFIES) as u64 }
-}
 
 /// Per CPU, the last two flows counted in each direction, per map index (see
 /// `osprey_abi::FlowSlots`): a stream of packets of one flow costs an array
@@ -186,7 +181,7 @@ fn record(ctx: &SkBuffContext, key: &FlowKey, sample: Sample) {
 #[inline(always)]
 fn hit(ctx: &SkBuffContext, stats: &mut FlowStats, sample: &Sample, now: u64, tcp: bool) {
     add(stats, sample, now);
-    if tcp && now.wrapping_sub(stats.srtt_read) >= srtt_every() {
+    if tcp && now.wrapping_sub(stats.srtt_read) >= offsets::get(&SRTT_EVERY_JIFFIES) as u64 {
         let srtt = srtt_us(ctx);
         if srtt != 0 {
             stats.srtt_us = srtt;
