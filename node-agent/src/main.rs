@@ -82,11 +82,8 @@ fn main() -> Result<()> {
             repeat,
             rounds,
         }) => {
-            let config = Config {
-                probes: probes.unwrap_or_default(),
-                ..Config::default()
-            };
-            return prog_bench::run(probes_path(&config)?, repeat, rounds);
+            let path = probes_path(&probes.unwrap_or_default())?;
+            return prog_bench::run(path, repeat, rounds);
         }
         Some(cli::Command::ProgStats) => {
             for (name, runs, ns) in probes::loaded_program_stats()? {
@@ -126,7 +123,7 @@ fn raise_open_file_limit() {
 
 async fn run(config: Config) -> Result<()> {
     raise_open_file_limit();
-    let probes_path = probes_path(&config)?;
+    let probes_path = probes_path(&config.probes)?;
     let cgroup = if config.cgroup.as_os_str().is_empty() {
         cgroup::v2_root()?
     } else {
@@ -397,16 +394,13 @@ fn hook_floor(
     tcx: Option<(String, bool)>,
     bpf_stats: bool,
 ) -> Result<()> {
-    let config = Config {
-        probes: probes.unwrap_or_default(),
-        ..Config::default()
-    };
     let floor = match (tcx, cgroup) {
         (Some((device, ingress)), _) => probes::HookFloor::Tcx { device, ingress },
         (None, Some(c)) => probes::HookFloor::Cgroup(c),
         (None, None) => probes::HookFloor::Cgroup(cgroup::v2_root()?),
     };
-    let _hooks = probes::attach_empty_hooks(probes_path(&config)?, floor, bpf_stats)?;
+    let path = probes_path(&probes.unwrap_or_default())?;
+    let _hooks = probes::attach_empty_hooks(path, floor, bpf_stats)?;
     println!("osprey-agent: empty hooks attached");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -415,9 +409,11 @@ fn hook_floor(
     Ok(())
 }
 
-fn probes_path(config: &Config) -> Result<PathBuf> {
-    if !config.probes.as_os_str().is_empty() {
-        return Ok(config.probes.clone());
+/// The probe object: `configured` (config `probes`), or next to the agent
+/// binary when that is empty.
+fn probes_path(configured: &std::path::Path) -> Result<PathBuf> {
+    if !configured.as_os_str().is_empty() {
+        return Ok(configured.to_owned());
     }
     let exe = std::env::current_exe().context("locating the agent binary")?;
     Ok(exe.with_file_name("osprey-probes.bpf.o"))

@@ -453,8 +453,12 @@ impl Probes {
             clock_fd = Some(fd.map_err(|e| ("fd", ProgramError::IOError(e)))?);
             Ok(())
         })?;
-        let clock = KernelClock::new(clock_fd.expect("set by setup"), take(&mut ebpf, "CLOCK")?)
-            .map_err(ProbeError::Clock)?;
+        let clock = KernelClock::new(
+            clock_fd.expect("set by setup"),
+            take(&mut ebpf, "CLOCK")?,
+            tick,
+        )
+        .map_err(ProbeError::Clock)?;
         let maps = FlowMaps {
             clock,
             flows: [take(&mut ebpf, "FLOWS_0")?, take(&mut ebpf, "FLOWS_1")?],

@@ -53,14 +53,16 @@ pub struct KernelClock {
 
 impl KernelClock {
     /// Takes a first sample: an error here means flows could not be timed.
+    /// `tick` is the kernel's tick length ([`tick`]).
     pub fn new(
         program: ProgramFd,
         samples: Array<MapData, ClockSample>,
+        tick: Duration,
     ) -> Result<Self, ClockError> {
         let mut clock = Self {
             program,
             samples,
-            tick_ns: tick()?.as_nanos() as u64,
+            tick_ns: tick.as_nanos() as u64,
             last: ClockSample::default(),
         };
         clock.refresh()?;
