@@ -137,28 +137,59 @@ fn clock_ticks_per_sec() -> f64 {
     if hz > 0 { hz as f64 } else { 100.0 }
 }
 
-/// `osprey-agent hook-floor`: the empty cgroup_skb pair, attached while this lives.
-struct EmptyHooks(Child);
+/// Empty programs held by `osprey-agent hook-floor` processes, attached
+/// while this lives: the cgroup_skb pair ([`EmptyHooks::cgroup`]) or a tcx
+/// classifier pair ([`EmptyHooks::tcx`]).
+struct EmptyHooks(Vec<Child>);
 
 impl EmptyHooks {
-    fn attach(agent: &Path, bpf_stats: bool) -> Result<Self> {
-        let (mut child, line) = spawn_quiet(
+    /// The empty cgroup_skb pair on the root cgroup.
+    fn cgroup(agent: &Path, bpf_stats: bool) -> Result<Self> {
+        let mut hooks = Self(Vec::new());
+        hooks.hold(
             Command::new(agent)
                 .arg("hook-floor")
                 .args(bpf_stats.then_some("--bpf-stats")),
-        )
-        .context("starting osprey-agent hook-floor")?;
+        )?;
+        Ok(hooks)
+    }
+
+    /// The same floor at the device through tcx links (the kernel's TC hook
+    /// since 6.6, no qdisc; what Cilium uses on such kernels): an empty
+    /// classifier on A's veth egress and B's veth ingress, each held by a
+    /// `hook-floor --tcx` inside its pod's namespace.
+    fn tcx(agent: &Path) -> Result<Self> {
+        let mut hooks = Self(Vec::new());
+        for (ns, dev, ingress) in [(NS_A, "osp-bench-a", false), (NS_B, "osp-bench-b", true)] {
+            hooks.hold(
+                Command::new("ip")
+                    .args(["netns", "exec", ns])
+                    .arg(agent)
+                    .args(["hook-floor", "--tcx", dev])
+                    .args(ingress.then_some("--ingress")),
+            )?;
+        }
+        Ok(hooks)
+    }
+
+    /// Starts one `hook-floor` and keeps it once it says it has attached
+    /// (on an error, dropping `self` stops the ones already held).
+    fn hold(&mut self, cmd: &mut Command) -> Result<()> {
+        let (mut child, line) = spawn_quiet(cmd).context("starting osprey-agent hook-floor")?;
         if line.trim() != "osprey-agent: empty hooks attached" {
             let _ = child.kill();
-            bail!("the empty hooks were not attached: {line}");
+            bail!("the empty hooks were not attached ({cmd:?}): {line}");
         }
-        Ok(Self(child))
+        self.0.push(child);
+        Ok(())
     }
 }
 
 impl Drop for EmptyHooks {
     fn drop(&mut self) {
-        terminate(&mut self.0);
+        for child in &mut self.0 {
+            terminate(child);
+        }
     }
 }
 
@@ -210,42 +241,6 @@ impl Drop for EmptyTcHooks {
     }
 }
 
-/// The same floor at the device through tcx links (the kernel's TC hook
-/// since 6.6, no qdisc; what Cilium uses on such kernels): an empty
-/// classifier on A's veth egress and B's veth ingress, each held by an
-/// `osprey-agent hook-floor --tcx` inside its pod's namespace.
-struct EmptyTcxHooks(Vec<Child>);
-
-impl EmptyTcxHooks {
-    fn attach(agent: &Path) -> Result<Self> {
-        let mut hooks = Self(Vec::new());
-        for (ns, dev, ingress) in [(NS_A, "osp-bench-a", false), (NS_B, "osp-bench-b", true)] {
-            let (mut child, line) = spawn_quiet(
-                Command::new("ip")
-                    .args(["netns", "exec", ns])
-                    .arg(agent)
-                    .args(["hook-floor", "--tcx", dev])
-                    .args(ingress.then_some("--ingress")),
-            )
-            .context("starting osprey-agent hook-floor --tcx")?;
-            if line.trim() != "osprey-agent: empty hooks attached" {
-                let _ = child.kill();
-                bail!("the empty tcx hook was not attached on {dev}: {line}");
-            }
-            hooks.0.push(child);
-        }
-        Ok(hooks)
-    }
-}
-
-impl Drop for EmptyTcxHooks {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            terminate(child);
-        }
-    }
-}
-
 /// How a stream runs: the setups a rep measures.
 #[derive(Clone, Copy)]
 enum Setup {
@@ -283,9 +278,9 @@ impl Setup {
     fn attach(self, agent: &Path) -> Result<Option<Box<dyn Any>>> {
         let attached: Option<Box<dyn Any>> = match self {
             Self::Detached => None,
-            Self::EmptyHooks => Some(Box::new(EmptyHooks::attach(agent, false)?)),
+            Self::EmptyHooks => Some(Box::new(EmptyHooks::cgroup(agent, false)?)),
             Self::EmptyTc => Some(Box::new(EmptyTcHooks::attach()?)),
-            Self::EmptyTcx => Some(Box::new(EmptyTcxHooks::attach(agent)?)),
+            Self::EmptyTcx => Some(Box::new(EmptyHooks::tcx(agent)?)),
             // Kernel statistics off, as in production.
             Self::Osprey => Some(Box::new(RunningAgent::start(agent, false)?)),
             Self::OspreyNetwork => Some(Box::new(RunningAgent::start_with(
@@ -465,7 +460,7 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
                 activity.push(a);
             }
             {
-                let _hooks = EmptyHooks::attach(agent, true)?;
+                let _hooks = EmptyHooks::cgroup(agent, true)?;
                 sleep(Duration::from_millis(300));
                 let (c, _) =
                     program_cost(agent, stream, ["noop_egress", "noop_ingress"], stat_secs)?;
