@@ -1,0 +1,123 @@
+//! Series budgets: a cap on the number of series of one metric family. Past
+//! it, a new series is folded into an overflow series (address and port labels
+//! become "overflow"; low-cardinality labels are kept so totals still add up),
+//! and `osprey_metric_series_folded_total{metric}` counts the folded series.
+
+use std::{
+    collections::HashSet,
+    hash::{BuildHasher, Hash},
+};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+/// The label value that replaces high-cardinality labels of folded series.
+pub const OVERFLOW: &str = "overflow";
+
+/// Folded series are remembered (by hash) up to this many, so each is counted once.
+const MAX_REMEMBERED: usize = 1 << 20;
+
+/// A label set that can be folded into its overflow form.
+pub trait Foldable {
+    fn overflow(&self) -> Self;
+    fn is_overflow(&self) -> bool;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FoldedLabels {
+    pub metric: &'static str,
+}
+
+#[derive(Clone, Default)]
+pub struct BudgetMetrics {
+    folded: Family<FoldedLabels, Counter>,
+}
+
+impl BudgetMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "osprey_metric_series_folded",
+            "New series folded into the overflow series because their family hit its series budget",
+            m.folded.clone(),
+        );
+        m
+    }
+}
+
+pub struct SeriesBudget {
+    limit: usize,
+    folded: HashSet<u64>,
+    counter: Counter,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl SeriesBudget {
+    pub fn new(metric: &'static str, limit: usize, metrics: &BudgetMetrics) -> Self {
+        Self {
+            limit,
+            folded: HashSet::new(),
+            counter: metrics
+                .folded
+                .get_or_create(&FoldedLabels { metric })
+                .clone(),
+            hasher: Default::default(),
+        }
+    }
+
+    /// The labels to record under: `labels` itself if it is live or fits in
+    /// the budget (`live` series now), its overflow form otherwise.
+    pub fn admit<L: Foldable + Hash>(&mut self, labels: L, is_live: bool, live: usize) -> L {
+        if is_live || labels.is_overflow() || live < self.limit {
+            return labels;
+        }
+        let hash = self.hasher.hash_one(&labels);
+        if self.folded.len() >= MAX_REMEMBERED || self.folded.insert(hash) {
+            self.counter.inc();
+        }
+        labels.overflow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    struct L(String);
+
+    impl Foldable for L {
+        fn overflow(&self) -> Self {
+            L(OVERFLOW.into())
+        }
+        fn is_overflow(&self) -> bool {
+            self.0 == OVERFLOW
+        }
+    }
+
+    #[test]
+    fn folds_new_series_past_the_limit_and_counts_each_once() {
+        let mut registry = Registry::default();
+        let metrics = BudgetMetrics::register(&mut registry);
+        let mut budget = SeriesBudget::new("m", 2, &metrics);
+        assert_eq!(budget.admit(L("a".into()), false, 0), L("a".into()));
+        assert_eq!(budget.admit(L("b".into()), false, 1), L("b".into()));
+        assert_eq!(
+            budget.admit(L("a".into()), true, 2),
+            L("a".into()),
+            "live series stay"
+        );
+        assert_eq!(budget.admit(L("c".into()), false, 2), L(OVERFLOW.into()));
+        assert_eq!(budget.admit(L("c".into()), false, 2), L(OVERFLOW.into()));
+        assert_eq!(budget.admit(L("d".into()), false, 2), L(OVERFLOW.into()));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("osprey_metric_series_folded_total{metric=\"m\"} 2"),
+            "{text}"
+        );
+    }
+}

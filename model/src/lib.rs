@@ -1,0 +1,18 @@
+//! Osprey's metric model, shared by the agent's `/metrics` and its OTLP push.
+//!
+//! - [`store`]: one series store for every family whose series come and go
+//!   (flows, drops, retransmits, connections): a [series budget](budget) with
+//!   the `overflow` fold, and idle expiry.
+//! - [`otlp`]: the registry that `/metrics` encodes, rendered as OTLP metrics
+//!   (exemplars included) from the same snapshot.
+//!
+//! Families are prometheus-client families (counters, gauges, histograms, and
+//! their exemplar-carrying forms): the registry is the one source of truth,
+//! and both renderings read it.
+
+pub mod budget;
+pub mod otlp;
+pub mod store;
+
+pub use budget::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget};
+pub use store::{Families, SeriesStore};

@@ -1,0 +1,192 @@
+//! The metric catalogue, as a live agent exposes it, against a checked-in
+//! file (`tests/golden/catalogue.txt`): every family's name, type, unit and
+//! help, and the label names its series carry. A rename, a new family or a
+//! changed label is a deliberate act: rerun with `OSPREY_BLESS=1` and commit
+//! the file.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+};
+
+use osprey_e2e::{agent, eventually, netns::PodPair, traffic};
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Family {
+    kind: String,
+    unit: String,
+    help: String,
+    labels: BTreeSet<String>,
+}
+
+/// Families by name, from an OpenMetrics exposition: metadata lines, and
+/// the label names of the samples that follow them.
+fn catalogue(text: &str) -> BTreeMap<String, Family> {
+    let mut out: BTreeMap<String, Family> = BTreeMap::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (Some(what), Some(name)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let value = parts.next().unwrap_or_default().to_owned();
+            let family = out.entry(name.to_owned()).or_default();
+            current = name.to_owned();
+            match what {
+                "TYPE" => family.kind = value,
+                "UNIT" => family.unit = value,
+                "HELP" => family.help = value,
+                _ => {}
+            }
+            continue;
+        }
+        let series = line.split(" # ").next().unwrap_or_default();
+        let Some((_, labels)) = series.split_once('{') else {
+            continue;
+        };
+        let labels = labels.rsplit_once('}').map_or(labels, |(l, _)| l);
+        let family = out.entry(current.clone()).or_default();
+        for pair in labels.split("\",") {
+            if let Some((name, _)) = pair.split_once('=') {
+                family.labels.insert(name.trim().to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn render(catalogue: &BTreeMap<String, Family>) -> String {
+    let mut out = String::new();
+    for (name, f) in catalogue {
+        out.push_str(&format!("{name} {} unit={}\n", f.kind, f.unit));
+        out.push_str(&format!("  help {}\n", f.help));
+        let labels: Vec<_> = f.labels.iter().map(String::as_str).collect();
+        out.push_str(&format!("  labels {}\n", labels.join(",")));
+    }
+    out
+}
+
+fn parse(golden: &str) -> BTreeMap<String, Family> {
+    let mut out = BTreeMap::new();
+    let mut lines = golden.lines();
+    while let Some(head) = lines.next() {
+        let mut parts = head.splitn(3, ' ');
+        let name = parts.next().unwrap().to_owned();
+        let kind = parts.next().unwrap_or_default().to_owned();
+        let unit = parts
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("unit=")
+            .to_owned();
+        let help = lines
+            .next()
+            .and_then(|l| l.strip_prefix("  help "))
+            .unwrap_or_default()
+            .to_owned();
+        let labels = lines
+            .next()
+            .and_then(|l| l.strip_prefix("  labels"))
+            .unwrap_or_default()
+            .trim()
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        out.insert(
+            name,
+            Family {
+                kind,
+                unit,
+                help,
+                labels,
+            },
+        );
+    }
+    out
+}
+
+fn golden_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/catalogue.txt")
+}
+
+#[test]
+fn parses_what_it_renders() {
+    let text = "# HELP a_total An a.\n# TYPE a_total counter\na_total{x=\"1\",y=\"a,b\"} 2 # {trace_id=\"t\"} 1\n# TYPE b gauge\n# UNIT b bytes\n# HELP b B.\nb 1\n# EOF\n";
+    let c = catalogue(text);
+    assert_eq!(
+        c["a_total"].labels,
+        BTreeSet::from(["x".to_owned(), "y".to_owned()])
+    );
+    assert_eq!(c["b"].unit, "bytes");
+    assert_eq!(parse(&render(&c)), c);
+}
+
+#[test]
+fn the_live_catalogue_is_the_checked_in_one() {
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200"]) else {
+        return;
+    };
+    // Traffic that gives the flow, drop, TCP and ICMP families series.
+    let pair = PodPair::new("cat", "10.209.0.1", "10.209.0.2", 24);
+    traffic::udp(&pair, 6100, (5, 100), (5, 100));
+    traffic::tcp(&pair, 6101, 1000, 1000);
+    pair.a.exec(&["ping", "-c", "2", "-i", "0.2", "10.209.0.2"]);
+    // Nothing listens on 6102: the datagrams are freed with NO_SOCKET.
+    traffic::udp_send(&pair, 6102, 3, 50);
+    let text = eventually(10, "flow and drop series in /metrics", || {
+        let (_, text) = agent.scrape();
+        (text.contains("source_ip=\"10.209.0.1\"")
+            && text.contains("osprey_tcp_connections_total{")
+            && text.contains("hubble_icmp_total{"))
+        .then_some(text)
+    });
+    let live = catalogue(&text);
+    let path = golden_path();
+    if std::env::var_os("OSPREY_BLESS").is_some() {
+        // Label names are a union: a family's series carry different label
+        // names only when the catalogue says so (none today).
+        let mut merged = std::fs::read_to_string(&path)
+            .map(|g| parse(&g))
+            .unwrap_or_default();
+        for (name, f) in &live {
+            let entry = merged.entry(name.clone()).or_default();
+            let labels = std::mem::take(&mut entry.labels);
+            *entry = f.clone();
+            entry.labels.extend(labels);
+        }
+        merged.retain(|name, _| live.contains_key(name));
+        std::fs::write(&path, render(&merged)).unwrap();
+        return;
+    }
+    let golden = parse(
+        &std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (OSPREY_BLESS=1 writes it)", path.display())),
+    );
+    let mut problems = Vec::new();
+    for (name, want) in &golden {
+        match live.get(name) {
+            None => problems.push(format!("{name}: in the catalogue, not exposed")),
+            Some(got) => {
+                if (&got.kind, &got.unit, &got.help) != (&want.kind, &want.unit, &want.help) {
+                    problems.push(format!(
+                        "{name}: exposed as {got:?}, catalogue says {want:?}"
+                    ));
+                }
+                let extra: Vec<_> = got.labels.difference(&want.labels).collect();
+                if !extra.is_empty() {
+                    problems.push(format!("{name}: labels {extra:?} not in the catalogue"));
+                }
+            }
+        }
+    }
+    for name in live.keys().filter(|n| !golden.contains_key(*n)) {
+        problems.push(format!("{name}: exposed, not in the catalogue"));
+    }
+    assert!(
+        problems.is_empty(),
+        "the exposition differs from {} (OSPREY_BLESS=1 rewrites it):\n{}",
+        path.display(),
+        problems.join("\n")
+    );
+}
