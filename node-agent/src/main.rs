@@ -38,11 +38,12 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use osprey_model::{BudgetMetrics, SeriesBudget};
+
 use crate::{
     config::Config,
     flows::{
         aggregate::{FlowAggregator, Summary},
-        budget::{BudgetMetrics, SeriesBudget},
         connections::ConnAggregator,
         drain::{FlowBatch, FlowDrainer},
         events::{EventAggregator, EventMetrics},

@@ -1,29 +1,29 @@
 //! Stage 2: fold drained flow deltas into cumulative series, expire idle
 //! ones, and keep the loss counters in step with the kernel's.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use osprey_abi::FlowLoss;
+use osprey_model::{SeriesBudget, SeriesStore};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 
 use super::{
-    budget::SeriesBudget,
     drain::FlowBatch,
     hubble::HubbleFlowMetrics,
     labels::{FlowLabels, PortFold},
     metrics::{FlowMetrics, LossLabels, LossReason},
 };
 
-/// Cumulative state of one flow series.
-#[derive(Debug, Clone, Copy)]
-struct Series {
+/// Per-series totals, for the live summary.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
     bytes: u64,
     packets: u64,
     last_interval_bytes: u64,
-    last_active: Instant,
 }
+
+/// The two families a flow's label set indexes: bytes and packets.
+type FlowFamilies = (Family<FlowLabels, Counter>, Family<FlowLabels, Counter>);
 
 /// One line of the live summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +47,7 @@ pub struct Summary {
 pub struct FlowAggregator {
     metrics: FlowMetrics,
     hubble: HubbleFlowMetrics,
-    budget: SeriesBudget,
-    series: HashMap<FlowLabels, Series>,
-    idle_ttl: Duration,
+    series: SeriesStore<FlowLabels, FlowFamilies, Totals>,
     loss_seen: FlowLoss,
     ports: PortFold,
 }
@@ -67,49 +65,42 @@ impl FlowAggregator {
         idle_ttl: Duration,
         budget: SeriesBudget,
     ) -> Self {
+        let series = SeriesStore::new(
+            (metrics.bytes.clone(), metrics.packets.clone()),
+            budget,
+            idle_ttl,
+        )
+        .counting_expired(metrics.expired_series.clone());
         Self {
             metrics,
             hubble,
-            budget,
-            series: HashMap::new(),
-            idle_ttl,
+            series,
             loss_seen: FlowLoss::default(),
             ports: PortFold::default(),
         }
     }
 
     pub fn apply(&mut self, batch: &FlowBatch, now: Instant) {
-        for entry in self.series.values_mut() {
-            entry.last_interval_bytes = 0;
+        for totals in self.series.states_mut() {
+            totals.last_interval_bytes = 0;
         }
         for delta in &batch.flows {
             let labels = self.ports.labels(&delta.key);
             self.hubble.observe(delta, &labels);
-            let live = self.series.contains_key(&labels);
-            let labels = self.budget.admit(labels, live, self.series.len());
-            self.metrics
-                .bytes
-                .get_or_create(&labels)
-                .inc_by(delta.stats.bytes);
-            self.metrics
-                .packets
-                .get_or_create(&labels)
-                .inc_by(delta.stats.packets);
-            let entry = self.series.entry(labels).or_insert(Series {
-                bytes: 0,
-                packets: 0,
-                last_interval_bytes: 0,
-                last_active: now,
-            });
-            entry.bytes += delta.stats.bytes;
-            entry.packets += delta.stats.packets;
-            entry.last_interval_bytes += delta.stats.bytes;
-            entry.last_active = now;
+            let (bytes, packets) = (delta.stats.bytes, delta.stats.packets);
+            self.series
+                .record(labels, now, |(b, p): &FlowFamilies, labels, totals| {
+                    b.get_or_create(labels).inc_by(bytes);
+                    p.get_or_create(labels).inc_by(packets);
+                    totals.bytes += bytes;
+                    totals.packets += packets;
+                    totals.last_interval_bytes += bytes;
+                });
         }
         self.apply_loss(&batch.loss);
         self.metrics.drain_errors.inc_by(batch.read_errors);
         self.metrics.drains.inc();
-        self.expire(now);
+        self.series.expire(now);
         self.metrics.active_series.set(self.series.len() as i64);
     }
 
@@ -143,20 +134,6 @@ impl FlowAggregator {
             seen.unparsed_packets,
         );
         self.loss_seen = *loss;
-    }
-
-    fn expire(&mut self, now: Instant) {
-        let ttl = self.idle_ttl;
-        let metrics = &self.metrics;
-        self.series.retain(|labels, series| {
-            let keep = now.duration_since(series.last_active) < ttl;
-            if !keep {
-                metrics.bytes.remove(labels);
-                metrics.packets.remove(labels);
-                metrics.expired_series.inc();
-            }
-            keep
-        });
     }
 
     pub fn summary(&self, n: usize) -> Summary {
@@ -231,7 +208,7 @@ mod tests {
         let mut registry = Registry::default();
         let metrics = FlowMetrics::register(&mut registry);
         let hubble = HubbleFlowMetrics::register(&mut registry, Default::default());
-        let budgets = crate::flows::budget::BudgetMetrics::register(&mut registry);
+        let budgets = osprey_model::BudgetMetrics::register(&mut registry);
         let budget = SeriesBudget::new("osprey_flow_bytes", 100, &budgets);
         let mut agg = FlowAggregator::new(metrics, hubble, Duration::from_secs(10), budget);
         let t0 = Instant::now();

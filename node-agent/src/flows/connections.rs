@@ -1,10 +1,7 @@
 //! `osprey_tcp_connections_total{source_ip,destination_ip,destination_port,outcome}`:
 //! TCP connection outcomes per socket (local → remote, local port dropped).
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use osprey_abi::{CONN_ERROR, CONN_ESTABLISHED, CONN_REFUSED, CONN_RESET, CONN_TIMEOUT, ConnKey};
 use prometheus_client::{
@@ -13,10 +10,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::{
-    budget::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget},
-    labels::FlowLabels,
-};
+use osprey_model::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget, SeriesStore};
+
+use super::labels::FlowLabels;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ConnLabels {
@@ -53,10 +49,7 @@ pub fn outcome_name(outcome: u32) -> &'static str {
 }
 
 pub struct ConnAggregator {
-    family: Family<ConnLabels, Counter>,
-    series: HashMap<ConnLabels, Instant>,
-    budget: SeriesBudget,
-    idle_ttl: Duration,
+    series: SeriesStore<ConnLabels, Family<ConnLabels, Counter>>,
 }
 
 impl ConnAggregator {
@@ -73,10 +66,11 @@ impl ConnAggregator {
             family.clone(),
         );
         Self {
-            family,
-            series: HashMap::new(),
-            budget: SeriesBudget::new("osprey_tcp_connections", series_budget, budgets),
-            idle_ttl,
+            series: SeriesStore::new(
+                family,
+                SeriesBudget::new("osprey_tcp_connections", series_budget, budgets),
+                idle_ttl,
+            ),
         }
     }
 
@@ -89,11 +83,10 @@ impl ConnAggregator {
                 destination_port: flow.destination_port,
                 outcome: outcome_name(key.outcome),
             };
-            let live = self.series.contains_key(&labels);
-            let labels = self.budget.admit(labels, live, self.series.len());
-            self.family.get_or_create(&labels).inc_by(*count);
-            self.series.insert(labels, now);
+            self.series.record(labels, now, |family, labels, ()| {
+                family.get_or_create(labels).inc_by(*count);
+            });
         }
-        super::events::expire(&mut self.series, &self.family, self.idle_ttl, now);
+        self.series.expire(now);
     }
 }

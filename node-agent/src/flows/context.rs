@@ -205,10 +205,10 @@ macro_rules! labels_with_context {
         impl prometheus_client::encoding::EncodeLabelSet for $ty {
             fn encode(
                 &self,
-                mut encoder: prometheus_client::encoding::LabelSetEncoder,
+                encoder: &mut prometheus_client::encoding::LabelSetEncoder,
             ) -> Result<(), std::fmt::Error> {
                 use prometheus_client::encoding::EncodeLabel;
-                self.context.encode(&mut encoder)?;
+                self.context.encode(encoder)?;
                 $( ($name, self.$field.clone()).encode(encoder.encode_label())?; )*
                 Ok(())
             }

@@ -2,12 +2,12 @@
 //! metric families, and their aggregation with idle expiry.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    hash::Hash,
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
 use osprey_abi::{DropKey, FlowKey, FlowLoss};
+use osprey_model::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget, SeriesStore};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
@@ -15,7 +15,6 @@ use prometheus_client::{
 };
 
 use super::{
-    budget::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget},
     context::ContextLabels,
     hubble::HubbleFlowMetrics,
     labels::{PortFold, Protocol},
@@ -140,14 +139,11 @@ pub struct EventAggregator {
     metrics: EventMetrics,
     /// Hubble's families (and their context options): drops are flow events.
     hubble: HubbleFlowMetrics,
-    drop_budget: SeriesBudget,
-    retransmit_budget: SeriesBudget,
     reasons: BTreeMap<u32, String>,
     /// Reason codes counted in `osprey_drops_ignored_total` only.
     ignored: BTreeSet<u32>,
-    drop_series: HashMap<DropLabels, Instant>,
-    retransmit_series: HashMap<RetransmitLabels, Instant>,
-    idle_ttl: Duration,
+    drop_series: SeriesStore<DropLabels, Family<DropLabels, Counter>>,
+    retransmit_series: SeriesStore<RetransmitLabels, Family<RetransmitLabels, Counter>>,
     loss_seen: FlowLoss,
     ports: PortFold,
 }
@@ -191,15 +187,20 @@ impl EventAggregator {
         hubble: HubbleFlowMetrics,
     ) -> Self {
         Self {
+            drop_series: SeriesStore::new(
+                metrics.flow_drops.clone(),
+                SeriesBudget::new("osprey_flow_drops", series_budget, budgets),
+                idle_ttl,
+            ),
+            retransmit_series: SeriesStore::new(
+                metrics.retransmits.clone(),
+                SeriesBudget::new("osprey_tcp_retransmits", series_budget, budgets),
+                idle_ttl,
+            ),
             metrics,
             hubble,
-            drop_budget: SeriesBudget::new("osprey_flow_drops", series_budget, budgets),
-            retransmit_budget: SeriesBudget::new("osprey_tcp_retransmits", series_budget, budgets),
             reasons,
             ignored: BTreeSet::new(),
-            drop_series: HashMap::new(),
-            retransmit_series: HashMap::new(),
-            idle_ttl,
             loss_seen: FlowLoss::default(),
             ports: PortFold::default(),
         }
@@ -272,13 +273,9 @@ impl EventAggregator {
                 protocol,
                 reason,
             };
-            let live = self.drop_series.contains_key(&labels);
-            let labels = self.drop_budget.admit(labels, live, self.drop_series.len());
-            self.metrics
-                .flow_drops
-                .get_or_create(&labels)
-                .inc_by(*count);
-            self.drop_series.insert(labels, now);
+            self.drop_series.record(labels, now, |family, labels, ()| {
+                family.get_or_create(labels).inc_by(*count);
+            });
         }
         for (key, count) in retransmits {
             let flow = self.ports.labels(key);
@@ -288,15 +285,10 @@ impl EventAggregator {
                 destination_ip: flow.destination_ip,
                 destination_port: flow.destination_port,
             };
-            let live = self.retransmit_series.contains_key(&labels);
-            let labels = self
-                .retransmit_budget
-                .admit(labels, live, self.retransmit_series.len());
-            self.metrics
-                .retransmits
-                .get_or_create(&labels)
-                .inc_by(*count);
-            self.retransmit_series.insert(labels, now);
+            self.retransmit_series
+                .record(labels, now, |family, labels, ()| {
+                    family.get_or_create(labels).inc_by(*count);
+                });
         }
         let seen = self.loss_seen;
         for (probe, now_count, before) in [
@@ -315,35 +307,9 @@ impl EventAggregator {
                 .inc_by(now_count.saturating_sub(before));
         }
         self.loss_seen = *loss;
-        expire(
-            &mut self.drop_series,
-            &self.metrics.flow_drops,
-            self.idle_ttl,
-            now,
-        );
-        expire(
-            &mut self.retransmit_series,
-            &self.metrics.retransmits,
-            self.idle_ttl,
-            now,
-        );
+        self.drop_series.expire(now);
+        self.retransmit_series.expire(now);
     }
-}
-
-/// Removes series idle for `ttl` from `series` and from their family.
-pub(super) fn expire<L: Clone + Eq + Hash + EncodeLabelSet + std::fmt::Debug>(
-    series: &mut HashMap<L, Instant>,
-    family: &Family<L, Counter>,
-    ttl: Duration,
-    now: Instant,
-) {
-    series.retain(|labels, last| {
-        let keep = now.duration_since(*last) < ttl;
-        if !keep {
-            family.remove(labels);
-        }
-        keep
-    });
 }
 
 #[cfg(test)]

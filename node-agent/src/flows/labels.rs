@@ -78,12 +78,12 @@ pub struct FlowLabels {
     pub direction: Direction,
 }
 
-impl super::budget::Foldable for FlowLabels {
+impl osprey_model::Foldable for FlowLabels {
     fn overflow(&self) -> Self {
         Self {
-            source_ip: super::budget::OVERFLOW.to_owned(),
+            source_ip: osprey_model::OVERFLOW.to_owned(),
             source_port: 0,
-            destination_ip: super::budget::OVERFLOW.to_owned(),
+            destination_ip: osprey_model::OVERFLOW.to_owned(),
             destination_port: 0,
             protocol: self.protocol,
             direction: self.direction,
@@ -91,7 +91,7 @@ impl super::budget::Foldable for FlowLabels {
     }
 
     fn is_overflow(&self) -> bool {
-        self.source_ip == super::budget::OVERFLOW
+        self.source_ip == osprey_model::OVERFLOW
     }
 }
 

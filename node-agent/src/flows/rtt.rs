@@ -90,7 +90,7 @@ impl EncodeMetric for RttHistogram {
             .map(|(i, n)| ((1u64 << (i + 1)) as f64 / 1e6, *n))
             .collect();
         if let Some(last) = buckets.last_mut() {
-            last.0 = f64::MAX;
+            last.0 = f64::INFINITY;
         }
         encoder.encode_histogram::<NoLabelSet>(s.sum_us as f64 / 1e6, s.count, &buckets, None)
     }
