@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::probes::ProgramStats;
+use crate::kernel::probes::ProgramStats;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,

@@ -16,7 +16,7 @@ use osprey_abi::{
 
 use tracing::warn;
 
-use crate::probes::FlowMaps;
+use crate::kernel::probes::FlowMaps;
 
 /// A program that loaded the old index finishes in microseconds; this is ample.
 const FLIP_GRACE: Duration = Duration::from_millis(5);
@@ -189,7 +189,7 @@ fn drain_map<K: aya::Pod, V: aya::Pod>(
     if !NO_BATCH.load(std::sync::atomic::Ordering::Relaxed)
         && let Ok(cpus) = aya::util::nr_cpus()
     {
-        match crate::bpf_batch::drain_per_cpu_hash(map.map().fd().as_fd(), cpus, &fold) {
+        match crate::kernel::batch::drain_per_cpu_hash(map.map().fd().as_fd(), cpus, &fold) {
             Ok(out) => return out,
             Err(e) => {
                 warn!(error = %e, "no batch map operations in this kernel: draining key by key");

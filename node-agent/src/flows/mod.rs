@@ -1,6 +1,5 @@
 //! The flow pipeline: drain (kernel maps) → aggregate (series, TTL) → metrics.
 pub mod aggregate;
-pub mod clock;
 pub mod connections;
 pub mod context;
 pub mod drain;

@@ -11,16 +11,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use crate::events::record::{EventKind, ResourceEvent};
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use osprey_abi::{BlockKey, BlockStats, OomEvent, RUNQ_BUCKETS, ResourceLoss, RunqHist};
-use prometheus_client::metrics::counter::Counter;
-use tokio::io::unix::AsyncFd;
-use tracing::warn;
-
-use crate::events::{
-    EventHub,
-    record::{EventKind, ResourceEvent},
-};
 
 struct Maps {
     runq: PerCpuHashMap<MapData, u64, RunqHist>,
@@ -198,7 +191,7 @@ impl KernelResources {
     /// read from /proc while it is still there (it is being killed); failing
     /// that, the cgroup of the task that triggered the kill stands in (for a
     /// memory-cgroup OOM, inside the cgroup that hit its limit).
-    fn oom_kill(&self, e: &OomEvent) -> ResourceEvent {
+    pub fn oom_kill(&self, e: &OomEvent) -> ResourceEvent {
         let cgroup = proc_cgroup(e.victim_pid)
             .or_else(|| v2_ids(&self.v2_root).remove(&e.trigger_cgroup_id))
             .unwrap_or_else(|| format!("cgroup-id:{}", e.trigger_cgroup_id));
@@ -221,49 +214,5 @@ impl KernelResources {
             namespace: None,
             pod: None,
         }
-    }
-}
-
-/// Reads OOM events, woken by the kernel through `AsyncFd`.
-pub async fn read_oom(
-    ring: RingBuf<MapData>,
-    resources: Arc<KernelResources>,
-    hub: EventHub,
-    malformed: Counter,
-) {
-    // SAFETY: the ring buffer owns its map fd and keeps it open for as long
-    // as the AsyncFd owns the ring buffer.
-    let mut fd = match unsafe {
-        AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE)
-    } {
-        Ok(fd) => fd,
-        Err(e) => {
-            warn!(error = %e.into_parts().1, "OOM ring buffer cannot be polled; OOM events are off");
-            return;
-        }
-    };
-    loop {
-        let mut guard = match fd.readable_mut().await {
-            Ok(guard) => guard,
-            Err(e) => {
-                warn!(error = %e, "OOM ring buffer poll failed; OOM events are off");
-                return;
-            }
-        };
-        let mut events = Vec::new();
-        {
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                if item.len() < std::mem::size_of::<OomEvent>() {
-                    malformed.inc();
-                    continue;
-                }
-                // SAFETY: a whole OomEvent (size checked); read_unaligned copes with alignment.
-                let e: OomEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-                events.push(resources.oom_kill(&e));
-            }
-        }
-        guard.clear_ready();
-        hub.publish(events);
     }
 }

@@ -423,7 +423,7 @@ fn runq_buckets(h: &osprey_abi::RunqHist) -> Vec<(f64, u64)> {
         .enumerate()
         .map(|(i, pair)| {
             let le = if (i + 1) * 2 >= osprey_abi::RUNQ_BUCKETS {
-                f64::MAX
+                f64::INFINITY
             } else {
                 (1u64 << ((i + 1) * 2)) as f64 / 1e6
             };

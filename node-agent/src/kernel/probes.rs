@@ -8,8 +8,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, ProgramError, RawTracePoint,
-        SchedClassifier, TcAttachType, TracePoint, tc::TcAttachOptions,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, RawTracePoint, TracePoint,
     },
 };
 use osprey_abi::{
@@ -19,8 +18,8 @@ use osprey_abi::{
 use tracing::warn;
 
 use crate::{
-    flows::clock::{self, KernelClock},
-    kernel_info::{btf::KernelBtf, tracefs::TracepointFormat},
+    kernel::clock::{self, KernelClock},
+    kernel::info::{btf::KernelBtf, tracefs::TracepointFormat},
 };
 
 /// How often (at most) the flow programs read a TCP flow's smoothed RTT.
@@ -60,7 +59,7 @@ pub enum ProbeError {
     #[error("cannot enable kernel BPF run-time statistics")]
     Stats(#[source] aya::sys::SyscallError),
     #[error("cannot time flows with the kernel's tick count")]
-    Clock(#[source] crate::flows::clock::ClockError),
+    Clock(#[source] crate::kernel::clock::ClockError),
     #[error("cannot list the loaded eBPF programs")]
     Listing(#[source] Box<ProgramError>),
 }
@@ -259,103 +258,6 @@ const FLOW_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
     ("flow_egress", CgroupSkbAttachType::Egress),
 ];
 
-/// Empty cgroup_skb programs (the bench's measure of the hook's own cost).
-const EMPTY_HOOKS: [(&str, CgroupSkbAttachType); 2] = [
-    ("noop_ingress", CgroupSkbAttachType::Ingress),
-    ("noop_egress", CgroupSkbAttachType::Egress),
-];
-
-/// Where `osprey-agent hook-floor` attaches its empty programs.
-pub enum HookFloor {
-    /// The empty cgroup_skb pair (ingress and egress) on this cgroup v2.
-    Cgroup(PathBuf),
-    /// The empty classifier on this device of the current network namespace,
-    /// through a tcx link: the TC hook a device-based design such as
-    /// Cilium's uses on kernels since 6.6.
-    Tcx { device: String, ingress: bool },
-}
-
-/// Empty programs, attached while this lives (and the kernel's run-time
-/// statistics on, if asked for).
-pub struct EmptyHooks {
-    _ebpf: Ebpf,
-    _stats: Option<OwnedFd>,
-}
-
-/// Loads the object at `path` and attaches only its empty programs where
-/// `floor` says; they stay attached until the returned value is dropped.
-/// With `bpf_stats`, the kernel times every program run meanwhile, so the
-/// bench reads what an empty run costs under the same statistics.
-pub fn attach_empty_hooks(
-    path: PathBuf,
-    floor: HookFloor,
-    bpf_stats: bool,
-) -> Result<EmptyHooks, ProbeError> {
-    let stats = bpf_stats
-        .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
-        .transpose()
-        .map_err(ProbeError::Stats)?;
-    let mut ebpf = EbpfLoader::new()
-        .load_file(&path)
-        .map_err(|source| ProbeError::Load {
-            path,
-            source: Box::new(source),
-        })?;
-    match floor {
-        HookFloor::Cgroup(cgroup) => {
-            let cgroup_dir = File::open(&cgroup).map_err(|source| ProbeError::Cgroup {
-                path: cgroup.clone(),
-                source,
-            })?;
-            for (name, attach_type) in EMPTY_HOOKS {
-                setup::<CgroupSkb>(&mut ebpf, name, |p| {
-                    p.load().map_err(|e| ("load (verifier)", e))?;
-                    p.attach(&cgroup_dir, attach_type, CgroupAttachMode::Single)
-                        .map(drop)
-                        .map_err(|e| ("attach", e))
-                })?;
-            }
-        }
-        HookFloor::Tcx { device, ingress } => {
-            let attach_type = if ingress {
-                TcAttachType::Ingress
-            } else {
-                TcAttachType::Egress
-            };
-            setup::<SchedClassifier>(&mut ebpf, "noop_tc", |p| {
-                p.load().map_err(|e| ("load (verifier)", e))?;
-                p.attach_with_options(
-                    &device,
-                    attach_type,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .map(drop)
-                .map_err(|e| ("attach (tcx)", e))
-            })?;
-        }
-    }
-    Ok(EmptyHooks {
-        _ebpf: ebpf,
-        _stats: stats,
-    })
-}
-
-/// Run count and run time (ns) of every eBPF program loaded on the host,
-/// by name: `osprey-agent prog-stats`, which the bench reads before and
-/// after a stream. Both stay 0 while no one has the statistics on.
-pub fn loaded_program_stats() -> Result<Vec<(String, u64, u64)>, ProbeError> {
-    aya::programs::loaded_programs()
-        .map(|info| {
-            let info = info.map_err(|e| ProbeError::Listing(Box::new(e)))?;
-            Ok((
-                info.name_as_str().unwrap_or("").to_owned(),
-                info.run_count(),
-                info.run_time().as_nanos() as u64,
-            ))
-        })
-        .collect()
-}
-
 impl Probes {
     /// Loads the object at `path`, sizes the flow maps, and attaches the flow
     /// programs to the cgroup v2 directory `cgroup` (inherited by every
@@ -509,7 +411,7 @@ impl Probes {
 
 /// Finds program `name` as a `T` and runs `f` on it (load, attach); a failing
 /// step is reported with the program's name and the step.
-fn setup<T>(
+pub(super) fn setup<T>(
     ebpf: &mut Ebpf,
     name: &'static str,
     f: impl FnOnce(&mut T) -> Result<(), (&'static str, ProgramError)>,
@@ -545,8 +447,8 @@ where
 mod tests {
     use super::*;
 
-    const SWITCH: &str = include_str!("kernel_info/sched_switch.format");
-    const WAKEUP: &str = include_str!("kernel_info/sched_wakeup.format");
+    const SWITCH: &str = include_str!("info/sched_switch.format");
+    const WAKEUP: &str = include_str!("info/sched_wakeup.format");
 
     #[test]
     fn sched_layout_is_known_only_where_the_formats_agree() {

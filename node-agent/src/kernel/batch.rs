@@ -9,7 +9,7 @@ use std::{
     os::fd::{AsRawFd, BorrowedFd},
 };
 
-use crate::bpf_test_run::sys_bpf;
+use crate::kernel::test_run::sys_bpf;
 
 /// The batch commands' part of `union bpf_attr` (include/uapi/linux/bpf.h).
 #[repr(C)]

@@ -16,7 +16,7 @@ use aya::{
 };
 use osprey_abi::ClockSample;
 
-use crate::bpf_test_run::test_run_raw_tracepoint;
+use crate::kernel::test_run::test_run_raw_tracepoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClockError {

@@ -20,7 +20,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{EbpfLoader, programs::CgroupSkb};
 
-use crate::bpf_test_run;
+use crate::kernel::test_run;
 
 /// One test packet: a name and its bytes from the Ethernet header on.
 struct Packet {
@@ -88,7 +88,7 @@ fn packets() -> Vec<Packet> {
 
 /// Mean ns per run of the program behind `fd` over `repeat` runs on `packet`.
 fn test_run(fd: i32, packet: &[u8], repeat: u32) -> Result<u32> {
-    let run = bpf_test_run::test_run(fd, packet, repeat)?;
+    let run = test_run::test_run(fd, packet, repeat)?;
     if run.retval != 1 {
         bail!(
             "the program returned {} (a cgroup_skb observer passes: 1)",

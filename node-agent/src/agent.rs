@@ -1,0 +1,393 @@
+//! The agent's pipeline, wired: probes (kernel) → drain (thread) →
+//! aggregate (task) → /metrics (axum), flow and event streams, live summary.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use anyhow::{Context, Result};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use osprey_abi::{DnsEvent, OomEvent};
+use osprey_model::{BudgetMetrics, SeriesBudget};
+
+use crate::{
+    cgroup, config,
+    config::Config,
+    dns, events, flows,
+    flows::{
+        aggregate::{FlowAggregator, Summary},
+        connections::ConnAggregator,
+        drain::{FlowBatch, FlowDrainer},
+        events::{EventAggregator, EventMetrics},
+        hubble::HubbleFlowMetrics,
+        metrics::FlowMetrics,
+    },
+    http,
+    kernel::{
+        probes::{self, Probes},
+        ring,
+    },
+    observe, pods, resources,
+    self_metrics::ProgramMetrics,
+    summary,
+};
+
+/// Batches waiting between drain and aggregate. A full channel blocks the
+/// drain thread, and the kernel keeps counting in its map meanwhile: no loss.
+const BATCH_CHANNEL: usize = 4;
+/// DNS events waiting for the tracker; past this they are counted as lost.
+const DNS_CHANNEL: usize = 4096;
+
+/// Raises the soft limit on open files to the hard limit (as Go programs
+/// do): the agent keeps cgroup files open between scrapes.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                warn!(
+                    "cannot raise the open-file limit; cgroup files past it are opened per scrape"
+                );
+            }
+        }
+    }
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    raise_open_file_limit();
+    let probes_path = probes_path(&config.probes)?;
+    let cgroup = if config.cgroup.as_os_str().is_empty() {
+        cgroup::v2_root()?
+    } else {
+        config.cgroup.clone()
+    };
+    let (probes, maps, resource_maps) = Probes::load_and_attach(
+        probes_path.clone(),
+        cgroup.clone(),
+        config.flow_map_entries,
+        config.bpf_stats,
+        config
+            .runqueue_latency
+            .then_some(if config.sched_fields_by_helper {
+                probes::SchedFields::Helpers
+            } else {
+                probes::SchedFields::Auto
+            }),
+    )
+    .with_context(|| format!("loading {}", probes_path.display()))?;
+    info!(programs = ?probes.attached, cgroup = %cgroup.display(), "flow probes attached");
+    // Loading parsed the object and the kernel's BTF; give that memory back.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+
+    let mut registry = Registry::default();
+    let pods = watch_pods(&config, &mut registry).await?;
+    let flow_metrics = FlowMetrics::register(&mut registry);
+    let event_metrics = EventMetrics::register(&mut registry);
+    let contexts = flows::context::Contexts {
+        source: config.hubble_source_context.clone(),
+        destination: config.hubble_destination_context.clone(),
+        pods: pods.clone(),
+    };
+    let hubble_metrics = HubbleFlowMetrics::register(&mut registry, contexts.clone());
+    let budget_metrics = BudgetMetrics::register(&mut registry);
+    let hub = observe::hub::FlowHub::new(config.observe_buffer, &mut registry);
+    let rtt = flows::rtt::RttHistogram::register(&mut registry);
+    let mut connections = ConnAggregator::register(
+        &mut registry,
+        config.flow_idle_ttl(),
+        config.series_budget,
+        &budget_metrics,
+    );
+    let mut program_metrics = ProgramMetrics::register(&mut registry);
+    let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
+    registry.register_collector(Box::new(flows::lost::HubbleLostEvents {
+        flow_lost_packets: flow_metrics.lost_packets.clone(),
+        probe_lost_events: event_metrics.lost_events.clone(),
+        dns_queue: dns_metrics.lost.clone(),
+        followers: hub.lost.clone(),
+    }));
+    registry.register_collector(Box::new(resources::node::NodeCollector));
+    let event_hub = events::hub(config.observe_buffer, &mut registry);
+    let oom_malformed = prometheus_client::metrics::counter::Counter::default();
+    registry.register(
+        "osprey_oom_events_malformed",
+        "OOM ring buffer records too short to be an OomEvent",
+        oom_malformed.clone(),
+    );
+    if config.cgroup_metrics_limit > 0 {
+        match resources::cgroupfs::Layout::detect() {
+            Some(layout) => {
+                let kernel = match (resource_maps, layout.v2_root()) {
+                    (Some(mut m), Some(v2)) => {
+                        let kernel = resources::kernel::KernelResources::new(
+                            m.runq,
+                            m.block,
+                            m.loss,
+                            v2.to_owned(),
+                        );
+                        if let Some(ring) = m.oom.take() {
+                            let (kernel, hub) = (kernel.clone(), event_hub.clone());
+                            tokio::spawn(ring::read::<OomEvent>(
+                                "oom",
+                                ring,
+                                oom_malformed,
+                                move |events| {
+                                    hub.publish(events.iter().map(|e| kernel.oom_kill(e)).collect())
+                                },
+                            ));
+                        }
+                        Some(kernel)
+                    }
+                    _ => {
+                        warn!(
+                            "run-queue latency, block IO and OOM probes are off: per-cgroup figures come from cgroupfs only"
+                        );
+                        None
+                    }
+                };
+                registry.register_collector(Box::new(resources::CgroupCollector::new(
+                    layout,
+                    config.cgroup_metrics_limit,
+                    config.cgroup_open_files,
+                    kernel,
+                    pods.clone(),
+                )))
+            }
+            None => warn!(
+                "no cgroup v1 cpu/cpuacct/memory or v2 mount found: container_* metrics are off"
+            ),
+        }
+    }
+    let registry = Arc::new(registry);
+
+    // DNS: ring buffer → tracker, beside the flow pipeline.
+    let mut maps = maps;
+    if let Some(ring) = maps.dns.take() {
+        let (tx, rx) = mpsc::channel(DNS_CHANNEL);
+        // A record too short to be an event, or one the tracker has no room
+        // for, is counted as lost.
+        let lost = dns_metrics.lost.clone();
+        tokio::spawn(ring::read::<DnsEvent>(
+            "dns",
+            ring,
+            lost.clone(),
+            move |events| {
+                for event in events {
+                    if tx.try_send(event).is_err() {
+                        lost.inc();
+                    }
+                }
+            },
+        ));
+        tokio::spawn(
+            dns::tracker::DnsTracker::new(dns_metrics, hub.clone(), contexts.clone()).run(rx),
+        );
+    }
+
+    // Stage 1: drain, on its own thread (map syscalls block).
+    let (batch_tx, mut batch_rx) = mpsc::channel::<FlowBatch>(BATCH_CHANNEL);
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain_thread = {
+        let stop = stop.clone();
+        let interval = config.drain_interval();
+        let metrics = flow_metrics.clone();
+        let mut drainer = FlowDrainer::new(maps);
+        std::thread::Builder::new()
+            .name("flow-drain".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(interval);
+                    match drainer.drain() {
+                        Ok(batch) => {
+                            if batch_tx.blocking_send(batch).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            metrics.drain_errors.inc();
+                            warn!(error = %e, "flow drain failed");
+                        }
+                    }
+                }
+            })?
+    };
+
+    // Stage 2: aggregate into series; publish the top flows for the summary.
+    let (summary_tx, summary_rx) = watch::channel(Summary::default());
+    let ttl = config.flow_idle_ttl();
+    let drop_reasons = probes.drop_reasons.clone();
+    let drop_reasons_ignored = config.drop_reasons_ignored.clone();
+    let series_budget = config.series_budget;
+    let publish = hub.clone();
+    let record_pods = pods.clone();
+    let ports = match config.flow_ports {
+        config::FlowPorts::Server => flows::labels::PortFold::host(),
+        config::FlowPorts::Both => flows::labels::PortFold::default(),
+    };
+    let aggregate = tokio::spawn(async move {
+        let flow_budget = SeriesBudget::new("osprey_flow_bytes", series_budget, &budget_metrics);
+        let mut aggregator =
+            FlowAggregator::new(flow_metrics, hubble_metrics.clone(), ttl, flow_budget)
+                .with_ports(ports.clone());
+        let (events, unknown) = EventAggregator::new(
+            event_metrics,
+            drop_reasons,
+            ttl,
+            series_budget,
+            &budget_metrics,
+            hubble_metrics,
+        )
+        .ignoring(&drop_reasons_ignored);
+        if !unknown.is_empty() {
+            // Kernels differ in their reasons: a name this one lacks is not
+            // an error, but it ignores nothing.
+            warn!(
+                ?unknown,
+                "drop_reasons_ignored: not drop reasons of this kernel"
+            );
+        }
+        let mut events = events.with_ports(ports);
+        while let Some(batch) = batch_rx.recv().await {
+            let now = Instant::now();
+            aggregator.apply(&batch, now);
+            events.apply(&batch.drops, &batch.retransmits, &batch.loss, now);
+            connections.apply(&batch.connections, now);
+            rtt.observe(&batch.flows);
+            let wanted = publish.wanted();
+            let records = events.records(&batch, std::time::SystemTime::now(), wanted);
+            publish.publish(
+                records
+                    .into_iter()
+                    .map(|r| r.with_pods(&record_pods))
+                    .collect(),
+            );
+            summary_tx.send_replace(aggregator.summary(10));
+        }
+    });
+
+    // Stage 4: expose.
+    if let Some(path) = &config.flow_log {
+        observe::flowlog::spawn(&hub, path.clone())
+            .with_context(|| format!("opening the flow log {}", path.display()))?;
+    }
+    let (addr, server) = http::bind(config.listen, registry.clone(), hub, event_hub)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    println!("osprey-agent: serving http://{addr}/metrics");
+    let server = tokio::spawn(server);
+
+    if config.summary_interval_secs > 0 {
+        tokio::spawn(summary_loop(
+            summary_rx,
+            format!("http://{addr}/metrics"),
+            config.summary_interval_secs,
+            config.drain_interval(),
+        ));
+    }
+
+    let mut stats_tick = tokio::time::interval(config.drain_interval());
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = stats_tick.tick() => program_metrics.update(&probes.run_stats()),
+        }
+    }
+
+    info!("shutting down: detaching probes");
+    stop.store(true, Ordering::Relaxed);
+    server.abort();
+    aggregate.abort();
+    let attached = probes.attached.len();
+    drop(probes);
+    let _ = drain_thread.join();
+    info!(programs = attached, "probes detached; bye");
+    Ok(())
+}
+
+/// Starts the pod watch when the config asks for it (see
+/// [`Config::watch_pods`]); the index stays empty (standalone) otherwise.
+async fn watch_pods(config: &Config, registry: &mut Registry) -> Result<pods::PodIndex> {
+    let index = pods::PodIndex::default();
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    if !config.watch_pods(in_cluster) {
+        info!("standalone: no Kubernetes API; flows are named by IP, cgroups by path");
+        return Ok(index);
+    }
+    let client = match pods::watch::client(config.kubeconfig.as_deref()).await {
+        Ok(client) => client,
+        // Only `auto` inside a cluster may fall back to standalone.
+        Err(e)
+            if config.kubernetes == config::KubernetesMode::Auto && config.kubeconfig.is_none() =>
+        {
+            warn!(error = %e, "cannot reach the Kubernetes API: standalone, flows named by IP");
+            return Ok(index);
+        }
+        Err(e) => return Err(e).context("pod identity from the Kubernetes API"),
+    };
+    let node = match config.pod_scope {
+        config::PodScope::Node => config.node_name.clone(),
+        config::PodScope::Cluster => None,
+    };
+    let metrics = pods::watch::PodMetrics::register(registry);
+    tokio::spawn(pods::watch::run(client, node, index.clone(), metrics));
+    Ok(index)
+}
+
+/// The probe object: `configured` (config `probes`), or next to the agent
+/// binary when that is empty.
+pub fn probes_path(configured: &std::path::Path) -> Result<PathBuf> {
+    if !configured.as_os_str().is_empty() {
+        return Ok(configured.to_owned());
+    }
+    let exe = std::env::current_exe().context("locating the agent binary")?;
+    Ok(exe.with_file_name("osprey-probes.bpf.o"))
+}
+
+async fn summary_loop(
+    mut summary: watch::Receiver<Summary>,
+    url: String,
+    every_secs: u64,
+    drain_interval: std::time::Duration,
+) {
+    use std::io::IsTerminal;
+    // On a terminal, redraw in place; otherwise (a pipe, a log) append.
+    let clear = if std::io::stderr().is_terminal() {
+        "\x1b[2J\x1b[H"
+    } else {
+        ""
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+    loop {
+        tick.tick().await;
+        let view = summary.borrow_and_update().clone();
+        eprint!(
+            "{clear}{}",
+            summary::render(&view, &url, drain_interval.as_secs_f64())
+        );
+    }
+}
+
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,25 @@
+//! Osprey's node agent, as a library; `osprey-agent` is its thin binary.
+//!
+//! Data flows one way through these modules:
+//! [`kernel`] (probes, maps, ring buffers) → [`flows::drain`] → enrichment
+//! ([`pods`], [`flows::context`]) → aggregation into the families of
+//! [`flows`], [`dns`], [`resources`] (series stores of `osprey-model`) →
+//! exposition ([`http`]: `/metrics`, [`observe`] and [`events`] streams).
+//! [`agent`] wires the stages.
+
+pub mod agent;
+pub mod cgroup;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod events;
+pub mod flows;
+pub mod http;
+pub mod kernel;
+pub mod observe;
+pub mod pods;
+pub mod resources;
+pub mod self_metrics;
+pub mod summary;
+#[cfg(test)]
+mod test_support;
