@@ -219,3 +219,38 @@ pub fn metric_port(port: u16, peer: u16) -> u16 {
         port
     }
 }
+
+/// Like [`udp_fanout`], from a process of the cgroup `cg` (in pod `a`'s
+/// namespace): an agent whose probes are attached to that cgroup
+/// (`--cgroup`) sees these packets and no other traffic of the host.
+pub fn udp_fanout_from(
+    cg: &crate::cgroup::TestCgroup,
+    pair: &PodPair,
+    first_port: u16,
+    count: u16,
+    size: usize,
+) {
+    let family = if pair.a_ip.is_ipv4() {
+        "AF_INET"
+    } else {
+        "AF_INET6"
+    };
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n\
+         s.bind(('{a}', 0))\n\
+         for port in range({first_port}, {end}):\n    \
+             s.sendto(bytes({size}), ('{b}', port))\n",
+        a = pair.a_ip,
+        b = pair.b_ip,
+        end = u32::from(first_port) + u32::from(count),
+    );
+    let status = cg
+        .run(&format!(
+            "ip netns exec {} python3 -c \"{script}\"",
+            pair.a.name
+        ))
+        .wait()
+        .expect("waiting for the fan-out");
+    assert!(status.success(), "the fan-out in {}: {status:?}", cg.id);
+}

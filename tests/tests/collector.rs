@@ -7,14 +7,12 @@ use std::{
 
 #[test]
 fn collector_starts_and_is_healthy() {
-    let Some(bin) = std::env::var_os("OSPREY_COLLECTOR_BIN") else {
-        assert!(
-            !osprey_e2e::in_ci(),
-            "OSPREY_COLLECTOR_BIN must be set in CI"
-        );
-        eprintln!("SKIPPED: OSPREY_COLLECTOR_BIN unset: run `cargo xtask test`");
-        return;
-    };
+    let bin = std::env::var_os("OSPREY_COLLECTOR_BIN");
+    osprey_e2e::require!(
+        bin.is_some(),
+        "OSPREY_COLLECTOR_BIN unset: run `cargo xtask test`"
+    );
+    let bin = bin.unwrap();
     let mut child = Command::new(bin)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())

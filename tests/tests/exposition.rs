@@ -4,6 +4,7 @@
 
 use osprey_e2e::{
     agent::{self, Agent},
+    cgroup::TestCgroup,
     eventually,
     exposition::{samples, sum, validate_openmetrics},
     netns::PodPair,
@@ -74,16 +75,30 @@ fn prometheus_scrapes_the_agent_and_returns_the_sent_bytes() {
 
 /// A series budget of 5 and 60 new flows: the flow family stays within the
 /// budget (plus overflow series), the folded series are counted, and no packet
-/// is lost from the totals.
+/// is lost from the totals. The probes watch only a cgroup of the test's own,
+/// whose one process sends the flows, so the totals are exactly the test's.
 #[test]
 fn series_budget_folds_new_series_into_overflow_and_counts_them() {
-    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200", "--series-budget", "5"])
-    else {
+    require!(
+        osprey_e2e::is_root(),
+        "root is needed to load eBPF and create network namespaces"
+    );
+    let cg = TestCgroup::new("budget");
+    let watched = cg.v2_dir().display().to_string();
+    let Some(agent) = agent::for_test(&[
+        "--drain-interval-ms",
+        "200",
+        "--series-budget",
+        "5",
+        "--cgroup",
+        &watched,
+    ]) else {
         return;
     };
     let pair = PodPair::new("sb", "10.209.0.1", "10.209.0.2", 24);
     const FLOWS: u16 = 60;
-    traffic::udp_fanout(&pair, 30_000, FLOWS, 50);
+    const SIZE: u16 = 50;
+    traffic::udp_fanout_from(&cg, &pair, 30_000, FLOWS, usize::from(SIZE));
     let folded = |s: &[osprey_e2e::exposition::Sample]| {
         sum(
             s,
@@ -91,9 +106,14 @@ fn series_budget_folds_new_series_into_overflow_and_counts_them() {
             &[("metric", "osprey_flow_bytes")],
         )
     };
+    let udp_egress = |s: &[osprey_e2e::exposition::Sample], metric| {
+        sum(s, metric, &[("protocol", "UDP"), ("direction", "egress")])
+    };
     let s = eventually(15, "folded series", || {
         let s = samples(&agent.scrape().1);
-        (folded(&s) >= f64::from(FLOWS - 5)).then_some(s)
+        (folded(&s) >= f64::from(FLOWS - 5)
+            && udp_egress(&s, "osprey_flow_packets_total") >= f64::from(FLOWS))
+        .then_some(s)
     });
     let exposed: Vec<_> = s
         .iter()
@@ -109,14 +129,15 @@ fn series_budget_folds_new_series_into_overflow_and_counts_them() {
         exposed.len() - overflow
     );
     assert!(overflow >= 1);
-    // Folding keeps the totals: every datagram is in some series.
-    let udp_egress = sum(
-        &s,
-        "osprey_flow_packets_total",
-        &[("protocol", "UDP"), ("direction", "egress")],
+    // Folding keeps the totals: every datagram is in some series, once.
+    assert_eq!(
+        udp_egress(&s, "osprey_flow_packets_total"),
+        f64::from(FLOWS),
+        "UDP packets in all series vs {FLOWS} sent"
     );
-    assert!(
-        udp_egress >= f64::from(FLOWS),
-        "{udp_egress} UDP packets in all series, {FLOWS} sent"
+    assert_eq!(
+        udp_egress(&s, "osprey_flow_bytes_total"),
+        f64::from(FLOWS) * f64::from(SIZE + 8) + f64::from(FLOWS) * ip_header(&pair) as f64,
+        "UDP bytes in all series vs {FLOWS} datagrams of {SIZE} bytes sent"
     );
 }

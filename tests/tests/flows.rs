@@ -4,6 +4,7 @@
 
 use osprey_e2e::{
     agent::{self},
+    cgroup::TestCgroup,
     eventually,
     exposition::{Sample, samples, sum},
     netns::{IFACE, PodPair},
@@ -270,11 +271,26 @@ fn clients_ephemeral_ports_fold_into_one_series() {
 }
 
 /// A tiny flow map and many new flows inside one drain interval: the flows
-/// that did not fit are counted as lost, never silently dropped.
+/// that did not fit are counted as lost, never silently dropped. The probes
+/// watch only a cgroup of the test's own, whose one process sends the flows,
+/// so every packet they see is one the test sent: counted and lost add up to
+/// exactly what it sent.
 #[test]
 fn full_flow_map_counts_lost_packets() {
-    let Some(agent) = agent::for_test(&["--drain-interval-ms", "3000", "--flow-map-entries", "8"])
-    else {
+    osprey_e2e::require!(
+        osprey_e2e::is_root(),
+        "root is needed to load eBPF and create network namespaces"
+    );
+    let cg = TestCgroup::new("mapfull");
+    let watched = cg.v2_dir().display().to_string();
+    let Some(agent) = agent::for_test(&[
+        "--drain-interval-ms",
+        "3000",
+        "--flow-map-entries",
+        "8",
+        "--cgroup",
+        &watched,
+    ]) else {
         return;
     };
     let pair = PodPair::new("mf", "10.203.0.1", "10.203.0.2", 24);
@@ -285,53 +301,62 @@ fn full_flow_map_counts_lost_packets() {
             &[("reason", "map_full")],
         ) as u64
     };
-    let before = lost(&samples(&agent.scrape().1));
-    const FLOWS: u16 = 200;
-    traffic::udp_fanout(&pair, 20_000, FLOWS, 100);
-    let a_ip = pair.a_ip.to_string();
-    let s = eventually(15, "a drain after the fan-out", || {
-        let s = samples(&agent.scrape().1);
-        (lost(&s) > before).then_some(s)
-    });
-    std::thread::sleep(std::time::Duration::from_secs(4)); // one more drain
-    let s = {
-        let later = samples(&agent.scrape().1);
-        if later.is_empty() { s } else { later }
+    let kernel_lost = |s: &[Sample]| {
+        sum(
+            s,
+            "hubble_lost_events_total",
+            &[("source", "perf_event_ring_buffer")],
+        ) as u64
     };
-    let counted = sum(
-        &s,
-        "osprey_flow_packets_total",
-        &[("source_ip", &a_ip), ("direction", "egress")],
-    ) as u64;
-    let lost_packets = lost(&s) - before;
-    // Hubble's family counts the same loss (every kernel-side loss at once).
-    let kernel_lost = sum(
-        &s,
-        "hubble_lost_events_total",
-        &[("source", "perf_event_ring_buffer")],
-    ) as u64;
-    assert!(
-        kernel_lost >= lost(&s)
-            && kernel_lost <= lost(&s) + sum(&s, "osprey_probe_lost_events_total", &[]) as u64,
-        "hubble_lost_events_total {kernel_lost} vs map_full {}",
-        lost(&s)
-    );
+    let probes_lost = |s: &[Sample]| sum(s, "osprey_probe_lost_events_total", &[]) as u64;
+    let first = samples(&agent.scrape().1);
+    let before = (lost(&first), kernel_lost(&first), probes_lost(&first));
+    const FLOWS: u16 = 200;
+    const SIZE: u64 = 100;
+    traffic::udp_fanout_from(&cg, &pair, 20_000, FLOWS, SIZE as usize);
+    let a_ip = pair.a_ip.to_string();
+    let counted = |s: &[Sample]| {
+        sum(
+            s,
+            "osprey_flow_packets_total",
+            &[("source_ip", &a_ip), ("direction", "egress")],
+        ) as u64
+    };
+    // Every datagram is either in a's egress series or lost, once drained.
+    let s = settle(15, || {
+        let s = samples(&agent.scrape().1);
+        (counted(&s) + lost(&s) - before.0 >= u64::from(FLOWS), s)
+    });
+    let counted = counted(&s);
+    let lost_packets = lost(&s) - before.0;
     assert!(
         counted < u64::from(FLOWS),
         "only 8 entries, yet {counted} of {FLOWS} flows counted"
     );
-    assert!(
-        counted + lost_packets >= u64::from(FLOWS),
-        "{counted} counted + {lost_packets} lost < {FLOWS} sent: packets vanished"
+    assert_eq!(
+        counted + lost_packets,
+        u64::from(FLOWS),
+        "{counted} counted + {lost_packets} lost vs {FLOWS} datagrams sent"
     );
     let lost_bytes = sum(
         &s,
         "osprey_flow_lost_bytes_total",
         &[("reason", "map_full")],
     ) as u64;
-    assert!(
-        lost_bytes >= lost_packets * 20,
-        "lost bytes {lost_bytes} for {lost_packets} packets"
+    assert_eq!(
+        lost_bytes,
+        lost_packets * (SIZE + UDP_HEADER + ip_header(&pair)),
+        "lost bytes for {lost_packets} lost datagrams of {SIZE} bytes"
+    );
+    // Hubble's family counts the same loss: the datagrams the test sent that
+    // were not counted, with whatever the event probes (which watch the whole
+    // host) lost meanwhile.
+    let kernel = kernel_lost(&s) - before.1;
+    let probes = probes_lost(&s) - before.2;
+    assert_eq!(
+        kernel,
+        u64::from(FLOWS) - counted + probes,
+        "hubble_lost_events_total{{source=\"perf_event_ring_buffer\"}}: {FLOWS} sent - {counted} counted + {probes} lost by the event probes"
     );
 }
 
