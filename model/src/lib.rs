@@ -3,6 +3,8 @@
 //! - [`store`]: one series store for every family whose series come and go
 //!   (flows, drops, retransmits, connections): a [series budget](budget) with
 //!   the `overflow` fold, and idle expiry.
+//! - [`record`] and [`event`]: the flow records and resource events the
+//!   agent streams, as wire types the agent, the CLI and the collector share.
 //! - [`otlp`]: the registry that `/metrics` encodes, rendered as OTLP metrics
 //!   (exemplars included) from the same snapshot.
 //!
@@ -11,7 +13,9 @@
 //! and both renderings read it.
 
 pub mod budget;
+pub mod event;
 pub mod otlp;
+pub mod record;
 pub mod store;
 
 pub use budget::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget};

@@ -272,7 +272,7 @@ pub async fn run(config: Config) -> Result<()> {
             publish.publish(
                 records
                     .into_iter()
-                    .map(|r| r.with_pods(&record_pods))
+                    .map(|r| observe::record::with_pods(r, &record_pods))
                     .collect(),
             );
             summary_tx.send_replace(aggregator.summary(10));

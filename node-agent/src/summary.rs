@@ -1,5 +1,6 @@
 //! The live terminal summary of `cargo xtask run`: top flows by bytes.
 
+use osprey_model::record::endpoint;
 use std::fmt::Write as _;
 
 use crate::flows::aggregate::Summary;
@@ -37,15 +38,6 @@ pub fn render(summary: &Summary, url: &str, interval_secs: f64) -> String {
         let _ = writeln!(out, "(no flows yet)");
     }
     out
-}
-
-/// `ip:port`, with brackets around IPv6 addresses.
-pub fn endpoint(ip: &str, port: u16) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    }
 }
 
 fn human(bytes: f64) -> String {

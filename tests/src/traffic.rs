@@ -254,3 +254,36 @@ pub fn udp_fanout_from(
         .expect("waiting for the fan-out");
     assert!(status.success(), "the fan-out in {}: {status:?}", cg.id);
 }
+
+/// `a` makes `n` requests to `b:port`, each on its own connection: it reads
+/// the reply and closes without reading the server's FIN, as HTTP clients
+/// do. The FIN is still queued when the socket is destroyed, and the kernel
+/// frees it with QUEUE_PURGE.
+pub fn request_then_close(pair: &PodPair, port: u16, n: usize) {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let b_ip = pair.b_ip;
+    let server = pair.b.run(move || {
+        let listener = TcpListener::bind(SocketAddr::new(b_ip, port)).unwrap();
+        ready_tx.send(()).unwrap();
+        for _ in 0..n {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut req = [0u8; 3];
+            conn.read_exact(&mut req).unwrap();
+            conn.write_all(b"ok").unwrap();
+        }
+    });
+    ready_rx.recv().unwrap();
+    pair.a
+        .run(move || {
+            for _ in 0..n {
+                let mut conn = TcpStream::connect(SocketAddr::new(b_ip, port)).unwrap();
+                conn.write_all(b"get").unwrap();
+                let mut reply = [0u8; 2];
+                conn.read_exact(&mut reply).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .join()
+        .unwrap();
+    server.join().unwrap();
+}

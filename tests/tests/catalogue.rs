@@ -169,11 +169,15 @@ fn the_live_catalogue_is_the_checked_in_one() {
     // Nothing listens on 6102: the datagrams are freed with NO_SOCKET.
     traffic::udp_send(&pair, 6102, 3, 50);
     dns_exchange(&pair);
+    // Connections closed by the client with the server's reply unread: the
+    // kernel frees it with SOCKET_CLOSE / QUEUE_PURGE (ignored drops).
+    traffic::request_then_close(&pair, 6103, 3);
     let text = eventually(10, "flow and drop series in /metrics", || {
         let (_, text) = agent.scrape();
         (text.contains("source_ip=\"10.209.0.1\"")
             && text.contains("osprey_tcp_connections_total{")
             && text.contains("hubble_dns_responses_total{")
+            && text.contains("osprey_drops_ignored_total{")
             && text.contains("hubble_icmp_total{"))
         .then_some(text)
     });

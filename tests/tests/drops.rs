@@ -193,39 +193,6 @@ fn retransmits_are_counted_on_the_stalled_flow() {
     assert!(drop_count(&s, (&a, client_port), (&b, PORT), "TCP", "NETFILTER_DROP") > 0);
 }
 
-/// `a` makes `n` requests to `b:port`, each on its own connection: it reads
-/// the reply and closes without reading the server's FIN, as HTTP clients
-/// do. The FIN is still queued when the socket is destroyed, and the kernel
-/// frees it with QUEUE_PURGE.
-fn request_then_close(pair: &PodPair, port: u16, n: usize) {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let b_ip = pair.b_ip;
-    let server = pair.b.run(move || {
-        let listener = TcpListener::bind(SocketAddr::new(b_ip, port)).unwrap();
-        ready_tx.send(()).unwrap();
-        for _ in 0..n {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut req = [0u8; 3];
-            conn.read_exact(&mut req).unwrap();
-            conn.write_all(b"ok").unwrap();
-        }
-    });
-    ready_rx.recv().unwrap();
-    pair.a
-        .run(move || {
-            for _ in 0..n {
-                let mut conn = TcpStream::connect(SocketAddr::new(b_ip, port)).unwrap();
-                conn.write_all(b"get").unwrap();
-                let mut reply = [0u8; 2];
-                conn.read_exact(&mut reply).unwrap();
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-        .join()
-        .unwrap();
-    server.join().unwrap();
-}
-
 /// Connections between two pods that close the way HTTP clients do make the
 /// kernel free skbs at teardown with QUEUE_PURGE. With `drop_reasons_ignored`
 /// empty, these show as drops of the pods' own flows: exactly one per
@@ -269,7 +236,7 @@ fn teardown_frees_are_not_drops_unless_asked_for() {
                 .sum::<f64>()
         };
         let before = ignored_total(&samples(&agent.scrape().1));
-        request_then_close(&pair, 7300, CONNECTIONS);
+        traffic::request_then_close(&pair, 7300, CONNECTIONS);
         let expected = CONNECTIONS as f64;
         let s = settle(10, || {
             let s = samples(&agent.scrape().1);

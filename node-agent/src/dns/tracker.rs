@@ -182,9 +182,10 @@ impl DnsTracker {
                 .inc();
             self.pending.insert(key, (msg.ts_ns, now));
         }
-        self.hub.publish(vec![
-            record(&msg, latency, now).with_pods(&self.contexts.pods),
-        ]);
+        self.hub.publish(vec![crate::observe::record::with_pods(
+            record(&msg, latency, now),
+            &self.contexts.pods,
+        )]);
     }
 
     fn expire(&mut self, now: SystemTime) {

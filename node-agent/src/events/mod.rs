@@ -3,7 +3,8 @@
 
 pub mod api;
 pub mod client;
-pub mod record;
+/// Resource events are wire types of the model crate.
+pub use osprey_model::event as record;
 
 pub type EventHub = crate::observe::hub::Hub<record::ResourceEvent>;
 

@@ -221,10 +221,10 @@ impl EventAggregator {
         time: std::time::SystemTime,
         limit: usize,
     ) -> Vec<crate::observe::record::FlowRecord> {
-        use crate::observe::record::FlowRecord;
+        use crate::observe::record;
         let skip = batch.flows.len().saturating_sub(limit);
         let flows = batch.flows[skip..].iter().map(|d| {
-            let mut record = FlowRecord::forwarded(d, time);
+            let mut record = record::forwarded(d, time);
             // The socket's smoothed RTT, last read in the interval.
             record.rtt_us = (d.stats.srtt_us != 0).then_some(u64::from(d.stats.srtt_us));
             record
@@ -233,7 +233,7 @@ impl EventAggregator {
             .drops
             .iter()
             .filter(|(key, _)| !self.ignored.contains(&key.reason))
-            .map(|(key, n)| FlowRecord::dropped(key, self.reason_name(key.reason), *n, time));
+            .map(|(key, n)| record::dropped(key, self.reason_name(key.reason), *n, time));
         flows.chain(drops).collect()
     }
 

@@ -1,4 +1,5 @@
-//! One resource event.
+//! The wire type of resource events: what `/api/v1/events` and
+//! `osprey-agent events` carry.
 
 use serde::{Deserialize, Serialize};
 
