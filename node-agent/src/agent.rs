@@ -23,11 +23,14 @@ use crate::{
     config::Config,
     dns, events, flows,
     flows::{
-        aggregate::{FlowAggregator, Summary},
-        connections::ConnAggregator,
         drain::{FlowBatch, FlowDrainer},
-        events::{EventAggregator, EventMetrics},
-        hubble::HubbleFlowMetrics,
+        enrich::Enricher,
+        handlers::{
+            Handlers, connections::ConnAggregator, drops::Drops, flow_series::FlowSeries,
+            flow_series::Summary, flows_processed::FlowsProcessed, icmp::Icmp,
+            probe_loss::ProbeLoss, retransmits::Retransmits, rtt::RttHistogram,
+            tcp_flags::TcpFlags,
+        },
         metrics::FlowMetrics,
     },
     http,
@@ -96,27 +99,67 @@ pub async fn run(config: Config) -> Result<()> {
     let mut registry = Registry::default();
     let pods = watch_pods(&config, &mut registry).await?;
     let flow_metrics = FlowMetrics::register(&mut registry);
-    let event_metrics = EventMetrics::register(&mut registry);
     let contexts = flows::context::Contexts {
         source: config.hubble_source_context.clone(),
         destination: config.hubble_destination_context.clone(),
-        pods: pods.clone(),
     };
-    let hubble_metrics = HubbleFlowMetrics::register(&mut registry, contexts.clone());
     let budget_metrics = BudgetMetrics::register(&mut registry);
     let hub = observe::hub::FlowHub::new(config.observe_buffer, &mut registry);
-    let rtt = flows::rtt::RttHistogram::register(&mut registry);
-    let mut connections = ConnAggregator::register(
-        &mut registry,
-        config.flow_idle_ttl(),
-        config.series_budget,
-        &budget_metrics,
-    );
+    let ttl = config.flow_idle_ttl();
+    let ports = match config.flow_ports {
+        config::FlowPorts::Server => flows::labels::PortFold::host(),
+        config::FlowPorts::Both => flows::labels::PortFold::default(),
+    };
+    let (enricher, unknown) = Enricher::new(pods.clone(), probes.drop_reasons.clone())
+        .ignoring(&config.drop_reasons_ignored);
+    if !unknown.is_empty() {
+        // Kernels differ in their reasons: a name this one lacks is not an
+        // error, but it ignores nothing.
+        warn!(
+            ?unknown,
+            "drop_reasons_ignored: not drop reasons of this kernel"
+        );
+    }
+    let probe_loss = ProbeLoss::register(&mut registry);
+    let probe_lost_events = probe_loss.family();
+    let mut flow_series = FlowSeries::new(
+        flow_metrics.clone(),
+        ttl,
+        SeriesBudget::new("osprey_flow_bytes", config.series_budget, &budget_metrics),
+    )
+    .with_ports(ports.clone());
+    let mut handlers = Handlers::default()
+        .with(FlowsProcessed::register(&mut registry, contexts.clone()))
+        .with(TcpFlags::register(&mut registry, contexts.clone()))
+        .with(Icmp::register(&mut registry, contexts.clone()))
+        .with(Drops::register(
+            &mut registry,
+            contexts.clone(),
+            ports.clone(),
+            ttl,
+            config.series_budget,
+            &budget_metrics,
+        ))
+        .with(Retransmits::register(
+            &mut registry,
+            ports,
+            ttl,
+            config.series_budget,
+            &budget_metrics,
+        ))
+        .with(ConnAggregator::register(
+            &mut registry,
+            ttl,
+            config.series_budget,
+            &budget_metrics,
+        ))
+        .with(RttHistogram::register(&mut registry))
+        .with(probe_loss);
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
     registry.register_collector(Box::new(flows::lost::HubbleLostEvents {
         flow_lost_packets: flow_metrics.lost_packets.clone(),
-        probe_lost_events: event_metrics.lost_events.clone(),
+        probe_lost_events,
         dns_queue: dns_metrics.lost.clone(),
         followers: hub.lost.clone(),
     }));
@@ -194,7 +237,8 @@ pub async fn run(config: Config) -> Result<()> {
             },
         ));
         tokio::spawn(
-            dns::tracker::DnsTracker::new(dns_metrics, hub.clone(), contexts.clone()).run(rx),
+            dns::tracker::DnsTracker::new(dns_metrics, hub.clone(), contexts, enricher.clone())
+                .run(rx),
         );
     }
 
@@ -226,56 +270,20 @@ pub async fn run(config: Config) -> Result<()> {
             })?
     };
 
-    // Stage 2: aggregate into series; publish the top flows for the summary.
+    // Stages 2 and 3: enrich (identities, once), then every family's
+    // handler; the same enriched batch becomes the flow records.
     let (summary_tx, summary_rx) = watch::channel(Summary::default());
-    let ttl = config.flow_idle_ttl();
-    let drop_reasons = probes.drop_reasons.clone();
-    let drop_reasons_ignored = config.drop_reasons_ignored.clone();
-    let series_budget = config.series_budget;
     let publish = hub.clone();
-    let record_pods = pods.clone();
-    let ports = match config.flow_ports {
-        config::FlowPorts::Server => flows::labels::PortFold::host(),
-        config::FlowPorts::Both => flows::labels::PortFold::default(),
-    };
     let aggregate = tokio::spawn(async move {
-        let flow_budget = SeriesBudget::new("osprey_flow_bytes", series_budget, &budget_metrics);
-        let mut aggregator =
-            FlowAggregator::new(flow_metrics, hubble_metrics.clone(), ttl, flow_budget)
-                .with_ports(ports.clone());
-        let (events, unknown) = EventAggregator::new(
-            event_metrics,
-            drop_reasons,
-            ttl,
-            series_budget,
-            &budget_metrics,
-            hubble_metrics,
-        )
-        .ignoring(&drop_reasons_ignored);
-        if !unknown.is_empty() {
-            // Kernels differ in their reasons: a name this one lacks is not
-            // an error, but it ignores nothing.
-            warn!(
-                ?unknown,
-                "drop_reasons_ignored: not drop reasons of this kernel"
-            );
-        }
-        let mut events = events.with_ports(ports);
         while let Some(batch) = batch_rx.recv().await {
             let now = Instant::now();
-            aggregator.apply(&batch, now);
-            events.apply(&batch.drops, &batch.retransmits, &batch.loss, now);
-            connections.apply(&batch.connections, now);
-            rtt.observe(&batch.flows);
-            let wanted = publish.wanted();
-            let records = events.records(&batch, std::time::SystemTime::now(), wanted);
-            publish.publish(
-                records
-                    .into_iter()
-                    .map(|r| observe::record::with_pods(r, &record_pods))
-                    .collect(),
-            );
-            summary_tx.send_replace(aggregator.summary(10));
+            let batch = enricher.batch(batch);
+            flow_series.apply(&batch, now);
+            handlers.handle(&batch, now);
+            let records =
+                observe::record::of_batch(&batch, std::time::SystemTime::now(), publish.wanted());
+            publish.publish(records);
+            summary_tx.send_replace(flow_series.summary(10));
         }
     });
 

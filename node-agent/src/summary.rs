@@ -3,7 +3,7 @@
 use osprey_model::record::endpoint;
 use std::fmt::Write as _;
 
-use crate::flows::aggregate::Summary;
+use crate::flows::handlers::flow_series::Summary;
 
 /// Renders the summary as a fixed-width table under a one-line header.
 pub fn render(summary: &Summary, url: &str, interval_secs: f64) -> String {
@@ -55,7 +55,7 @@ fn human(bytes: f64) -> String {
 mod tests {
     use super::*;
     use crate::flows::{
-        aggregate::TopFlow,
+        handlers::flow_series::TopFlow,
         labels::{Direction, FlowLabels, Protocol},
     };
 

@@ -3,7 +3,9 @@
 use osprey_abi::{DIR_EGRESS, DIR_INGRESS, DnsEvent, PROTO_TCP};
 use simple_dns::{Packet, PacketFlag, QTYPE, RCODE, rdata::RData};
 
-use crate::flows::labels::FlowLabels;
+use std::net::IpAddr;
+
+use crate::flows::enrich::address;
 
 /// What the tracker needs of one DNS packet seen by a client socket.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,9 +13,9 @@ pub struct DnsMessage {
     pub ts_ns: u64,
     /// "UDP" or "TCP".
     pub transport: &'static str,
-    pub client_ip: String,
+    pub client_ip: IpAddr,
     pub client_port: u16,
-    pub server_ip: String,
+    pub server_ip: IpAddr,
     pub id: u16,
     pub response: bool,
     pub qname: String,
@@ -56,14 +58,14 @@ pub enum Skip {
 
 impl DnsMessage {
     pub fn from_event(event: &DnsEvent) -> Result<Self, Skip> {
-        let flow = FlowLabels::from(&event.flow);
-        let (client_ip, client_port, server_ip) = match (
-            event.flow.direction,
-            flow.destination_port,
-            flow.source_port,
-        ) {
-            (DIR_EGRESS, 53, _) => (flow.source_ip, flow.source_port, flow.destination_ip),
-            (DIR_INGRESS, _, 53) => (flow.destination_ip, flow.destination_port, flow.source_ip),
+        let f = &event.flow;
+        let (src, dst) = (
+            address(f.family, &f.src_addr),
+            address(f.family, &f.dst_addr),
+        );
+        let (client_ip, client_port, server_ip) = match (f.direction, f.dst_port, f.src_port) {
+            (DIR_EGRESS, 53, _) => (src, f.src_port, dst),
+            (DIR_INGRESS, _, 53) => (dst, f.dst_port, src),
             _ => return Err(Skip::ServerSide),
         };
         let captured = &event.payload[..(event.captured as usize).min(event.payload.len())];
@@ -179,8 +181,12 @@ mod tests {
             (0x1234, false, "web.osprey.test", "A")
         );
         assert_eq!(
-            (q.client_ip.as_str(), q.client_port, q.server_ip.as_str()),
-            ("10.0.0.1", 40000, "10.0.0.53")
+            (
+                q.client_ip.to_string(),
+                q.client_port,
+                q.server_ip.to_string()
+            ),
+            ("10.0.0.1".to_owned(), 40000, "10.0.0.53".to_owned())
         );
 
         let mut reply = query.into_reply();

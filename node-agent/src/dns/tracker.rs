@@ -3,6 +3,7 @@
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     time::{Duration, SystemTime},
 };
 
@@ -16,10 +17,13 @@ use tokio::sync::mpsc;
 
 use super::message::{DnsMessage, Skip};
 use crate::{
-    flows::context::{ContextLabels, Contexts},
+    flows::{
+        context::{ContextLabels, Contexts},
+        enrich::Enricher,
+    },
     observe::{
         hub::FlowHub,
-        record::{DnsInfo, FlowRecord, Verdict},
+        record::{DnsInfo, FlowRecord, Verdict, with_peers},
     },
 };
 
@@ -101,22 +105,24 @@ impl DnsMetrics {
     }
 }
 
-type PendingKey = (String, u16, String, u16);
+type PendingKey = (IpAddr, u16, IpAddr, u16);
 
 pub struct DnsTracker {
     metrics: DnsMetrics,
     hub: FlowHub,
     contexts: Contexts,
+    enricher: Enricher,
     /// Queries waiting for answers: (client ip, client port, server ip, id) → (ts, message).
     pending: HashMap<PendingKey, (u64, SystemTime)>,
 }
 
 impl DnsTracker {
-    pub fn new(metrics: DnsMetrics, hub: FlowHub, contexts: Contexts) -> Self {
+    pub fn new(metrics: DnsMetrics, hub: FlowHub, contexts: Contexts, enricher: Enricher) -> Self {
         Self {
             metrics,
             hub,
             contexts,
+            enricher,
             pending: HashMap::new(),
         }
     }
@@ -143,13 +149,10 @@ impl DnsTracker {
                 return;
             }
         };
-        let key = (
-            msg.client_ip.clone(),
-            msg.client_port,
-            msg.server_ip.clone(),
-            msg.id,
-        );
-        let context = self.contexts.labels(&msg.client_ip, &msg.server_ip);
+        let key = (msg.client_ip, msg.client_port, msg.server_ip, msg.id);
+        let client = self.enricher.peer(msg.client_ip, msg.client_port);
+        let server = self.enricher.peer(msg.server_ip, 53);
+        let context = self.contexts.between(&client, &server);
         let mut latency = None;
         if msg.response {
             let rcode = msg.rcode.unwrap_or("Other").to_owned();
@@ -182,10 +185,12 @@ impl DnsTracker {
                 .inc();
             self.pending.insert(key, (msg.ts_ns, now));
         }
-        self.hub.publish(vec![crate::observe::record::with_pods(
-            record(&msg, latency, now),
-            &self.contexts.pods,
-        )]);
+        let record = record(&msg, latency, now);
+        self.hub.publish(vec![if msg.response {
+            with_peers(record, &server, &client)
+        } else {
+            with_peers(record, &client, &server)
+        }]);
     }
 
     fn expire(&mut self, now: SystemTime) {
@@ -203,13 +208,13 @@ impl DnsTracker {
 fn record(msg: &DnsMessage, latency_ms: Option<f64>, now: SystemTime) -> FlowRecord {
     let (src, dst) = if msg.response {
         (
-            (msg.server_ip.clone(), 53),
-            (msg.client_ip.clone(), msg.client_port),
+            (msg.server_ip.to_string(), 53),
+            (msg.client_ip.to_string(), msg.client_port),
         )
     } else {
         (
-            (msg.client_ip.clone(), msg.client_port),
-            (msg.server_ip.clone(), 53),
+            (msg.client_ip.to_string(), msg.client_port),
+            (msg.server_ip.to_string(), 53),
         )
     };
     FlowRecord {

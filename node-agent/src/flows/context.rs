@@ -10,7 +10,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::pods::{PodIndex, PodMeta};
+use super::enrich::{FlowIdentity, Peer};
+use crate::pods::PodMeta;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContextOption {
@@ -91,27 +92,30 @@ impl ContextSpec {
     }
 }
 
-/// Source and destination context of the `hubble_*` families, and the pods
-/// they are resolved against.
+/// Source and destination context of the `hubble_*` families.
 #[derive(Debug, Clone, Default)]
 pub struct Contexts {
     pub source: ContextSpec,
     pub destination: ContextSpec,
-    pub pods: PodIndex,
 }
 
 impl Contexts {
-    /// The context labels of a flow between two addresses.
-    pub fn labels(&self, source_ip: &str, destination_ip: &str) -> ContextLabels {
-        let side = |spec: &ContextSpec, ip: &str| {
+    /// The context labels of a flow, from its (already enriched) ends.
+    pub fn labels(&self, flow: &FlowIdentity) -> ContextLabels {
+        self.between(&flow.source, &flow.destination)
+    }
+
+    /// The context labels of traffic between two peers.
+    pub fn between(&self, source: &Peer, destination: &Peer) -> ContextLabels {
+        let side = |spec: &ContextSpec, peer: &Peer| {
             spec.is_enabled().then(|| {
-                let pod = self.pods.by_ip_str(ip);
-                spec.resolve(&Endpoint::of(ip, pod.as_deref()))
+                let ip = peer.ip.to_string();
+                spec.resolve(&Endpoint::of(&ip, peer.pod.as_deref()))
             })
         };
         ContextLabels {
-            source: side(&self.source, source_ip),
-            destination: side(&self.destination, destination_ip),
+            source: side(&self.source, source),
+            destination: side(&self.destination, destination),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Label sets of the flow metrics, built from kernel flow keys.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-use osprey_abi::{DIR_EGRESS, FAMILY_V4, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use osprey_abi::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use std::fmt::Write as _;
+
+use super::enrich::FlowIdentity;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
@@ -95,19 +95,15 @@ impl osprey_model::Foldable for FlowLabels {
     }
 }
 
-impl From<&FlowKey> for FlowLabels {
-    fn from(key: &FlowKey) -> Self {
+impl From<&FlowIdentity> for FlowLabels {
+    fn from(flow: &FlowIdentity) -> Self {
         Self {
-            source_ip: ip(key.family, &key.src_addr).to_string(),
-            source_port: key.src_port,
-            destination_ip: ip(key.family, &key.dst_addr).to_string(),
-            destination_port: key.dst_port,
-            protocol: Protocol::from_number(key.protocol),
-            direction: if key.direction == DIR_EGRESS {
-                Direction::Egress
-            } else {
-                Direction::Ingress
-            },
+            source_ip: flow.source.ip.to_string(),
+            source_port: flow.source.port,
+            destination_ip: flow.destination.ip.to_string(),
+            destination_port: flow.destination.port,
+            protocol: flow.protocol,
+            direction: flow.direction,
         }
     }
 }
@@ -142,9 +138,9 @@ impl PortFold {
         Self::ephemeral(range)
     }
 
-    /// The metric labels of a flow key.
-    pub fn labels(&self, key: &FlowKey) -> FlowLabels {
-        let mut l = FlowLabels::from(key);
+    /// The metric labels of a flow.
+    pub fn labels(&self, flow: &FlowIdentity) -> FlowLabels {
+        let mut l = FlowLabels::from(flow);
         if let Some(r) = &self.ephemeral
             && matches!(l.protocol, Protocol::Tcp | Protocol::Udp)
         {
@@ -158,19 +154,16 @@ impl PortFold {
     }
 }
 
-fn ip(family: u8, addr: &[u32; 4]) -> IpAddr {
-    let octets = osprey_abi::addr_octets(addr);
-    if family == FAMILY_V4 {
-        IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(octets))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use osprey_abi::{DIR_INGRESS, FAMILY_V6};
+    use crate::flows::enrich::Enricher;
+    use osprey_abi::{DIR_EGRESS, DIR_INGRESS, FAMILY_V4, FAMILY_V6, FlowKey};
+    use std::net::Ipv6Addr;
+
+    fn folded(fold: &PortFold, key: &FlowKey) -> FlowLabels {
+        fold.labels(&Enricher::default().flow(key))
+    }
 
     #[test]
     fn the_clients_ephemeral_port_folds_to_zero() {
@@ -186,23 +179,26 @@ mod tests {
         };
         assert_eq!(
             (
-                fold.labels(&key).source_port,
-                fold.labels(&key).destination_port
+                folded(&fold, &key).source_port,
+                folded(&fold, &key).destination_port
             ),
             (0, 443)
         );
         (key.src_port, key.dst_port) = (443, 40000);
-        assert_eq!(fold.labels(&key).destination_port, 0);
-        assert_eq!(fold.labels(&key).source_port, 443);
+        assert_eq!(folded(&fold, &key).destination_port, 0);
+        assert_eq!(folded(&fold, &key).source_port, 443);
         // Both inside or both outside: kept.
         (key.src_port, key.dst_port) = (40000, 50000);
-        assert_eq!(fold.labels(&key).source_port, 40000);
+        assert_eq!(folded(&fold, &key).source_port, 40000);
         (key.src_port, key.dst_port) = (53, 80);
-        assert_eq!(fold.labels(&key).source_port, 53);
+        assert_eq!(folded(&fold, &key).source_port, 53);
         // ICMP's "ports" are type and code.
         (key.protocol, key.src_port) = (PROTO_ICMP, 40000);
-        assert_eq!(fold.labels(&key).source_port, 40000);
-        assert_eq!(PortFold::default().labels(&key), FlowLabels::from(&key));
+        assert_eq!(folded(&fold, &key).source_port, 40000);
+        assert_eq!(
+            folded(&PortFold::default(), &key),
+            FlowLabels::from(&Enricher::default().flow(&key))
+        );
     }
 
     #[test]
@@ -218,7 +214,7 @@ mod tests {
             direction: DIR_INGRESS,
             _pad: 0,
         };
-        let labels = FlowLabels::from(&key);
+        let labels = folded(&PortFold::default(), &key);
         assert_eq!(labels.source_ip, "10.0.0.1");
         assert_eq!(labels.destination_ip, "10.0.0.2");
         assert_eq!(labels.direction, Direction::Ingress);
@@ -228,7 +224,7 @@ mod tests {
         key.protocol = PROTO_ICMPV6;
         key.direction = DIR_EGRESS;
         key.src_addr = osprey_abi::addr_words(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
-        let labels = FlowLabels::from(&key);
+        let labels = folded(&PortFold::default(), &key);
         assert_eq!(labels.source_ip, "fd00::1");
         assert_eq!(labels.protocol, Protocol::ICMPv6);
         assert_eq!(labels.direction, Direction::Egress);

@@ -15,7 +15,7 @@ use prometheus_client::{
 };
 
 use super::{
-    events::ProbeLabels,
+    handlers::probe_loss::ProbeLabels,
     metrics::{LossLabels, LossReason},
 };
 

@@ -1,11 +1,12 @@
-//! The flow pipeline: drain (kernel maps) → aggregate (series, TTL) → metrics.
-pub mod aggregate;
-pub mod connections;
+//! The flow pipeline, in the order data flows:
+//! [`drain`] (kernel maps → deltas) → [`enrich`] (kernel keys → typed
+//! identities, once) → [`handlers`] (one per metric family: series, budgets,
+//! expiry) → `/metrics`; and the same enriched batch → flow records
+//! (`observe`).
 pub mod context;
 pub mod drain;
-pub mod events;
-pub mod hubble;
+pub mod enrich;
+pub mod handlers;
 pub mod labels;
 pub mod lost;
 pub mod metrics;
-pub mod rtt;

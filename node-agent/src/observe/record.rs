@@ -3,12 +3,12 @@
 
 use std::time::SystemTime;
 
-use osprey_abi::{DropKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use osprey_abi::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 pub use osprey_model::record::{DnsInfo, FlowFilter, FlowRecord, Verdict};
 
-use crate::{
-    flows::{drain::FlowDelta, labels::FlowLabels},
-    pods::PodIndex,
+use crate::flows::{
+    drain::FlowDelta,
+    enrich::{Drop, EnrichedBatch, FlowIdentity, Peer},
 };
 
 /// RFC 3339 wall-clock time of a kernel CLOCK_MONOTONIC timestamp (the
@@ -45,51 +45,65 @@ fn flag_names(flags: u32) -> Vec<String> {
     .collect()
 }
 
-/// Names the pods that own the source and destination addresses.
-pub fn with_pods(mut record: FlowRecord, pods: &PodIndex) -> FlowRecord {
-    if pods.is_empty() {
-        return record;
-    }
-    if let Some(p) = pods.by_ip_str(&record.source_ip) {
+/// Names the pods of both ends, as enrichment found them.
+pub fn with_peers(mut record: FlowRecord, source: &Peer, destination: &Peer) -> FlowRecord {
+    if let Some(p) = &source.pod {
         record.source_namespace = Some(p.namespace.clone());
         record.source_pod = Some(p.name.clone());
     }
-    if let Some(p) = pods.by_ip_str(&record.destination_ip) {
+    if let Some(p) = &destination.pod {
         record.destination_namespace = Some(p.namespace.clone());
         record.destination_pod = Some(p.name.clone());
     }
     record
 }
 
-fn of_flow(l: FlowLabels, verdict: Verdict, packets: u64, time: SystemTime) -> FlowRecord {
-    FlowRecord::new(
+fn of_flow(flow: &FlowIdentity, verdict: Verdict, packets: u64, time: SystemTime) -> FlowRecord {
+    let record = FlowRecord::new(
         time,
         verdict,
-        l.protocol.as_str(),
-        (l.source_ip, l.source_port),
-        (l.destination_ip, l.destination_port),
+        flow.protocol.as_str(),
+        (flow.source.ip.to_string(), flow.source.port),
+        (flow.destination.ip.to_string(), flow.destination.port),
         packets,
-    )
+    );
+    with_peers(record, &flow.source, &flow.destination)
 }
 
 /// One flow over one drain interval, as the socket saw it.
-pub fn forwarded(delta: &FlowDelta, time: SystemTime) -> FlowRecord {
-    let l = FlowLabels::from(&delta.key);
-    let direction = l.direction.as_str().to_owned();
+pub fn forwarded(flow: &FlowIdentity, delta: &FlowDelta, time: SystemTime) -> FlowRecord {
     FlowRecord {
-        traffic_direction: Some(direction),
+        traffic_direction: Some(flow.direction.as_str().to_owned()),
         bytes: delta.stats.bytes,
         first_seen: wall_clock(delta.first_seen_ns, time),
         last_seen: wall_clock(delta.last_seen_ns, time),
         tcp_flags: flag_names(delta.stats.tcp_flags),
-        ..of_flow(l, Verdict::Forwarded, delta.stats.packets, time)
+        // The socket's smoothed RTT, last read in the interval.
+        rtt_us: (delta.stats.srtt_us != 0).then_some(u64::from(delta.stats.srtt_us)),
+        ..of_flow(flow, Verdict::Forwarded, delta.stats.packets, time)
     }
 }
 
 /// The packets of one flow the kernel dropped for one reason.
-pub fn dropped(key: &DropKey, reason: String, packets: u64, time: SystemTime) -> FlowRecord {
+pub fn dropped(drop: &Drop, time: SystemTime) -> FlowRecord {
     FlowRecord {
-        drop_reason: Some(reason),
-        ..of_flow(FlowLabels::from(&key.flow), Verdict::Dropped, packets, time)
+        drop_reason: Some(drop.reason.clone()),
+        ..of_flow(&drop.flow, Verdict::Dropped, drop.packets, time)
     }
+}
+
+/// The batch as flow records: one per flow, one per dropped (flow, reason)
+/// whose reason is not ignored; at most the last `limit` flows (drops are
+/// always included).
+pub fn of_batch(batch: &EnrichedBatch, time: SystemTime, limit: usize) -> Vec<FlowRecord> {
+    let skip = batch.flows.len().saturating_sub(limit);
+    let flows = batch.flows[skip..]
+        .iter()
+        .map(|(flow, delta)| forwarded(flow, delta, time));
+    let drops = batch
+        .drops
+        .iter()
+        .filter(|d| !d.ignored)
+        .map(|d| dropped(d, time));
+    flows.chain(drops).collect()
 }

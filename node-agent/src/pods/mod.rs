@@ -52,13 +52,13 @@ impl Pods {
 }
 
 impl PodIndex {
-    /// The pod that owns the address `ip` (text form); host-network pods own none.
-    pub fn by_ip_str(&self, ip: &str) -> Option<Arc<PodMeta>> {
+    /// The pod that owns the address `ip`; host-network pods own none.
+    pub fn by_ip(&self, ip: &IpAddr) -> Option<Arc<PodMeta>> {
         let pods = self.read();
         if pods.by_ip.is_empty() {
             return None;
         }
-        pods.by_ip.get(&ip.parse().ok()?).cloned()
+        pods.by_ip.get(ip).cloned()
     }
 
     /// The pod (and its container, by index into `containers`) whose
@@ -127,12 +127,21 @@ mod tests {
         index.upsert(pod("u1", "old", &["10.0.0.5"]));
         // The address is reused before the old pod's deletion arrives.
         index.upsert(pod("u2", "new", &["10.0.0.5", "fd00::5"]));
-        assert_eq!(index.by_ip_str("10.0.0.5").unwrap().name, "new");
+        assert_eq!(
+            index.by_ip(&"10.0.0.5".parse().unwrap()).unwrap().name,
+            "new"
+        );
         index.remove("u1");
-        assert_eq!(index.by_ip_str("10.0.0.5").unwrap().name, "new");
-        assert_eq!(index.by_ip_str("fd00::5").unwrap().name, "new");
+        assert_eq!(
+            index.by_ip(&"10.0.0.5".parse().unwrap()).unwrap().name,
+            "new"
+        );
+        assert_eq!(
+            index.by_ip(&"fd00::5".parse().unwrap()).unwrap().name,
+            "new"
+        );
         index.remove("u2");
-        assert!(index.by_ip_str("10.0.0.5").is_none());
+        assert!(index.by_ip(&"10.0.0.5".parse().unwrap()).is_none());
         assert!(index.is_empty());
     }
 
@@ -172,11 +181,10 @@ mod tests {
         let index = PodIndex::default();
         index.upsert(pod("u1", "web", &["10.0.0.5"]));
         index.upsert(pod("u1", "web", &["10.0.0.6"]));
-        assert!(index.by_ip_str("10.0.0.5").is_none());
-        assert_eq!(index.by_ip_str("10.0.0.6").unwrap().uid, "u1");
+        assert!(index.by_ip(&"10.0.0.5".parse().unwrap()).is_none());
+        assert_eq!(index.by_ip(&"10.0.0.6".parse().unwrap()).unwrap().uid, "u1");
         index.replace(vec![pod("u3", "db", &["10.0.0.7"])]);
-        assert!(index.by_ip_str("10.0.0.5").is_none());
+        assert!(index.by_ip(&"10.0.0.5".parse().unwrap()).is_none());
         assert_eq!(index.len(), 1);
-        assert!(index.by_ip_str("not an ip").is_none());
     }
 }

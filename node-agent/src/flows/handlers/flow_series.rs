@@ -1,5 +1,6 @@
-//! Stage 2: fold drained flow deltas into cumulative series, expire idle
-//! ones, and keep the loss counters in step with the kernel's.
+//! `osprey_flow_bytes_total` / `osprey_flow_packets_total`: drained flow
+//! deltas folded into cumulative series (idle ones expire), the flow loss
+//! counters kept in step with the kernel's, and the live summary's top flows.
 
 use std::time::{Duration, Instant};
 
@@ -7,9 +8,9 @@ use osprey_abi::FlowLoss;
 use osprey_model::{SeriesBudget, SeriesStore};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 
-use super::{
-    drain::FlowBatch,
-    hubble::HubbleFlowMetrics,
+use super::FlowHandler;
+use crate::flows::{
+    enrich::EnrichedBatch,
     labels::{FlowLabels, PortFold},
     metrics::{FlowMetrics, LossLabels, LossReason},
 };
@@ -44,27 +45,21 @@ pub struct Summary {
     pub lost_packets: u64,
 }
 
-pub struct FlowAggregator {
+pub struct FlowSeries {
     metrics: FlowMetrics,
-    hubble: HubbleFlowMetrics,
     series: SeriesStore<FlowLabels, FlowFamilies, Totals>,
     loss_seen: FlowLoss,
     ports: PortFold,
 }
 
-impl FlowAggregator {
+impl FlowSeries {
     /// Folds ephemeral ports in the series' labels (default: none).
     pub fn with_ports(mut self, ports: PortFold) -> Self {
         self.ports = ports;
         self
     }
 
-    pub fn new(
-        metrics: FlowMetrics,
-        hubble: HubbleFlowMetrics,
-        idle_ttl: Duration,
-        budget: SeriesBudget,
-    ) -> Self {
+    pub fn new(metrics: FlowMetrics, idle_ttl: Duration, budget: SeriesBudget) -> Self {
         let series = SeriesStore::new(
             (metrics.bytes.clone(), metrics.packets.clone()),
             budget,
@@ -73,20 +68,18 @@ impl FlowAggregator {
         .counting_expired(metrics.expired_series.clone());
         Self {
             metrics,
-            hubble,
             series,
             loss_seen: FlowLoss::default(),
             ports: PortFold::default(),
         }
     }
 
-    pub fn apply(&mut self, batch: &FlowBatch, now: Instant) {
+    pub fn apply(&mut self, batch: &EnrichedBatch, now: Instant) {
         for totals in self.series.states_mut() {
             totals.last_interval_bytes = 0;
         }
-        for delta in &batch.flows {
-            let labels = self.ports.labels(&delta.key);
-            self.hubble.observe(delta, &labels);
+        for (flow, delta) in &batch.flows {
+            let labels = self.ports.labels(flow);
             let (bytes, packets) = (delta.stats.bytes, delta.stats.packets);
             self.series
                 .record(labels, now, |(b, p): &FlowFamilies, labels, totals| {
@@ -167,10 +160,19 @@ impl FlowAggregator {
     }
 }
 
+impl FlowHandler for FlowSeries {
+    fn handle(&mut self, batch: &EnrichedBatch, now: Instant) {
+        self.apply(batch, now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flows::drain::FlowDelta;
+    use crate::flows::{
+        drain::{FlowBatch, FlowDelta},
+        enrich::Enricher,
+    };
     use osprey_abi::{DIR_EGRESS, FAMILY_V4, FlowKey, FlowStats, PROTO_UDP};
     use prometheus_client::{encoding::text::encode, registry::Registry};
 
@@ -207,10 +209,17 @@ mod tests {
     fn deltas_accumulate_losses_export_increase_and_idle_series_expire() {
         let mut registry = Registry::default();
         let metrics = FlowMetrics::register(&mut registry);
-        let hubble = HubbleFlowMetrics::register(&mut registry, Default::default());
         let budgets = osprey_model::BudgetMetrics::register(&mut registry);
         let budget = SeriesBudget::new("osprey_flow_bytes", 100, &budgets);
-        let mut agg = FlowAggregator::new(metrics, hubble, Duration::from_secs(10), budget);
+        let mut agg = FlowSeries::new(metrics, Duration::from_secs(10), budget);
+        let enrich = |b: &FlowBatch| {
+            Enricher::default().batch(FlowBatch {
+                flows: b.flows.clone(),
+                loss: b.loss,
+                read_errors: b.read_errors,
+                ..FlowBatch::default()
+            })
+        };
         let t0 = Instant::now();
         let mut batch = FlowBatch {
             flows: vec![delta(1000, 128, 2), delta(2000, 64, 1)],
@@ -223,10 +232,10 @@ mod tests {
             read_errors: 0,
             ..FlowBatch::default()
         };
-        agg.apply(&batch, t0);
+        agg.apply(&enrich(&batch), t0);
         batch.flows = vec![delta(1000, 72, 1)];
         batch.loss.map_full_packets = 5;
-        agg.apply(&batch, t0 + Duration::from_secs(5));
+        agg.apply(&enrich(&batch), t0 + Duration::from_secs(5));
 
         let text = exposition(&registry);
         assert!(text.contains(
@@ -245,7 +254,7 @@ mod tests {
 
         // Port 2000 was last active at t0: gone after the TTL; port 1000 stays.
         batch.flows.clear();
-        agg.apply(&batch, t0 + Duration::from_secs(12));
+        agg.apply(&enrich(&batch), t0 + Duration::from_secs(12));
         let text = exposition(&registry);
         assert!(!text.contains("source_port=\"2000\""), "{text}");
         assert!(text.contains("source_port=\"1000\""), "{text}");

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use osprey_abi::{CONN_ERROR, CONN_ESTABLISHED, CONN_REFUSED, CONN_RESET, CONN_TIMEOUT, ConnKey};
+use osprey_abi::{CONN_ERROR, CONN_ESTABLISHED, CONN_REFUSED, CONN_RESET, CONN_TIMEOUT};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
@@ -12,7 +12,8 @@ use prometheus_client::{
 
 use osprey_model::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget, SeriesStore};
 
-use super::labels::FlowLabels;
+use super::FlowHandler;
+use crate::flows::enrich::EnrichedBatch;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ConnLabels {
@@ -73,15 +74,16 @@ impl ConnAggregator {
             ),
         }
     }
+}
 
-    pub fn apply(&mut self, connections: &[(ConnKey, u64)], now: Instant) {
-        for (key, count) in connections {
-            let flow = FlowLabels::from(&key.flow);
+impl FlowHandler for ConnAggregator {
+    fn handle(&mut self, batch: &EnrichedBatch, now: Instant) {
+        for (flow, outcome, count) in &batch.connections {
             let labels = ConnLabels {
-                source_ip: flow.source_ip,
-                destination_ip: flow.destination_ip,
-                destination_port: flow.destination_port,
-                outcome: outcome_name(key.outcome),
+                source_ip: flow.source.ip.to_string(),
+                destination_ip: flow.destination.ip.to_string(),
+                destination_port: flow.destination.port,
+                outcome: outcome_name(*outcome),
             };
             self.series.record(labels, now, |family, labels, ()| {
                 family.get_or_create(labels).inc_by(*count);

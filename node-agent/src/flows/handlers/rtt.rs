@@ -12,7 +12,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::drain::FlowDelta;
+use super::FlowHandler;
+use crate::flows::enrich::EnrichedBatch;
 
 /// Buckets: bucket `i` counts smoothed RTTs in [2^i, 2^(i+1)) µs (bucket 0
 /// also holds 0–1 µs); the last one is open-ended.
@@ -62,11 +63,13 @@ impl RttHistogram {
         );
         h
     }
+}
 
+impl FlowHandler for RttHistogram {
     /// One sample per sending TCP socket of the batch: its egress flow's RTT.
-    pub fn observe(&self, flows: &[FlowDelta]) {
+    fn handle(&mut self, batch: &EnrichedBatch, _now: std::time::Instant) {
         let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for f in flows {
+        for (_, f) in &batch.flows {
             if f.key.protocol == PROTO_TCP && f.key.direction == DIR_EGRESS && f.stats.srtt_us != 0
             {
                 s.observe(u64::from(f.stats.srtt_us));
@@ -106,9 +109,13 @@ mod tests {
 
     #[test]
     fn one_sample_per_sending_tcp_socket_in_power_of_two_buckets() {
+        use crate::flows::{
+            drain::{FlowBatch, FlowDelta},
+            enrich::Enricher,
+        };
         use osprey_abi::{DIR_INGRESS, FlowKey, FlowStats, PROTO_UDP};
         let mut registry = Registry::default();
-        let h = RttHistogram::register(&mut registry);
+        let mut h = RttHistogram::register(&mut registry);
         let flow = |protocol, direction, srtt_us| FlowDelta {
             key: FlowKey {
                 protocol,
@@ -121,7 +128,7 @@ mod tests {
             },
             ..FlowDelta::default()
         };
-        h.observe(&[
+        let flows = vec![
             flow(PROTO_TCP, DIR_EGRESS, 100), // 64..128 µs
             flow(PROTO_TCP, DIR_EGRESS, 100),
             flow(PROTO_TCP, DIR_EGRESS, 100),
@@ -129,7 +136,12 @@ mod tests {
             flow(PROTO_TCP, DIR_EGRESS, 0),    // no RTT measured: no sample
             flow(PROTO_TCP, DIR_INGRESS, 900), // the same socket's other direction
             flow(PROTO_UDP, DIR_EGRESS, 7),
-        ]);
+        ];
+        let batch = Enricher::default().batch(FlowBatch {
+            flows,
+            ..FlowBatch::default()
+        });
+        h.handle(&batch, std::time::Instant::now());
         let text = crate::test_support::exposition(&registry);
         assert!(
             text.contains("osprey_tcp_rtt_seconds_bucket{le=\"0.000128\"} 3"),

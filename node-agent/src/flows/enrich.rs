@@ -1,0 +1,248 @@
+//! Stage 2 of the flow pipeline: enrichment. Kernel keys (`FlowKey`,
+//! `DropKey`, `ConnKey`, cgroup ids) become typed identities here, once, in
+//! one place: addresses as `IpAddr`, the pods that own them, drop reasons
+//! by the kernel's name. Every handler after this sees only identities.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
+
+use osprey_abi::{DIR_EGRESS, FAMILY_V4, FlowKey, FlowLoss};
+
+use super::{
+    drain::{FlowBatch, FlowDelta},
+    labels::{Direction, Protocol},
+};
+use crate::pods::{PodIndex, PodMeta};
+
+/// A cgroup v2 id, as the kernel's `bpf_skb_cgroup_id` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct CgroupId(pub u64);
+
+/// One end of a flow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// For ICMP: the type (source) or code (destination).
+    pub port: u16,
+    /// The pod of this node that owns the address, if any.
+    pub pod: Option<Arc<PodMeta>>,
+}
+
+/// A flow key, typed and named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowIdentity {
+    pub source: Peer,
+    pub destination: Peer,
+    pub protocol: Protocol,
+    /// The IP protocol number (`protocol` folds the rare ones into Other).
+    pub protocol_number: u8,
+    pub direction: Direction,
+    pub v4: bool,
+    pub cgroup: CgroupId,
+}
+
+/// A dropped flow's packets, for one reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drop {
+    pub flow: FlowIdentity,
+    /// The kernel's name (`enum skb_drop_reason` without its prefix), or
+    /// `UNKNOWN_<code>`.
+    pub reason: String,
+    /// A reason the config ignores (`drop_reasons_ignored`): counted apart,
+    /// not as a drop.
+    pub ignored: bool,
+    pub packets: u64,
+}
+
+/// A drained batch with every key resolved.
+#[derive(Debug, Clone, Default)]
+pub struct EnrichedBatch {
+    pub flows: Vec<(FlowIdentity, FlowDelta)>,
+    pub drops: Vec<Drop>,
+    pub retransmits: Vec<(FlowIdentity, u64)>,
+    /// Connection outcomes (`osprey_abi::CONN_*`) per socket.
+    pub connections: Vec<(FlowIdentity, u32, u64)>,
+    /// Cumulative loss counters since the probes were loaded.
+    pub loss: FlowLoss,
+    pub read_errors: u64,
+}
+
+/// Resolves kernel keys against the pod index and the kernel's drop-reason
+/// table. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Enricher {
+    pods: PodIndex,
+    reasons: Arc<BTreeMap<u32, String>>,
+    ignored: Arc<BTreeSet<u32>>,
+}
+
+impl Enricher {
+    pub fn new(pods: PodIndex, reasons: BTreeMap<u32, String>) -> Self {
+        Self {
+            pods,
+            reasons: Arc::new(reasons),
+            ignored: Arc::default(),
+        }
+    }
+
+    /// Drops with these reasons (names from the kernel's table, without the
+    /// `SKB_DROP_REASON_` prefix, in any case) are marked ignored. Returns
+    /// the names this kernel does not know.
+    pub fn ignoring(mut self, names: &[String]) -> (Self, Vec<String>) {
+        let mut unknown = Vec::new();
+        let mut ignored = BTreeSet::new();
+        for name in names {
+            let want = name.trim();
+            let want = want.strip_prefix("SKB_DROP_REASON_").unwrap_or(want);
+            match self
+                .reasons
+                .iter()
+                .find(|(_, n)| n.eq_ignore_ascii_case(want))
+            {
+                Some((code, _)) => {
+                    ignored.insert(*code);
+                }
+                None => unknown.push(name.clone()),
+            }
+        }
+        self.ignored = Arc::new(ignored);
+        (self, unknown)
+    }
+
+    pub fn pods(&self) -> &PodIndex {
+        &self.pods
+    }
+
+    /// An address and the pod of this node that owns it.
+    pub fn peer(&self, ip: IpAddr, port: u16) -> Peer {
+        Peer {
+            ip,
+            port,
+            pod: self.pods.by_ip(&ip),
+        }
+    }
+
+    pub fn flow(&self, key: &FlowKey) -> FlowIdentity {
+        FlowIdentity {
+            source: self.peer(address(key.family, &key.src_addr), key.src_port),
+            destination: self.peer(address(key.family, &key.dst_addr), key.dst_port),
+            protocol: Protocol::from_number(key.protocol),
+            protocol_number: key.protocol,
+            direction: if key.direction == DIR_EGRESS {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            v4: key.family == FAMILY_V4,
+            cgroup: CgroupId(key.cgroup_id),
+        }
+    }
+
+    pub fn reason_name(&self, reason: u32) -> String {
+        self.reasons
+            .get(&reason)
+            .cloned()
+            .unwrap_or_else(|| format!("UNKNOWN_{reason}"))
+    }
+
+    pub fn batch(&self, batch: FlowBatch) -> EnrichedBatch {
+        EnrichedBatch {
+            flows: batch
+                .flows
+                .into_iter()
+                .map(|d| (self.flow(&d.key), d))
+                .collect(),
+            drops: batch
+                .drops
+                .iter()
+                .map(|(key, packets)| Drop {
+                    flow: self.flow(&key.flow),
+                    reason: self.reason_name(key.reason),
+                    ignored: self.ignored.contains(&key.reason),
+                    packets: *packets,
+                })
+                .collect(),
+            retransmits: batch
+                .retransmits
+                .iter()
+                .map(|(key, n)| (self.flow(key), *n))
+                .collect(),
+            connections: batch
+                .connections
+                .iter()
+                .map(|(key, n)| (self.flow(&key.flow), key.outcome, *n))
+                .collect(),
+            loss: batch.loss,
+            read_errors: batch.read_errors,
+        }
+    }
+}
+
+/// The address of a kernel key's address words.
+pub fn address(family: u8, addr: &[u32; 4]) -> IpAddr {
+    let octets = osprey_abi::addr_octets(addr);
+    if family == FAMILY_V4 {
+        IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(octets))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::v4_flow;
+    use osprey_abi::{DropKey, PROTO_UDP};
+
+    #[test]
+    fn keys_become_addresses_pods_and_reason_names_once() {
+        let pods = PodIndex::default();
+        pods.upsert(PodMeta {
+            namespace: "shop".into(),
+            name: "db-0".into(),
+            uid: "u1".into(),
+            workload: "db".into(),
+            workload_kind: "StatefulSet".into(),
+            ips: vec!["10.0.0.2".parse().unwrap()],
+            containers: Vec::new(),
+        });
+        let (enricher, unknown) = Enricher::new(
+            pods,
+            BTreeMap::from([(3, "SOCKET_CLOSE".into()), (12, "NETFILTER_DROP".into())]),
+        )
+        .ignoring(&["SKB_DROP_REASON_socket_close".into(), "NOPE".into()]);
+        assert_eq!(unknown, ["NOPE"]);
+        let flow = v4_flow([10, 0, 0, 1], 4000, [10, 0, 0, 2], 53, PROTO_UDP);
+        let drop = |reason| {
+            (
+                DropKey {
+                    flow,
+                    reason,
+                    _pad: 0,
+                },
+                2,
+            )
+        };
+        let batch = enricher.batch(FlowBatch {
+            drops: vec![drop(3), drop(12), drop(99)],
+            ..FlowBatch::default()
+        });
+        let d = &batch.drops;
+        assert_eq!(d[0].flow.source.ip, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert!(d[0].flow.source.pod.is_none());
+        assert_eq!(d[0].flow.destination.pod.as_ref().unwrap().name, "db-0");
+        assert_eq!(d[0].flow.protocol, Protocol::Udp);
+        assert_eq!(
+            (d[0].reason.as_str(), d[0].ignored, d[0].packets),
+            ("SOCKET_CLOSE", true, 2)
+        );
+        assert_eq!(
+            (d[1].reason.as_str(), d[1].ignored),
+            ("NETFILTER_DROP", false)
+        );
+        assert_eq!(d[2].reason, "UNKNOWN_99");
+    }
+}

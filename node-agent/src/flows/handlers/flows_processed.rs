@@ -1,0 +1,75 @@
+//! `hubble_flows_processed_total`: flow events (packets at an observation
+//! point) as Hubble counts them. Here the observation points are socket
+//! ingress and egress; drops are flow events too, with verdict DROPPED.
+
+use std::time::Instant;
+
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+use super::FlowHandler;
+use crate::flows::{
+    context::{ContextLabels, Contexts},
+    enrich::EnrichedBatch,
+    labels::{Direction, Protocol},
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FlowsProcessedLabels {
+    pub context: ContextLabels,
+    pub protocol: Protocol,
+    pub r#type: &'static str,
+    pub subtype: &'static str,
+    pub verdict: &'static str,
+}
+crate::labels_with_context!(FlowsProcessedLabels { protocol => "protocol", r#type => "type", subtype => "subtype", verdict => "verdict" });
+
+pub struct FlowsProcessed {
+    family: Family<FlowsProcessedLabels, Counter>,
+    contexts: Contexts,
+}
+
+impl FlowsProcessed {
+    pub fn register(registry: &mut Registry, contexts: Contexts) -> Self {
+        let family = Family::default();
+        registry.register(
+            "hubble_flows_processed",
+            "Flow events (packets at an observation point) processed, as Hubble counts them",
+            family.clone(),
+        );
+        Self { family, contexts }
+    }
+}
+
+impl FlowHandler for FlowsProcessed {
+    fn handle(&mut self, batch: &EnrichedBatch, _now: Instant) {
+        for (flow, delta) in &batch.flows {
+            let subtype = match flow.direction {
+                Direction::Ingress => "to-endpoint",
+                Direction::Egress => "from-endpoint",
+            };
+            self.family
+                .get_or_create(&FlowsProcessedLabels {
+                    context: self.contexts.labels(flow),
+                    protocol: flow.protocol,
+                    r#type: "Trace",
+                    subtype,
+                    verdict: "FORWARDED",
+                })
+                .inc_by(delta.stats.packets);
+        }
+        for drop in batch.drops.iter().filter(|d| !d.ignored) {
+            self.family
+                .get_or_create(&FlowsProcessedLabels {
+                    context: self.contexts.labels(&drop.flow),
+                    protocol: drop.flow.protocol,
+                    r#type: "Drop",
+                    subtype: "",
+                    verdict: "DROPPED",
+                })
+                .inc_by(drop.packets);
+        }
+    }
+}

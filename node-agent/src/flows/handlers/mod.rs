@@ -1,0 +1,244 @@
+//! Stage 3 of the flow pipeline: one handler per metric family, as Hubble's
+//! metrics handlers are, each over enriched batches. A new family is a new
+//! file here (and its line in the catalogue), not an edit of a big switch.
+
+pub mod connections;
+pub mod drops;
+pub mod flow_series;
+pub mod flows_processed;
+pub mod icmp;
+pub mod probe_loss;
+pub mod retransmits;
+pub mod rtt;
+pub mod tcp_flags;
+
+use std::time::Instant;
+
+use super::enrich::EnrichedBatch;
+
+/// A metric family fed from the flow pipeline.
+pub trait FlowHandler: Send {
+    /// Counts `batch` (one drain interval) and expires what went idle by `now`.
+    fn handle(&mut self, batch: &EnrichedBatch, now: Instant);
+}
+
+/// The handlers of the configured families, run in order on every batch.
+#[derive(Default)]
+pub struct Handlers(Vec<Box<dyn FlowHandler>>);
+
+impl Handlers {
+    pub fn with(mut self, handler: impl FlowHandler + 'static) -> Self {
+        self.0.push(Box::new(handler));
+        self
+    }
+
+    pub fn handle(&mut self, batch: &EnrichedBatch, now: Instant) {
+        for handler in &mut self.0 {
+            handler.handle(batch, now);
+        }
+    }
+}
+
+/// `IPv4` / `IPv6`, as Hubble's `family` label has it.
+pub fn family_name(v4: bool) -> &'static str {
+    if v4 { "IPv4" } else { "IPv6" }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, time::Duration};
+
+    use osprey_abi::{
+        DIR_EGRESS, DropKey, FAMILY_V4, FAMILY_V6, FlowKey, FlowStats, PROTO_ICMPV6, PROTO_TCP,
+        PROTO_UDP, addr_words,
+    };
+    use osprey_model::BudgetMetrics;
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::{
+        flows::{
+            context::Contexts,
+            drain::{FlowBatch, FlowDelta},
+            enrich::Enricher,
+            labels::PortFold,
+        },
+        pods::{PodIndex, PodMeta},
+        test_support::{exposition, v4_flow},
+    };
+
+    /// The Hubble-named handlers and the drop handler, as the agent wires them.
+    fn handlers(registry: &mut Registry, contexts: Contexts) -> Handlers {
+        let budgets = BudgetMetrics::register(registry);
+        Handlers::default()
+            .with(flows_processed::FlowsProcessed::register(
+                registry,
+                contexts.clone(),
+            ))
+            .with(tcp_flags::TcpFlags::register(registry, contexts.clone()))
+            .with(icmp::Icmp::register(registry, contexts.clone()))
+            .with(drops::Drops::register(
+                registry,
+                contexts,
+                PortFold::default(),
+                Duration::from_secs(60),
+                100,
+                &budgets,
+            ))
+    }
+
+    fn spec(s: &str) -> crate::flows::context::ContextSpec {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn counts_flags_icmp_types_and_processed_flows_under_hubble_names() {
+        let mut registry = Registry::default();
+        let mut h = handlers(&mut registry, Contexts::default());
+        let key = |protocol, family, src_port| FlowKey {
+            src_addr: addr_words(&[10, 0, 0, 1]),
+            dst_addr: addr_words(&[10, 0, 0, 2]),
+            cgroup_id: 0,
+            src_port,
+            dst_port: 0,
+            family,
+            protocol,
+            direction: DIR_EGRESS,
+            _pad: 0,
+        };
+        let tcp = FlowDelta {
+            key: key(PROTO_TCP, FAMILY_V4, 80),
+            stats: FlowStats {
+                packets: 10,
+                syn: 1,
+                fin: 1,
+                ..FlowStats::default()
+            },
+            ..FlowDelta::default()
+        };
+        let ping6 = FlowDelta {
+            key: key(PROTO_ICMPV6, FAMILY_V6, 128),
+            stats: FlowStats {
+                packets: 3,
+                ..FlowStats::default()
+            },
+            ..FlowDelta::default()
+        };
+        let batch = Enricher::default().batch(FlowBatch {
+            flows: vec![tcp, ping6],
+            ..FlowBatch::default()
+        });
+        h.handle(&batch, Instant::now());
+        let text = exposition(&registry);
+        for line in [
+            "hubble_tcp_flags_total{flag=\"SYN\",family=\"IPv4\"} 1",
+            "hubble_tcp_flags_total{flag=\"FIN\",family=\"IPv4\"} 1",
+            "hubble_icmp_total{family=\"IPv6\",type=\"EchoRequest\"} 3",
+            "hubble_flows_processed_total{protocol=\"TCP\",type=\"Trace\",subtype=\"from-endpoint\",verdict=\"FORWARDED\"} 10",
+        ] {
+            assert!(text.contains(line), "missing {line}:\n{text}");
+        }
+        assert!(!text.contains("flag=\"RST\""));
+    }
+
+    #[test]
+    fn drops_are_named_by_the_kernel_table_and_counted_per_flow_and_per_reason() {
+        let mut registry = Registry::default();
+        // 10.0.0.2 is a pod of this node's; 10.0.0.1 is not.
+        let pods = PodIndex::default();
+        pods.upsert(PodMeta {
+            namespace: "shop".into(),
+            name: "db-0".into(),
+            uid: "u1".into(),
+            workload: "db".into(),
+            workload_kind: "StatefulSet".into(),
+            ips: vec!["10.0.0.2".parse().unwrap()],
+            containers: Vec::new(),
+        });
+        let contexts = Contexts {
+            source: spec("pod|ip"),
+            destination: spec("workload|ip"),
+        };
+        let mut h = handlers(&mut registry, contexts);
+        let enricher = Enricher::new(pods, BTreeMap::from([(12, "NETFILTER_DROP".to_owned())]));
+        let flow = v4_flow([10, 0, 0, 1], 4000, [10, 0, 0, 2], 53, PROTO_UDP);
+        let drop = |reason, n| {
+            (
+                DropKey {
+                    flow,
+                    reason,
+                    _pad: 0,
+                },
+                n,
+            )
+        };
+        let batch = enricher.batch(FlowBatch {
+            drops: vec![drop(12, 7), drop(99, 1)],
+            ..FlowBatch::default()
+        });
+        h.handle(&batch, Instant::now());
+        let text = exposition(&registry);
+        for line in [
+            "hubble_drop_total{source=\"10.0.0.1\",destination=\"shop/db\",reason=\"NETFILTER_DROP\",protocol=\"UDP\"} 7",
+            "hubble_drop_total{source=\"10.0.0.1\",destination=\"shop/db\",reason=\"UNKNOWN_99\",protocol=\"UDP\"} 1",
+            "hubble_flows_processed_total{source=\"10.0.0.1\",destination=\"shop/db\",protocol=\"UDP\",type=\"Drop\",subtype=\"\",verdict=\"DROPPED\"} 8",
+            "osprey_flow_drops_total{source_ip=\"10.0.0.1\",source_port=\"4000\",destination_ip=\"10.0.0.2\",destination_port=\"53\",protocol=\"UDP\",reason=\"NETFILTER_DROP\"} 7",
+        ] {
+            assert!(text.contains(line), "missing {line}:\n{text}");
+        }
+        // The records name the pod that enrichment found.
+        let records = crate::observe::record::of_batch(&batch, std::time::SystemTime::now(), 10);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].destination_pod.as_deref(), Some("db-0"));
+        assert_eq!(records[0].source_pod, None);
+    }
+
+    #[test]
+    fn ignored_reasons_are_counted_apart_and_kept_out_of_drops_and_records() {
+        let mut registry = Registry::default();
+        let contexts = Contexts {
+            source: spec("ip"),
+            destination: spec("ip"),
+        };
+        let mut h = handlers(&mut registry, contexts);
+        let (enricher, unknown) = Enricher::new(
+            PodIndex::default(),
+            BTreeMap::from([
+                (12, "NETFILTER_DROP".to_owned()),
+                (3, "SOCKET_CLOSE".to_owned()),
+            ]),
+        )
+        .ignoring(&["socket_close".to_owned(), "NOT_IN_THIS_KERNEL".to_owned()]);
+        assert_eq!(unknown, ["NOT_IN_THIS_KERNEL"]);
+        let flow = v4_flow([127, 0, 0, 1], 40000, [127, 0, 0, 1], 9000, PROTO_TCP);
+        let drop = |reason, n| {
+            (
+                DropKey {
+                    flow,
+                    reason,
+                    _pad: 0,
+                },
+                n,
+            )
+        };
+        let batch = enricher.batch(FlowBatch {
+            drops: vec![drop(3, 4), drop(12, 2)],
+            ..FlowBatch::default()
+        });
+        h.handle(&batch, Instant::now());
+        let text = exposition(&registry);
+        assert!(
+            text.contains("osprey_drops_ignored_total{reason=\"SOCKET_CLOSE\"} 4"),
+            "{text}"
+        );
+        assert!(!text.contains("reason=\"SOCKET_CLOSE\",protocol"), "{text}");
+        assert!(
+            text.contains("hubble_drop_total{source=\"127.0.0.1\",destination=\"127.0.0.1\",reason=\"NETFILTER_DROP\",protocol=\"TCP\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("verdict=\"DROPPED\"} 2"), "{text}");
+        let records = crate::observe::record::of_batch(&batch, std::time::SystemTime::now(), 10);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].drop_reason.as_deref(), Some("NETFILTER_DROP"));
+    }
+}

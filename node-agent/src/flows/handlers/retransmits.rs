@@ -1,0 +1,85 @@
+//! `osprey_tcp_retransmits_total`: TCP retransmissions per flow, as the
+//! retransmitting socket sees it (tcp:tcp_retransmit_skb).
+
+use std::time::{Duration, Instant};
+
+use osprey_model::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget, SeriesStore};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+use super::FlowHandler;
+use crate::flows::{enrich::EnrichedBatch, labels::PortFold};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RetransmitLabels {
+    pub source_ip: String,
+    pub source_port: u16,
+    pub destination_ip: String,
+    pub destination_port: u16,
+}
+
+impl Foldable for RetransmitLabels {
+    fn overflow(&self) -> Self {
+        Self {
+            source_ip: OVERFLOW.to_owned(),
+            source_port: 0,
+            destination_ip: OVERFLOW.to_owned(),
+            destination_port: 0,
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.source_ip == OVERFLOW
+    }
+}
+
+pub struct Retransmits {
+    series: SeriesStore<RetransmitLabels, Family<RetransmitLabels, Counter>>,
+    ports: PortFold,
+}
+
+impl Retransmits {
+    pub fn register(
+        registry: &mut Registry,
+        ports: PortFold,
+        idle_ttl: Duration,
+        series_budget: usize,
+        budgets: &BudgetMetrics,
+    ) -> Self {
+        let family = Family::default();
+        registry.register(
+            "osprey_tcp_retransmits",
+            "TCP retransmissions per flow (tcp:tcp_retransmit_skb)",
+            family.clone(),
+        );
+        Self {
+            series: SeriesStore::new(
+                family,
+                SeriesBudget::new("osprey_tcp_retransmits", series_budget, budgets),
+                idle_ttl,
+            ),
+            ports,
+        }
+    }
+}
+
+impl FlowHandler for Retransmits {
+    fn handle(&mut self, batch: &EnrichedBatch, now: Instant) {
+        for (flow, count) in &batch.retransmits {
+            let flow = self.ports.labels(flow);
+            let labels = RetransmitLabels {
+                source_ip: flow.source_ip,
+                source_port: flow.source_port,
+                destination_ip: flow.destination_ip,
+                destination_port: flow.destination_port,
+            };
+            self.series.record(labels, now, |family, labels, ()| {
+                family.get_or_create(labels).inc_by(*count);
+            });
+        }
+        self.series.expire(now);
+    }
+}

@@ -1,0 +1,68 @@
+//! `hubble_tcp_flags_total`: TCP packets by flag (SYN, SYN-ACK, FIN, RST).
+
+use std::time::Instant;
+
+use osprey_abi::PROTO_TCP;
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+use super::{FlowHandler, family_name};
+use crate::flows::{
+    context::{ContextLabels, Contexts},
+    enrich::EnrichedBatch,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TcpFlagLabels {
+    pub context: ContextLabels,
+    pub flag: &'static str,
+    pub family: &'static str,
+}
+crate::labels_with_context!(TcpFlagLabels { flag => "flag", family => "family" });
+
+pub struct TcpFlags {
+    family: Family<TcpFlagLabels, Counter>,
+    contexts: Contexts,
+}
+
+impl TcpFlags {
+    pub fn register(registry: &mut Registry, contexts: Contexts) -> Self {
+        let family = Family::default();
+        registry.register(
+            "hubble_tcp_flags",
+            "TCP packets by flag (SYN, SYN-ACK, FIN, RST)",
+            family.clone(),
+        );
+        Self { family, contexts }
+    }
+}
+
+impl FlowHandler for TcpFlags {
+    fn handle(&mut self, batch: &EnrichedBatch, _now: Instant) {
+        for (flow, delta) in &batch.flows {
+            if flow.protocol_number != PROTO_TCP {
+                continue;
+            }
+            let s = &delta.stats;
+            let context = self.contexts.labels(flow);
+            for (flag, n) in [
+                ("SYN", s.syn),
+                ("SYN-ACK", s.syn_ack),
+                ("FIN", s.fin),
+                ("RST", s.rst),
+            ] {
+                if n > 0 {
+                    self.family
+                        .get_or_create(&TcpFlagLabels {
+                            context: context.clone(),
+                            flag,
+                            family: family_name(flow.v4),
+                        })
+                        .inc_by(u64::from(n));
+                }
+            }
+        }
+    }
+}
