@@ -69,7 +69,7 @@ fn raise_open_file_limit() {
     }
 }
 
-pub async fn run(config: Config) -> Result<()> {
+pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()> {
     raise_open_file_limit();
     let probes_path = probes_path(&config.probes)?;
     let cgroup = if config.cgroup.as_os_str().is_empty() {
@@ -82,13 +82,7 @@ pub async fn run(config: Config) -> Result<()> {
         cgroup.clone(),
         config.flow_map_entries,
         config.bpf_stats,
-        config
-            .runqueue_latency
-            .then_some(if config.sched_fields_by_helper {
-                probes::SchedFields::Helpers
-            } else {
-                probes::SchedFields::Auto
-            }),
+        config.runqueue_latency.then_some(sched_fields),
     )
     .with_context(|| format!("loading {}", probes_path.display()))?;
     info!(programs = ?probes.attached, cgroup = %cgroup.display(), "flow probes attached");

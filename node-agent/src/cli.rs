@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
+use serde::Serialize;
 
 use crate::config::{Config, ConfigError};
 
@@ -63,147 +64,116 @@ pub enum Command {
 }
 
 /// Flags of the agent itself.
-#[derive(Debug, clap::Args)]
+/// The agent's flags (each also an environment variable). Serialized, the
+/// ones given form the table that [`Config::merge`] lays over the file.
+#[derive(Debug, clap::Args, Serialize)]
 pub struct RunArgs {
     /// TOML configuration file (see deploy/agent.example.toml). Flags override it.
     #[arg(long, env = "OSPREY_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     #[arg(long, env = "OSPREY_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
     #[arg(long, env = "OSPREY_PROBES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub probes: Option<PathBuf>,
     #[arg(long, env = "OSPREY_CGROUP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<PathBuf>,
     #[arg(long, env = "OSPREY_FLOW_MAP_ENTRIES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub flow_map_entries: Option<u32>,
     #[arg(long, env = "OSPREY_DRAIN_INTERVAL_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub drain_interval_ms: Option<u64>,
     #[arg(long, env = "OSPREY_FLOW_IDLE_TTL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub flow_idle_ttl_secs: Option<u64>,
     #[arg(long, env = "OSPREY_SERIES_BUDGET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub series_budget: Option<usize>,
     /// Ports in per-flow metrics: server (fold clients' ephemeral ports) or both.
     #[arg(long, env = "OSPREY_FLOW_PORTS", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub flow_ports: Option<crate::config::FlowPorts>,
     /// Write every flow record as a JSON line to this file ("-" = stdout).
+    #[arg(long, env = "OSPREY_OBSERVE_BUFFER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observe_buffer: Option<usize>,
     #[arg(long, env = "OSPREY_FLOW_LOG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub flow_log: Option<PathBuf>,
     /// Context of the `source` label of hubble_* families, e.g. "pod|ip".
     #[arg(long, env = "OSPREY_HUBBLE_SOURCE_CONTEXT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hubble_source_context: Option<crate::flows::context::ContextSpec>,
     /// Context of the `destination` label of hubble_* families.
     #[arg(long, env = "OSPREY_HUBBLE_DESTINATION_CONTEXT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hubble_destination_context: Option<crate::flows::context::ContextSpec>,
     #[arg(long, env = "OSPREY_CGROUP_METRICS_LIMIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_metrics_limit: Option<usize>,
     #[arg(long, env = "OSPREY_CGROUP_OPEN_FILES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_open_files: Option<usize>,
     #[arg(long, env = "OSPREY_BPF_STATS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bpf_stats: Option<bool>,
     /// Time run-queue waits per cgroup from the scheduler's tracepoints.
     #[arg(long, env = "OSPREY_RUNQUEUE_LATENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub runqueue_latency: Option<bool>,
     /// Drop reasons counted only in osprey_drops_ignored_total, comma
     /// separated (e.g. SOCKET_CLOSE,QUEUE_PURGE); "" counts every reason.
-    #[arg(long, env = "OSPREY_DROP_REASONS_IGNORED")]
-    pub drop_reasons_ignored: Option<String>,
+    #[arg(long, env = "OSPREY_DROP_REASONS_IGNORED", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_reasons_ignored: Option<Vec<String>>,
     /// Read the scheduler tracepoints' fields with helper calls at tracefs
     /// offsets even where plain loads apply (the portable path, for tests).
     #[arg(long, hide = true)]
+    #[serde(skip)]
     pub sched_fields_by_helper: bool,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub summary_interval_secs: Option<u64>,
     /// Pod identity from the Kubernetes API: auto, on or off.
     #[arg(long, env = "OSPREY_KUBERNETES", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<crate::config::KubernetesMode>,
     #[arg(long, env = "KUBECONFIG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<PathBuf>,
     /// Pods watched: cluster (every pod: remote pods are named too) or node.
     #[arg(long, env = "OSPREY_POD_SCOPE", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_scope: Option<crate::config::PodScope>,
     /// This node's name (for --pod-scope node).
     #[arg(long, env = "NODE_NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
 }
 
 impl RunArgs {
-    /// The file's config (or the defaults) with flags and variables on top.
-    pub fn into_config(self) -> Result<Config, ConfigError> {
-        let mut c = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
-        if let Some(v) = self.listen {
-            c.listen = v;
+    /// The configuration: defaults, the file (`--config`), then the flags
+    /// and environment variables given, through [`Config::merge`].
+    pub fn into_config(mut self) -> Result<Config, ConfigError> {
+        // An empty NODE_NAME (an unset downward-API field) is no name.
+        self.node_name = self.node_name.filter(|n| !n.is_empty());
+        let overrides =
+            toml::Table::try_from(&self).expect("flags serialize as a TOML table of their values");
+        Config::merge(self.config.as_deref(), overrides)
+    }
+
+    /// Run-queue probes' field reads (the hidden `--sched-fields-by-helper`,
+    /// for the tests that run both paths; not a configuration key).
+    pub fn sched_fields(&self) -> crate::kernel::probes::SchedFields {
+        if self.sched_fields_by_helper {
+            crate::kernel::probes::SchedFields::Helpers
+        } else {
+            crate::kernel::probes::SchedFields::Auto
         }
-        if let Some(v) = self.probes {
-            c.probes = v;
-        }
-        if let Some(v) = self.cgroup {
-            c.cgroup = v;
-        }
-        if let Some(v) = self.flow_map_entries {
-            c.flow_map_entries = v;
-        }
-        if let Some(v) = self.drain_interval_ms {
-            c.drain_interval_ms = v;
-        }
-        if let Some(v) = self.flow_idle_ttl_secs {
-            c.flow_idle_ttl_secs = v;
-        }
-        if let Some(v) = self.series_budget {
-            c.series_budget = v;
-        }
-        if let Some(v) = self.flow_ports {
-            c.flow_ports = v;
-        }
-        if let Some(v) = self.flow_log {
-            c.flow_log = Some(v);
-        }
-        if let Some(v) = self.hubble_source_context {
-            c.hubble_source_context = v;
-        }
-        if let Some(v) = self.hubble_destination_context {
-            c.hubble_destination_context = v;
-        }
-        if let Some(v) = self.cgroup_metrics_limit {
-            c.cgroup_metrics_limit = v;
-        }
-        if let Some(v) = self.cgroup_open_files {
-            c.cgroup_open_files = v;
-        }
-        if let Some(v) = self.bpf_stats {
-            c.bpf_stats = v;
-        }
-        if let Some(v) = self.runqueue_latency {
-            c.runqueue_latency = v;
-        }
-        c.sched_fields_by_helper |= self.sched_fields_by_helper;
-        if let Some(v) = &self.drop_reasons_ignored {
-            c.drop_reasons_ignored = v
-                .split(',')
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(v) = self.summary_interval_secs {
-            c.summary_interval_secs = v;
-        }
-        if let Some(v) = self.kubernetes {
-            c.kubernetes = v;
-        }
-        if let Some(v) = self.kubeconfig {
-            c.kubeconfig = Some(v);
-        }
-        if let Some(v) = self.pod_scope {
-            c.pod_scope = v;
-        }
-        if let Some(v) = self.node_name.filter(|n| !n.is_empty()) {
-            c.node_name = Some(v);
-        }
-        c.validate()?;
-        Ok(c)
     }
 }
 
@@ -245,5 +215,45 @@ mod tests {
             config.drain_interval_ms,
             Config::default().drain_interval_ms
         );
+    }
+
+    #[test]
+    fn flags_lay_over_the_file_which_lays_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("osprey-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.toml");
+        std::fs::write(
+            &file,
+            "series_budget = 7\ndrain_interval_ms = 500\nhubble_source_context = \"pod\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "osprey-agent",
+            "--config",
+            file.to_str().unwrap(),
+            "--drain-interval-ms",
+            "250",
+            "--hubble-source-context",
+            "workload|ip",
+            "--drop-reasons-ignored",
+            "NO_SOCKET, ,OTHERHOST",
+        ]);
+        let config = cli.run.into_config().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(config.series_budget, 7, "from the file");
+        assert_eq!(config.drain_interval_ms, 250, "the flag wins");
+        assert_eq!(config.hubble_source_context.to_string(), "workload|ip");
+        assert_eq!(config.drop_reasons_ignored, ["NO_SOCKET", "OTHERHOST"]);
+        assert_eq!(
+            config.flow_idle_ttl_secs,
+            Config::default().flow_idle_ttl_secs
+        );
+    }
+
+    #[test]
+    fn a_flag_that_breaks_a_rule_is_an_error() {
+        let cli = Cli::parse_from(["osprey-agent", "--observe-buffer", "0"]);
+        let err = cli.run.into_config().unwrap_err();
+        assert!(err.to_string().contains("observe_buffer"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::flows::context::ContextSpec;
 
@@ -22,6 +22,8 @@ pub enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
+    #[error("invalid config (file, flags and environment merged)")]
+    Merge(#[source] toml::de::Error),
     #[error("invalid config: {0}")]
     Invalid(&'static str),
 }
@@ -97,12 +99,6 @@ pub struct Config {
     /// purged), which every local connection produces and Hubble, counting
     /// its datapath's drops, does not show. `[]` counts every reason.
     pub drop_reasons_ignored: Vec<String>,
-    /// Not a configuration key: the hidden `--sched-fields-by-helper` flag,
-    /// with which the run-queue probes read their tracepoint fields the
-    /// portable way even where this kernel's layout allows plain loads (the
-    /// tests run both paths).
-    #[serde(skip)]
-    pub sched_fields_by_helper: bool,
     /// Print a live summary of the top flows to the terminal every this many
     /// seconds (0: off).
     pub summary_interval_secs: u64,
@@ -127,7 +123,7 @@ pub struct Config {
 }
 
 /// Which pods the agent watches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum PodScope {
     #[default]
@@ -136,7 +132,7 @@ pub enum PodScope {
 }
 
 /// Which ports the per-flow metric families keep.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowPorts {
     #[default]
@@ -145,7 +141,7 @@ pub enum FlowPorts {
 }
 
 /// When to watch pods on the Kubernetes API.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum KubernetesMode {
     #[default]
@@ -174,7 +170,6 @@ impl Default for Config {
             bpf_stats: false,
             runqueue_latency: true,
             drop_reasons_ignored: vec!["SOCKET_CLOSE".to_owned(), "QUEUE_PURGE".to_owned()],
-            sched_fields_by_helper: false,
             summary_interval_secs: 0,
             kubernetes: KubernetesMode::Auto,
             kubeconfig: None,
@@ -187,14 +182,43 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML file; fields it leaves out keep their defaults.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
+        Self::merge(Some(path), toml::Table::new())
+    }
+
+    /// The one way a configuration is made: defaults, then the file's
+    /// fields (if any), then `overrides` (flags and environment, as the
+    /// table of the fields they set), then validation.
+    pub fn merge(
+        path: Option<&std::path::Path>,
+        overrides: toml::Table,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                // Parsed whole first, so a mistake names the file's field.
+                toml::from_str::<Self>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source,
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        table.extend(overrides);
+        let mut config: Self = table.try_into().map_err(ConfigError::Merge)?;
+        config.drop_reasons_ignored = config
+            .drop_reasons_ignored
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
         config.validate()?;
         Ok(config)
     }
@@ -209,6 +233,11 @@ impl Config {
         if self.pod_scope == PodScope::Node && self.node_name.is_none() {
             return Err(ConfigError::Invalid(
                 "pod_scope = \"node\" needs node_name (--node-name, NODE_NAME)",
+            ));
+        }
+        if self.observe_buffer == 0 {
+            return Err(ConfigError::Invalid(
+                "observe_buffer must be at least 1 (records kept for observe --last and followers)",
             ));
         }
         if self.drain_interval_ms < 10 {
@@ -271,6 +300,13 @@ mod tests {
         assert!(err.to_string().contains("node_name"), "{err}");
         let config: Config = toml::from_str("pod_scope = \"node\"\nnode_name = \"n1\"").unwrap();
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn an_unbounded_observe_buffer_is_rejected() {
+        let config: Config = toml::from_str("observe_buffer = 0").unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("observe_buffer"), "{err}");
     }
 
     #[test]

@@ -45,12 +45,13 @@ fn main() -> Result<()> {
         }
         None => {}
     }
+    let sched_fields = cli.run.sched_fields();
     let config = cli.run.into_config()?;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(agent::run(config))
+        .block_on(agent::run(config, sched_fields))
 }
 
 /// `osprey-agent hook-floor`: the empty hooks stay attached until SIGINT or SIGTERM.

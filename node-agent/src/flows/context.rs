@@ -50,6 +50,28 @@ impl FromStr for ContextSpec {
     }
 }
 
+impl std::fmt::Display for ContextSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, o) in self.0.iter().enumerate() {
+            let name = match o {
+                ContextOption::Namespace => "namespace",
+                ContextOption::Pod => "pod",
+                ContextOption::Workload => "workload",
+                ContextOption::Ip => "ip",
+            };
+            write!(f, "{}{name}", if i == 0 { "" } else { "|" })?;
+        }
+        Ok(())
+    }
+}
+
+/// As the spec's text, so flags merge into the config as the file does.
+impl serde::Serialize for ContextSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl TryFrom<String> for ContextSpec {
     type Error = ContextError;
 
