@@ -150,6 +150,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         .with(RttHistogram::register(&mut registry))
         .with(probe_loss);
     let mut program_metrics = ProgramMetrics::register(&mut registry);
+    let flow_log_metrics = observe::flowlog::FlowLogMetrics::register(&mut registry);
     let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
     registry.register_collector(Box::new(flows::lost::HubbleLostEvents {
         flow_lost_packets: flow_metrics.lost_packets.clone(),
@@ -283,7 +284,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
 
     // Stage 4: expose.
     if let Some(path) = &config.flow_log {
-        observe::flowlog::spawn(&hub, path.clone())
+        observe::flowlog::spawn(&hub, path.clone(), flow_log_metrics)
             .with_context(|| format!("opening the flow log {}", path.display()))?;
     }
     let (addr, server) = http::bind(config.listen, registry.clone(), hub, event_hub)

@@ -167,3 +167,31 @@ fn observe_prints_flows_and_each_filter_narrows_the_output() {
     assert!(logged.iter().any(|r| s(r, "destination_port") == "7301"));
     let _ = std::fs::remove_file(&log);
 }
+
+/// A flow log whose writes fail (/dev/full: ENOSPC) loses records, and each
+/// is counted; the API keeps serving them.
+#[test]
+fn flow_log_write_errors_are_counted_record_by_record() {
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "200", "--flow-log", "/dev/full"])
+    else {
+        return;
+    };
+    let pair = PodPair::new("fl", "10.211.0.1", "10.211.0.2", 24);
+    let a = pair.a_ip.to_string();
+    traffic::udp(&pair, 7400, (5, 100), (5, 100));
+    let ours = eventually(10, "our flows in observe", || {
+        let ours = agent.observe(&["--ip", &a]);
+        (ours.len() >= 2).then_some(ours)
+    });
+    let errors = osprey_e2e::exposition::sum(
+        &osprey_e2e::exposition::samples(&agent.scrape().1),
+        "osprey_flow_log_write_errors_total",
+        &[],
+    );
+    // Every record the hub published failed to be written, ours among them.
+    assert!(
+        errors >= ours.len() as f64,
+        "{errors} write errors for {} records of our own flows",
+        ours.len()
+    );
+}

@@ -3,13 +3,37 @@
 
 use std::{io::Write, path::PathBuf};
 
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use tokio::sync::broadcast::error::RecvError;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::hub::FlowHub;
 
+/// Records the flow log could not write (the file's write failed); the log
+/// goes on with the next record.
+#[derive(Debug, Clone, Default)]
+pub struct FlowLogMetrics {
+    pub write_errors: Counter,
+}
+
+impl FlowLogMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "osprey_flow_log_write_errors",
+            "Flow records the flow log (flow_log) could not write: each is lost to the log",
+            m.write_errors.clone(),
+        );
+        m
+    }
+}
+
 /// Follows the hub and appends each record to `path` ("-" = stdout).
-pub fn spawn(hub: &FlowHub, path: PathBuf) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub fn spawn(
+    hub: &FlowHub,
+    path: PathBuf,
+    metrics: FlowLogMetrics,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout())
     } else {
@@ -23,18 +47,29 @@ pub fn spawn(hub: &FlowHub, path: PathBuf) -> std::io::Result<tokio::task::JoinH
     let mut rx = hub.subscribe();
     let lost = hub.lost.clone();
     Ok(tokio::spawn(async move {
+        let mut failing = false;
         loop {
             match rx.recv().await {
                 Ok(record) => {
                     let mut line = serde_json::to_vec(&*record).unwrap_or_default();
                     line.push(b'\n');
                     // Batch writes: flush once the burst of one drain is written.
-                    if let Err(e) = out
+                    match out
                         .write_all(&line)
                         .and_then(|()| if rx.is_empty() { out.flush() } else { Ok(()) })
                     {
-                        warn!(error = %e, path = %path.display(), "flow log write failed; flow log stopped");
-                        return;
+                        Err(e) => {
+                            metrics.write_errors.inc();
+                            if !failing {
+                                warn!(error = %e, path = %path.display(), "flow log write failed; records are counted in osprey_flow_log_write_errors_total until it recovers");
+                            }
+                            failing = true;
+                        }
+                        Ok(()) if failing => {
+                            info!(path = %path.display(), "flow log writes again");
+                            failing = false;
+                        }
+                        Ok(()) => {}
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
