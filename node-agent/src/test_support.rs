@@ -24,3 +24,38 @@ pub fn v4_flow(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, protocol: u8)
         _pad: 0,
     }
 }
+
+/// A batch of drops of `flow`, one per (reason, packets).
+pub fn drops_of(flow: FlowKey, drops: &[(u32, u64)]) -> crate::flows::drain::FlowBatch {
+    crate::flows::drain::FlowBatch {
+        drops: drops
+            .iter()
+            .map(|&(reason, n)| {
+                (
+                    osprey_abi::DropKey {
+                        flow,
+                        reason,
+                        _pad: 0,
+                    },
+                    n,
+                )
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Pod `shop/db-0` of StatefulSet `db`, at 10.0.0.2, in a fresh index.
+pub fn db_pod() -> crate::pods::PodIndex {
+    let pods = crate::pods::PodIndex::default();
+    pods.upsert(crate::pods::PodMeta {
+        namespace: "shop".into(),
+        name: "db-0".into(),
+        uid: "u1".into(),
+        workload: "db".into(),
+        workload_kind: "StatefulSet".into(),
+        ips: vec!["10.0.0.2".parse().unwrap()],
+        containers: Vec::new(),
+    });
+    pods
+}

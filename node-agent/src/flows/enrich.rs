@@ -194,21 +194,12 @@ pub fn address(family: u8, addr: &[u32; 4]) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::v4_flow;
-    use osprey_abi::{DropKey, PROTO_UDP};
+    use crate::test_support::{db_pod, drops_of, v4_flow};
+    use osprey_abi::PROTO_UDP;
 
     #[test]
     fn keys_become_addresses_pods_and_reason_names_once() {
-        let pods = PodIndex::default();
-        pods.upsert(PodMeta {
-            namespace: "shop".into(),
-            name: "db-0".into(),
-            uid: "u1".into(),
-            workload: "db".into(),
-            workload_kind: "StatefulSet".into(),
-            ips: vec!["10.0.0.2".parse().unwrap()],
-            containers: Vec::new(),
-        });
+        let pods = db_pod();
         let (enricher, unknown) = Enricher::new(
             pods,
             BTreeMap::from([(3, "SOCKET_CLOSE".into()), (12, "NETFILTER_DROP".into())]),
@@ -216,20 +207,7 @@ mod tests {
         .ignoring(&["SKB_DROP_REASON_socket_close".into(), "NOPE".into()]);
         assert_eq!(unknown, ["NOPE"]);
         let flow = v4_flow([10, 0, 0, 1], 4000, [10, 0, 0, 2], 53, PROTO_UDP);
-        let drop = |reason| {
-            (
-                DropKey {
-                    flow,
-                    reason,
-                    _pad: 0,
-                },
-                2,
-            )
-        };
-        let batch = enricher.batch(FlowBatch {
-            drops: vec![drop(3), drop(12), drop(99)],
-            ..FlowBatch::default()
-        });
+        let batch = enricher.batch(drops_of(flow, &[(3, 2), (12, 2), (99, 2)]));
         let d = &batch.drops;
         assert_eq!(d[0].flow.source.ip, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert!(d[0].flow.source.pod.is_none());

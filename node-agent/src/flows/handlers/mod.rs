@@ -49,8 +49,8 @@ mod tests {
     use std::{collections::BTreeMap, time::Duration};
 
     use osprey_abi::{
-        DIR_EGRESS, DropKey, FAMILY_V4, FAMILY_V6, FlowKey, FlowStats, PROTO_ICMPV6, PROTO_TCP,
-        PROTO_UDP, addr_words,
+        DIR_EGRESS, FAMILY_V4, FAMILY_V6, FlowKey, FlowStats, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+        addr_words,
     };
     use osprey_model::BudgetMetrics;
     use prometheus_client::registry::Registry;
@@ -63,8 +63,8 @@ mod tests {
             enrich::Enricher,
             labels::PortFold,
         },
-        pods::{PodIndex, PodMeta},
-        test_support::{exposition, v4_flow},
+        pods::PodIndex,
+        test_support::{db_pod, drops_of, exposition, v4_flow},
     };
 
     /// The Hubble-named handlers and the drop handler, as the agent wires them.
@@ -145,16 +145,7 @@ mod tests {
     fn drops_are_named_by_the_kernel_table_and_counted_per_flow_and_per_reason() {
         let mut registry = Registry::default();
         // 10.0.0.2 is a pod of this node's; 10.0.0.1 is not.
-        let pods = PodIndex::default();
-        pods.upsert(PodMeta {
-            namespace: "shop".into(),
-            name: "db-0".into(),
-            uid: "u1".into(),
-            workload: "db".into(),
-            workload_kind: "StatefulSet".into(),
-            ips: vec!["10.0.0.2".parse().unwrap()],
-            containers: Vec::new(),
-        });
+        let pods = db_pod();
         let contexts = Contexts {
             source: spec("pod|ip"),
             destination: spec("workload|ip"),
@@ -162,20 +153,7 @@ mod tests {
         let mut h = handlers(&mut registry, contexts);
         let enricher = Enricher::new(pods, BTreeMap::from([(12, "NETFILTER_DROP".to_owned())]));
         let flow = v4_flow([10, 0, 0, 1], 4000, [10, 0, 0, 2], 53, PROTO_UDP);
-        let drop = |reason, n| {
-            (
-                DropKey {
-                    flow,
-                    reason,
-                    _pad: 0,
-                },
-                n,
-            )
-        };
-        let batch = enricher.batch(FlowBatch {
-            drops: vec![drop(12, 7), drop(99, 1)],
-            ..FlowBatch::default()
-        });
+        let batch = enricher.batch(drops_of(flow, &[(12, 7), (99, 1)]));
         h.handle(&batch, Instant::now());
         let text = exposition(&registry);
         for line in [
@@ -211,20 +189,7 @@ mod tests {
         .ignoring(&["socket_close".to_owned(), "NOT_IN_THIS_KERNEL".to_owned()]);
         assert_eq!(unknown, ["NOT_IN_THIS_KERNEL"]);
         let flow = v4_flow([127, 0, 0, 1], 40000, [127, 0, 0, 1], 9000, PROTO_TCP);
-        let drop = |reason, n| {
-            (
-                DropKey {
-                    flow,
-                    reason,
-                    _pad: 0,
-                },
-                n,
-            )
-        };
-        let batch = enricher.batch(FlowBatch {
-            drops: vec![drop(3, 4), drop(12, 2)],
-            ..FlowBatch::default()
-        });
+        let batch = enricher.batch(drops_of(flow, &[(3, 4), (12, 2)]));
         h.handle(&batch, Instant::now());
         let text = exposition(&registry);
         assert!(
