@@ -2,30 +2,16 @@
 //! and deleted in a few system calls, where a key-by-key drain costs three
 //! per entry (next key, lookup, delete). aya 0.14 has no batch operations,
 //! so this module issues the command itself (kernel ≥ 5.6), through
-//! `bpf_test_run::sys_bpf`.
+//! `kernel::test_run::sys_bpf`.
 
 use std::{
     mem::{MaybeUninit, size_of},
     os::fd::{AsRawFd, BorrowedFd},
 };
 
-use crate::kernel::test_run::sys_bpf;
+use aya_obj::generated::bpf_cmd;
 
-/// The batch commands' part of `union bpf_attr` (include/uapi/linux/bpf.h).
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+use crate::kernel::test_run::{sys_bpf, zeroed_attr};
 
 /// Entries asked for per call. A hash map returns whole buckets, and no
 /// bucket of ours holds anywhere near this many.
@@ -51,23 +37,23 @@ pub fn drain_per_cpu_hash<K: Copy, V: Copy>(
     let (mut token, mut next) = (0u32, 0u32);
     let mut first = true;
     loop {
-        let mut attr = BatchAttr {
-            in_batch: if first {
-                0
-            } else {
-                &token as *const u32 as u64
-            },
-            out_batch: &mut next as *mut u32 as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: CHUNK as u32,
-            map_fd: fd.as_raw_fd() as u32,
-            ..BatchAttr::default()
+        let mut attr = zeroed_attr();
+        attr.batch.in_batch = if first {
+            0
+        } else {
+            &token as *const u32 as u64
         };
+        attr.batch.out_batch = &mut next as *mut u32 as u64;
+        attr.batch.keys = keys.as_mut_ptr() as u64;
+        attr.batch.values = values.as_mut_ptr() as u64;
+        attr.batch.count = CHUNK as u32;
+        attr.batch.map_fd = fd.as_raw_fd() as u32;
         // The kernel writes at most `count` keys and values into buffers
         // sized for `CHUNK` entries, and one batch token into `next`.
-        let err = sys_bpf(BPF_MAP_LOOKUP_AND_DELETE_BATCH, &mut attr).err();
-        let n = (attr.count as usize).min(CHUNK);
+        let err = sys_bpf(bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH, &mut attr).err();
+        // SAFETY: the `batch` member, filled above; the kernel wrote `count`.
+        let count = unsafe { attr.batch.count };
+        let n = (count as usize).min(CHUNK);
         let bytes = values.as_ptr().cast::<u8>();
         for (i, key) in keys.iter().take(n).enumerate() {
             per_cpu.clear();
