@@ -527,49 +527,44 @@ mod tests {
         }
     }
 
-    fn ports(flows: &[(FlowKey, FlowStats)]) -> Vec<(u16, u64)> {
-        let mut got: Vec<_> = flows.iter().map(|(k, s)| (k.src_port, s.packets)).collect();
+    /// One drain of `slots`: its flows (port, packets) and the errors counted.
+    fn drain_once(slots: &mut FakeSlots, idle: u32) -> (Vec<(u16, u64)>, u64) {
+        let mut errors = 0;
+        let mut got: Vec<_> = drain_slots(slots, idle, &mut errors)
+            .iter()
+            .map(|(k, s)| (k.src_port, s.packets))
+            .collect();
         got.sort();
-        got
+        (got, errors)
     }
 
     #[test]
     fn slots_are_read_and_cleared() {
         let mut slots = fake_slots(1);
-        let mut errors = 0;
-        let got = drain_slots(&mut slots, 1, &mut errors);
-        assert_eq!((ports(&got), errors), (vec![(1, 1), (2, 3)], 0));
-        let again = drain_slots(&mut slots, 1, &mut errors);
-        assert_eq!((ports(&again), errors), (vec![], 0), "cleared");
+        assert_eq!(drain_once(&mut slots, 1), (vec![(1, 1), (2, 3)], 0));
+        assert_eq!(drain_once(&mut slots, 1), (vec![], 0), "cleared");
     }
 
     #[test]
     fn a_slot_failure_keeps_the_other_direction_and_leaves_its_own_for_later() {
         let idle = 0;
-        let ingress = flow_slot(idle, DIR_INGRESS);
-        let egress = flow_slot(idle, DIR_EGRESS);
         // Unreadable ingress: egress is still delivered.
         let mut slots = FakeSlots {
-            unreadable: vec![ingress],
+            unreadable: vec![flow_slot(idle, DIR_INGRESS)],
             ..fake_slots(idle)
         };
-        let mut errors = 0;
-        let got = drain_slots(&mut slots, idle, &mut errors);
-        assert_eq!((ports(&got), errors), (vec![(2, 3)], 1));
+        assert_eq!(drain_once(&mut slots, idle), (vec![(2, 3)], 1));
         // Egress read but not cleared: not delivered (it would count twice
         // next time), left whole for the next drain.
         let mut slots = FakeSlots {
-            uncleared: vec![egress],
+            uncleared: vec![flow_slot(idle, DIR_EGRESS)],
             ..fake_slots(idle)
         };
-        let mut errors = 0;
-        let got = drain_slots(&mut slots, idle, &mut errors);
-        assert_eq!((ports(&got), errors), (vec![(1, 1)], 1));
+        assert_eq!(drain_once(&mut slots, idle), (vec![(1, 1)], 1));
         slots.uncleared.clear();
-        let later = drain_slots(&mut slots, idle, &mut errors);
         assert_eq!(
-            (ports(&later), errors),
-            (vec![(2, 3)], 1),
+            drain_once(&mut slots, idle),
+            (vec![(2, 3)], 0),
             "read once, later"
         );
     }
