@@ -1,14 +1,7 @@
 //! The agent's pipeline, wired: probes (kernel) → drain (thread) →
 //! aggregate (task) → /metrics (axum), flow and event streams, live summary.
 
-use std::{
-    path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Instant,
-};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use anyhow::{Context, Result};
 use prometheus_client::registry::Registry;
@@ -239,30 +232,15 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
 
     // Stage 1: drain, on its own thread (map syscalls block).
     let (batch_tx, mut batch_rx) = mpsc::channel::<FlowBatch>(BATCH_CHANNEL);
-    let stop = Arc::new(AtomicBool::new(false));
+    // Dropping `stop` ends it after one last drain, whose batch it sends.
+    let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
     let drain_thread = {
-        let stop = stop.clone();
         let interval = config.drain_interval();
         let metrics = flow_metrics.clone();
-        let mut drainer = FlowDrainer::new(maps);
+        let drainer = FlowDrainer::new(maps);
         std::thread::Builder::new()
             .name("flow-drain".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(interval);
-                    match drainer.drain() {
-                        Ok(batch) => {
-                            if batch_tx.blocking_send(batch).is_err() {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            metrics.drain_errors.inc();
-                            warn!(error = %e, "flow drain failed");
-                        }
-                    }
-                }
-            })?
+            .spawn(move || drainer.run(interval, &stop_rx, &batch_tx, &metrics))?
     };
 
     // Stages 2 and 3: enrich (identities, once), then every family's
@@ -313,11 +291,13 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     }
 
     info!("shutting down: detaching probes");
-    stop.store(true, Ordering::Relaxed);
     server.abort();
-    aggregate.abort();
     let attached = probes.attached.len();
     drop(probes);
+    // The last drain, after the detach; the aggregator applies its batch
+    // and ends with the channel.
+    drop(stop);
+    let _ = aggregate.await;
     let _ = drain_thread.join();
     info!(programs = attached, "probes detached; bye");
     Ok(())

@@ -5,9 +5,11 @@
 //! finish, then reads and deletes every entry of the now idle map. Nothing
 //! else writes to it, so every packet is counted exactly once.
 
-use std::time::Duration;
-
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::mpsc::{Receiver, RecvTimeoutError},
+    time::Duration,
+};
 
 use aya::maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use osprey_abi::{
@@ -16,19 +18,19 @@ use osprey_abi::{
 
 use tracing::warn;
 
+use super::metrics::{FlowMetrics, LossLabels, LossReason};
 use crate::kernel::probes::FlowMaps;
 
 /// A program that loaded the old index finishes in microseconds; this is ample.
 const FLIP_GRACE: Duration = Duration::from_millis(5);
 
+/// A drain that emptied nothing. Once the maps are flipped a drain always
+/// yields its batch; what failed after that is counted in the batch's
+/// `read_errors`.
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
     #[error("cannot switch the active flow map")]
     Flip(#[source] MapError),
-    #[error("cannot read the loss counters")]
-    Loss(#[source] MapError),
-    #[error("cannot read or clear the per-CPU flow slots")]
-    Slots(#[source] MapError),
 }
 
 /// One flow's counters over one drain interval, summed over CPUs.
@@ -63,30 +65,64 @@ pub struct FlowBatch {
     pub retransmits: Vec<(FlowKey, u64)>,
     /// TCP connection outcomes over the interval.
     pub connections: Vec<(ConnKey, u64)>,
-    /// Cumulative loss counters since the probes were loaded (summed over CPUs).
+    /// Cumulative loss counters since the probes were loaded (summed over
+    /// CPUs); the last ones read when this drain could not read them.
     pub loss: FlowLoss,
-    /// Entries that vanished between listing and reading (should stay 0).
+    /// Reads and deletes that failed (should stay 0): map entries, slots or
+    /// loss counters left in the kernel for the next drain (or, where the
+    /// kernel failed mid-batch, lost with it).
     pub read_errors: u64,
+}
+
+impl FlowBatch {
+    /// The flows' packets and bytes.
+    fn totals(&self) -> (u64, u64) {
+        self.flows
+            .iter()
+            .fold((0, 0), |(p, b), f| (p + f.stats.packets, b + f.stats.bytes))
+    }
 }
 
 pub struct FlowDrainer {
     maps: FlowMaps,
     active: u32,
+    /// The loss counters last read, for a drain that cannot read them.
+    loss: FlowLoss,
 }
 
 impl FlowDrainer {
     pub fn new(maps: FlowMaps) -> Self {
-        Self { maps, active: 0 }
+        Self {
+            maps,
+            active: 0,
+            loss: FlowLoss::default(),
+        }
     }
 
-    /// Flips the maps and drains the one the kernel was writing into.
+    /// The drain thread: drains every `interval` and sends each batch to
+    /// `batches`, until `stop` gets a message or its sender is dropped; then
+    /// drains once more, so the last interval is sent too, and returns. A
+    /// batch that cannot be sent (the receiver gone) is counted as lost.
+    pub fn run(
+        mut self,
+        interval: Duration,
+        stop: &Receiver<()>,
+        batches: &tokio::sync::mpsc::Sender<FlowBatch>,
+        metrics: &FlowMetrics,
+    ) {
+        let send = |batch| batches.blocking_send(batch).map_err(|e| Box::new(e.0));
+        drain_loop(|| self.drain(), interval, stop, send, metrics);
+    }
+
+    /// Flips the maps and drains the one the kernel was writing into. Only a
+    /// failed flip (nothing drained) is an error.
     pub fn drain(&mut self) -> Result<FlowBatch, DrainError> {
         let idle = self.active;
-        self.active = 1 - self.active;
         self.maps
             .active
-            .set(0, self.active, 0)
+            .set(0, 1 - idle, 0)
             .map_err(DrainError::Flip)?;
+        self.active = 1 - idle;
         std::thread::sleep(FLIP_GRACE);
 
         let mut batch = FlowBatch::default();
@@ -95,7 +131,7 @@ impl FlowDrainer {
             &mut batch.read_errors,
             sum_stats,
         );
-        let slots = drain_slots(&mut self.maps.slots, idle).map_err(DrainError::Slots)?;
+        let slots = drain_slots(&mut self.maps.slots, idle, &mut batch.read_errors);
         batch.flows = merge_flows(flows, slots);
         if let Err(e) = self.maps.clock.refresh() {
             warn!(error = %e, "flow times use the previous clock sample");
@@ -119,34 +155,119 @@ impl FlowDrainer {
             &mut batch.read_errors,
             sum_counts,
         );
-        let loss = self.maps.loss.get(&0, 0).map_err(DrainError::Loss)?;
-        batch.loss = sum_loss(loss.iter());
+        let loss = self.maps.loss.get(&0, 0).map(|l| sum_loss(l.iter()));
+        batch.loss = latest_loss(loss, &mut self.loss, &mut batch.read_errors);
         Ok(batch)
     }
 }
 
+/// `FlowDrainer::run`'s loop, over any `drain`.
+fn drain_loop(
+    mut drain: impl FnMut() -> Result<FlowBatch, DrainError>,
+    interval: Duration,
+    stop: &Receiver<()>,
+    mut send: impl FnMut(FlowBatch) -> Result<(), Box<FlowBatch>>,
+    metrics: &FlowMetrics,
+) {
+    loop {
+        let last = !matches!(stop.recv_timeout(interval), Err(RecvTimeoutError::Timeout));
+        match drain() {
+            Ok(batch) => {
+                if let Err(batch) = send(batch) {
+                    count_lost(metrics, &batch);
+                    return;
+                }
+            }
+            Err(e) => {
+                metrics.drain_errors.inc();
+                warn!(error = %e, "flow drain failed");
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// A batch drained out of the kernel that will never be applied: a drain
+/// error, its flows' packets and bytes lost for reason `drain_error`.
+fn count_lost(metrics: &FlowMetrics, batch: &FlowBatch) {
+    let (packets, bytes) = batch.totals();
+    let labels = LossLabels {
+        reason: LossReason::DrainError,
+    };
+    metrics.lost_packets.get_or_create(&labels).inc_by(packets);
+    metrics.lost_bytes.get_or_create(&labels).inc_by(bytes);
+    metrics.drain_errors.inc();
+    warn!(
+        packets,
+        bytes, "a drained flow batch found no aggregator; counted as lost"
+    );
+}
+
+/// This drain's loss counters, or, when they cannot be read, the last ones
+/// read (they are cumulative: the next read catches up, none counted twice).
+fn latest_loss(
+    read: Result<FlowLoss, MapError>,
+    last: &mut FlowLoss,
+    errors: &mut u64,
+) -> FlowLoss {
+    match read {
+        Ok(loss) => *last = loss,
+        Err(e) => {
+            warn!(error = %e, "cannot read the flow loss counters; the next drain will");
+            *errors += 1;
+        }
+    }
+    *last
+}
+
+/// The per-CPU flow slots, as the drain reads and clears them.
+trait Slots {
+    /// Every CPU's slots of `index`.
+    fn read(&self, index: u32) -> Result<Vec<FlowSlots>, MapError>;
+    /// Empties `index` on every one of `cpus` CPUs.
+    fn clear(&mut self, index: u32, cpus: usize) -> Result<(), MapError>;
+}
+
+impl Slots for PerCpuArray<MapData, FlowSlots> {
+    fn read(&self, index: u32) -> Result<Vec<FlowSlots>, MapError> {
+        Ok(self.get(&index, 0)?.iter().copied().collect())
+    }
+
+    fn clear(&mut self, index: u32, cpus: usize) -> Result<(), MapError> {
+        let empty = PerCpuValues::try_from(vec![FlowSlots::default(); cpus])?;
+        self.set(index, empty, 0)
+    }
+}
+
 /// Reads the idle map index's per-CPU slots (the last flow of each CPU and
-/// direction, not yet in the map) and clears them.
-fn drain_slots(
-    slots: &mut PerCpuArray<MapData, FlowSlots>,
-    idle: u32,
-) -> Result<Vec<(FlowKey, FlowStats)>, MapError> {
+/// direction, not yet in the map) and clears them. Slots that cannot be
+/// read, or cleared once read, are counted in `errors` and left as they are:
+/// the kernel moves them to the map or adds to them, and a later drain
+/// reads them, counted once.
+fn drain_slots(slots: &mut impl Slots, idle: u32, errors: &mut u64) -> Vec<(FlowKey, FlowStats)> {
     let mut out = Vec::new();
     for direction in [DIR_INGRESS, DIR_EGRESS] {
         let index = flow_slot(idle, direction);
-        let per_cpu = slots.get(&index, 0)?;
-        let cpus = per_cpu.len();
-        out.extend(
-            per_cpu
-                .iter()
-                .flat_map(|s| s.ways.iter())
-                .filter(|s| s.used != 0)
-                .map(|s| (s.key, s.stats)),
-        );
-        let empty = PerCpuValues::try_from(vec![FlowSlots::default(); cpus])?;
-        slots.set(index, empty, 0)?;
+        let cleared = slots
+            .read(index)
+            .and_then(|per_cpu| slots.clear(index, per_cpu.len()).map(|()| per_cpu));
+        match cleared {
+            Ok(per_cpu) => out.extend(
+                per_cpu
+                    .iter()
+                    .flat_map(|s| s.ways.iter())
+                    .filter(|s| s.used != 0)
+                    .map(|s| (s.key, s.stats)),
+            ),
+            Err(e) => {
+                warn!(error = %e, index, "cannot read or clear flow slots; the next drain will");
+                *errors += 1;
+            }
+        }
     }
-    Ok(out)
+    out
 }
 
 /// The map's flows with the slots' added: one delta per flow.
@@ -176,8 +297,9 @@ fn merge_flows(
 /// Reads and deletes every entry of a per-CPU map, folding each entry's
 /// per-CPU values with `fold`. Nothing writes to the idle map, so read and
 /// delete lose nothing. In a few batch calls where the kernel has them;
-/// else key by key, where an entry that cannot be read or removed is
-/// counted in `errors` (one that stays is read again next time round).
+/// else key by key. A failed call or an entry that cannot be read or
+/// removed is counted in `errors`; what stays in the map is read next time
+/// round.
 fn drain_map<K: aya::Pod, V: aya::Pod>(
     map: &mut PerCpuHashMap<MapData, K, V>,
     errors: &mut u64,
@@ -190,23 +312,43 @@ fn drain_map<K: aya::Pod, V: aya::Pod>(
         && let Ok(cpus) = aya::util::nr_cpus()
     {
         match crate::kernel::batch::drain_per_cpu_hash(map.map().fd().as_fd(), cpus, &fold) {
-            Ok(out) => return out,
+            Ok(drained) => {
+                if let Some(e) = drained.error {
+                    warn!(error = %e, "batch drain stopped; the rest waits for the next drain");
+                    *errors += 1;
+                }
+                return drained.entries;
+            }
             Err(e) => {
                 warn!(error = %e, "no batch map operations in this kernel: draining key by key");
                 NO_BATCH.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
-    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
+    let mut keys = Vec::new();
+    for key in map.keys() {
+        match key {
+            Ok(key) => keys.push(key),
+            // The keys not listed wait for the next drain.
+            Err(_) => {
+                *errors += 1;
+                break;
+            }
+        }
+    }
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
-        match map.get(&key, 0) {
-            Ok(per_cpu) => out.push((key, fold(&per_cpu))),
-            Err(_) => *errors += 1,
-        }
+        // An entry that cannot be read is not removed, and one that cannot
+        // be removed is not delivered: either stays for the next drain.
+        let Ok(per_cpu) = map.get(&key, 0) else {
+            *errors += 1;
+            continue;
+        };
         if map.remove(&key).is_err() {
             *errors += 1;
+            continue;
         }
+        out.push((key, fold(&per_cpu)));
     }
     out
 }
@@ -331,5 +473,200 @@ mod tests {
         );
         assert_eq!((sum.tcp_flags, sum.syn), (0x12, 1));
         assert_eq!(sum.srtt_us, 700, "the one read last");
+    }
+
+    /// Slots in memory: index → per-CPU slots, and indexes whose read or
+    /// clear fails.
+    struct FakeSlots {
+        slots: HashMap<u32, Vec<FlowSlots>>,
+        unreadable: Vec<u32>,
+        uncleared: Vec<u32>,
+    }
+
+    impl Slots for FakeSlots {
+        fn read(&self, index: u32) -> Result<Vec<FlowSlots>, MapError> {
+            if self.unreadable.contains(&index) {
+                return Err(MapError::KeyNotFound);
+            }
+            Ok(self.slots[&index].clone())
+        }
+
+        fn clear(&mut self, index: u32, cpus: usize) -> Result<(), MapError> {
+            if self.uncleared.contains(&index) {
+                return Err(MapError::KeyNotFound);
+            }
+            self.slots.insert(index, vec![FlowSlots::default(); cpus]);
+            Ok(())
+        }
+    }
+
+    fn slots_with(port: u16, packets: u64) -> FlowSlots {
+        let mut slots = FlowSlots::default();
+        slots.ways[0] = osprey_abi::FlowSlot {
+            key: FlowKey {
+                src_port: port,
+                ..FlowKey::default()
+            },
+            stats: stats(100 * packets, packets, 1, 2, 0),
+            used: 1,
+            _pad: 0,
+        };
+        slots
+    }
+
+    fn fake_slots(idle: u32) -> FakeSlots {
+        let ingress = flow_slot(idle, DIR_INGRESS);
+        let egress = flow_slot(idle, DIR_EGRESS);
+        FakeSlots {
+            slots: HashMap::from([
+                (ingress, vec![slots_with(1, 1), FlowSlots::default()]),
+                (egress, vec![FlowSlots::default(), slots_with(2, 3)]),
+            ]),
+            unreadable: vec![],
+            uncleared: vec![],
+        }
+    }
+
+    /// One drain of `slots`: its flows (port, packets) and the errors counted.
+    fn drain_once(slots: &mut FakeSlots, idle: u32) -> (Vec<(u16, u64)>, u64) {
+        let mut errors = 0;
+        let mut got: Vec<_> = drain_slots(slots, idle, &mut errors)
+            .iter()
+            .map(|(k, s)| (k.src_port, s.packets))
+            .collect();
+        got.sort();
+        (got, errors)
+    }
+
+    #[test]
+    fn slots_are_read_and_cleared() {
+        let mut slots = fake_slots(1);
+        assert_eq!(drain_once(&mut slots, 1), (vec![(1, 1), (2, 3)], 0));
+        assert_eq!(drain_once(&mut slots, 1), (vec![], 0), "cleared");
+    }
+
+    #[test]
+    fn a_slot_failure_keeps_the_other_direction_and_leaves_its_own_for_later() {
+        let idle = 0;
+        // Unreadable ingress: egress is still delivered.
+        let mut slots = FakeSlots {
+            unreadable: vec![flow_slot(idle, DIR_INGRESS)],
+            ..fake_slots(idle)
+        };
+        assert_eq!(drain_once(&mut slots, idle), (vec![(2, 3)], 1));
+        // Egress read but not cleared: not delivered (it would count twice
+        // next time), left whole for the next drain.
+        let mut slots = FakeSlots {
+            uncleared: vec![flow_slot(idle, DIR_EGRESS)],
+            ..fake_slots(idle)
+        };
+        assert_eq!(drain_once(&mut slots, idle), (vec![(1, 1)], 1));
+        slots.uncleared.clear();
+        assert_eq!(
+            drain_once(&mut slots, idle),
+            (vec![(2, 3)], 0),
+            "read once, later"
+        );
+    }
+
+    #[test]
+    fn unread_loss_counters_repeat_the_last_ones() {
+        let mut last = FlowLoss::default();
+        let mut errors = 0;
+        let read = FlowLoss {
+            map_full_packets: 4,
+            ..FlowLoss::default()
+        };
+        assert_eq!(latest_loss(Ok(read), &mut last, &mut errors), read);
+        // Not zeros: the aggregator exports the increase of cumulative
+        // counters, and zeros would count all of them again next time.
+        let failed = latest_loss(Err(MapError::KeyNotFound), &mut last, &mut errors);
+        assert_eq!((failed, errors), (read, 1));
+    }
+
+    fn one_flow(packets: u64, bytes: u64) -> FlowBatch {
+        FlowBatch {
+            flows: vec![FlowDelta::new(
+                FlowKey::default(),
+                stats(bytes, packets, 1, 1, 0),
+            )],
+            ..FlowBatch::default()
+        }
+    }
+
+    fn lost(metrics: &FlowMetrics) -> (u64, u64) {
+        let labels = LossLabels {
+            reason: LossReason::DrainError,
+        };
+        (
+            metrics.lost_packets.get_or_create(&labels).get(),
+            metrics.lost_bytes.get_or_create(&labels).get(),
+        )
+    }
+
+    #[test]
+    fn stopping_drains_once_more_and_sends_that_batch() {
+        let metrics = FlowMetrics::default();
+        let (stop, stop_rx) = std::sync::mpsc::channel();
+        let mut drains = 0;
+        let mut sent = Vec::new();
+        drain_loop(
+            || {
+                drains += 1;
+                Ok(one_flow(drains, 0))
+            },
+            Duration::from_millis(1),
+            &stop_rx,
+            |batch| {
+                sent.push(batch.flows[0].stats.packets);
+                if sent.len() == 2 {
+                    stop.send(()).unwrap();
+                }
+                Ok(())
+            },
+            &metrics,
+        );
+        assert_eq!(sent, vec![1, 2, 3], "the drain after the stop is sent");
+        assert_eq!((lost(&metrics), metrics.drain_errors.get()), ((0, 0), 0));
+
+        // A dropped sender stops it too, a long interval notwithstanding.
+        let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
+        drop(stop);
+        let mut sent = 0;
+        drain_loop(
+            || Ok(one_flow(1, 1)),
+            Duration::from_secs(3600),
+            &stop_rx,
+            |_| {
+                sent += 1;
+                Ok(())
+            },
+            &metrics,
+        );
+        assert_eq!(sent, 1);
+    }
+
+    #[test]
+    fn a_batch_nobody_takes_is_counted_lost_and_a_failed_flip_as_an_error() {
+        let metrics = FlowMetrics::default();
+        let (_stop, stop_rx) = std::sync::mpsc::channel::<()>();
+        let mut calls = 0;
+        drain_loop(
+            || {
+                calls += 1;
+                if calls == 1 {
+                    Err(DrainError::Flip(MapError::KeyNotFound))
+                } else {
+                    Ok(one_flow(3, 300))
+                }
+            },
+            Duration::from_millis(1),
+            &stop_rx,
+            |batch| Err(Box::new(batch)),
+            &metrics,
+        );
+        assert_eq!(calls, 2, "no drain after the receiver is gone");
+        assert_eq!(lost(&metrics), (3, 300));
+        assert_eq!(metrics.drain_errors.get(), 2);
     }
 }

@@ -16,6 +16,9 @@ pub enum LossReason {
     MapFull,
     /// The packet's headers could not be parsed (truncated, unknown family).
     Unparsed,
+    /// Drained from the kernel but never applied: the aggregation stage was
+    /// gone when the drain sent its batch.
+    DrainError,
 }
 
 impl EncodeLabelValue for LossReason {
@@ -23,6 +26,7 @@ impl EncodeLabelValue for LossReason {
         encoder.write_str(match self {
             Self::MapFull => "map_full",
             Self::Unparsed => "unparsed",
+            Self::DrainError => "drain_error",
         })
     }
 }

@@ -7,6 +7,8 @@ pub mod batch;
 pub mod clock;
 pub mod hook_floor;
 pub mod info;
+pub mod layout;
+pub mod maps;
 pub mod probes;
 pub mod prog_bench;
 pub mod ring;

@@ -1,0 +1,35 @@
+//! The map handles the probes hand over once loaded: the flow maps to the
+//! drain stage, the resource maps to the scrape-time readers.
+
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use osprey_abi::{
+    BlockKey, BlockStats, ConnKey, DropKey, FlowKey, FlowLoss, FlowSlots, FlowStats, ResourceLoss,
+    RunqHist,
+};
+
+use crate::kernel::clock::KernelClock;
+
+/// Handles to the probes' maps, moved to the drain stage.
+pub struct FlowMaps {
+    pub flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
+    /// The per-CPU last-flow slots of both map indexes (see `osprey_abi::FlowSlot`).
+    pub slots: PerCpuArray<MapData, FlowSlots>,
+    pub drops: [PerCpuHashMap<MapData, DropKey, u64>; 2],
+    pub retransmits: [PerCpuHashMap<MapData, FlowKey, u64>; 2],
+    pub connections: [PerCpuHashMap<MapData, ConnKey, u64>; 2],
+    /// Taken by the DNS reader.
+    pub dns: Option<RingBuf<MapData>>,
+    pub active: Array<MapData, u32>,
+    pub loss: PerCpuArray<MapData, FlowLoss>,
+    /// Turns the flows' tick counts into time.
+    pub clock: KernelClock,
+}
+
+/// Handles to the resource probes' maps (cumulative; read at scrape time).
+pub struct ResourceMaps {
+    pub runq: PerCpuHashMap<MapData, u64, RunqHist>,
+    pub block: PerCpuHashMap<MapData, BlockKey, BlockStats>,
+    /// Taken by the OOM event reader.
+    pub oom: Option<RingBuf<MapData>>,
+    pub loss: PerCpuArray<MapData, ResourceLoss>,
+}
