@@ -34,6 +34,7 @@ use crate::{
     observe, pods, resources,
     self_metrics::ProgramMetrics,
     summary,
+    supervise::{self, Health},
 };
 
 /// Batches waiting between drain and aggregate. A full channel blocks the
@@ -84,7 +85,8 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     unsafe { libc::malloc_trim(0) };
 
     let mut registry = Registry::default();
-    let pods = watch_pods(&config, &mut registry).await?;
+    let health = Health::default();
+    let pods = watch_pods(&config, &mut registry, &health).await?;
     let flow_metrics = FlowMetrics::register(&mut registry);
     let contexts = flows::context::Contexts {
         source: config.hubble_source_context.clone(),
@@ -172,14 +174,13 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
                         );
                         if let Some(ring) = m.oom.take() {
                             let (kernel, hub) = (kernel.clone(), event_hub.clone());
-                            tokio::spawn(ring::read::<OomEvent>(
-                                "oom",
-                                ring,
-                                oom_malformed,
-                                move |events| {
+                            supervise::spawn(
+                                &health,
+                                "oom-events",
+                                ring::read::<OomEvent>("oom", ring, oom_malformed, move |events| {
                                     hub.publish(events.iter().map(|e| kernel.oom_kill(e)).collect())
-                                },
-                            ));
+                                }),
+                            );
                         }
                         Some(kernel)
                     }
@@ -212,19 +213,20 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         // A record too short to be an event, or one the tracker has no room
         // for, is counted as lost.
         let lost = dns_metrics.lost.clone();
-        tokio::spawn(ring::read::<DnsEvent>(
-            "dns",
-            ring,
-            lost.clone(),
-            move |events| {
+        supervise::spawn(
+            &health,
+            "dns-events",
+            ring::read::<DnsEvent>("dns", ring, lost.clone(), move |events| {
                 for event in events {
                     if tx.try_send(event).is_err() {
                         lost.inc();
                     }
                 }
-            },
-        ));
-        tokio::spawn(
+            }),
+        );
+        supervise::spawn(
+            &health,
+            "dns-tracker",
             dns::tracker::DnsTracker::new(dns_metrics, hub.clone(), contexts, enricher.clone())
                 .run(rx),
         );
@@ -238,16 +240,20 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         let interval = config.drain_interval();
         let metrics = flow_metrics.clone();
         let drainer = FlowDrainer::new(maps);
+        let stage = health.stage("flow-drain");
         std::thread::Builder::new()
             .name("flow-drain".into())
-            .spawn(move || drainer.run(interval, &stop_rx, &batch_tx, &metrics))?
+            .spawn(move || {
+                let _stage = stage;
+                drainer.run(interval, &stop_rx, &batch_tx, &metrics)
+            })?
     };
 
     // Stages 2 and 3: enrich (identities, once), then every family's
     // handler; the same enriched batch becomes the flow records.
     let (summary_tx, summary_rx) = watch::channel(Summary::default());
     let publish = hub.clone();
-    let aggregate = tokio::spawn(async move {
+    let aggregate = supervise::spawn(&health, "aggregate", async move {
         while let Some(batch) = batch_rx.recv().await {
             let now = Instant::now();
             let batch = enricher.batch(batch);
@@ -261,13 +267,23 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     });
 
     // Stage 4: expose.
-    if let Some(path) = &config.flow_log {
-        observe::flowlog::spawn(&hub, path.clone(), flow_log_metrics)
-            .with_context(|| format!("opening the flow log {}", path.display()))?;
-    }
-    let (addr, server) = http::bind(config.listen, registry.clone(), hub, event_hub)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let (flow_log_stop, flow_log) = tokio::sync::oneshot::channel();
+    let flow_log = match &config.flow_log {
+        Some(path) => Some(
+            observe::flowlog::spawn(&hub, path.clone(), flow_log_metrics, flow_log)
+                .with_context(|| format!("opening the flow log {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let (addr, server) = http::bind(
+        config.listen,
+        registry.clone(),
+        hub,
+        event_hub,
+        health.clone(),
+    )
+    .await
+    .with_context(|| format!("binding {}", config.listen))?;
     println!("osprey-agent: serving http://{addr}/metrics");
     let server = tokio::spawn(server);
 
@@ -291,21 +307,42 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     }
 
     info!("shutting down: detaching probes");
-    server.abort();
+    health.stopping();
     let attached = probes.attached.len();
     drop(probes);
     // The last drain, after the detach; the aggregator applies its batch
-    // and ends with the channel.
+    // and ends with the channel, within the grace period. /metrics and the
+    // streams stay up meanwhile, so they show the last interval too.
     drop(stop);
-    let _ = aggregate.await;
-    let _ = drain_thread.join();
+    let grace = config.shutdown_grace();
+    let aborted = aggregate.abort_handle();
+    if tokio::time::timeout(grace, aggregate).await.is_err() {
+        // The drain thread then finds no receiver and counts the batch in
+        // osprey_flow_lost_*{reason="drain_error"}.
+        warn!(
+            ?grace,
+            "shutdown grace period over: the last interval is not applied"
+        );
+        aborted.abort();
+    }
+    let _ = tokio::task::spawn_blocking(move || drain_thread.join()).await;
+    // The flow log writes what the last interval queued, then ends.
+    let _ = flow_log_stop.send(());
+    if let Some(flow_log) = flow_log {
+        let _ = tokio::time::timeout(grace, flow_log).await;
+    }
+    server.abort();
     info!(programs = attached, "probes detached; bye");
     Ok(())
 }
 
 /// Starts the pod watch when the config asks for it (see
 /// [`Config::watch_pods`]); the index stays empty (standalone) otherwise.
-async fn watch_pods(config: &Config, registry: &mut Registry) -> Result<pods::PodIndex> {
+async fn watch_pods(
+    config: &Config,
+    registry: &mut Registry,
+    health: &Health,
+) -> Result<pods::PodIndex> {
     let index = pods::PodIndex::default();
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
     if !config.watch_pods(in_cluster) {
@@ -328,7 +365,11 @@ async fn watch_pods(config: &Config, registry: &mut Registry) -> Result<pods::Po
         config::PodScope::Cluster => None,
     };
     let metrics = pods::watch::PodMetrics::register(registry);
-    tokio::spawn(pods::watch::run(client, node, index.clone(), metrics));
+    supervise::spawn(
+        health,
+        "pod-watch",
+        pods::watch::run(client, node, index.clone(), metrics),
+    );
     Ok(index)
 }
 

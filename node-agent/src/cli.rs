@@ -135,6 +135,9 @@ pub struct RunArgs {
     #[arg(long, hide = true)]
     #[serde(skip)]
     pub sched_fields_by_helper: bool,
+    #[arg(long, env = "OSPREY_SHUTDOWN_GRACE_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace_secs: Option<u64>,
     #[arg(long, env = "OSPREY_SUMMARY_INTERVAL_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary_interval_secs: Option<u64>,

@@ -102,6 +102,9 @@ pub struct Config {
     /// Print a live summary of the top flows to the terminal every this many
     /// seconds (0: off).
     pub summary_interval_secs: u64,
+    /// On SIGTERM, how long the pipeline may take to apply the last drain
+    /// interval (and, later, to push it) before the agent exits anyway.
+    pub shutdown_grace_secs: u64,
     /// Pod identity from the Kubernetes API: `auto` watches pods when the
     /// agent runs in a cluster (KUBERNETES_SERVICE_HOST) or `kubeconfig` is
     /// set, `on` always (a client that cannot be built is an error), `off`
@@ -171,6 +174,7 @@ impl Default for Config {
             runqueue_latency: true,
             drop_reasons_ignored: vec!["SOCKET_CLOSE".to_owned(), "QUEUE_PURGE".to_owned()],
             summary_interval_secs: 0,
+            shutdown_grace_secs: 5,
             kubernetes: KubernetesMode::Auto,
             kubeconfig: None,
             pod_scope: PodScope::Cluster,
@@ -250,6 +254,10 @@ impl Config {
 
     pub fn drain_interval(&self) -> Duration {
         Duration::from_millis(self.drain_interval_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 
     pub fn flow_idle_ttl(&self) -> Duration {

@@ -3,11 +3,17 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tokio::net::TcpListener;
 
-use crate::{events::EventHub, observe::hub::FlowHub};
+use crate::{events::EventHub, observe::hub::FlowHub, supervise::Health};
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -17,6 +23,7 @@ pub async fn bind(
     registry: Arc<Registry>,
     hub: FlowHub,
     events: EventHub,
+    health: Health,
 ) -> std::io::Result<(
     SocketAddr,
     impl std::future::Future<Output = std::io::Result<()>>,
@@ -29,13 +36,24 @@ pub async fn bind(
     let events = Router::new()
         .route("/api/v1/events", get(crate::events::api::events))
         .with_state(events);
+    let healthz = Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(health);
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
         .with_state(registry)
+        .merge(healthz)
         .merge(flows)
         .merge(events);
     Ok((local, async move { axum::serve(listener, app).await }))
+}
+
+/// `ok` while every pipeline stage runs; 503 naming the stages that stopped.
+async fn healthz(State(health): State<Health>) -> impl IntoResponse {
+    match health.check() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(failed) => (StatusCode::SERVICE_UNAVAILABLE, format!("{failed}\n")),
+    }
 }
 
 async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {

@@ -21,5 +21,6 @@ pub mod pods;
 pub mod resources;
 pub mod self_metrics;
 pub mod summary;
+pub mod supervise;
 #[cfg(test)]
 mod test_support;

@@ -116,3 +116,46 @@ fn bad_config_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// SIGTERM drains the last interval: with a drain interval far longer than
+/// the test, our flow reaches the flow log only through the final drain,
+/// and /healthz said ok while the agent ran.
+#[test]
+fn sigterm_applies_the_last_interval_before_exit() {
+    let log = std::env::temp_dir().join(format!("osprey-last-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let Some(agent) = agent::for_test(&[
+        "--drain-interval-ms",
+        "600000",
+        "--flow-log",
+        log.to_str().unwrap(),
+    ]) else {
+        return;
+    };
+    let health = ureq::get(&format!("{}/healthz", agent.base_url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(health, "ok\n");
+    let pair = osprey_e2e::netns::PodPair::new("lt", "10.212.0.1", "10.212.0.2", 24);
+    let sent = osprey_e2e::traffic::udp_send(&pair, 7500, 4, 100);
+    assert!(agent.stop(), "the agent exits 0 on SIGTERM");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    let ours: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|r: &serde_json::Value| {
+            r["source_ip"] == "10.212.0.1"
+                && r["source_port"] == sent
+                && r["destination_port"] == 7500
+        })
+        .collect();
+    let packets: u64 = ours
+        .iter()
+        .filter(|r| r["traffic_direction"] == "egress")
+        .map(|r| r["packets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(packets, 4, "the final drain's records: {ours:?}");
+}

@@ -4,7 +4,7 @@
 use std::{io::Write, path::PathBuf};
 
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{info, warn};
 
 use super::hub::FlowHub;
@@ -28,11 +28,14 @@ impl FlowLogMetrics {
     }
 }
 
-/// Follows the hub and appends each record to `path` ("-" = stdout).
+/// Follows the hub and appends each record to `path` ("-" = stdout). When
+/// `stop` fires (or is dropped), it writes what is still queued, flushes
+/// and ends: the last interval reaches the log before the agent exits.
 pub fn spawn(
     hub: &FlowHub,
     path: PathBuf,
     metrics: FlowLogMetrics,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout())
@@ -49,7 +52,19 @@ pub fn spawn(
     Ok(tokio::spawn(async move {
         let mut failing = false;
         loop {
-            match rx.recv().await {
+            let next = tokio::select! {
+                biased;
+                next = rx.recv() => next,
+                _ = &mut stop => match rx.try_recv() {
+                    Ok(record) => Ok(record),
+                    Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => {
+                        let _ = out.flush();
+                        return;
+                    }
+                },
+            };
+            match next {
                 Ok(record) => {
                     let mut line = serde_json::to_vec(&*record).unwrap_or_default();
                     line.push(b'\n');
