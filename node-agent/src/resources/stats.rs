@@ -111,3 +111,40 @@ pub(super) fn pressure(dir: &Dir) -> Pressure {
         io: dir.with("io.pressure", psi).flatten(),
     }
 }
+
+/// Where a memory controller keeps its figures (v1 and v2 name them apart).
+pub(super) struct MemoryFiles {
+    /// memory.stat's (inactive file, rss, cache) keys.
+    pub stat_keys: [&'static str; 3],
+    pub usage: &'static str,
+    /// The file counting `oom_kill`.
+    pub events: &'static str,
+}
+
+/// A cgroup's memory figures in bytes, and its OOM kills.
+pub(super) struct Memory {
+    pub usage: Option<u64>,
+    pub working_set: Option<u64>,
+    pub rss: Option<u64>,
+    pub cache: Option<u64>,
+    pub oom_kills: Option<u64>,
+}
+
+/// Reads memory.stat, the usage and (when `oom`) the OOM kills.
+pub(super) fn read_memory(dir: &Dir, files: &MemoryFiles, oom: bool) -> Memory {
+    let [inactive, rss, cache] = dir
+        .with("memory.stat", |t| pick(t, files.stat_keys))
+        .unwrap_or_default();
+    let usage = dir.with(files.usage, parse_u64).flatten();
+    let [oom_kills] = oom
+        .then(|| dir.with(files.events, |t| pick(t, ["oom_kill"])))
+        .flatten()
+        .unwrap_or_default();
+    Memory {
+        usage,
+        working_set: usage.map(|u| u.saturating_sub(inactive.unwrap_or(0))),
+        rss,
+        cache,
+        oom_kills,
+    }
+}

@@ -3,7 +3,14 @@
 
 use super::{
     files::Dir,
-    stats::{CgroupStats, IoStat, count_lines, parse_u64, pick, pressure, procs},
+    stats::{CgroupStats, IoStat, MemoryFiles, count_lines, pick, pressure, procs, read_memory},
+};
+
+/// Where v2 keeps memory figures.
+const MEMORY: MemoryFiles = MemoryFiles {
+    stat_keys: ["inactive_file", "anon", "file"],
+    usage: "memory.current",
+    events: "memory.events",
 };
 
 /// A v2 cgroup's figures and its first process.
@@ -31,16 +38,7 @@ pub(super) fn stats(dir: &Dir, oom: bool) -> Option<(CgroupStats, Option<u32>)> 
             )
         })
         .unwrap_or_default();
-    let [inactive, anon, file] = dir
-        .with("memory.stat", |t| {
-            pick(t, ["inactive_file", "anon", "file"])
-        })
-        .unwrap_or_default();
-    let usage = dir.with("memory.current", parse_u64).flatten();
-    let [oom_kills] = oom
-        .then(|| dir.with("memory.events", |t| pick(t, ["oom_kill"])))
-        .flatten()
-        .unwrap_or_default();
+    let mem = read_memory(dir, &MEMORY, oom);
     let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
     let stats = CgroupStats {
         cpu_usage_seconds: secs(usage_us),
@@ -49,14 +47,14 @@ pub(super) fn stats(dir: &Dir, oom: bool) -> Option<(CgroupStats, Option<u32>)> 
         cfs_periods: periods,
         cfs_throttled_periods: throttled,
         cfs_throttled_seconds: secs(throttled_us),
-        memory_usage_bytes: usage,
-        memory_working_set_bytes: usage.map(|u| u.saturating_sub(inactive.unwrap_or(0))),
-        memory_rss_bytes: anon,
-        memory_cache_bytes: file,
+        memory_usage_bytes: mem.usage,
+        memory_working_set_bytes: mem.working_set,
+        memory_rss_bytes: mem.rss,
+        memory_cache_bytes: mem.cache,
         // "max" (unlimited) is 0, as cAdvisor reports it.
         memory_limit_bytes: dir.with("memory.max", |t| t.trim().parse().unwrap_or(0)),
         processes: Some(processes),
-        oom_kills,
+        oom_kills: mem.oom_kills,
         threads: dir.with("cgroup.threads", count_lines),
         pressure: pressure(dir),
         io: dir.with("io.stat", io_stat).unwrap_or_default(),
