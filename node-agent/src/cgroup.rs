@@ -1,7 +1,13 @@
-//! Finding the cgroup v2 hierarchy: `/sys/fs/cgroup` on pure v2 nodes,
-//! `/sys/fs/cgroup/unified` on hybrid ones, wherever mountinfo says it is.
+//! Finding the cgroup hierarchies: the v2 one at `/sys/fs/cgroup` on pure v2
+//! nodes or `/sys/fs/cgroup/unified` on hybrid ones, and the v1 controllers'
+//! own, wherever mountinfo says they are.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use procfs::{FromRead, process::MountInfos};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -17,25 +23,91 @@ pub enum CgroupError {
     NoCgroup2,
 }
 
-/// The mount point of the cgroup v2 hierarchy.
-pub fn v2_root() -> Result<PathBuf, CgroupError> {
-    let path = Path::new("/proc/self/mountinfo");
-    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    v2_root_from_mountinfo(&text).ok_or(CgroupError::NoCgroup2)
+/// The cgroup filesystems of a mount table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Mounts {
+    /// Every cgroup2 mount point, in mount-table order.
+    pub v2: Vec<PathBuf>,
+    /// The v1 hierarchy of each controller (the last mount naming it).
+    pub v1: BTreeMap<String, PathBuf>,
 }
 
-/// Parses mountinfo (proc(5)): the mount point is field 5; the filesystem type
-/// is the first field after the ` - ` separator.
-fn v2_root_from_mountinfo(text: &str) -> Option<PathBuf> {
-    text.lines().find_map(|line| {
-        let (pre, post) = line.split_once(" - ")?;
-        let fstype = post.split_whitespace().next()?;
-        let mount_point = pre.split_whitespace().nth(4)?;
-        (fstype == "cgroup2").then(|| PathBuf::from(mount_point))
-    })
+impl Mounts {
+    /// Reads this process's mount table, /proc/self/mountinfo.
+    pub fn read() -> Result<Self, CgroupError> {
+        let path = Path::new("/proc/self/mountinfo");
+        let failed = |source| CgroupError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(failed)?;
+        let infos = MountInfos::from_read(file).map_err(|e| failed(std::io::Error::other(e)))?;
+        Ok(Self::from_mountinfo(&infos))
+    }
+
+    /// The cgroup mounts of a parsed mountinfo (proc(5)): the filesystem
+    /// type names cgroup2 or cgroup; a v1 mount's superblock options name
+    /// its controllers.
+    pub fn from_mountinfo(infos: &MountInfos) -> Self {
+        let mut mounts = Self::default();
+        for m in infos {
+            match m.fs_type.as_str() {
+                "cgroup2" => mounts.v2.push(m.mount_point.clone()),
+                "cgroup" => {
+                    for controller in m.super_options.keys() {
+                        mounts.v1.insert(controller.clone(), m.mount_point.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        mounts
+    }
+
+    #[cfg(test)]
+    pub fn parse(text: &str) -> Self {
+        Self::from_mountinfo(&MountInfos::from_read(text.as_bytes()).expect("mountinfo"))
+    }
+}
+
+/// The mount point of the cgroup v2 hierarchy (the first, if several).
+pub fn v2_root() -> Result<PathBuf, CgroupError> {
+    Mounts::read()?
+        .v2
+        .into_iter()
+        .next()
+        .ok_or(CgroupError::NoCgroup2)
+}
+
+/// Walks the cgroup tree below `root` depth first, the root first and
+/// children in name order, handing `visit` each directory and its path
+/// relative to `root` ("/" for the root) for at most `limit` cgroups;
+/// `visit` says whether to go into the directory.
+pub fn walk(root: &Path, limit: usize, mut visit: impl FnMut(&Path, String) -> bool) {
+    fn go(root: &Path, dir: &Path, left: &mut usize, visit: &mut dyn FnMut(&Path, String) -> bool) {
+        if *left == 0 {
+            return;
+        }
+        *left -= 1;
+        let rel = dir.strip_prefix(root).unwrap_or(Path::new(""));
+        if !visit(dir, format!("/{}", rel.display())) {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            go(root, &d, left, visit);
+        }
+    }
+    let mut left = limit;
+    go(root, root, &mut left, &mut visit);
 }
 
 #[cfg(test)]
@@ -46,19 +118,18 @@ mod tests {
     fn finds_hybrid_and_pure_v2_mounts() {
         let hybrid = "35 25 0:30 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
                       36 25 0:31 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
-        assert_eq!(
-            v2_root_from_mountinfo(hybrid),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
+        let m = Mounts::parse(hybrid);
+        assert_eq!(m.v2, vec![PathBuf::from("/sys/fs/cgroup/unified")]);
+        assert_eq!(m.v1.get("cpu"), Some(&PathBuf::from("/sys/fs/cgroup/cpu")));
         let pure =
             "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
         assert_eq!(
-            v2_root_from_mountinfo(pure),
-            Some(PathBuf::from("/sys/fs/cgroup"))
+            Mounts::parse(pure).v2,
+            vec![PathBuf::from("/sys/fs/cgroup")]
         );
         assert_eq!(
-            v2_root_from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n"),
-            None
+            Mounts::parse("1 0 0:1 / / rw - ext4 /dev/vda rw\n"),
+            Mounts::default()
         );
     }
 }

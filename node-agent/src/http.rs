@@ -56,14 +56,25 @@ async fn healthz(State(health): State<Health>) -> impl IntoResponse {
     }
 }
 
+/// Encodes on tokio's blocking pool: the collectors read cgroupfs, procfs
+/// and sysfs synchronously, which must not stall the async workers.
 async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
-    let mut body = String::with_capacity(64 * 1024);
-    match encode(&mut body, &registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
-        Err(e) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding metrics failed: {e}\n"),
-        )
-            .into_response(),
+    let encoded = tokio::task::spawn_blocking(move || {
+        let mut body = String::with_capacity(64 * 1024);
+        encode(&mut body, &registry).map(|()| body)
+    })
+    .await;
+    match encoded {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
+        Ok(Err(e)) => failed(e),
+        Err(e) => failed(e),
     }
+}
+
+fn failed(e: impl std::fmt::Display) -> axum::response::Response {
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        format!("encoding metrics failed: {e}\n"),
+    )
+        .into_response()
 }

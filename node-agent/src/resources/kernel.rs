@@ -36,32 +36,29 @@ const WALK_EVERY: Duration = Duration::from_secs(30);
 /// Every cgroup of the v2 hierarchy at `root`: its id (the directory's inode
 /// number, what `bpf_get_current_cgroup_id` returns) → its path ("/" for the root).
 pub fn v2_ids(root: &Path) -> HashMap<u64, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut HashMap<u64, String>) {
-        let Ok(meta) = std::fs::metadata(dir) else {
-            return;
-        };
-        let rel = dir.strip_prefix(root).unwrap_or(Path::new(""));
-        out.insert(meta.ino(), format!("/{}", rel.display()));
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.filter_map(Result::ok) {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                walk(root, &e.path(), out);
-            }
-        }
-    }
     let mut out = HashMap::new();
-    walk(root, root, &mut out);
+    crate::cgroup::walk(root, usize::MAX, |dir, rel| {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            return false;
+        };
+        out.insert(meta.ino(), rel);
+        true
+    });
     out
 }
 
 /// A process's cgroup v2 path from /proc/<pid>/cgroup ("0::/path").
 fn proc_cgroup(pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(str::to_owned)
+    let process = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?;
+    v2_path(process.cgroups().ok()?)
+}
+
+/// The v2 entry of /proc/<pid>/cgroup: hierarchy 0, no controllers.
+fn v2_path(cgroups: procfs::ProcessCGroups) -> Option<String> {
+    cgroups
+        .into_iter()
+        .find(|c| c.hierarchy == 0 && c.controllers.is_empty())
+        .map(|c| c.pathname)
 }
 
 fn sum_hist(values: &[RunqHist]) -> RunqHist {
@@ -214,5 +211,22 @@ impl KernelResources {
             namespace: None,
             pod: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use procfs::FromRead;
+
+    #[test]
+    fn finds_the_v2_path_of_a_process() {
+        let parse =
+            |text: &str| v2_path(procfs::ProcessCGroups::from_read(text.as_bytes()).unwrap());
+        assert_eq!(
+            parse("12:memory:/kubepods/pod1\n0::/kubepods/pod1/c1\n"),
+            Some("/kubepods/pod1/c1".to_owned())
+        );
+        assert_eq!(parse("4:cpu,cpuacct:/x\n"), None);
     }
 }
