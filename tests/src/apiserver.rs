@@ -91,8 +91,11 @@ impl FakeApiServer {
                 }
             });
         }
+        // One file per server: tests of one binary run in parallel, each
+        // with its own server (the port tells them apart).
+        let port = url.rsplit(':').next().unwrap_or_default().to_owned();
         let kubeconfig =
-            std::env::temp_dir().join(format!("osprey-kubeconfig-{}", std::process::id()));
+            std::env::temp_dir().join(format!("osprey-kubeconfig-{}-{port}", std::process::id()));
         std::fs::write(
             &kubeconfig,
             format!(
