@@ -222,25 +222,44 @@ fn agent_cost(agent: &Path, rate: u32, secs: u64) -> Result<(f64, f64)> {
     Ok(((cpu1 - cpu0) / wall * 1000.0, rss))
 }
 
-pub fn flow_rates(agent: &Path, reps: usize, secs: u64) -> Result<()> {
+/// Agent cost per flow rate; with `against` (another agent binary, e.g. the
+/// last release), both run in the same invocation, alternating rep by rep,
+/// and the table gains their ratio.
+pub fn flow_rates(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) -> Result<()> {
     let _pods = Pods::create()?;
+    let mut agents = vec![("this build", agent)];
+    agents.extend(against.map(|a| ("--against", a)));
     println!(
         "\nAgent cost with many flows: UDP from pod A, one datagram per flow, medians of {reps}\n"
     );
-    println!("| new flows/s | agent mCPU | mCPU per 1k flows/s | agent RSS (MiB) |");
-    println!("|---|---|---|---|");
+    println!("| new flows/s | agent | agent mCPU | mCPU per 1k flows/s | agent RSS (MiB) |");
+    println!("|---|---|---|---|---|");
     for rate in [1_000u32, 10_000] {
-        let (mut cpu, mut rss) = (Vec::new(), Vec::new());
+        let mut runs: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); agents.len()];
         for _ in 0..reps {
-            let (c, r) = agent_cost(agent, rate, secs)?;
-            cpu.push(c);
-            rss.push(r);
+            for ((_, path), (cpu, rss)) in agents.iter().zip(&mut runs) {
+                let (c, r) = agent_cost(path, rate, secs)?;
+                cpu.push(c);
+                rss.push(r);
+            }
         }
-        let (c, r) = (median(cpu), median(rss));
-        println!(
-            "| {rate} | {c:.1} | {:.1} | {r:.1} |",
-            c / (f64::from(rate) / 1000.0)
-        );
+        let medians: Vec<(f64, f64)> = runs
+            .into_iter()
+            .map(|(cpu, rss)| (median(cpu), median(rss)))
+            .collect();
+        for ((name, _), (c, r)) in agents.iter().zip(&medians) {
+            println!(
+                "| {rate} | {name} | {c:.1} | {:.1} | {r:.1} |",
+                c / (f64::from(rate) / 1000.0)
+            );
+        }
+        if let [(c, r), (c0, r0)] = medians[..] {
+            println!(
+                "| {rate} | this build / --against | {:.2}× | | {:.2}× |",
+                c / c0,
+                r / r0
+            );
+        }
     }
     println!(
         "\nEach second pod A sends to `rate` distinct destination ports (the same set each \

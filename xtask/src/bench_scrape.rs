@@ -141,7 +141,7 @@ fn node_exporter(port: u16, args: &[&str]) -> Result<Exporter> {
     Ok(Exporter(child))
 }
 
-pub fn run(agent: &Path, reps: usize) -> Result<()> {
+pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
     let _cgroups = Cgroups::create()?;
     println!(
         "\nScrape cost: node + {CGROUPS} cgroups (each with a process), {SCRAPES} scrapes per rep, medians of {reps}\n"
@@ -156,9 +156,12 @@ pub fn run(agent: &Path, reps: usize) -> Result<()> {
     let kept_kib = slab_kib()? - slab0;
     let reopen = RunningAgent::start_with(agent, false, &["--cgroup-open-files", "0"])?;
     let node_only = RunningAgent::start_with(agent, false, &["--cgroup-metrics-limit", "0"])?;
+    let baseline = against
+        .map(|a| RunningAgent::start_with(a, false, &[]))
+        .transpose()?;
     let same = node_exporter(19_101, &SAME_COLLECTORS)?;
     let defaults = node_exporter(19_102, &[])?;
-    let targets = [
+    let mut targets = vec![
         (
             "osprey-agent: node + cgroups (all /metrics)",
             Target {
@@ -195,6 +198,15 @@ pub fn run(agent: &Path, reps: usize) -> Result<()> {
             },
         ),
     ];
+    if let Some(b) = &baseline {
+        targets.push((
+            "--against agent: node + cgroups (all /metrics)",
+            Target {
+                pid: b.child.id(),
+                url: b.url.clone(),
+            },
+        ));
+    }
     let mut rows = Vec::new();
     for (name, t) in &targets {
         let (mut wall, mut cpu, mut rss, mut bytes) = (Vec::new(), Vec::new(), Vec::new(), 0);
@@ -217,6 +229,14 @@ pub fn run(agent: &Path, reps: usize) -> Result<()> {
         rows[2].0 / rows[3].0,
         rows[2].1 / rows[3].1
     );
+    if baseline.is_some() {
+        println!(
+            "this build / --against, node + cgroups: wall {:.2}×, CPU {:.2}×, RSS {:.2}×",
+            rows[0].0 / rows[5].0,
+            rows[0].1 / rows[5].1,
+            rows[0].2 / rows[5].2
+        );
+    }
     let open_files = ureq::get(&full.url)
         .call()?
         .into_string()?

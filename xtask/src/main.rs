@@ -50,6 +50,10 @@ enum Task {
         /// cost per flow rate) or `scrape` (node + cgroups vs node-exporter).
         #[arg(long)]
         only: Option<String>,
+        /// Another agent binary (its probe object beside it) measured in the
+        /// same invocation in the flows and scrape parts: before vs after.
+        #[arg(long)]
+        against: Option<std::path::PathBuf>,
     },
     /// (Used by bench, inside a namespace) send `rate` new UDP flows per second.
     #[command(hide = true)]
@@ -109,7 +113,12 @@ fn main() -> Result<()> {
                     ),
             )
         }
-        Task::Bench { reps, secs, only } => {
+        Task::Bench {
+            reps,
+            secs,
+            only,
+            against,
+        } => {
             setup::setup()?;
             let agent = build::all()?;
             let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
@@ -123,10 +132,10 @@ fn main() -> Result<()> {
                 bench_probes::run(&agent, reps, secs)?;
             }
             if part("flows") {
-                bench::flow_rates(&agent, reps, secs + 2)?;
+                bench::flow_rates(&agent, against.as_deref(), reps, secs + 2)?;
             }
             if part("scrape") {
-                bench_scrape::run(&agent, reps)?;
+                bench_scrape::run(&agent, against.as_deref(), reps)?;
             }
             Ok(())
         }
