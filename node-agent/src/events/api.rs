@@ -2,13 +2,13 @@
 //! Query: `follow`, `last`, `cgroup` (a path prefix).
 
 use axum::{
-    extract::{Query, State},
-    http::StatusCode,
+    extract::State,
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 
 use super::{EventHub, record::ResourceEvent};
+use crate::observe::ndjson::{StreamQuery, query};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,13 +20,10 @@ pub struct EventsQuery {
     pub cgroup: Option<String>,
 }
 
-pub async fn events(
-    State(hub): State<EventHub>,
-    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(query) = match query {
+pub async fn events(State(hub): State<EventHub>, q: StreamQuery<EventsQuery>) -> Response {
+    let query = match query(q) {
         Ok(q) => q,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(bad) => return bad.into_response(),
     };
     let prefix = query.cgroup.unwrap_or_default();
     crate::observe::ndjson::stream(&hub, query.follow, query.last, move |e: &ResourceEvent| {

@@ -2,14 +2,14 @@
 //! Query: `follow`, `last`, and the filters of `FlowFilter`.
 
 use axum::{
-    extract::{Query, State},
-    http::StatusCode,
+    extract::State,
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 
 use super::{
     hub::FlowHub,
+    ndjson::{StreamQuery, query},
     record::{FlowFilter, FlowRecord},
 };
 
@@ -58,13 +58,10 @@ impl ObserveQuery {
     }
 }
 
-pub async fn flows(
-    State(hub): State<FlowHub>,
-    query: Result<Query<ObserveQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(query) = match query {
+pub async fn flows(State(hub): State<FlowHub>, q: StreamQuery<ObserveQuery>) -> Response {
+    let query = match query(q) {
         Ok(q) => q,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(bad) => return bad.into_response(),
     };
     let filter = query.filter();
     super::ndjson::stream(&hub, query.follow, query.last, move |r: &FlowRecord| {

@@ -7,13 +7,23 @@ use std::sync::Arc;
 
 use axum::{
     body::Body,
-    http::header,
+    extract::{Query, rejection::QueryRejection},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::hub::Hub;
+
+/// A stream's query string, or the 400 that names what is wrong with it.
+pub type StreamQuery<Q> = Result<Query<Q>, QueryRejection>;
+
+pub fn query<Q>(query: StreamQuery<Q>) -> Result<Q, (StatusCode, String)> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))
+}
 
 fn line<T: Serialize>(item: &T) -> String {
     let mut s = serde_json::to_string(item).unwrap_or_default();
