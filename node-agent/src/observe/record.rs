@@ -107,3 +107,44 @@ pub fn of_batch(batch: &EnrichedBatch, time: SystemTime, limit: usize) -> Vec<Fl
         .map(|d| dropped(d, time));
     flows.chain(drops).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use osprey_abi::PROTO_UDP;
+
+    use super::*;
+    use crate::{
+        flows::enrich::Enricher,
+        test_support::{db_pod, drops_of, v4_flow},
+    };
+
+    #[test]
+    fn drop_records_name_enriched_pods_and_leave_out_ignored_reasons() {
+        let (enricher, _) = Enricher::new(
+            db_pod(),
+            BTreeMap::from([
+                (12, "NETFILTER_DROP".to_owned()),
+                (3, "SOCKET_CLOSE".to_owned()),
+            ]),
+        )
+        .ignoring(&["SOCKET_CLOSE".to_owned()]);
+        let flow = v4_flow([10, 0, 0, 1], 4000, [10, 0, 0, 2], 53, PROTO_UDP);
+        let batch = enricher.batch(drops_of(flow, &[(12, 7), (3, 4), (99, 1)]));
+        let records = of_batch(&batch, SystemTime::now(), 10);
+        let got: Vec<_> = records
+            .iter()
+            .map(|r| (r.drop_reason.as_deref().unwrap(), r.packets))
+            .collect();
+        assert_eq!(got, [("NETFILTER_DROP", 7), ("UNKNOWN_99", 1)]);
+        assert_eq!(records[0].verdict, Verdict::Dropped);
+        assert_eq!(records[0].destination_pod.as_deref(), Some("db-0"));
+        assert_eq!(records[0].destination_namespace.as_deref(), Some("shop"));
+        assert_eq!(records[0].source_pod, None);
+        assert_eq!(
+            (records[0].source_ip.as_str(), records[0].destination_port),
+            ("10.0.0.1", 53)
+        );
+    }
+}

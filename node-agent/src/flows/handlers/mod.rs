@@ -164,15 +164,10 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line}:\n{text}");
         }
-        // The records name the pod that enrichment found.
-        let records = crate::observe::record::of_batch(&batch, std::time::SystemTime::now(), 10);
-        assert_eq!(records.len(), 2);
-        assert_eq!(records[0].destination_pod.as_deref(), Some("db-0"));
-        assert_eq!(records[0].source_pod, None);
     }
 
     #[test]
-    fn ignored_reasons_are_counted_apart_and_kept_out_of_drops_and_records() {
+    fn ignored_reasons_are_counted_apart_and_kept_out_of_drops() {
         let mut registry = Registry::default();
         let contexts = Contexts {
             source: spec("ip"),
@@ -202,8 +197,5 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("verdict=\"DROPPED\"} 2"), "{text}");
-        let records = crate::observe::record::of_batch(&batch, std::time::SystemTime::now(), 10);
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].drop_reason.as_deref(), Some("NETFILTER_DROP"));
     }
 }
