@@ -40,6 +40,8 @@ use crate::{
 /// Batches waiting between drain and aggregate. A full channel blocks the
 /// drain thread, and the kernel keeps counting in its map meanwhile: no loss.
 const BATCH_CHANNEL: usize = 4;
+/// A batch of at least this many flows is followed by a `malloc_trim`.
+const TRIM_AFTER_FLOWS: usize = 1024;
 /// DNS events waiting for the tracker; past this they are counted as lost.
 const DNS_CHANNEL: usize = 4096;
 
@@ -263,6 +265,14 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
                 observe::record::of_batch(&batch, std::time::SystemTime::now(), publish.wanted());
             publish.publish(records);
             summary_tx.send_replace(flow_series.summary(10));
+            if batch.flows.len() >= TRIM_AFTER_FLOWS {
+                drop(batch);
+                // A large batch's transient copies (kernel deltas, their
+                // enriched form, records) are freed by now; hand the pages
+                // back so RSS follows the live series, not the last peak.
+                // SAFETY: malloc_trim only releases free heap memory.
+                unsafe { libc::malloc_trim(0) };
+            }
         }
     });
 
