@@ -5,6 +5,8 @@
 //!   the `overflow` fold, and idle expiry.
 //! - [`record`] and [`event`]: the flow records and resource events the
 //!   agent streams, as wire types the agent, the CLI and the collector share.
+//! - [`catalogue`]: the flow pipeline's families (names and help), through
+//!   which the agent registers them.
 //! - [`otlp`]: the registry that `/metrics` encodes, rendered as OTLP metrics
 //!   (exemplars included) from the same snapshot.
 //!
@@ -13,6 +15,7 @@
 //! and both renderings read it.
 
 pub mod budget;
+pub mod catalogue;
 pub mod event;
 pub mod otlp;
 pub mod record;

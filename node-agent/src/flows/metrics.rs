@@ -1,5 +1,10 @@
 //! The flow metric families and their registration.
 
+use osprey_model::catalogue::{
+    OSPREY_FLOW_BYTES, OSPREY_FLOW_LOST_BYTES, OSPREY_FLOW_LOST_PACKETS,
+    OSPREY_FLOW_MAP_DRAIN_ERRORS, OSPREY_FLOW_MAP_DRAINS, OSPREY_FLOW_PACKETS, OSPREY_FLOW_SERIES,
+    OSPREY_FLOW_SERIES_EXPIRED,
+};
 use std::fmt::Write as _;
 
 use prometheus_client::{
@@ -51,46 +56,14 @@ pub struct FlowMetrics {
 impl FlowMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register(
-            "osprey_flow_bytes",
-            "L3 bytes (IP headers included) per flow and direction, counted at the socket layer",
-            m.bytes.clone(),
-        );
-        registry.register(
-            "osprey_flow_packets",
-            "Packets per flow and direction (GSO super-packets count as their segments)",
-            m.packets.clone(),
-        );
-        registry.register(
-            "osprey_flow_lost_packets",
-            "Packets the flow probe could not account to a flow, by reason",
-            m.lost_packets.clone(),
-        );
-        registry.register(
-            "osprey_flow_lost_bytes",
-            "Bytes of packets the flow probe could not account to a flow, by reason",
-            m.lost_bytes.clone(),
-        );
-        registry.register(
-            "osprey_flow_series",
-            "Flow series currently exposed",
-            m.active_series.clone(),
-        );
-        registry.register(
-            "osprey_flow_series_expired",
-            "Flow series removed after their idle TTL",
-            m.expired_series.clone(),
-        );
-        registry.register(
-            "osprey_flow_map_drains",
-            "Drains of the kernel flow maps",
-            m.drains.clone(),
-        );
-        registry.register(
-            "osprey_flow_map_drain_errors",
-            "Failed drains or flow entries that could not be read or removed",
-            m.drain_errors.clone(),
-        );
+        OSPREY_FLOW_BYTES.register(registry, m.bytes.clone());
+        OSPREY_FLOW_PACKETS.register(registry, m.packets.clone());
+        OSPREY_FLOW_LOST_PACKETS.register(registry, m.lost_packets.clone());
+        OSPREY_FLOW_LOST_BYTES.register(registry, m.lost_bytes.clone());
+        OSPREY_FLOW_SERIES.register(registry, m.active_series.clone());
+        OSPREY_FLOW_SERIES_EXPIRED.register(registry, m.expired_series.clone());
+        OSPREY_FLOW_MAP_DRAINS.register(registry, m.drains.clone());
+        OSPREY_FLOW_MAP_DRAIN_ERRORS.register(registry, m.drain_errors.clone());
         m
     }
 }

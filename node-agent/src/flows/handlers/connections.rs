@@ -1,6 +1,7 @@
 //! `osprey_tcp_connections_total{source_ip,destination_ip,destination_port,outcome}`:
 //! TCP connection outcomes per socket (local → remote, local port dropped).
 
+use osprey_model::catalogue::OSPREY_TCP_CONNECTIONS;
 use std::time::{Duration, Instant};
 
 use osprey_abi::{CONN_ERROR, CONN_ESTABLISHED, CONN_REFUSED, CONN_RESET, CONN_TIMEOUT};
@@ -61,11 +62,7 @@ impl ConnAggregator {
         budgets: &BudgetMetrics,
     ) -> Self {
         let family = Family::<ConnLabels, Counter>::default();
-        registry.register(
-            "osprey_tcp_connections",
-            "TCP connection outcomes (established, refused, timeout, reset, error) per socket, local to remote",
-            family.clone(),
-        );
+        OSPREY_TCP_CONNECTIONS.register(registry, family.clone());
         Self {
             series: SeriesStore::new(
                 family,

@@ -3,6 +3,7 @@
 //! belonged to), and `osprey_drops_ignored_total` (reasons the config
 //! ignores: counted there only).
 
+use osprey_model::catalogue::{HUBBLE_DROP, OSPREY_DROPS_IGNORED, OSPREY_FLOW_DROPS};
 use std::time::{Duration, Instant};
 
 use osprey_model::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget, SeriesStore};
@@ -80,25 +81,11 @@ impl Drops {
         budgets: &BudgetMetrics,
     ) -> Self {
         let hubble = Family::default();
-        registry.register(
-            "hubble_drop",
-            "Packets dropped by the kernel, by drop reason (enum skb_drop_reason) and protocol",
-            hubble.clone(),
-        );
+        HUBBLE_DROP.register(registry, hubble.clone());
         let flows = Family::default();
-        registry.register(
-            "osprey_flow_drops",
-            "Packets dropped by the kernel per flow and drop reason",
-            flows.clone(),
-        );
+        OSPREY_FLOW_DROPS.register(registry, flows.clone());
         let ignored = Family::default();
-        registry.register(
-            "osprey_drops_ignored",
-            "Packets the kernel freed with a drop reason the config ignores \
-             (drop_reasons_ignored): counted here only, not in hubble_drop_total, \
-             osprey_flow_drops_total or the flow records",
-            ignored.clone(),
-        );
+        OSPREY_DROPS_IGNORED.register(registry, ignored.clone());
         Self {
             hubble,
             flows: SeriesStore::new(

@@ -2,6 +2,7 @@
 //! point) as Hubble counts them. Here the observation points are socket
 //! ingress and egress; drops are flow events too, with verdict DROPPED.
 
+use osprey_model::catalogue::HUBBLE_FLOWS_PROCESSED;
 use std::time::Instant;
 
 use prometheus_client::{
@@ -34,11 +35,7 @@ pub struct FlowsProcessed {
 impl FlowsProcessed {
     pub fn register(registry: &mut Registry, contexts: Contexts) -> Self {
         let family = Family::default();
-        registry.register(
-            "hubble_flows_processed",
-            "Flow events (packets at an observation point) processed, as Hubble counts them",
-            family.clone(),
-        );
+        HUBBLE_FLOWS_PROCESSED.register(registry, family.clone());
         Self { family, contexts }
     }
 }

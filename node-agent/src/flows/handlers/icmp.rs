@@ -1,6 +1,7 @@
 //! `hubble_icmp_total`: ICMP and ICMPv6 packets by family and type, with
 //! Hubble's names for the types it reports.
 
+use osprey_model::catalogue::HUBBLE_ICMP;
 use std::time::Instant;
 
 use osprey_abi::{PROTO_ICMP, PROTO_ICMPV6};
@@ -49,11 +50,7 @@ pub struct Icmp {
 impl Icmp {
     pub fn register(registry: &mut Registry, contexts: Contexts) -> Self {
         let family = Family::default();
-        registry.register(
-            "hubble_icmp",
-            "ICMP and ICMPv6 packets by family and type",
-            family.clone(),
-        );
+        HUBBLE_ICMP.register(registry, family.clone());
         Self { family, contexts }
     }
 }

@@ -2,6 +2,7 @@
 //! because its kernel map (or ring buffer) was full. The kernel's counters
 //! are cumulative; their increase is exported.
 
+use osprey_model::catalogue::OSPREY_PROBE_LOST_EVENTS;
 use std::time::Instant;
 
 use osprey_abi::FlowLoss;
@@ -27,11 +28,7 @@ pub struct ProbeLoss {
 impl ProbeLoss {
     pub fn register(registry: &mut Registry) -> Self {
         let family = Family::default();
-        registry.register(
-            "osprey_probe_lost_events",
-            "Events a probe could not record because its kernel map was full",
-            family.clone(),
-        );
+        OSPREY_PROBE_LOST_EVENTS.register(registry, family.clone());
         Self {
             family,
             seen: FlowLoss::default(),

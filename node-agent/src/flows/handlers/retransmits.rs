@@ -1,6 +1,7 @@
 //! `osprey_tcp_retransmits_total`: TCP retransmissions per flow, as the
 //! retransmitting socket sees it (tcp:tcp_retransmit_skb).
 
+use osprey_model::catalogue::OSPREY_TCP_RETRANSMITS;
 use std::time::{Duration, Instant};
 
 use osprey_model::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget, SeriesStore};
@@ -50,11 +51,7 @@ impl Retransmits {
         budgets: &BudgetMetrics,
     ) -> Self {
         let family = Family::default();
-        registry.register(
-            "osprey_tcp_retransmits",
-            "TCP retransmissions per flow (tcp:tcp_retransmit_skb)",
-            family.clone(),
-        );
+        OSPREY_TCP_RETRANSMITS.register(registry, family.clone());
         Self {
             series: SeriesStore::new(
                 family,

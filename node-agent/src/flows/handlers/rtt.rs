@@ -3,6 +3,7 @@
 //! The flow programs read each packet's socket RTT (`tcp_sock.srtt_us`) into
 //! its flow; the histogram is built here from the drained flows.
 
+use osprey_model::catalogue::OSPREY_TCP_RTT_SECONDS;
 use std::sync::{Arc, Mutex};
 
 use osprey_abi::{DIR_EGRESS, PROTO_TCP};
@@ -56,11 +57,7 @@ pub struct RttHistogram(Arc<Mutex<RttSnapshot>>);
 impl RttHistogram {
     pub fn register(registry: &mut Registry) -> Self {
         let h = Self::default();
-        registry.register(
-            "osprey_tcp_rtt_seconds",
-            "Smoothed RTT of each TCP socket that sent in a drain interval (one sample per socket and interval), log2 buckets",
-            h.clone(),
-        );
+        OSPREY_TCP_RTT_SECONDS.register(registry, h.clone());
         h
     }
 }

@@ -1,5 +1,6 @@
 //! `hubble_tcp_flags_total`: TCP packets by flag (SYN, SYN-ACK, FIN, RST).
 
+use osprey_model::catalogue::HUBBLE_TCP_FLAGS;
 use std::time::Instant;
 
 use osprey_abi::PROTO_TCP;
@@ -30,11 +31,7 @@ pub struct TcpFlags {
 impl TcpFlags {
     pub fn register(registry: &mut Registry, contexts: Contexts) -> Self {
         let family = Family::default();
-        registry.register(
-            "hubble_tcp_flags",
-            "TCP packets by flag (SYN, SYN-ACK, FIN, RST)",
-            family.clone(),
-        );
+        HUBBLE_TCP_FLAGS.register(registry, family.clone());
         Self { family, contexts }
     }
 }
