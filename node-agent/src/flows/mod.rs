@@ -10,3 +10,4 @@ pub mod handlers;
 pub mod labels;
 pub mod lost;
 pub mod metrics;
+mod slots;
