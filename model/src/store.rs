@@ -84,8 +84,14 @@ where
     /// budget), marking it active at `now`: `f` gets the families, the labels
     /// to record under, and the series' state.
     pub fn record(&mut self, labels: L, now: Instant, f: impl FnOnce(&F, &L, &mut S)) {
-        let live = self.series.contains_key(&labels);
-        let labels = self.budget.admit(labels, live, self.series.len());
+        // A live series (the common case, every drain) is found without
+        // copying its labels; only a new one is cloned, for its entry.
+        if let Some(entry) = self.series.get_mut(&labels) {
+            entry.last_active = now;
+            f(&self.families, &labels, &mut entry.state);
+            return;
+        }
+        let labels = self.budget.admit(labels, false, self.series.len());
         let entry = self.series.entry(labels.clone()).or_insert_with(|| Entry {
             last_active: now,
             state: S::default(),
