@@ -110,7 +110,9 @@ fn main() -> Result<()> {
                     .env(
                         "OSPREY_COLLECTOR_BIN",
                         agent.with_file_name("osprey-collector"),
-                    ),
+                    )
+                    // Prometheus 3, VictoriaMetrics, vmagent, rotel-agent.
+                    .envs(setup::peers::env()?),
             )
         }
         Task::Bench {

@@ -4,9 +4,12 @@
 
 use std::{path::Path, process::Command};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::sh;
+
+mod debian;
+pub mod peers;
 
 /// Debian packages: the BPF toolchain (Debian's rustc with a prebuilt `core`
 /// for bpfel-unknown-none, LLVM 22 for bpf-linker) and the tests' peers.
@@ -26,10 +29,23 @@ const APT_PACKAGES: &[&str] = &[
     "prometheus",
     "prometheus-node-exporter",
     "openssl",
+    // rotel-agent (PyPI's rotel) embeds Debian's CPython 3.11 for its
+    // processor hooks.
+    "libpython3.11",
 ];
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
-/// The OpenMetrics parser the tests validate the exposition with.
-const PY_PROMETHEUS_CLIENT: &str = "prometheus-client==0.21.1";
+/// Python packages, pinned (distribution, version): the OpenMetrics parser
+/// the tests validate the exposition with; rotel, an OTLP receiver (gRPC and
+/// HTTP; traces, metrics, logs) whose wheel ships the `rotel-agent` binary,
+/// a pre-release only; the OpenTelemetry SDK and its OTLP exporters, a
+/// third-party sender.
+const PY_PACKAGES: &[(&str, &str)] = &[
+    ("prometheus-client", "0.21.1"),
+    ("rotel", "0.0.1a15"),
+    ("opentelemetry-sdk", "1.45.2"),
+    ("opentelemetry-exporter-otlp-proto-http", "1.45.2"),
+    ("opentelemetry-exporter-otlp-proto-grpc", "1.45.2"),
+];
 
 pub fn setup() -> Result<()> {
     if !sh::is_root() {
@@ -38,6 +54,7 @@ pub fn setup() -> Result<()> {
     apt()?;
     bpf_linker()?;
     python()?;
+    peers::install()?;
     tracefs()?;
     eprintln!("xtask: setup complete");
     Ok(())
@@ -92,14 +109,35 @@ fn bpf_linker() -> Result<()> {
 }
 
 fn python() -> Result<()> {
-    if sh::succeeds(
-        Command::new("python3").args(["-c", "import prometheus_client.openmetrics.parser"]),
-    ) {
-        eprintln!("xtask: python prometheus-client present");
-        return Ok(());
+    // One interpreter start lists the pins that are not installed as pinned.
+    let check = format!(
+        "import importlib.metadata as m\n\
+         for d, v in {PY_PACKAGES:?}:\n\
+         \x20   try: ok = m.version(d) == v\n\
+         \x20   except m.PackageNotFoundError: ok = False\n\
+         \x20   ok or print(f'{{d}}=={{v}}')\n"
+    );
+    let missing = sh::output(Command::new("python3").args(["-c", &check]))
+        .context("python3 cannot check its packages")?;
+    let missing: Vec<&str> = missing.split_whitespace().collect();
+    if missing.is_empty() {
+        eprintln!("xtask: python packages present");
+    } else {
+        eprintln!("xtask: installing Python packages: {}", missing.join(" "));
+        sh::run(
+            Command::new("python3")
+                .args(["-m", "pip", "install", "-q"])
+                .args(&missing),
+        )?;
     }
-    eprintln!("xtask: installing {PY_PROMETHEUS_CLIENT} (OpenMetrics parser for the tests)");
-    sh::run(Command::new("python3").args(["-m", "pip", "install", "-q", PY_PROMETHEUS_CLIENT]))
+    let agent = peers::rotel_agent()?;
+    if !sh::succeeds(Command::new(&agent).arg("--version")) {
+        bail!(
+            "{} does not run (it needs Debian's libpython3.11)",
+            agent.display()
+        );
+    }
+    Ok(())
 }
 
 fn tracefs() -> Result<()> {
