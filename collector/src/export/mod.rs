@@ -1,0 +1,117 @@
+//! Out: each exporter reads its write-ahead queue in order, delivers a
+//! batch through its sink (remote-write or OTLP), and commits the queue
+//! position once the batch is delivered or dropped for good (counted).
+//! A batch is up to `BATCH_RECORDS` queued requests; a short batch waits
+//! up to `BATCH_WAIT` for more, so small requests are sent together.
+
+pub mod client;
+pub mod encode;
+pub mod names;
+pub mod otlp;
+pub mod proto;
+pub mod remote_write;
+pub mod retry;
+pub mod translate;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tracing::error;
+
+use crate::metrics::{ExporterLabels, Metrics};
+use crate::wal::{Position, Record, Wal};
+
+const BATCH_RECORDS: usize = 64;
+const BATCH_BYTES: u64 = 16 << 20;
+const BATCH_WAIT: Duration = Duration::from_millis(200);
+
+pub enum Sink {
+    RemoteWrite(remote_write::RemoteWrite),
+    Otlp(otlp::Otlp),
+}
+
+impl Sink {
+    async fn deliver(&self, records: &[Record], shutdown: &mut watch::Receiver<bool>) -> Result<(), ()> {
+        match self {
+            Self::RemoteWrite(s) => s.deliver(records, shutdown).await,
+            Self::Otlp(s) => s.deliver(records, shutdown).await,
+        }
+    }
+}
+
+pub struct Exporter {
+    pub name: String,
+    pub wal: Arc<Wal>,
+    pub sink: Sink,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Exporter {
+    /// Runs until `shutdown`; whatever is not delivered by then stays queued.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let labels = ExporterLabels { exporter: self.name.clone() };
+        let mut at = self.wal.cursor();
+        let mut dropped_seen = self.wal.dropped();
+        loop {
+            self.report(&labels, &mut dropped_seen, None);
+            let notified = self.wal.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut batch = match self.read(at).await {
+                Ok(b) => b,
+                Err(e) => {
+                    error!(exporter = %self.name, error = %e, "reading the queue");
+                    Vec::new()
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            if batch.len() < BATCH_RECORDS {
+                tokio::select! {
+                    _ = tokio::time::sleep(BATCH_WAIT) => {}
+                    _ = shutdown.changed() => return,
+                }
+                batch = self.read(at).await.unwrap_or(batch);
+            }
+            self.report(&labels, &mut dropped_seen, batch.first().map(|(r, _)| r.unix_ms));
+            let records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
+            if self.sink.deliver(&records, &mut shutdown).await.is_err() {
+                return;
+            }
+            let end = batch.last().expect("non-empty").1;
+            if let Err(e) = self.wal.commit(end, batch.len() as u64) {
+                error!(exporter = %self.name, error = %e, "committing the queue position (the batch may be sent again after a restart)");
+            }
+            at = end;
+        }
+    }
+
+    async fn read(&self, at: Position) -> Result<Vec<(Record, Position)>, crate::wal::WalError> {
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || wal.read(at, BATCH_RECORDS, BATCH_BYTES))
+            .await
+            .expect("queue read task")
+    }
+
+    fn report(&self, labels: &ExporterLabels, dropped_seen: &mut crate::wal::Dropped, oldest_ms: Option<u64>) {
+        let (bytes, records) = self.wal.depth();
+        let m = &self.metrics;
+        m.queue_bytes.get_or_create(labels).set(bytes as i64);
+        m.queue_records.get_or_create(labels).set(records as i64);
+        m.queue_disk_bytes.get_or_create(labels).set(self.wal.disk_bytes() as i64);
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let age = oldest_ms.map_or(0.0, |t| now_ms.saturating_sub(t) as f64 / 1000.0);
+        m.oldest_age_seconds.get_or_create(labels).set(age);
+        let dropped = self.wal.dropped();
+        m.dropped(&self.name, "requests", "queue_full", dropped.records - dropped_seen.records);
+        m.dropped(&self.name, "items", "queue_full", dropped.items - dropped_seen.items);
+        *dropped_seen = dropped;
+    }
+}

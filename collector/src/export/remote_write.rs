@@ -1,0 +1,201 @@
+//! The remote-write sink: queued OTLP metrics → Prometheus series → v2 (or
+//! v1) requests, sharded by series so each series' samples stay in order.
+//!
+//! Version negotiation follows the remote-write 2.0 specification: a 2xx
+//! answer to a v2 request without `X-Prometheus-Remote-Write-Samples-Written`
+//! comes from a v1-only receiver (Prometheus 2.x, VictoriaMetrics), which
+//! dropped the data; so does a 415. The exporter then falls back to v1 for
+//! good and resends the same series. A 2xx that wrote fewer samples than
+//! were sent counts the rest as dropped (`partial_write`), not retried.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{error, warn};
+
+use super::client::Endpoint;
+use super::encode::{self, Version};
+use super::retry::{self, Failure, RetryConfig};
+use super::translate::{Series, Translation};
+use crate::metrics::{ExporterLabels, Metrics};
+use crate::wal::{QueueConfig, Record, Signal};
+
+/// One remote-write exporter (`[[remote_write]]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// Names the exporter's queue directory and its metrics.
+    pub name: String,
+    /// e.g. `http://prometheus:9090/api/v1/write`, `http://thanos-receive:19291/api/v1/receive`.
+    pub url: String,
+    /// `"2"` (default; falls back to 1 when the receiver does not confirm v2) or `"1"`.
+    #[serde(default = "default_version")]
+    pub version: Version,
+    /// Added to every series that lacks them (`cluster`, `replica`).
+    #[serde(default)]
+    pub external_labels: std::collections::BTreeMap<String, String>,
+    /// Append unit and `_total` suffixes as the OTel specification does
+    /// (default true; Osprey's own names come through unchanged either way).
+    #[serde(default = "yes")]
+    pub add_metric_suffixes: bool,
+    /// Resource attributes copied onto every series as labels.
+    #[serde(default)]
+    pub promote_resource_attributes: Vec<String>,
+    /// Concurrent requests per batch (series are split by label hash).
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+    /// Series per request.
+    #[serde(default = "default_max_samples")]
+    pub max_samples_per_send: usize,
+    #[serde(default)]
+    pub endpoint: Endpoint,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
+}
+
+fn default_version() -> Version {
+    Version::V2
+}
+fn yes() -> bool {
+    true
+}
+fn default_shards() -> usize {
+    4
+}
+fn default_max_samples() -> usize {
+    2000
+}
+
+pub struct RemoteWrite {
+    pub cfg: RemoteWriteConfig,
+    client: reqwest::Client,
+    translation: Translation,
+    v1_only: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl RemoteWrite {
+    pub fn new(cfg: RemoteWriteConfig, metrics: Arc<Metrics>) -> Result<Self, super::client::ClientError> {
+        let client = cfg.endpoint.client()?;
+        let translation = Translation {
+            add_suffixes: cfg.add_metric_suffixes,
+            promote: cfg.promote_resource_attributes.clone(),
+            external_labels: cfg.external_labels.clone(),
+        };
+        let me = Self { v1_only: AtomicBool::new(cfg.version == Version::V1), cfg, client, translation, metrics };
+        me.report_version();
+        Ok(me)
+    }
+
+    fn version(&self) -> Version {
+        if self.v1_only.load(Ordering::Relaxed) { Version::V1 } else { Version::V2 }
+    }
+
+    fn report_version(&self) {
+        let v = if self.version() == Version::V1 { 1 } else { 2 };
+        self.metrics.remote_write_version.get_or_create(&ExporterLabels { exporter: self.cfg.name.clone() }).set(v);
+    }
+
+    /// Delivers (or drops for good, counted) every record; `Err` only on shutdown.
+    pub async fn deliver(&self, records: &[Record], shutdown: &mut watch::Receiver<bool>) -> Result<(), ()> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut series = Vec::new();
+        for r in records.iter().filter(|r| r.signal == Signal::Metrics) {
+            match ExportMetricsServiceRequest::decode(r.payload.clone()) {
+                Ok(req) => {
+                    let t = self.translation.translate(&req, now_ms);
+                    for (reason, n) in &t.rejected {
+                        self.metrics.dropped(&self.cfg.name, "data_points", reason, *n);
+                    }
+                    series.extend(t.series);
+                }
+                Err(e) => {
+                    error!(exporter = %self.cfg.name, error = %e, "undecodable queued request, dropped");
+                    self.metrics.dropped(&self.cfg.name, "data_points", "corrupt", u64::from(r.items));
+                }
+            }
+        }
+        for chunk in series.chunks(self.cfg.max_samples_per_send.max(1)) {
+            let shards = encode::shard(chunk, self.cfg.shards);
+            let sends = shards.into_iter().map(|s| {
+                let mut shutdown = shutdown.clone();
+                async move { self.send(&s, &mut shutdown).await }
+            });
+            let results = futures_util::future::join_all(sends).await;
+            if results.iter().any(Result::is_err) {
+                return Err(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&self, series: &[&Series], shutdown: &mut watch::Receiver<bool>) -> Result<(), ()> {
+        loop {
+            let version = self.version();
+            let body = encode::encode(series, version);
+            let build = || {
+                self.client
+                    .post(&self.cfg.url)
+                    .header("Content-Type", version.content_type())
+                    .header("Content-Encoding", "snappy")
+                    .header("X-Prometheus-Remote-Write-Version", version.header())
+                    .body(body.bytes.clone())
+            };
+            match retry::send(build, &self.cfg.retry, &self.metrics, &self.cfg.name, shutdown).await {
+                Ok(resp) => {
+                    if version == Version::V2 {
+                        let written = header_u64(&resp, "X-Prometheus-Remote-Write-Samples-Written");
+                        let Some(written) = written else {
+                            self.fall_back("a 2xx without X-Prometheus-Remote-Write-Samples-Written");
+                            continue;
+                        };
+                        let ex_written = header_u64(&resp, "X-Prometheus-Remote-Write-Exemplars-Written").unwrap_or(body.exemplars);
+                        self.account(body.samples, written, body.exemplars, ex_written);
+                    } else {
+                        self.account(body.samples, body.samples, body.exemplars, body.exemplars);
+                    }
+                    return Ok(());
+                }
+                Err(Failure::Rejected { status, .. }) if version == Version::V2 && status == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    self.fall_back("415 Unsupported Media Type");
+                }
+                Err(Failure::Rejected { status, message }) => {
+                    error!(exporter = %self.cfg.name, %status, message, samples = body.samples, "receiver rejected a request; dropped, not retried");
+                    let reason = format!("http_{}", status.as_u16());
+                    self.metrics.dropped(&self.cfg.name, "samples", &reason, body.samples);
+                    self.metrics.dropped(&self.cfg.name, "exemplars", &reason, body.exemplars);
+                    return Ok(());
+                }
+                Err(Failure::Shutdown) => return Err(()),
+            }
+        }
+    }
+
+    fn fall_back(&self, why: &str) {
+        if !self.v1_only.swap(true, Ordering::Relaxed) {
+            warn!(exporter = %self.cfg.name, url = %self.cfg.url, why, "receiver does not confirm remote-write 2.0; falling back to 1.0 and resending");
+            self.report_version();
+        }
+    }
+
+    fn account(&self, samples: u64, written: u64, exemplars: u64, ex_written: u64) {
+        let name = &self.cfg.name;
+        self.metrics.sent(name, "samples", written.min(samples));
+        self.metrics.sent(name, "exemplars", ex_written.min(exemplars));
+        self.metrics.dropped(name, "samples", "partial_write", samples.saturating_sub(written));
+        self.metrics.dropped(name, "exemplars", "partial_write", exemplars.saturating_sub(ex_written));
+    }
+}
+
+fn header_u64(resp: &reqwest::Response, name: &str) -> Option<u64> {
+    resp.headers().get(name)?.to_str().ok()?.trim().parse().ok()
+}

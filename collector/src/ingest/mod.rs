@@ -1,0 +1,166 @@
+//! OTLP in: one acceptance path for both transports.
+//!
+//! A request is decoded (which is the validation), counted, and appended to
+//! the write-ahead queue of every exporter that takes its signal; only then
+//! is the sender answered with success. A full queue answers with OTLP's
+//! retryable status, so senders back off instead of losing data.
+
+pub mod grpc;
+pub mod http;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+    trace::v1::ExportTraceServiceRequest,
+};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use prost::Message;
+use tracing::warn;
+
+use crate::metrics::{Metrics, Transport};
+use crate::wal::{Record, Signal, Wal, WalError};
+
+/// Why a request was not accepted (each maps to an HTTP and a gRPC status).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("malformed {signal} request: {message}")]
+    BadRequest { signal: &'static str, message: String },
+    #[error("request body of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("missing or invalid credentials")]
+    Unauthenticated,
+    #[error("queue of exporter {exporter} is full: retry later")]
+    QueueFull { exporter: String },
+    #[error("queue of exporter {exporter}: {message}")]
+    Internal { exporter: String, message: String },
+}
+
+impl Refusal {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } => "bad_request",
+            Self::TooLarge { .. } => "too_large",
+            Self::Unauthenticated => "unauthenticated",
+            Self::QueueFull { .. } => "queue_full",
+            Self::Internal { .. } => "internal",
+        }
+    }
+}
+
+/// A decoded, counted request ready to queue.
+pub struct Accepted {
+    pub signal: Signal,
+    pub items: u32,
+    pub exemplars: u64,
+    pub payload: Bytes,
+}
+
+/// An exporter's queue and the signals it takes.
+pub struct Route {
+    pub exporter: String,
+    pub signals: Vec<Signal>,
+    pub wal: Arc<Wal>,
+}
+
+pub struct Ingest {
+    pub routes: Vec<Route>,
+    pub metrics: Arc<Metrics>,
+    pub bearer_token: Option<String>,
+    pub max_request_bytes: usize,
+}
+
+impl Ingest {
+    /// Checks an `Authorization` header value against the configured token.
+    pub fn authorize(&self, header: Option<&str>) -> Result<(), Refusal> {
+        match &self.bearer_token {
+            None => Ok(()),
+            Some(token) => match header.and_then(|h| h.strip_prefix("Bearer ")) {
+                Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+                _ => Err(Refusal::Unauthenticated),
+            },
+        }
+    }
+
+    /// Queues an accepted request in every matching exporter's WAL.
+    pub async fn queue(&self, accepted: Accepted, transport: Transport) -> Result<(), Refusal> {
+        let signal = accepted.signal;
+        if accepted.items == 0 {
+            return Ok(());
+        }
+        let record = Record {
+            signal,
+            items: accepted.items,
+            unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            payload: accepted.payload,
+        };
+        let record = Arc::new(record);
+        for route in self.routes.iter().filter(|r| r.signals.contains(&signal)) {
+            let (wal, rec) = (route.wal.clone(), record.clone());
+            let appended = tokio::task::spawn_blocking(move || wal.append(&rec))
+                .await
+                .map_err(|e| Refusal::Internal { exporter: route.exporter.clone(), message: e.to_string() })?;
+            match appended {
+                Ok(()) => {}
+                Err(WalError::Full { .. }) => {
+                    return Err(Refusal::QueueFull { exporter: route.exporter.clone() });
+                }
+                Err(e) => {
+                    warn!(exporter = %route.exporter, error = %e, "cannot queue a request");
+                    return Err(Refusal::Internal { exporter: route.exporter.clone(), message: e.to_string() });
+                }
+            }
+        }
+        self.metrics.received(transport, signal, u64::from(accepted.items), accepted.exemplars);
+        Ok(())
+    }
+}
+
+/// Decodes and counts a protobuf body of `signal`.
+pub fn decode(signal: Signal, body: Bytes) -> Result<Accepted, Refusal> {
+    let bad = |e: prost::DecodeError| Refusal::BadRequest { signal: signal.as_str(), message: e.to_string() };
+    let (items, exemplars) = match signal {
+        Signal::Metrics => count_metrics(&ExportMetricsServiceRequest::decode(body.clone()).map_err(bad)?),
+        Signal::Traces => (count_spans(&ExportTraceServiceRequest::decode(body.clone()).map_err(bad)?), 0),
+        Signal::Logs => (count_logs(&ExportLogsServiceRequest::decode(body.clone()).map_err(bad)?), 0),
+    };
+    Ok(Accepted { signal, items: saturate(items), exemplars, payload: body })
+}
+
+fn saturate(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Data points and exemplars of a metrics request.
+pub fn count_metrics(req: &ExportMetricsServiceRequest) -> (u64, u64) {
+    let (mut points, mut exemplars) = (0u64, 0u64);
+    for m in req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
+        let (p, e) = match &m.data {
+            Some(Data::Gauge(g)) => (g.data_points.len(), g.data_points.iter().map(|p| p.exemplars.len()).sum()),
+            Some(Data::Sum(s)) => (s.data_points.len(), s.data_points.iter().map(|p| p.exemplars.len()).sum()),
+            Some(Data::Histogram(h)) => (h.data_points.len(), h.data_points.iter().map(|p| p.exemplars.len()).sum()),
+            Some(Data::ExponentialHistogram(h)) => {
+                (h.data_points.len(), h.data_points.iter().map(|p| p.exemplars.len()).sum())
+            }
+            Some(Data::Summary(s)) => (s.data_points.len(), 0),
+            None => (0, 0),
+        };
+        points += p as u64;
+        exemplars += e as u64;
+    }
+    (points, exemplars)
+}
+
+pub fn count_spans(req: &ExportTraceServiceRequest) -> u64 {
+    req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum()
+}
+
+pub fn count_logs(req: &ExportLogsServiceRequest) -> u64 {
+    req.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len() as u64).sum()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
