@@ -5,8 +5,8 @@
 //!   the `overflow` fold, and idle expiry.
 //! - [`record`] and [`event`]: the flow records and resource events the
 //!   agent streams, as wire types the agent, the CLI and the collector share.
-//! - [`catalogue`]: the flow pipeline's families (names and help), through
-//!   which the agent registers them.
+//! - [`catalogue`]: the families' names, help and units, through which the
+//!   agent registers them; [`labels`]: their typed label sets.
 //! - [`otlp`]: the registry that `/metrics` encodes, rendered as OTLP metrics
 //!   (exemplars included) from the same snapshot.
 //!
@@ -17,6 +17,7 @@
 pub mod budget;
 pub mod catalogue;
 pub mod event;
+pub mod labels;
 pub mod otlp;
 pub mod record;
 pub mod store;

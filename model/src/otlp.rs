@@ -9,7 +9,8 @@
 //!
 //! Metric names are the exposition's full names (`_total` and unit suffixes
 //! included), so a Prometheus-compatible translation back (the collector's
-//! remote-write) yields the names dashboards query, unchanged.
+//! remote-write) yields the names dashboards query, unchanged. Units are the
+//! catalogue's (`catalogue::unit_of`) for families registered without one.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,6 +25,8 @@ use prometheus_client::{
     encoding::prometheus_protobuf::{self, prometheus_data_model as pb},
     registry::Registry,
 };
+
+use crate::catalogue;
 
 /// Why a registry could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +65,15 @@ fn unix_nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// Prometheus base units as OTel (UCUM) units.
-fn ucum(unit: &str) -> String {
+/// A family's OTel (UCUM) unit: its registered Prometheus unit translated,
+/// or else the catalogue's (families register without a unit, so the
+/// exposition keeps its names), or none.
+fn ucum(unit: &str, name: &str) -> String {
     match unit {
         "seconds" => "s",
         "bytes" => "By",
         "ratio" => "1",
-        "" => "",
+        "" => catalogue::unit_of(name).unwrap_or_default(),
         other => other,
     }
     .to_owned()
@@ -117,9 +122,9 @@ fn convert(family: pb::MetricFamily, t: Times) -> Result<Metric, RenderError> {
         }
     };
     Ok(Metric {
+        unit: ucum(&family.unit, &family.name),
         name: family.name,
         description: family.help,
-        unit: ucum(&family.unit),
         metadata: Vec::new(),
         data: Some(data),
     })
@@ -348,6 +353,30 @@ mod tests {
             text.contains(&format!("latency_seconds_bucket{{le=\"0.1\",route=\"/a\"}} 3 # {{trace_id=\"{TRACE}\",span_id=\"{SPAN}\"}} 0.05")),
             "{text}"
         );
+    }
+
+    /// Units come from the catalogue, for OTLP only: the exposition is unchanged.
+    #[test]
+    fn catalogue_families_carry_their_units() {
+        use crate::catalogue::{OSPREY_FLOW_BYTES, OSPREY_TCP_RTT_SECONDS};
+        let mut registry = Registry::default();
+        OSPREY_FLOW_BYTES.register(&mut registry, Counter::<u64>::default());
+        let rtt = prometheus_client::metrics::histogram::Histogram::new([0.1]);
+        OSPREY_TCP_RTT_SECONDS.register(&mut registry, rtt);
+        registry.register("requests", "Requests", Counter::<u64>::default());
+        let metrics = render(&registry, UNIX_EPOCH, UNIX_EPOCH).unwrap();
+        let units: Vec<_> = metrics.iter().map(|m| (&*m.name, &*m.unit)).collect();
+        assert_eq!(
+            units,
+            [
+                ("osprey_flow_bytes_total", "By"),
+                ("osprey_tcp_rtt_seconds", "s"),
+                ("requests_total", "")
+            ]
+        );
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(!text.contains("# UNIT"), "{text}");
     }
 
     #[test]

@@ -4,24 +4,16 @@ use std::collections::HashMap;
 
 use crate::kernel::probes::ProgramStats;
 
+use osprey_model::{
+    catalogue::{
+        OSPREY_BPF_PROGRAM_INFO, OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS, OSPREY_BPF_PROGRAM_RUNS,
+    },
+    labels::{ProgramInfoLabels, ProgramLabels},
+};
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ProgramLabels {
-    pub program: String,
-}
-
-/// Labels of `osprey_bpf_program_info`: the kernel's id of each loaded program,
-/// so an operator (or a test) can find it with `bpftool prog show id N`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ProgramInfoLabels {
-    pub program: String,
-    pub id: u32,
-}
 
 #[derive(Clone, Default)]
 pub struct ProgramMetrics {
@@ -34,21 +26,9 @@ pub struct ProgramMetrics {
 impl ProgramMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register(
-            "osprey_bpf_program_info",
-            "Kernel programs loaded by this agent, with their kernel ids",
-            m.info.clone(),
-        );
-        registry.register(
-            "osprey_bpf_program_runs",
-            "Runs of each kernel program (counted while kernel BPF stats are enabled)",
-            m.runs.clone(),
-        );
-        registry.register(
-            "osprey_bpf_program_run_time_nanoseconds",
-            "Time spent in each kernel program, from the kernel's own statistics",
-            m.run_nanos.clone(),
-        );
+        OSPREY_BPF_PROGRAM_INFO.register(registry, m.info.clone());
+        OSPREY_BPF_PROGRAM_RUNS.register(registry, m.runs.clone());
+        OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS.register(registry, m.run_nanos.clone());
         m
     }
 

@@ -54,10 +54,8 @@ fn human(bytes: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flows::{
-        handlers::flow_series::TopFlow,
-        labels::{Direction, FlowLabels, Protocol},
-    };
+    use crate::flows::handlers::flow_series::TopFlow;
+    use osprey_model::labels::{Direction, FlowLabels, Protocol};
 
     #[test]
     fn renders_one_line_per_flow() {

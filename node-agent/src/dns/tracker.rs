@@ -8,8 +8,14 @@ use std::{
 };
 
 use osprey_abi::DnsEvent;
+use osprey_model::{
+    catalogue::{
+        HUBBLE_DNS_QUERIES, HUBBLE_DNS_RESPONSES, OSPREY_DNS_LATENCY_SECONDS,
+        OSPREY_DNS_LOST_EVENTS, OSPREY_DNS_MALFORMED_PACKETS, OSPREY_DNS_UNANSWERED_QUERIES,
+    },
+    labels::{DnsLabels, RcodeLabels},
+};
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
@@ -17,10 +23,7 @@ use tokio::sync::mpsc;
 
 use super::message::{DnsMessage, Skip};
 use crate::{
-    flows::{
-        context::{ContextLabels, Contexts},
-        enrich::Enricher,
-    },
+    flows::{context::Contexts, enrich::Enricher},
     observe::{
         hub::FlowHub,
         record::{DnsInfo, FlowRecord, Verdict, with_peers},
@@ -29,23 +32,6 @@ use crate::{
 
 /// A query without an answer for this long is counted as unanswered.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Labels of Hubble's DNS families. With context options, `source` is the
-/// client and `destination` the server for queries and responses alike (as
-/// Hubble inverts a response's flow).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DnsLabels {
-    pub context: ContextLabels,
-    pub rcode: String,
-    pub qtypes: String,
-    pub ips_returned: String,
-}
-crate::labels_with_context!(DnsLabels { rcode => "rcode", qtypes => "qtypes", ips_returned => "ips_returned" });
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct RcodeLabels {
-    pub rcode: String,
-}
 
 #[derive(Clone)]
 pub struct DnsMetrics {
@@ -71,36 +57,12 @@ impl DnsMetrics {
             malformed: Counter::default(),
             lost: Counter::default(),
         };
-        registry.register(
-            "hubble_dns_queries",
-            "DNS queries sent by client sockets",
-            m.queries.clone(),
-        );
-        registry.register(
-            "hubble_dns_responses",
-            "DNS responses received by client sockets",
-            m.responses.clone(),
-        );
-        registry.register(
-            "osprey_dns_latency_seconds",
-            "Time from a DNS query leaving the client socket to its answer arriving",
-            m.latency.clone(),
-        );
-        registry.register(
-            "osprey_dns_unanswered_queries",
-            "DNS queries with no answer within 10 s",
-            m.unanswered.clone(),
-        );
-        registry.register(
-            "osprey_dns_malformed_packets",
-            "Packets to or from port 53 that are not DNS messages",
-            m.malformed.clone(),
-        );
-        registry.register(
-            "osprey_dns_lost_events",
-            "DNS events lost between the kernel ring buffer and the tracker",
-            m.lost.clone(),
-        );
+        HUBBLE_DNS_QUERIES.register(registry, m.queries.clone());
+        HUBBLE_DNS_RESPONSES.register(registry, m.responses.clone());
+        OSPREY_DNS_LATENCY_SECONDS.register(registry, m.latency.clone());
+        OSPREY_DNS_UNANSWERED_QUERIES.register(registry, m.unanswered.clone());
+        OSPREY_DNS_MALFORMED_PACKETS.register(registry, m.malformed.clone());
+        OSPREY_DNS_LOST_EVENTS.register(registry, m.lost.clone());
         m
     }
 }

@@ -8,6 +8,7 @@
 
 use std::str::FromStr;
 
+use osprey_model::labels::ContextLabels;
 use serde::Deserialize;
 
 use super::enrich::{FlowIdentity, Peer};
@@ -196,48 +197,4 @@ mod tests {
             ""
         );
     }
-}
-
-/// The `source` / `destination` labels a family carries when context options
-/// are configured (absent otherwise, as in Hubble).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct ContextLabels {
-    pub source: Option<String>,
-    pub destination: Option<String>,
-}
-
-impl ContextLabels {
-    /// Encodes the configured labels, in Hubble's order (before the family's own).
-    pub fn encode(
-        &self,
-        encoder: &mut prometheus_client::encoding::LabelSetEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        use prometheus_client::encoding::EncodeLabel;
-        if let Some(v) = &self.source {
-            ("source", v.as_str()).encode(encoder.encode_label())?;
-        }
-        if let Some(v) = &self.destination {
-            ("destination", v.as_str()).encode(encoder.encode_label())?;
-        }
-        Ok(())
-    }
-}
-
-/// Implements `EncodeLabelSet` for a label struct with a `context:
-/// ContextLabels` field followed by the listed fields (label name = field name).
-#[macro_export]
-macro_rules! labels_with_context {
-    ($ty:ty { $($field:ident => $name:literal),* $(,)? }) => {
-        impl prometheus_client::encoding::EncodeLabelSet for $ty {
-            fn encode(
-                &self,
-                encoder: &mut prometheus_client::encoding::LabelSetEncoder,
-            ) -> Result<(), std::fmt::Error> {
-                use prometheus_client::encoding::EncodeLabel;
-                self.context.encode(encoder)?;
-                $( ($name, self.$field.clone()).encode(encoder.encode_label())?; )*
-                Ok(())
-            }
-        }
-    };
 }

@@ -13,13 +13,11 @@ use std::{
 
 use aya::maps::{MapData, MapError, PerCpuHashMap};
 use osprey_abi::{ConnKey, DropKey, FlowKey, FlowLoss, FlowStats};
+use osprey_model::labels::{LossLabels, LossReason};
 
 use tracing::warn;
 
-use super::{
-    metrics::{FlowMetrics, LossLabels, LossReason},
-    slots::drain_slots,
-};
+use super::{metrics::FlowMetrics, slots::drain_slots};
 use crate::kernel::probes::FlowMaps;
 
 /// A program that loaded the old index finishes in microseconds; this is ample.

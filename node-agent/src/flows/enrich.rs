@@ -10,10 +10,11 @@ use std::{
 };
 
 use osprey_abi::{DIR_EGRESS, FAMILY_V4, FlowKey, FlowLoss};
+use osprey_model::labels::{Direction, Protocol};
 
 use super::{
     drain::{FlowBatch, FlowDelta},
-    labels::{Direction, Protocol},
+    labels,
 };
 use crate::pods::{PodIndex, PodMeta};
 
@@ -129,7 +130,7 @@ impl Enricher {
         FlowIdentity {
             source: self.peer(address(key.family, &key.src_addr), key.src_port),
             destination: self.peer(address(key.family, &key.dst_addr), key.dst_port),
-            protocol: Protocol::from_number(key.protocol),
+            protocol: labels::protocol(key.protocol),
             protocol_number: key.protocol,
             direction: if key.direction == DIR_EGRESS {
                 Direction::Egress

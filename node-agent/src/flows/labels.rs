@@ -1,97 +1,20 @@
-//! Label sets of the flow metrics, built from kernel flow keys.
+//! The flow label sets of the metric catalogue (`osprey_model::labels`),
+//! built from the agent's flows: the protocol of a kernel key, a flow's
+//! labels, and the fold of a client's ephemeral port.
 
 use osprey_abi::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
-use std::fmt::Write as _;
+use osprey_model::labels::{FlowLabels, Protocol};
 
 use super::enrich::FlowIdentity;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    ICMPv4,
-    ICMPv6,
-    Other,
-}
-
-impl EncodeLabelValue for Protocol {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
-impl Protocol {
-    pub fn from_number(protocol: u8) -> Self {
-        match protocol {
-            PROTO_TCP => Self::Tcp,
-            PROTO_UDP => Self::Udp,
-            PROTO_ICMP => Self::ICMPv4,
-            PROTO_ICMPV6 => Self::ICMPv6,
-            _ => Self::Other,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Tcp => "TCP",
-            Self::Udp => "UDP",
-            Self::ICMPv4 => "ICMPv4",
-            Self::ICMPv6 => "ICMPv6",
-            Self::Other => "Other",
-        }
-    }
-}
-
-/// Where the packet was seen, from the point of view of the socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ingress => "ingress",
-            Self::Egress => "egress",
-        }
-    }
-}
-
-impl EncodeLabelValue for Direction {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
-/// Labels of `osprey_flow_bytes_total` / `osprey_flow_packets_total`.
-/// For ICMP the ports carry type (source) and code (destination).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, EncodeLabelSet)]
-pub struct FlowLabels {
-    pub source_ip: String,
-    pub source_port: u16,
-    pub destination_ip: String,
-    pub destination_port: u16,
-    pub protocol: Protocol,
-    pub direction: Direction,
-}
-
-impl osprey_model::Foldable for FlowLabels {
-    fn overflow(&self) -> Self {
-        Self {
-            source_ip: osprey_model::OVERFLOW.to_owned(),
-            source_port: 0,
-            destination_ip: osprey_model::OVERFLOW.to_owned(),
-            destination_port: 0,
-            protocol: self.protocol,
-            direction: self.direction,
-        }
-    }
-
-    fn is_overflow(&self) -> bool {
-        self.source_ip == osprey_model::OVERFLOW
+/// The `protocol` label of a kernel flow key's IP protocol number.
+pub fn protocol(number: u8) -> Protocol {
+    match number {
+        PROTO_TCP => Protocol::Tcp,
+        PROTO_UDP => Protocol::Udp,
+        PROTO_ICMP => Protocol::ICMPv4,
+        PROTO_ICMPV6 => Protocol::ICMPv6,
+        _ => Protocol::Other,
     }
 }
 
@@ -159,6 +82,7 @@ mod tests {
     use super::*;
     use crate::flows::enrich::Enricher;
     use osprey_abi::{DIR_EGRESS, DIR_INGRESS, FAMILY_V4, FAMILY_V6, FlowKey};
+    use osprey_model::labels::Direction;
     use std::net::Ipv6Addr;
 
     fn folded(fold: &PortFold, key: &FlowKey) -> FlowLabels {

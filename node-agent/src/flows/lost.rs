@@ -8,15 +8,11 @@
 //! - `hubble_ring_buffer`: flow records a live follower (`observe --follow`,
 //!   the flow log) missed because it fell behind.
 
+use osprey_model::labels::{LossLabels, LossReason, ProbeLabels};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, NoLabelSet},
     metrics::{MetricType, counter::Counter, family::Family},
-};
-
-use super::{
-    handlers::probe_loss::ProbeLabels,
-    metrics::{LossLabels, LossReason},
 };
 
 /// The probes whose lost events `osprey_probe_lost_events_total` counts.

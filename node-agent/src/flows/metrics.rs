@@ -5,41 +5,11 @@ use osprey_model::catalogue::{
     OSPREY_FLOW_MAP_DRAIN_ERRORS, OSPREY_FLOW_MAP_DRAINS, OSPREY_FLOW_PACKETS, OSPREY_FLOW_SERIES,
     OSPREY_FLOW_SERIES_EXPIRED,
 };
-use std::fmt::Write as _;
-
+use osprey_model::labels::{FlowLabels, LossLabels};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-
-use super::labels::FlowLabels;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LossReason {
-    /// A new flow found the kernel flow map full.
-    MapFull,
-    /// The packet's headers could not be parsed (truncated, unknown family).
-    Unparsed,
-    /// Drained from the kernel but never applied: the aggregation stage was
-    /// gone when the drain sent its batch.
-    DrainError,
-}
-
-impl EncodeLabelValue for LossReason {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(match self {
-            Self::MapFull => "map_full",
-            Self::Unparsed => "unparsed",
-            Self::DrainError => "drain_error",
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct LossLabels {
-    pub reason: LossReason,
-}
 
 #[derive(Clone, Default)]
 pub struct FlowMetrics {

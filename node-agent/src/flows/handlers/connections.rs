@@ -6,39 +6,17 @@ use std::time::{Duration, Instant};
 
 use osprey_abi::{CONN_ERROR, CONN_ESTABLISHED, CONN_REFUSED, CONN_RESET, CONN_TIMEOUT};
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
-use osprey_model::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget, SeriesStore};
+use osprey_model::labels::ConnLabels;
+use osprey_model::{BudgetMetrics, SeriesBudget, SeriesStore};
 
 use super::FlowHandler;
 use crate::flows::enrich::EnrichedBatch;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ConnLabels {
-    pub source_ip: String,
-    pub destination_ip: String,
-    pub destination_port: u16,
-    pub outcome: &'static str,
-}
-
-impl Foldable for ConnLabels {
-    fn overflow(&self) -> Self {
-        Self {
-            source_ip: OVERFLOW.to_owned(),
-            destination_ip: OVERFLOW.to_owned(),
-            destination_port: 0,
-            outcome: self.outcome,
-        }
-    }
-
-    fn is_overflow(&self) -> bool {
-        self.source_ip == OVERFLOW
-    }
-}
-
+/// The `outcome` label of a kernel connection outcome.
 pub fn outcome_name(outcome: u32) -> &'static str {
     match outcome {
         CONN_ESTABLISHED => "established",

@@ -6,62 +6,15 @@
 use osprey_model::catalogue::{HUBBLE_DROP, OSPREY_DROPS_IGNORED, OSPREY_FLOW_DROPS};
 use std::time::{Duration, Instant};
 
-use osprey_model::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget, SeriesStore};
+use osprey_model::labels::{DropLabels, HubbleDropLabels, ReasonLabels};
+use osprey_model::{BudgetMetrics, SeriesBudget, SeriesStore};
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
 use super::FlowHandler;
-use crate::flows::{
-    context::{ContextLabels, Contexts},
-    enrich::EnrichedBatch,
-    labels::{PortFold, Protocol},
-};
-
-/// `hubble_drop_total` labels, as Hubble's drop handler has them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HubbleDropLabels {
-    pub context: ContextLabels,
-    pub reason: String,
-    pub protocol: Protocol,
-}
-crate::labels_with_context!(HubbleDropLabels { reason => "reason", protocol => "protocol" });
-
-/// `osprey_flow_drops_total`: the flow the dropped packet belonged to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct DropLabels {
-    pub source_ip: String,
-    pub source_port: u16,
-    pub destination_ip: String,
-    pub destination_port: u16,
-    pub protocol: Protocol,
-    pub reason: String,
-}
-
-impl Foldable for DropLabels {
-    fn overflow(&self) -> Self {
-        Self {
-            source_ip: OVERFLOW.to_owned(),
-            source_port: 0,
-            destination_ip: OVERFLOW.to_owned(),
-            destination_port: 0,
-            protocol: self.protocol,
-            reason: self.reason.clone(),
-        }
-    }
-
-    fn is_overflow(&self) -> bool {
-        self.source_ip == OVERFLOW
-    }
-}
-
-/// `osprey_drops_ignored_total`: drops whose reason the config ignores.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ReasonLabels {
-    pub reason: String,
-}
+use crate::flows::{context::Contexts, enrich::EnrichedBatch, labels::PortFold};
 
 pub struct Drops {
     hubble: Family<HubbleDropLabels, Counter>,

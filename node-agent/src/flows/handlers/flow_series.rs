@@ -5,15 +5,12 @@
 use std::time::{Duration, Instant};
 
 use osprey_abi::FlowLoss;
+use osprey_model::labels::{FlowLabels, LossLabels, LossReason};
 use osprey_model::{SeriesBudget, SeriesStore};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 
 use super::FlowHandler;
-use crate::flows::{
-    enrich::EnrichedBatch,
-    labels::{FlowLabels, PortFold},
-    metrics::{FlowMetrics, LossLabels, LossReason},
-};
+use crate::flows::{enrich::EnrichedBatch, labels::PortFold, metrics::FlowMetrics};
 
 /// Per-series totals, for the live summary.
 #[derive(Debug, Clone, Copy, Default)]

@@ -5,27 +5,14 @@
 use osprey_model::catalogue::HUBBLE_FLOWS_PROCESSED;
 use std::time::Instant;
 
+use osprey_model::labels::{Direction, FlowsProcessedLabels};
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
 use super::FlowHandler;
-use crate::flows::{
-    context::{ContextLabels, Contexts},
-    enrich::EnrichedBatch,
-    labels::{Direction, Protocol},
-};
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FlowsProcessedLabels {
-    pub context: ContextLabels,
-    pub protocol: Protocol,
-    pub r#type: &'static str,
-    pub subtype: &'static str,
-    pub verdict: &'static str,
-}
-crate::labels_with_context!(FlowsProcessedLabels { protocol => "protocol", r#type => "type", subtype => "subtype", verdict => "verdict" });
+use crate::flows::{context::Contexts, enrich::EnrichedBatch};
 
 pub struct FlowsProcessed {
     family: Family<FlowsProcessedLabels, Counter>,

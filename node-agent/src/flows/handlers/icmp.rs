@@ -5,24 +5,14 @@ use osprey_model::catalogue::HUBBLE_ICMP;
 use std::time::Instant;
 
 use osprey_abi::{PROTO_ICMP, PROTO_ICMPV6};
+use osprey_model::labels::IcmpLabels;
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
 use super::{FlowHandler, family_name};
-use crate::flows::{
-    context::{ContextLabels, Contexts},
-    enrich::EnrichedBatch,
-};
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IcmpLabels {
-    pub context: ContextLabels,
-    pub family: &'static str,
-    pub r#type: String,
-}
-crate::labels_with_context!(IcmpLabels { family => "family", r#type => "type" });
+use crate::flows::{context::Contexts, enrich::EnrichedBatch};
 
 /// Hubble's names for the ICMP types it reports; others by number.
 fn icmp_type(v4: bool, t: u16) -> String {

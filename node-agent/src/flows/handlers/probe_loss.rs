@@ -6,19 +6,14 @@ use osprey_model::catalogue::OSPREY_PROBE_LOST_EVENTS;
 use std::time::Instant;
 
 use osprey_abi::FlowLoss;
+use osprey_model::labels::ProbeLabels;
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
 use super::FlowHandler;
 use crate::flows::enrich::EnrichedBatch;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ProbeLabels {
-    pub probe: &'static str,
-}
 
 pub struct ProbeLoss {
     family: Family<ProbeLabels, Counter>,

@@ -4,38 +4,15 @@
 use osprey_model::catalogue::OSPREY_TCP_RETRANSMITS;
 use std::time::{Duration, Instant};
 
-use osprey_model::{BudgetMetrics, Foldable, OVERFLOW, SeriesBudget, SeriesStore};
+use osprey_model::labels::RetransmitLabels;
+use osprey_model::{BudgetMetrics, SeriesBudget, SeriesStore};
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
 use super::FlowHandler;
 use crate::flows::{enrich::EnrichedBatch, labels::PortFold};
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct RetransmitLabels {
-    pub source_ip: String,
-    pub source_port: u16,
-    pub destination_ip: String,
-    pub destination_port: u16,
-}
-
-impl Foldable for RetransmitLabels {
-    fn overflow(&self) -> Self {
-        Self {
-            source_ip: OVERFLOW.to_owned(),
-            source_port: 0,
-            destination_ip: OVERFLOW.to_owned(),
-            destination_port: 0,
-        }
-    }
-
-    fn is_overflow(&self) -> bool {
-        self.source_ip == OVERFLOW
-    }
-}
 
 pub struct Retransmits {
     series: SeriesStore<RetransmitLabels, Family<RetransmitLabels, Counter>>,

@@ -4,24 +4,14 @@ use osprey_model::catalogue::HUBBLE_TCP_FLAGS;
 use std::time::Instant;
 
 use osprey_abi::PROTO_TCP;
+use osprey_model::labels::TcpFlagLabels;
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
 use super::{FlowHandler, family_name};
-use crate::flows::{
-    context::{ContextLabels, Contexts},
-    enrich::EnrichedBatch,
-};
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TcpFlagLabels {
-    pub context: ContextLabels,
-    pub flag: &'static str,
-    pub family: &'static str,
-}
-crate::labels_with_context!(TcpFlagLabels { flag => "flag", family => "family" });
+use crate::flows::{context::Contexts, enrich::EnrichedBatch};
 
 pub struct TcpFlags {
     family: Family<TcpFlagLabels, Counter>,

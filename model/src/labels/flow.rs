@@ -1,0 +1,249 @@
+//! Label sets of the `osprey_*` flow families: per flow, per dropped flow, per
+//! retransmitting flow, per connection outcome, and the loss counters. The
+//! per-flow sets fold into their overflow form under a series budget:
+//! addresses become `overflow`, ports 0, and the low-cardinality labels stay
+//! so totals still add up.
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+
+use crate::{Foldable, OVERFLOW};
+
+/// The `protocol` label: the transport as Hubble names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    ICMPv4,
+    ICMPv6,
+    Other,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::ICMPv4 => "ICMPv4",
+            Self::ICMPv6 => "ICMPv6",
+            Self::Other => "Other",
+        }
+    }
+}
+
+impl EncodeLabelValue for Protocol {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Where the packet was seen, from the point of view of the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingress => "ingress",
+            Self::Egress => "egress",
+        }
+    }
+}
+
+impl EncodeLabelValue for Direction {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Labels of `osprey_flow_bytes_total` / `osprey_flow_packets_total`.
+/// For ICMP the ports carry type (source) and code (destination).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, EncodeLabelSet)]
+pub struct FlowLabels {
+    pub source_ip: String,
+    pub source_port: u16,
+    pub destination_ip: String,
+    pub destination_port: u16,
+    pub protocol: Protocol,
+    pub direction: Direction,
+}
+
+impl Foldable for FlowLabels {
+    fn overflow(&self) -> Self {
+        Self {
+            source_ip: OVERFLOW.to_owned(),
+            source_port: 0,
+            destination_ip: OVERFLOW.to_owned(),
+            destination_port: 0,
+            protocol: self.protocol,
+            direction: self.direction,
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.source_ip == OVERFLOW
+    }
+}
+
+/// `osprey_flow_drops_total`: the flow the dropped packet belonged to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DropLabels {
+    pub source_ip: String,
+    pub source_port: u16,
+    pub destination_ip: String,
+    pub destination_port: u16,
+    pub protocol: Protocol,
+    pub reason: String,
+}
+
+impl Foldable for DropLabels {
+    fn overflow(&self) -> Self {
+        Self {
+            source_ip: OVERFLOW.to_owned(),
+            source_port: 0,
+            destination_ip: OVERFLOW.to_owned(),
+            destination_port: 0,
+            protocol: self.protocol,
+            reason: self.reason.clone(),
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.source_ip == OVERFLOW
+    }
+}
+
+/// `osprey_drops_ignored_total`: drops whose reason the config ignores.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// `osprey_tcp_retransmits_total`: the retransmitting flow.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RetransmitLabels {
+    pub source_ip: String,
+    pub source_port: u16,
+    pub destination_ip: String,
+    pub destination_port: u16,
+}
+
+impl Foldable for RetransmitLabels {
+    fn overflow(&self) -> Self {
+        Self {
+            source_ip: OVERFLOW.to_owned(),
+            source_port: 0,
+            destination_ip: OVERFLOW.to_owned(),
+            destination_port: 0,
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.source_ip == OVERFLOW
+    }
+}
+
+/// `osprey_tcp_connections_total`: local → remote (the local port dropped)
+/// and the outcome (`established`, `refused`, `timeout`, `reset`, `error`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ConnLabels {
+    pub source_ip: String,
+    pub destination_ip: String,
+    pub destination_port: u16,
+    pub outcome: &'static str,
+}
+
+impl Foldable for ConnLabels {
+    fn overflow(&self) -> Self {
+        Self {
+            source_ip: OVERFLOW.to_owned(),
+            destination_ip: OVERFLOW.to_owned(),
+            destination_port: 0,
+            outcome: self.outcome,
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.source_ip == OVERFLOW
+    }
+}
+
+/// `osprey_probe_lost_events_total`: the probe whose kernel map was full.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub probe: &'static str,
+}
+
+/// Why the flow probe could not account a packet to a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LossReason {
+    /// A new flow found the kernel flow map full.
+    MapFull,
+    /// The packet's headers could not be parsed (truncated, unknown family).
+    Unparsed,
+    /// Drained from the kernel but never applied: the aggregation stage was
+    /// gone when the drain sent its batch.
+    DrainError,
+}
+
+impl EncodeLabelValue for LossReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            Self::MapFull => "map_full",
+            Self::Unparsed => "unparsed",
+            Self::DrainError => "drain_error",
+        })
+    }
+}
+
+/// `osprey_flow_lost_packets_total` / `osprey_flow_lost_bytes_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LossLabels {
+    pub reason: LossReason,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_flow_labels_fold_addresses_and_ports_and_keep_the_rest() {
+        let flow = FlowLabels {
+            source_ip: "10.0.0.1".into(),
+            source_port: 40000,
+            destination_ip: "10.0.0.2".into(),
+            destination_port: 443,
+            protocol: Protocol::Tcp,
+            direction: Direction::Egress,
+        };
+        let folded = flow.overflow();
+        assert!(!flow.is_overflow());
+        assert!(folded.is_overflow());
+        assert_eq!(
+            (
+                folded.source_ip.as_str(),
+                folded.source_port,
+                folded.destination_ip.as_str(),
+                folded.destination_port
+            ),
+            (OVERFLOW, 0, OVERFLOW, 0)
+        );
+        assert_eq!(
+            (folded.protocol, folded.direction),
+            (Protocol::Tcp, Direction::Egress)
+        );
+        let conn = ConnLabels {
+            source_ip: "10.0.0.1".into(),
+            destination_ip: "10.0.0.2".into(),
+            destination_port: 443,
+            outcome: "refused",
+        }
+        .overflow();
+        assert!(conn.is_overflow());
+        assert_eq!(conn.outcome, "refused");
+    }
+}

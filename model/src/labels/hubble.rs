@@ -1,0 +1,130 @@
+//! Label sets of the `hubble_*` flow families, as Hubble's metric handlers
+//! have them: the context labels (`source` / `destination`, present only when
+//! context options are configured) first, then the family's own.
+
+use prometheus_client::encoding::{EncodeLabel, LabelSetEncoder};
+
+use super::flow::Protocol;
+
+/// The `source` / `destination` labels a family carries when context options
+/// are configured (absent otherwise, as in Hubble).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ContextLabels {
+    pub source: Option<String>,
+    pub destination: Option<String>,
+}
+
+impl ContextLabels {
+    /// Encodes the configured labels, in Hubble's order (before the family's own).
+    pub fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(v) = &self.source {
+            ("source", v.as_str()).encode(encoder.encode_label())?;
+        }
+        if let Some(v) = &self.destination {
+            ("destination", v.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// Implements `EncodeLabelSet` for a label struct with a `context:
+/// ContextLabels` field followed by the listed fields (label name given).
+macro_rules! labels_with_context {
+    ($ty:ty { $($field:ident => $name:literal),* $(,)? }) => {
+        impl ::prometheus_client::encoding::EncodeLabelSet for $ty {
+            fn encode(
+                &self,
+                encoder: &mut ::prometheus_client::encoding::LabelSetEncoder,
+            ) -> Result<(), std::fmt::Error> {
+                use ::prometheus_client::encoding::EncodeLabel;
+                self.context.encode(encoder)?;
+                $( ($name, self.$field.clone()).encode(encoder.encode_label())?; )*
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use labels_with_context;
+
+/// `hubble_drop_total` labels, as Hubble's drop handler has them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HubbleDropLabels {
+    pub context: ContextLabels,
+    pub reason: String,
+    pub protocol: Protocol,
+}
+labels_with_context!(HubbleDropLabels { reason => "reason", protocol => "protocol" });
+
+/// `hubble_flows_processed_total`: `type` is `Trace` or `Drop`, `subtype`
+/// the observation point (`to-endpoint`, `from-endpoint`; empty for drops).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FlowsProcessedLabels {
+    pub context: ContextLabels,
+    pub protocol: Protocol,
+    pub r#type: &'static str,
+    pub subtype: &'static str,
+    pub verdict: &'static str,
+}
+labels_with_context!(FlowsProcessedLabels { protocol => "protocol", r#type => "type", subtype => "subtype", verdict => "verdict" });
+
+/// `hubble_icmp_total`: the address family (`IPv4` / `IPv6`) and Hubble's
+/// name of the ICMP type (its number when Hubble has no name for it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IcmpLabels {
+    pub context: ContextLabels,
+    pub family: &'static str,
+    pub r#type: String,
+}
+labels_with_context!(IcmpLabels { family => "family", r#type => "type" });
+
+/// `hubble_tcp_flags_total`: the flag (`SYN`, `SYN-ACK`, `FIN`, `RST`) and
+/// the address family.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TcpFlagLabels {
+    pub context: ContextLabels,
+    pub flag: &'static str,
+    pub family: &'static str,
+}
+labels_with_context!(TcpFlagLabels { flag => "flag", family => "family" });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::{
+        encoding::text::encode,
+        metrics::{counter::Counter, family::Family},
+        registry::Registry,
+    };
+
+    fn exposition(labels: HubbleDropLabels) -> String {
+        let mut registry = Registry::default();
+        let family = Family::<HubbleDropLabels, Counter>::default();
+        registry.register("hubble_drop", "Drops", family.clone());
+        family.get_or_create(&labels).inc();
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn context_labels_lead_and_are_absent_when_not_configured() {
+        let drop = |context| HubbleDropLabels {
+            context,
+            reason: "NETFILTER_DROP".into(),
+            protocol: Protocol::Udp,
+        };
+        let text = exposition(drop(ContextLabels::default()));
+        assert!(
+            text.contains("hubble_drop_total{reason=\"NETFILTER_DROP\",protocol=\"UDP\"} 1"),
+            "{text}"
+        );
+        let text = exposition(drop(ContextLabels {
+            source: Some("10.0.0.1".into()),
+            destination: Some("shop/db".into()),
+        }));
+        assert!(
+            text.contains("hubble_drop_total{source=\"10.0.0.1\",destination=\"shop/db\",reason=\"NETFILTER_DROP\",protocol=\"UDP\"} 1"),
+            "{text}"
+        );
+    }
+}

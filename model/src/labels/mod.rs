@@ -1,0 +1,29 @@
+//! The typed label sets of the catalogue's families: one struct per family
+//! (or per group of families that share labels), with enum label values where
+//! the values are a closed set, and the [`Foldable`](crate::Foldable) form of
+//! every label set that a series budget can fold.
+//!
+//! - [`flow`]: the `osprey_*` flow families (per flow, per drop, per
+//!   connection, losses), and the `protocol` / `direction` values.
+//! - [`hubble`]: the `hubble_*` flow families, led by the context labels
+//!   (`source` / `destination`) their context options configure.
+//! - [`dns`]: Hubble's DNS families and the DNS latency histogram.
+//! - [`agent`]: the agent's metrics about itself.
+//!
+//! These are pure label types: building them from what the agent observes
+//! (kernel keys, enriched flows, pods) is the agent's business.
+
+pub mod agent;
+pub mod dns;
+pub mod flow;
+pub mod hubble;
+
+pub use agent::{ProgramInfoLabels, ProgramLabels};
+pub use dns::{DnsLabels, RcodeLabels};
+pub use flow::{
+    ConnLabels, Direction, DropLabels, FlowLabels, LossLabels, LossReason, ProbeLabels, Protocol,
+    ReasonLabels, RetransmitLabels,
+};
+pub use hubble::{
+    ContextLabels, FlowsProcessedLabels, HubbleDropLabels, IcmpLabels, TcpFlagLabels,
+};
