@@ -395,3 +395,15 @@ mod tests {
         assert_eq!(e.filtered_attributes[0].key, "trace_id");
     }
 }
+
+/// Data points of a rendered metric (what a receiver counts).
+pub fn data_points(m: &Metric) -> u64 {
+    (match &m.data {
+        Some(metric::Data::Sum(s)) => s.data_points.len(),
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
+        Some(metric::Data::Histogram(h)) => h.data_points.len(),
+        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(metric::Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }) as u64
+}

@@ -206,6 +206,10 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
             ),
         }
     }
+    let push_metrics = config
+        .otlp_endpoint
+        .is_some()
+        .then(|| crate::push::PushMetrics::register(&mut registry));
     let registry = Arc::new(registry);
 
     // DNS: ring buffer → tracker, beside the flow pipeline.
@@ -306,6 +310,24 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         ));
     }
 
+    // Stage 5: push (beside the scrape), when an OTLP endpoint is set.
+    let (push_flush, push) = match (&config.otlp_endpoint, push_metrics) {
+        (Some(url), Some(metrics)) => {
+            let cfg = crate::push::PushConfig {
+                endpoint: crate::push::Endpoint::parse(url)?,
+                interval: std::time::Duration::from_secs(config.otlp_interval_secs),
+                max_batches: config.otlp_queue_batches,
+                max_bytes: config.otlp_queue_bytes,
+                timeout: std::time::Duration::from_secs(10),
+            };
+            let resource = crate::push::resource(config.node_name.as_deref());
+            let (flush, flushed) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(crate::push::run(cfg, registry.clone(), resource, metrics, flushed));
+            (Some(flush), Some(task))
+        }
+        _ => (None, None),
+    };
+
     let mut stats_tick = tokio::time::interval(config.drain_interval());
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -340,6 +362,13 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     let _ = flow_log_stop.send(());
     if let Some(flow_log) = flow_log {
         let _ = tokio::time::timeout(grace, flow_log).await;
+    }
+    // The push sends the last interval (and its queue) within the grace.
+    if let (Some(flush), Some(push)) = (push_flush, push) {
+        let _ = flush.send(());
+        if tokio::time::timeout(grace, push).await.is_err() {
+            warn!(?grace, "shutdown grace period over: the last OTLP push did not finish");
+        }
     }
     server.abort();
     info!(programs = attached, "probes detached; bye");

@@ -156,6 +156,14 @@ pub struct RunArgs {
     #[arg(long, env = "NODE_NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// Push metrics as OTLP: http://HOST:4317 (gRPC) or …/v1/metrics (HTTP).
+    #[arg(long, env = "OSPREY_OTLP_ENDPOINT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// Seconds between OTLP pushes.
+    #[arg(long, env = "OSPREY_OTLP_INTERVAL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_interval_secs: Option<u64>,
 }
 
 impl RunArgs {

@@ -123,6 +123,20 @@ pub struct Config {
     /// This node's name (the DaemonSet sets it from `spec.nodeName`); needed
     /// by `pod_scope = "node"`.
     pub node_name: Option<String>,
+    /// Push the metrics `/metrics` serves, as OTLP, to this endpoint:
+    /// `http://HOST:4317` is gRPC, a URL whose path ends in `/v1/metrics`
+    /// HTTP/protobuf (the collector, or any OTLP receiver). Unset: off;
+    /// scraping works either way.
+    pub otlp_endpoint: Option<String>,
+    /// How often the OTLP push sends a snapshot, in seconds.
+    pub otlp_interval_secs: u64,
+    /// Snapshots kept while the endpoint is unreachable; past this (or
+    /// `otlp_queue_bytes`) the oldest is dropped and counted in
+    /// `osprey_otlp_dropped_batches_total{reason="queue_full"}`. Each is
+    /// cumulative, so a dropped one costs resolution, not counts.
+    pub otlp_queue_batches: usize,
+    /// Bytes of queued snapshots (encoded) before the oldest is dropped.
+    pub otlp_queue_bytes: usize,
 }
 
 /// Which pods the agent watches.
@@ -179,6 +193,10 @@ impl Default for Config {
             kubeconfig: None,
             pod_scope: PodScope::Cluster,
             node_name: None,
+            otlp_endpoint: None,
+            otlp_interval_secs: 15,
+            otlp_queue_batches: 20,
+            otlp_queue_bytes: 64 << 20,
         }
     }
 }
@@ -243,6 +261,18 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "observe_buffer must be at least 1 (records kept for observe --last and followers)",
             ));
+        }
+        if self.otlp_interval_secs == 0 || self.otlp_queue_batches == 0 || self.otlp_queue_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "otlp_interval_secs, otlp_queue_batches and otlp_queue_bytes must be at least 1",
+            ));
+        }
+        if let Some(url) = &self.otlp_endpoint {
+            crate::push::Endpoint::parse(url).map_err(|_| {
+                ConfigError::Invalid(
+                    "otlp_endpoint: expected http://HOST:PORT (gRPC) or a URL ending in /v1/metrics (HTTP)",
+                )
+            })?;
         }
         if self.drain_interval_ms < 10 {
             return Err(ConfigError::Invalid(

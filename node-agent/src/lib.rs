@@ -18,6 +18,7 @@ pub mod http;
 pub mod kernel;
 pub mod observe;
 pub mod pods;
+pub mod push;
 pub mod resources;
 pub mod self_metrics;
 pub mod summary;
