@@ -68,21 +68,37 @@ pub enum ConfigError {
     DuplicateName(String),
     #[error("exporter name {0:?}: use letters, digits, '-' and '_'")]
     BadName(String),
-    #[error("no exporters: set --remote-write-url / --otlp-traces-url or [[remote_write]] / [[otlp]] in the config")]
+    #[error(
+        "no exporters: set --remote-write-url / --otlp-traces-url or [[remote_write]] / [[otlp]] in the config"
+    )]
     NoExporters,
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = BTreeSet::new();
-        let names = self.remote_write.iter().map(|e| &e.name).chain(self.otlp.iter().map(|e| &e.name));
+        let names = self
+            .remote_write
+            .iter()
+            .map(|e| &e.name)
+            .chain(self.otlp.iter().map(|e| &e.name));
         for name in names {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return Err(ConfigError::BadName(name.clone()));
             }
             if !seen.insert(name) {
@@ -147,11 +163,18 @@ impl Cli {
         if let Some(v) = self.wal_dir {
             cfg.wal_dir = v;
         }
-        let version = if self.remote_write_version == "1" { Version::V1 } else { Version::V2 };
+        let version = if self.remote_write_version == "1" {
+            Version::V1
+        } else {
+            Version::V2
+        };
         let base = cfg.remote_write.len();
         for (i, url) in self.remote_write_url.into_iter().enumerate() {
-            let mut rw: RemoteWriteConfig = toml::from_str(&format!("name = \"remote_write_{}\"\nurl = {url:?}", base + i))
-                .expect("a name and a URL are a whole remote_write table");
+            let mut rw: RemoteWriteConfig = toml::from_str(&format!(
+                "name = \"remote_write_{}\"\nurl = {url:?}",
+                base + i
+            ))
+            .expect("a name and a URL are a whole remote_write table");
             rw.version = version;
             cfg.remote_write.push(rw);
         }
@@ -180,12 +203,26 @@ mod tests {
         let cfg = Config::load(&path).unwrap();
         cfg.validate().unwrap();
         let d = Config::default();
-        assert_eq!((cfg.listen, cfg.otlp_grpc_listen, cfg.otlp_http_listen), (d.listen, d.otlp_grpc_listen, d.otlp_http_listen));
-        assert_eq!((cfg.max_request_bytes, &cfg.wal_dir), (d.max_request_bytes, &d.wal_dir));
+        assert_eq!(
+            (cfg.listen, cfg.otlp_grpc_listen, cfg.otlp_http_listen),
+            (d.listen, d.otlp_grpc_listen, d.otlp_http_listen)
+        );
+        assert_eq!(
+            (cfg.max_request_bytes, &cfg.wal_dir),
+            (d.max_request_bytes, &d.wal_dir)
+        );
         let rw = &cfg.remote_write[0];
-        let rw_default: RemoteWriteConfig = toml::from_str("name = \"x\"\nurl = \"http://x\"").unwrap();
+        let rw_default: RemoteWriteConfig =
+            toml::from_str("name = \"x\"\nurl = \"http://x\"").unwrap();
         assert_eq!(rw.version, rw_default.version);
-        assert_eq!((rw.shards, rw.max_samples_per_send, rw.add_metric_suffixes), (rw_default.shards, rw_default.max_samples_per_send, rw_default.add_metric_suffixes));
+        assert_eq!(
+            (rw.shards, rw.max_samples_per_send, rw.add_metric_suffixes),
+            (
+                rw_default.shards,
+                rw_default.max_samples_per_send,
+                rw_default.add_metric_suffixes
+            )
+        );
         assert_eq!(rw.queue.max_bytes, rw_default.queue.max_bytes);
         assert_eq!(rw.queue.segment_bytes, rw_default.queue.segment_bytes);
         assert_eq!(rw.retry.min_backoff_ms, rw_default.retry.min_backoff_ms);
@@ -195,18 +232,33 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let reserialised = toml::to_string(&cfg).unwrap();
         for line in reserialised.lines().filter_map(|l| l.split_once(" = ")) {
-            assert!(text.contains(&format!("{} =", line.0)), "key {} missing from the example", line.0);
+            assert!(
+                text.contains(&format!("{} =", line.0)),
+                "key {} missing from the example",
+                line.0
+            );
         }
     }
 
     #[test]
     fn flags_add_exporters_and_unknown_keys_are_refused() {
-        let cli = Cli::parse_from(["c", "--remote-write-url", "http://a/api/v1/write", "--remote-write-url", "http://b/api/v1/write", "--remote-write-version", "1"]);
+        let cli = Cli::parse_from([
+            "c",
+            "--remote-write-url",
+            "http://a/api/v1/write",
+            "--remote-write-url",
+            "http://b/api/v1/write",
+            "--remote-write-version",
+            "1",
+        ]);
         let cfg = cli.into_config().unwrap();
         assert_eq!(cfg.remote_write.len(), 2);
         assert_eq!(cfg.remote_write[1].name, "remote_write_1");
         assert_eq!(cfg.remote_write[1].version, Version::V1);
         assert!(toml::from_str::<Config>("listn = \"127.0.0.1:1\"").is_err());
-        assert!(matches!(Cli::parse_from(["c"]).into_config(), Err(ConfigError::NoExporters)));
+        assert!(matches!(
+            Cli::parse_from(["c"]).into_config(),
+            Err(ConfigError::NoExporters)
+        ));
     }
 }

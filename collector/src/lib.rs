@@ -40,38 +40,84 @@ pub async fn run(cfg: Config) -> Result<()> {
     let mut exporters = Vec::new();
     let open = |name: &str, queue: &wal::QueueConfig| -> Result<Arc<Wal>> {
         let dir = cfg.wal_dir.join(name);
-        let (wal, torn) = Wal::open(&dir, queue.clone()).with_context(|| format!("opening the queue of exporter {name}"))?;
+        let (wal, torn) = Wal::open(&dir, queue.clone())
+            .with_context(|| format!("opening the queue of exporter {name}"))?;
         let truncated: u64 = torn.iter().map(|t| t.bytes).sum();
-        metrics.wal_truncated_bytes.get_or_create(&ExporterLabels { exporter: name.to_owned() }).inc_by(truncated);
+        metrics
+            .wal_truncated_bytes
+            .get_or_create(&ExporterLabels {
+                exporter: name.to_owned(),
+            })
+            .inc_by(truncated);
         Ok(Arc::new(wal))
     };
     for rw in &cfg.remote_write {
         let wal = open(&rw.name, &rw.queue)?;
-        routes.push(Route { exporter: rw.name.clone(), signals: vec![Signal::Metrics], wal: wal.clone() });
+        routes.push(Route {
+            exporter: rw.name.clone(),
+            signals: vec![Signal::Metrics],
+            wal: wal.clone(),
+        });
         let sink = Sink::RemoteWrite(RemoteWrite::new(rw.clone(), metrics.clone())?);
-        exporters.push(Exporter { name: rw.name.clone(), wal, sink, metrics: metrics.clone() });
+        exporters.push(Exporter {
+            name: rw.name.clone(),
+            wal,
+            sink,
+            metrics: metrics.clone(),
+        });
     }
     for o in &cfg.otlp {
         let wal = open(&o.name, &o.queue)?;
         let signals = o.signals.iter().map(|&s| s.into()).collect();
-        routes.push(Route { exporter: o.name.clone(), signals, wal: wal.clone() });
+        routes.push(Route {
+            exporter: o.name.clone(),
+            signals,
+            wal: wal.clone(),
+        });
         let sink = Sink::Otlp(Otlp::new(o.clone(), metrics.clone())?);
-        exporters.push(Exporter { name: o.name.clone(), wal, sink, metrics: metrics.clone() });
+        exporters.push(Exporter {
+            name: o.name.clone(),
+            wal,
+            sink,
+            metrics: metrics.clone(),
+        });
     }
     let bearer_token = match (&cfg.bearer_token, &cfg.bearer_token_file) {
         (Some(t), _) => Some(t.clone()),
-        (None, Some(path)) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?.trim().to_owned()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
         (None, None) => None,
     };
-    let ingest = Arc::new(Ingest { routes, metrics: metrics.clone(), bearer_token, max_request_bytes: cfg.max_request_bytes });
+    let ingest = Arc::new(Ingest {
+        routes,
+        metrics: metrics.clone(),
+        bearer_token,
+        max_request_bytes: cfg.max_request_bytes,
+    });
 
-    let grpc = TcpListener::bind(cfg.otlp_grpc_listen).await.with_context(|| format!("binding {}", cfg.otlp_grpc_listen))?;
-    let http = TcpListener::bind(cfg.otlp_http_listen).await.with_context(|| format!("binding {}", cfg.otlp_http_listen))?;
-    let own = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let grpc = TcpListener::bind(cfg.otlp_grpc_listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.otlp_grpc_listen))?;
+    let http = TcpListener::bind(cfg.otlp_http_listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.otlp_http_listen))?;
+    let own = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
     // Scripts and tests read these lines (ports may be 0 = any).
     println!("osprey-collector: OTLP gRPC on {}", grpc.local_addr()?);
-    println!("osprey-collector: OTLP HTTP on http://{}", http.local_addr()?);
-    println!("osprey-collector: serving http://{}/healthz", own.local_addr()?);
+    println!(
+        "osprey-collector: OTLP HTTP on http://{}",
+        http.local_addr()?
+    );
+    println!(
+        "osprey-collector: serving http://{}/healthz",
+        own.local_addr()?
+    );
 
     let mut tasks = tokio::task::JoinSet::new();
     for e in exporters {
@@ -114,11 +160,18 @@ async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<boo
 async fn metrics_page(registry: Arc<Registry>) -> impl axum::response::IntoResponse {
     let mut body = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
-    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

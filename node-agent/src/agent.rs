@@ -322,7 +322,13 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
             };
             let resource = crate::push::resource(config.node_name.as_deref());
             let (flush, flushed) = tokio::sync::oneshot::channel();
-            let task = tokio::spawn(crate::push::run(cfg, registry.clone(), resource, metrics, flushed));
+            let task = tokio::spawn(crate::push::run(
+                cfg,
+                registry.clone(),
+                resource,
+                metrics,
+                flushed,
+            ));
             (Some(flush), Some(task))
         }
         _ => (None, None),
@@ -367,7 +373,10 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     if let (Some(flush), Some(push)) = (push_flush, push) {
         let _ = flush.send(());
         if tokio::time::timeout(grace, push).await.is_err() {
-            warn!(?grace, "shutdown grace period over: the last OTLP push did not finish");
+            warn!(
+                ?grace,
+                "shutdown grace period over: the last OTLP push did not finish"
+            );
         }
     }
     server.abort();

@@ -262,7 +262,10 @@ impl Config {
                 "observe_buffer must be at least 1 (records kept for observe --last and followers)",
             ));
         }
-        if self.otlp_interval_secs == 0 || self.otlp_queue_batches == 0 || self.otlp_queue_bytes == 0 {
+        if self.otlp_interval_secs == 0
+            || self.otlp_queue_batches == 0
+            || self.otlp_queue_bytes == 0
+        {
             return Err(ConfigError::Invalid(
                 "otlp_interval_secs, otlp_queue_batches and otlp_queue_bytes must be at least 1",
             ));

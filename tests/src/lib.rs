@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod apiserver;
 pub mod cgroup;
+pub mod collector;
 pub mod exposition;
 pub mod netns;
 pub mod peers;

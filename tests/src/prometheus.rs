@@ -32,6 +32,25 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` (host:port) every second.
     pub fn start(targets: &[String]) -> Result<Self, String> {
         let bin = binary().ok_or("prometheus is not installed (cargo xtask setup installs it)")?;
+        Self::start_with(&bin, targets, &[])
+    }
+
+    /// A remote-write receiver (v1, and v2 on Prometheus 3) that also
+    /// scrapes `targets`; its write URL is [`Self::write_url`].
+    pub fn receiver(bin: &std::path::Path, targets: &[String]) -> Result<Self, String> {
+        Self::start_with(bin, targets, &["--web.enable-remote-write-receiver"])
+    }
+
+    pub fn write_url(&self) -> String {
+        format!("{}/api/v1/write", self.base_url)
+    }
+
+    /// `bin` scraping `targets`, with `extra` flags.
+    pub fn start_with(
+        bin: &std::path::Path,
+        targets: &[String],
+        extra: &[&str],
+    ) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!(
             "osprey-prom-{}-{}",
             std::process::id(),
@@ -46,7 +65,7 @@ impl Prometheus {
         );
         std::fs::write(dir.join("prometheus.yml"), config).map_err(|e| e.to_string())?;
         let port = free_port();
-        let child = Command::new(&bin)
+        let child = Command::new(bin)
             .arg(format!(
                 "--config.file={}",
                 dir.join("prometheus.yml").display()
@@ -58,6 +77,7 @@ impl Prometheus {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--enable-feature=exemplar-storage")
             .arg("--log.level=warn")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -126,5 +146,37 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Prometheus {
+    /// `/api/v1/query_exemplars` over the last `secs`: (series labels, exemplar labels, value).
+    pub fn exemplars(
+        &self,
+        promql: &str,
+        secs: u64,
+    ) -> Vec<(serde_json::Value, serde_json::Value, f64)> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let resp: serde_json::Value =
+            ureq::get(&format!("{}/api/v1/query_exemplars", self.base_url))
+                .query("query", promql)
+                .query("start", &(now - secs).to_string())
+                .query("end", &(now + 60).to_string())
+                .call()
+                .expect("querying exemplars")
+                .into_json()
+                .unwrap();
+        assert_eq!(resp["status"], "success", "{resp}");
+        let mut out = Vec::new();
+        for series in resp["data"].as_array().unwrap() {
+            for e in series["exemplars"].as_array().unwrap() {
+                let v = e["value"].as_str().unwrap().parse().unwrap();
+                out.push((series["seriesLabels"].clone(), e["labels"].clone(), v));
+            }
+        }
+        out
     }
 }

@@ -42,15 +42,20 @@ pub enum ClientError {
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
-    std::fs::read(path).map_err(|source| ClientError::Read { path: path.clone(), source })
+    std::fs::read(path).map_err(|source| ClientError::Read {
+        path: path.clone(),
+        source,
+    })
 }
 
 impl Endpoint {
     pub fn client(&self) -> Result<reqwest::Client, ClientError> {
         let mut headers = HeaderMap::new();
         for (k, v) in &self.headers {
-            let name = HeaderName::try_from(k.as_str()).map_err(|_| ClientError::Header(k.clone()))?;
-            let value = HeaderValue::try_from(v.as_str()).map_err(|_| ClientError::Header(k.clone()))?;
+            let name =
+                HeaderName::try_from(k.as_str()).map_err(|_| ClientError::Header(k.clone()))?;
+            let value =
+                HeaderValue::try_from(v.as_str()).map_err(|_| ClientError::Header(k.clone()))?;
             headers.insert(name, value);
         }
         if let Some(token) = &self.bearer_token {

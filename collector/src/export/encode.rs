@@ -78,12 +78,14 @@ fn v1_request(series: &[&Series]) -> proto::WriteRequest {
     let timeseries = series
         .iter()
         .map(|s| {
-            metadata.entry(&s.meta.family).or_insert_with(|| proto::MetricMetadata {
-                r#type: s.meta.kind as i32,
-                metric_family_name: s.meta.family.clone(),
-                help: s.meta.help.clone(),
-                unit: s.meta.unit.clone(),
-            });
+            metadata
+                .entry(&s.meta.family)
+                .or_insert_with(|| proto::MetricMetadata {
+                    r#type: s.meta.kind as i32,
+                    metric_family_name: s.meta.family.clone(),
+                    help: s.meta.help.clone(),
+                    unit: s.meta.unit.clone(),
+                });
             proto::TimeSeries {
                 labels: labels_v1(&s.labels),
                 samples: vec![proto::Sample {
@@ -219,14 +221,23 @@ mod tests {
         let s = [series("a_total", 1.0), series("b_total", 2.0)];
         let refs: Vec<_> = s.iter().collect();
         let body = encode(&refs, Version::V2);
-        let raw = snap::raw::Decoder::new().decompress_vec(&body.bytes).unwrap();
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&body.bytes)
+            .unwrap();
         let req = v2::Request::decode(raw.as_slice()).unwrap();
         assert_eq!(req.symbols[0], "");
         let ts = &req.timeseries[1];
-        let names: Vec<_> = ts.labels_refs.iter().map(|&r| req.symbols[r as usize].as_str()).collect();
+        let names: Vec<_> = ts
+            .labels_refs
+            .iter()
+            .map(|&r| req.symbols[r as usize].as_str())
+            .collect();
         assert_eq!(names, ["__name__", "b_total", "job", "a"]);
         assert_eq!(ts.created_timestamp, 500);
-        assert_eq!(req.symbols[ts.exemplars[0].labels_refs[1] as usize], "ab".repeat(16));
+        assert_eq!(
+            req.symbols[ts.exemplars[0].labels_refs[1] as usize],
+            "ab".repeat(16)
+        );
         assert_eq!((body.samples, body.exemplars), (2, 2));
     }
 

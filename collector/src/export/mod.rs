@@ -14,6 +14,7 @@ pub mod retry;
 pub mod translate;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -32,7 +33,11 @@ pub enum Sink {
 }
 
 impl Sink {
-    async fn deliver(&self, records: &[Record], shutdown: &mut watch::Receiver<bool>) -> Result<(), ()> {
+    async fn deliver(
+        &self,
+        records: &[Record],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ()> {
         match self {
             Self::RemoteWrite(s) => s.deliver(records, shutdown).await,
             Self::Otlp(s) => s.deliver(records, shutdown).await,
@@ -50,11 +55,22 @@ pub struct Exporter {
 impl Exporter {
     /// Runs until `shutdown`; whatever is not delivered by then stays queued.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let labels = ExporterLabels { exporter: self.name.clone() };
+        // Queue gauges and drop counts, also while a send is being retried.
+        let oldest_ms = Arc::new(AtomicU64::new(0));
+        let reporter = tokio::spawn(report(
+            self.name.clone(),
+            self.wal.clone(),
+            self.metrics.clone(),
+            oldest_ms.clone(),
+        ));
+        self.deliver_all(&mut shutdown, &oldest_ms).await;
+        reporter.abort();
+    }
+
+    async fn deliver_all(&self, shutdown: &mut watch::Receiver<bool>, oldest_ms: &AtomicU64) {
         let mut at = self.wal.cursor();
-        let mut dropped_seen = self.wal.dropped();
         loop {
-            self.report(&labels, &mut dropped_seen, None);
+            oldest_ms.store(0, Ordering::Relaxed);
             let notified = self.wal.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -80,9 +96,12 @@ impl Exporter {
                 }
                 batch = self.read(at).await.unwrap_or(batch);
             }
-            self.report(&labels, &mut dropped_seen, batch.first().map(|(r, _)| r.unix_ms));
+            oldest_ms.store(
+                batch.first().map_or(0, |(r, _)| r.unix_ms),
+                Ordering::Relaxed,
+            );
             let records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
-            if self.sink.deliver(&records, &mut shutdown).await.is_err() {
+            if self.sink.deliver(&records, shutdown).await.is_err() {
                 return;
             }
             let end = batch.last().expect("non-empty").1;
@@ -99,19 +118,42 @@ impl Exporter {
             .await
             .expect("queue read task")
     }
+}
 
-    fn report(&self, labels: &ExporterLabels, dropped_seen: &mut crate::wal::Dropped, oldest_ms: Option<u64>) {
-        let (bytes, records) = self.wal.depth();
-        let m = &self.metrics;
-        m.queue_bytes.get_or_create(labels).set(bytes as i64);
-        m.queue_records.get_or_create(labels).set(records as i64);
-        m.queue_disk_bytes.get_or_create(labels).set(self.wal.disk_bytes() as i64);
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let age = oldest_ms.map_or(0.0, |t| now_ms.saturating_sub(t) as f64 / 1000.0);
-        m.oldest_age_seconds.get_or_create(labels).set(age);
-        let dropped = self.wal.dropped();
-        m.dropped(&self.name, "requests", "queue_full", dropped.records - dropped_seen.records);
-        m.dropped(&self.name, "items", "queue_full", dropped.items - dropped_seen.items);
-        *dropped_seen = dropped;
+/// Every half second: queue depth, age of the oldest undelivered request,
+/// and what `drop_oldest` dropped since the last report.
+async fn report(name: String, wal: Arc<Wal>, m: Arc<Metrics>, oldest_ms: Arc<AtomicU64>) {
+    let labels = ExporterLabels {
+        exporter: name.clone(),
+    };
+    let mut seen = wal.dropped();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let (bytes, records) = wal.depth();
+        m.queue_bytes.get_or_create(&labels).set(bytes as i64);
+        m.queue_records.get_or_create(&labels).set(records as i64);
+        m.queue_disk_bytes
+            .get_or_create(&labels)
+            .set(wal.disk_bytes() as i64);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let oldest = oldest_ms.load(Ordering::Relaxed);
+        let age = if oldest == 0 {
+            0.0
+        } else {
+            now_ms.saturating_sub(oldest) as f64 / 1000.0
+        };
+        m.oldest_age_seconds.get_or_create(&labels).set(age);
+        let dropped = wal.dropped();
+        m.dropped(
+            &name,
+            "requests",
+            "queue_full",
+            dropped.records - seen.records,
+        );
+        m.dropped(&name, "items", "queue_full", dropped.items - seen.items);
+        seen = dropped;
     }
 }

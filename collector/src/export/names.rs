@@ -163,17 +163,32 @@ mod tests {
     fn the_specification_examples() {
         use NameKind::*;
         let t = |n, u, k| metric_name(n, u, k, true);
-        assert_eq!(t("http.server.duration", "s", Other), "http_server_duration_seconds");
-        assert_eq!(t("system.network.io", "By", Counter), "system_network_io_bytes_total");
+        assert_eq!(
+            t("http.server.duration", "s", Other),
+            "http_server_duration_seconds"
+        );
+        assert_eq!(
+            t("system.network.io", "By", Counter),
+            "system_network_io_bytes_total"
+        );
         assert_eq!(t("requests", "{request}", Counter), "requests_total");
         assert_eq!(t("requests_total", "1", Counter), "requests_total");
         assert_eq!(t("cpu.utilization", "1", Gauge), "cpu_utilization_ratio");
         assert_eq!(t("net.rate", "By/s", Gauge), "net_rate_bytes_per_second");
         assert_eq!(t("2xx", "", Gauge), "_2xx");
         // Osprey's own names survive translation unchanged.
-        assert_eq!(t("osprey_flow_bytes_total", "By", Counter), "osprey_flow_bytes_total");
-        assert_eq!(t("osprey_tcp_rtt_seconds", "s", Other), "osprey_tcp_rtt_seconds");
-        assert_eq!(t("node_cpu_seconds_total", "", Counter), "node_cpu_seconds_total");
+        assert_eq!(
+            t("osprey_flow_bytes_total", "By", Counter),
+            "osprey_flow_bytes_total"
+        );
+        assert_eq!(
+            t("osprey_tcp_rtt_seconds", "s", Other),
+            "osprey_tcp_rtt_seconds"
+        );
+        assert_eq!(
+            t("node_cpu_seconds_total", "", Counter),
+            "node_cpu_seconds_total"
+        );
         assert_eq!(metric_name("a.b-c", "s", Counter, false), "a_b_c");
     }
 

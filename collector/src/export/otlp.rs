@@ -63,12 +63,19 @@ pub struct Otlp {
 
 impl Otlp {
     pub fn new(cfg: OtlpConfig, metrics: Arc<Metrics>) -> Result<Self, super::client::ClientError> {
-        Ok(Self { client: cfg.endpoint.client()?, cfg, metrics })
+        Ok(Self {
+            client: cfg.endpoint.client()?,
+            cfg,
+            metrics,
+        })
     }
 
     fn url(&self, signal: Signal) -> String {
         let base = self.cfg.url.trim_end_matches('/');
-        if ["/v1/metrics", "/v1/traces", "/v1/logs"].iter().any(|p| base.ends_with(p)) {
+        if ["/v1/metrics", "/v1/traces", "/v1/logs"]
+            .iter()
+            .any(|p| base.ends_with(p))
+        {
             base.to_owned()
         } else {
             format!("{base}/v1/{}", signal.as_str())
@@ -76,7 +83,11 @@ impl Otlp {
     }
 
     /// Delivers (or drops for good, counted) every record; `Err` only on shutdown.
-    pub async fn deliver(&self, records: &[Record], shutdown: &mut watch::Receiver<bool>) -> Result<(), ()> {
+    pub async fn deliver(
+        &self,
+        records: &[Record],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ()> {
         for signal in [Signal::Metrics, Signal::Traces, Signal::Logs] {
             let mine: Vec<&Record> = records.iter().filter(|r| r.signal == signal).collect();
             if mine.is_empty() {
@@ -92,16 +103,30 @@ impl Otlp {
                     .body(body.clone())
             };
             let kind = kind(signal);
-            match retry::send(build, &self.cfg.retry, &self.metrics, &self.cfg.name, shutdown).await {
+            match retry::send(
+                build,
+                &self.cfg.retry,
+                &self.metrics,
+                &self.cfg.name,
+                shutdown,
+            )
+            .await
+            {
                 Ok(resp) => {
                     let answer = resp.bytes().await.unwrap_or_default();
                     let rejected = rejected(signal, &answer).min(items);
                     self.metrics.sent(&self.cfg.name, kind, items - rejected);
-                    self.metrics.dropped(&self.cfg.name, kind, "partial_success", rejected);
+                    self.metrics
+                        .dropped(&self.cfg.name, kind, "partial_success", rejected);
                 }
                 Err(Failure::Rejected { status, message }) => {
                     error!(exporter = %self.cfg.name, %status, message, items, "receiver rejected a request; dropped, not retried");
-                    self.metrics.dropped(&self.cfg.name, kind, &format!("http_{}", status.as_u16()), items);
+                    self.metrics.dropped(
+                        &self.cfg.name,
+                        kind,
+                        &format!("http_{}", status.as_u16()),
+                        items,
+                    );
                 }
                 Err(Failure::Shutdown) => return Err(()),
             }
@@ -141,9 +166,18 @@ fn merge(signal: Signal, records: &[&Record]) -> Vec<u8> {
 /// The receiver's `partial_success` count of rejected items.
 fn rejected(signal: Signal, answer: &[u8]) -> u64 {
     let n = match signal {
-        Signal::Metrics => ExportMetricsServiceResponse::decode(answer).ok().and_then(|r| r.partial_success).map(|p| p.rejected_data_points),
-        Signal::Traces => ExportTraceServiceResponse::decode(answer).ok().and_then(|r| r.partial_success).map(|p| p.rejected_spans),
-        Signal::Logs => ExportLogsServiceResponse::decode(answer).ok().and_then(|r| r.partial_success).map(|p| p.rejected_log_records),
+        Signal::Metrics => ExportMetricsServiceResponse::decode(answer)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_data_points),
+        Signal::Traces => ExportTraceServiceResponse::decode(answer)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_spans),
+        Signal::Logs => ExportLogsServiceResponse::decode(answer)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| p.rejected_log_records),
     };
     n.unwrap_or(0).max(0) as u64
 }

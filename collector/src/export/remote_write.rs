@@ -82,29 +82,51 @@ pub struct RemoteWrite {
 }
 
 impl RemoteWrite {
-    pub fn new(cfg: RemoteWriteConfig, metrics: Arc<Metrics>) -> Result<Self, super::client::ClientError> {
+    pub fn new(
+        cfg: RemoteWriteConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, super::client::ClientError> {
         let client = cfg.endpoint.client()?;
         let translation = Translation {
             add_suffixes: cfg.add_metric_suffixes,
             promote: cfg.promote_resource_attributes.clone(),
             external_labels: cfg.external_labels.clone(),
         };
-        let me = Self { v1_only: AtomicBool::new(cfg.version == Version::V1), cfg, client, translation, metrics };
+        let me = Self {
+            v1_only: AtomicBool::new(cfg.version == Version::V1),
+            cfg,
+            client,
+            translation,
+            metrics,
+        };
         me.report_version();
         Ok(me)
     }
 
     fn version(&self) -> Version {
-        if self.v1_only.load(Ordering::Relaxed) { Version::V1 } else { Version::V2 }
+        if self.v1_only.load(Ordering::Relaxed) {
+            Version::V1
+        } else {
+            Version::V2
+        }
     }
 
     fn report_version(&self) {
         let v = if self.version() == Version::V1 { 1 } else { 2 };
-        self.metrics.remote_write_version.get_or_create(&ExporterLabels { exporter: self.cfg.name.clone() }).set(v);
+        self.metrics
+            .remote_write_version
+            .get_or_create(&ExporterLabels {
+                exporter: self.cfg.name.clone(),
+            })
+            .set(v);
     }
 
     /// Delivers (or drops for good, counted) every record; `Err` only on shutdown.
-    pub async fn deliver(&self, records: &[Record], shutdown: &mut watch::Receiver<bool>) -> Result<(), ()> {
+    pub async fn deliver(
+        &self,
+        records: &[Record],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ()> {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -114,13 +136,19 @@ impl RemoteWrite {
                 Ok(req) => {
                     let t = self.translation.translate(&req, now_ms);
                     for (reason, n) in &t.rejected {
-                        self.metrics.dropped(&self.cfg.name, "data_points", reason, *n);
+                        self.metrics
+                            .dropped(&self.cfg.name, "data_points", reason, *n);
                     }
                     series.extend(t.series);
                 }
                 Err(e) => {
                     error!(exporter = %self.cfg.name, error = %e, "undecodable queued request, dropped");
-                    self.metrics.dropped(&self.cfg.name, "data_points", "corrupt", u64::from(r.items));
+                    self.metrics.dropped(
+                        &self.cfg.name,
+                        "data_points",
+                        "corrupt",
+                        u64::from(r.items),
+                    );
                 }
             }
         }
@@ -138,7 +166,11 @@ impl RemoteWrite {
         Ok(())
     }
 
-    async fn send(&self, series: &[&Series], shutdown: &mut watch::Receiver<bool>) -> Result<(), ()> {
+    async fn send(
+        &self,
+        series: &[&Series],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ()> {
         loop {
             let version = self.version();
             let body = encode::encode(series, version);
@@ -150,29 +182,46 @@ impl RemoteWrite {
                     .header("X-Prometheus-Remote-Write-Version", version.header())
                     .body(body.bytes.clone())
             };
-            match retry::send(build, &self.cfg.retry, &self.metrics, &self.cfg.name, shutdown).await {
+            match retry::send(
+                build,
+                &self.cfg.retry,
+                &self.metrics,
+                &self.cfg.name,
+                shutdown,
+            )
+            .await
+            {
                 Ok(resp) => {
                     if version == Version::V2 {
-                        let written = header_u64(&resp, "X-Prometheus-Remote-Write-Samples-Written");
+                        let written =
+                            header_u64(&resp, "X-Prometheus-Remote-Write-Samples-Written");
                         let Some(written) = written else {
-                            self.fall_back("a 2xx without X-Prometheus-Remote-Write-Samples-Written");
+                            self.fall_back(
+                                "a 2xx without X-Prometheus-Remote-Write-Samples-Written",
+                            );
                             continue;
                         };
-                        let ex_written = header_u64(&resp, "X-Prometheus-Remote-Write-Exemplars-Written").unwrap_or(body.exemplars);
+                        let ex_written =
+                            header_u64(&resp, "X-Prometheus-Remote-Write-Exemplars-Written")
+                                .unwrap_or(body.exemplars);
                         self.account(body.samples, written, body.exemplars, ex_written);
                     } else {
                         self.account(body.samples, body.samples, body.exemplars, body.exemplars);
                     }
                     return Ok(());
                 }
-                Err(Failure::Rejected { status, .. }) if version == Version::V2 && status == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Err(Failure::Rejected { status, .. })
+                    if version == Version::V2 && status == StatusCode::UNSUPPORTED_MEDIA_TYPE =>
+                {
                     self.fall_back("415 Unsupported Media Type");
                 }
                 Err(Failure::Rejected { status, message }) => {
                     error!(exporter = %self.cfg.name, %status, message, samples = body.samples, "receiver rejected a request; dropped, not retried");
                     let reason = format!("http_{}", status.as_u16());
-                    self.metrics.dropped(&self.cfg.name, "samples", &reason, body.samples);
-                    self.metrics.dropped(&self.cfg.name, "exemplars", &reason, body.exemplars);
+                    self.metrics
+                        .dropped(&self.cfg.name, "samples", &reason, body.samples);
+                    self.metrics
+                        .dropped(&self.cfg.name, "exemplars", &reason, body.exemplars);
                     return Ok(());
                 }
                 Err(Failure::Shutdown) => return Err(()),
@@ -190,9 +239,20 @@ impl RemoteWrite {
     fn account(&self, samples: u64, written: u64, exemplars: u64, ex_written: u64) {
         let name = &self.cfg.name;
         self.metrics.sent(name, "samples", written.min(samples));
-        self.metrics.sent(name, "exemplars", ex_written.min(exemplars));
-        self.metrics.dropped(name, "samples", "partial_write", samples.saturating_sub(written));
-        self.metrics.dropped(name, "exemplars", "partial_write", exemplars.saturating_sub(ex_written));
+        self.metrics
+            .sent(name, "exemplars", ex_written.min(exemplars));
+        self.metrics.dropped(
+            name,
+            "samples",
+            "partial_write",
+            samples.saturating_sub(written),
+        );
+        self.metrics.dropped(
+            name,
+            "exemplars",
+            "partial_write",
+            exemplars.saturating_sub(ex_written),
+        );
     }
 }
 

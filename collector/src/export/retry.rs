@@ -60,12 +60,21 @@ pub async fn send(
         let result = build().send().await;
         metrics
             .send_seconds
-            .get_or_create(&crate::metrics::ExporterLabels { exporter: exporter.to_owned() })
+            .get_or_create(&crate::metrics::ExporterLabels {
+                exporter: exporter.to_owned(),
+            })
             .observe(started.elapsed().as_secs_f64());
         let (reason, retry_after) = match result {
             Ok(resp) if resp.status().is_success() => return Ok(resp),
-            Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error() => {
-                let reason = if resp.status() == StatusCode::TOO_MANY_REQUESTS { "429" } else { "5xx" };
+            Ok(resp)
+                if resp.status() == StatusCode::TOO_MANY_REQUESTS
+                    || resp.status().is_server_error() =>
+            {
+                let reason = if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                    "429"
+                } else {
+                    "5xx"
+                };
                 let after = retry_after(&resp);
                 debug!(exporter, status = %resp.status(), "retryable answer");
                 (reason, after)
@@ -99,7 +108,11 @@ pub async fn send(
 
 /// `min · 2^attempt`, capped, then a random point in its upper half.
 fn jittered(cfg: &RetryConfig, attempt: u32) -> Duration {
-    let base = cfg.min_backoff_ms.saturating_mul(1u64 << attempt.min(20)).min(cfg.max_backoff_ms).max(1);
+    let base = cfg
+        .min_backoff_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(cfg.max_backoff_ms)
+        .max(1);
     Duration::from_millis(base / 2 + fastrand::u64(0..=base / 2))
 }
 
@@ -114,7 +127,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_within_jitter_and_caps() {
-        let cfg = RetryConfig { min_backoff_ms: 100, max_backoff_ms: 1000, max_retry_after_secs: 5 };
+        let cfg = RetryConfig {
+            min_backoff_ms: 100,
+            max_backoff_ms: 1000,
+            max_retry_after_secs: 5,
+        };
         for _ in 0..100 {
             let d0 = jittered(&cfg, 0).as_millis();
             assert!((50..=100).contains(&d0), "{d0}");

@@ -106,7 +106,9 @@ impl Translation {
                         latest: &mut latest,
                     };
                     match &m.data {
-                        Some(Data::Gauge(g)) => cx.numbers(&m.name, NameKind::Gauge, &g.data_points),
+                        Some(Data::Gauge(g)) => {
+                            cx.numbers(&m.name, NameKind::Gauge, &g.data_points)
+                        }
                         Some(Data::Sum(s)) => {
                             if s.aggregation_temporality == AggregationTemporality::Delta as i32 {
                                 cx.reject("delta_temporality", s.data_points.len());
@@ -137,7 +139,9 @@ impl Translation {
                     }
                 }
             }
-            if let Some(info) = self.target_info(attrs, &target, if latest > 0 { latest } else { now_ms }) {
+            if let Some(info) =
+                self.target_info(attrs, &target, if latest > 0 { latest } else { now_ms })
+            {
                 out.series.push(info);
             }
         }
@@ -146,7 +150,12 @@ impl Translation {
 
     /// `job`, `instance`, promoted attributes and external labels.
     fn target_labels(&self, attrs: &[KeyValue]) -> Vec<(String, String)> {
-        let get = |k: &str| attrs.iter().find(|a| a.key == k).map(|a| value_string(a.value.as_ref()));
+        let get = |k: &str| {
+            attrs
+                .iter()
+                .find(|a| a.key == k)
+                .map(|a| value_string(a.value.as_ref()))
+        };
         let mut labels = BTreeMap::new();
         if let Some(name) = get("service.name") {
             let job = match get("service.namespace") {
@@ -170,7 +179,12 @@ impl Translation {
     }
 
     /// `target_info`: the resource's other attributes, once per resource.
-    fn target_info(&self, attrs: &[KeyValue], target: &[(String, String)], ts: i64) -> Option<Series> {
+    fn target_info(
+        &self,
+        attrs: &[KeyValue],
+        target: &[(String, String)],
+        ts: i64,
+    ) -> Option<Series> {
         const IDENTIFYING: [&str; 3] = ["service.name", "service.namespace", "service.instance.id"];
         let rest: Vec<_> = attrs
             .iter()
@@ -181,7 +195,9 @@ impl Translation {
         }
         let mut labels: BTreeMap<String, String> = target.iter().cloned().collect();
         for a in rest {
-            labels.entry(label_name(&a.key)).or_insert_with(|| value_string(a.value.as_ref()));
+            labels
+                .entry(label_name(&a.key))
+                .or_insert_with(|| value_string(a.value.as_ref()));
         }
         labels.insert("__name__".to_owned(), "target_info".to_owned());
         Some(Series {
@@ -225,12 +241,21 @@ impl Family<'_> {
     }
 
     fn ts(&mut self, nanos: u64) -> i64 {
-        let ms = if nanos == 0 { self.now_ms } else { (nanos / 1_000_000) as i64 };
+        let ms = if nanos == 0 {
+            self.now_ms
+        } else {
+            (nanos / 1_000_000) as i64
+        };
         *self.latest = (*self.latest).max(ms);
         ms
     }
 
-    fn labels(&self, name: &str, attrs: &[KeyValue], extra: Option<(&str, String)>) -> Vec<(String, String)> {
+    fn labels(
+        &self,
+        name: &str,
+        attrs: &[KeyValue],
+        extra: Option<(&str, String)>,
+    ) -> Vec<(String, String)> {
         let mut labels: BTreeMap<String, String> = attrs
             .iter()
             .map(|a| (label_name(&a.key), value_string(a.value.as_ref())))
@@ -247,7 +272,11 @@ impl Family<'_> {
 
     fn numbers(&mut self, name: &str, kind: NameKind, points: &[NumberDataPoint]) {
         let family = metric_name(name, self.unit, kind, self.t.add_suffixes);
-        let mtype = if kind == NameKind::Counter { MetricType::Counter } else { MetricType::Gauge };
+        let mtype = if kind == NameKind::Counter {
+            MetricType::Counter
+        } else {
+            MetricType::Gauge
+        };
         for p in points {
             let value = if p.flags & 1 == 1 {
                 STALE_NAN
@@ -278,10 +307,18 @@ impl Family<'_> {
         let stale = p.flags & 1 == 1;
         let mut exemplars: Vec<Option<&OtlpExemplar>> = p.exemplars.iter().map(Some).collect();
         let mut cumulative = 0u64;
-        let bounds = p.explicit_bounds.iter().copied().chain(std::iter::once(f64::INFINITY));
+        let bounds = p
+            .explicit_bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY));
         for (i, le) in bounds.enumerate() {
             cumulative += p.bucket_counts.get(i).copied().unwrap_or(0);
-            let count = if i == p.explicit_bounds.len() { p.count } else { cumulative };
+            let count = if i == p.explicit_bounds.len() {
+                p.count
+            } else {
+                cumulative
+            };
             // Each exemplar goes to the first bucket whose bound holds it.
             let mine = exemplars
                 .iter_mut()
@@ -303,19 +340,41 @@ impl Family<'_> {
         }
         if let Some(sum) = p.sum {
             let name = format!("{family}_sum");
-            self.push_plain(&name, &p.attributes, if stale { STALE_NAN } else { sum }, ts, created, &meta);
+            self.push_plain(
+                &name,
+                &p.attributes,
+                if stale { STALE_NAN } else { sum },
+                ts,
+                created,
+                &meta,
+            );
         }
         let name = format!("{family}_count");
-        self.push_plain(&name, &p.attributes, if stale { STALE_NAN } else { p.count as f64 }, ts, created, &meta);
+        self.push_plain(
+            &name,
+            &p.attributes,
+            if stale { STALE_NAN } else { p.count as f64 },
+            ts,
+            created,
+            &meta,
+        );
     }
 
-    fn summary(&mut self, name: &str, p: &opentelemetry_proto::tonic::metrics::v1::SummaryDataPoint) {
+    fn summary(
+        &mut self,
+        name: &str,
+        p: &opentelemetry_proto::tonic::metrics::v1::SummaryDataPoint,
+    ) {
         let family = metric_name(name, self.unit, NameKind::Other, self.t.add_suffixes);
         let ts = self.ts(p.time_unix_nano);
         let created = created(p.start_time_unix_nano, true);
         let meta = self.meta(&family, MetricType::Summary);
         for q in &p.quantile_values {
-            let labels = self.labels(&family, &p.attributes, Some(("quantile", le_string(q.quantile))));
+            let labels = self.labels(
+                &family,
+                &p.attributes,
+                Some(("quantile", le_string(q.quantile))),
+            );
             self.out.series.push(Series {
                 labels,
                 value: q.value,
@@ -325,11 +384,33 @@ impl Family<'_> {
                 meta: meta.clone(),
             });
         }
-        self.push_plain(&format!("{family}_sum"), &p.attributes, p.sum, ts, created, &meta);
-        self.push_plain(&format!("{family}_count"), &p.attributes, p.count as f64, ts, created, &meta);
+        self.push_plain(
+            &format!("{family}_sum"),
+            &p.attributes,
+            p.sum,
+            ts,
+            created,
+            &meta,
+        );
+        self.push_plain(
+            &format!("{family}_count"),
+            &p.attributes,
+            p.count as f64,
+            ts,
+            created,
+            &meta,
+        );
     }
 
-    fn push_plain(&mut self, name: &str, attrs: &[KeyValue], value: f64, ts: i64, created: i64, meta: &Meta) {
+    fn push_plain(
+        &mut self,
+        name: &str,
+        attrs: &[KeyValue],
+        value: f64,
+        ts: i64,
+        created: i64,
+        meta: &Meta,
+    ) {
         let labels = self.labels(name, attrs, None);
         self.out.series.push(Series {
             labels,
@@ -393,10 +474,12 @@ fn exemplar(e: &OtlpExemplar) -> Exemplar {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// An attribute value as a label value (arrays and maps as JSON-ish text).

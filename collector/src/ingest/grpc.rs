@@ -20,9 +20,18 @@ use crate::metrics::Transport;
 use crate::wal::Signal;
 
 const METHODS: [(&str, Signal); 3] = [
-    ("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", Signal::Metrics),
-    ("/opentelemetry.proto.collector.trace.v1.TraceService/Export", Signal::Traces),
-    ("/opentelemetry.proto.collector.logs.v1.LogsService/Export", Signal::Logs),
+    (
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        Signal::Metrics,
+    ),
+    (
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        Signal::Traces,
+    ),
+    (
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        Signal::Logs,
+    ),
 ];
 
 pub fn router(ingest: Arc<Ingest>) -> Router {
@@ -35,7 +44,10 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
                 // tonic's own size check is set past ours, so ours answers.
                 let limit = ingest.max_request_bytes;
                 let mut grpc = tonic::server::Grpc::new(RawCodec { limit })
-                    .apply_max_message_size_config(Some(limit.saturating_mul(2).max(limit + 1)), None);
+                    .apply_max_message_size_config(
+                        Some(limit.saturating_mul(2).max(limit + 1)),
+                        None,
+                    );
                 Ok::<_, Infallible>(grpc.unary(Export { ingest, signal }, req).await)
             }
         });
@@ -85,7 +97,11 @@ impl tonic::server::UnaryService<Result<Bytes, Refusal>> for Export {
         let (ingest, signal) = (self.ingest.clone(), self.signal);
         Box::pin(async move {
             let started = Instant::now();
-            let auth = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let auth = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let result = async {
                 ingest.authorize(auth.as_deref())?;
                 let body = request.into_inner()?;
@@ -93,12 +109,16 @@ impl tonic::server::UnaryService<Result<Bytes, Refusal>> for Export {
                 ingest.queue(accepted, Transport::Grpc).await
             }
             .await;
-            ingest.metrics.request_duration(Transport::Grpc, signal, started.elapsed());
+            ingest
+                .metrics
+                .request_duration(Transport::Grpc, signal, started.elapsed());
             match result {
                 // Every Export*ServiceResponse without partial_success encodes empty.
                 Ok(()) => Ok(Response::new(Bytes::new())),
                 Err(refusal) => {
-                    ingest.metrics.refused(Transport::Grpc, signal, refusal.reason());
+                    ingest
+                        .metrics
+                        .refused(Transport::Grpc, signal, refusal.reason());
                     let code = match &refusal {
                         Refusal::BadRequest { .. } => Code::InvalidArgument,
                         Refusal::TooLarge { .. } => Code::ResourceExhausted,
@@ -157,7 +177,10 @@ impl Decoder for RawDecoder {
         let size = src.remaining();
         if size > self.limit {
             src.advance(size);
-            return Ok(Some(Err(Refusal::TooLarge { size, limit: self.limit })));
+            return Ok(Some(Err(Refusal::TooLarge {
+                size,
+                limit: self.limit,
+            })));
         }
         Ok(Some(Ok(src.copy_to_bytes(size))))
     }

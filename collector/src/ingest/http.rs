@@ -54,21 +54,44 @@ async fn handle(State(ingest): State<Arc<Ingest>>, req: Request, signal: Signal)
     let encoding = match content_type(&parts.headers) {
         Ok(e) => e,
         Err(ct) => {
-            let msg = format!("unsupported Content-Type {ct:?}: use application/x-protobuf or application/json");
-            ingest.metrics.refused(Transport::Http, signal, "unsupported_media_type");
-            return error(Encoding::Protobuf, StatusCode::UNSUPPORTED_MEDIA_TYPE, msg, None);
+            let msg = format!(
+                "unsupported Content-Type {ct:?}: use application/x-protobuf or application/json"
+            );
+            ingest
+                .metrics
+                .refused(Transport::Http, signal, "unsupported_media_type");
+            return error(
+                Encoding::Protobuf,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                msg,
+                None,
+            );
         }
     };
-    if let Some(enc) = parts.headers.get(header::CONTENT_ENCODING).filter(|v| *v != "identity") {
-        ingest.metrics.refused(Transport::Http, signal, "unsupported_media_type");
+    if let Some(enc) = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .filter(|v| *v != "identity")
+    {
+        ingest
+            .metrics
+            .refused(Transport::Http, signal, "unsupported_media_type");
         let msg = format!("unsupported Content-Encoding {enc:?}: send the body uncompressed");
         return error(encoding, StatusCode::UNSUPPORTED_MEDIA_TYPE, msg, None);
     }
     let result = async {
-        ingest.authorize(parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))?;
-        let body = axum::body::to_bytes(body, ingest.max_request_bytes).await.map_err(|_| {
-            Refusal::TooLarge { size: ingest.max_request_bytes + 1, limit: ingest.max_request_bytes }
-        })?;
+        ingest.authorize(
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        let body = axum::body::to_bytes(body, ingest.max_request_bytes)
+            .await
+            .map_err(|_| Refusal::TooLarge {
+                size: ingest.max_request_bytes + 1,
+                limit: ingest.max_request_bytes,
+            })?;
         let body = match encoding {
             Encoding::Protobuf => body,
             Encoding::Json => json_to_protobuf(signal, &body)?,
@@ -77,16 +100,22 @@ async fn handle(State(ingest): State<Arc<Ingest>>, req: Request, signal: Signal)
         ingest.queue(accepted, Transport::Http).await
     }
     .await;
-    ingest.metrics.request_duration(Transport::Http, signal, started.elapsed());
+    ingest
+        .metrics
+        .request_duration(Transport::Http, signal, started.elapsed());
     match result {
         Ok(()) => success(encoding),
         Err(refusal) => {
-            ingest.metrics.refused(Transport::Http, signal, refusal.reason());
+            ingest
+                .metrics
+                .refused(Transport::Http, signal, refusal.reason());
             let (status, retry) = match &refusal {
                 Refusal::BadRequest { .. } => (StatusCode::BAD_REQUEST, None),
                 Refusal::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, None),
                 Refusal::Unauthenticated => (StatusCode::UNAUTHORIZED, None),
-                Refusal::QueueFull { .. } | Refusal::Internal { .. } => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+                Refusal::QueueFull { .. } | Refusal::Internal { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+                }
             };
             error(encoding, status, refusal.to_string(), retry)
         }
@@ -94,7 +123,10 @@ async fn handle(State(ingest): State<Arc<Ingest>>, req: Request, signal: Signal)
 }
 
 fn content_type(headers: &HeaderMap) -> Result<Encoding, String> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     match ct.split(';').next().unwrap_or("").trim() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
@@ -103,11 +135,20 @@ fn content_type(headers: &HeaderMap) -> Result<Encoding, String> {
 }
 
 fn json_to_protobuf(signal: Signal, body: &[u8]) -> Result<Bytes, Refusal> {
-    let bad = |e: serde_json::Error| Refusal::BadRequest { signal: signal.as_str(), message: e.to_string() };
+    let bad = |e: serde_json::Error| Refusal::BadRequest {
+        signal: signal.as_str(),
+        message: e.to_string(),
+    };
     Ok(match signal {
-        Signal::Metrics => serde_json::from_slice::<ExportMetricsServiceRequest>(body).map_err(bad)?.encode_to_vec(),
-        Signal::Traces => serde_json::from_slice::<ExportTraceServiceRequest>(body).map_err(bad)?.encode_to_vec(),
-        Signal::Logs => serde_json::from_slice::<ExportLogsServiceRequest>(body).map_err(bad)?.encode_to_vec(),
+        Signal::Metrics => serde_json::from_slice::<ExportMetricsServiceRequest>(body)
+            .map_err(bad)?
+            .encode_to_vec(),
+        Signal::Traces => serde_json::from_slice::<ExportTraceServiceRequest>(body)
+            .map_err(bad)?
+            .encode_to_vec(),
+        Signal::Logs => serde_json::from_slice::<ExportLogsServiceRequest>(body)
+            .map_err(bad)?
+            .encode_to_vec(),
     }
     .into())
 }
@@ -115,18 +156,27 @@ fn json_to_protobuf(signal: Signal, body: &[u8]) -> Result<Bytes, Refusal> {
 fn success(encoding: Encoding) -> Response {
     // Every Export*ServiceResponse without partial_success encodes empty.
     match encoding {
-        Encoding::Protobuf => ([(header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new()).into_response(),
+        Encoding::Protobuf => (
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            Vec::<u8>::new(),
+        )
+            .into_response(),
         Encoding::Json => ([(header::CONTENT_TYPE, "application/json")], "{}").into_response(),
     }
 }
 
-fn error(encoding: Encoding, status: StatusCode, message: String, retry_after: Option<u32>) -> Response {
+fn error(
+    encoding: Encoding,
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u32>,
+) -> Response {
     let code = match status {
-        StatusCode::BAD_REQUEST => 3,           // INVALID_ARGUMENT
-        StatusCode::PAYLOAD_TOO_LARGE => 8,     // RESOURCE_EXHAUSTED
-        StatusCode::UNAUTHORIZED => 16,         // UNAUTHENTICATED
-        StatusCode::SERVICE_UNAVAILABLE => 14,  // UNAVAILABLE
-        _ => 2,                                 // UNKNOWN
+        StatusCode::BAD_REQUEST => 3,          // INVALID_ARGUMENT
+        StatusCode::PAYLOAD_TOO_LARGE => 8,    // RESOURCE_EXHAUSTED
+        StatusCode::UNAUTHORIZED => 16,        // UNAUTHENTICATED
+        StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
+        _ => 2,                                // UNKNOWN
     };
     let mut response = match encoding {
         Encoding::Protobuf => (
@@ -143,7 +193,9 @@ fn error(encoding: Encoding, status: StatusCode, message: String, retry_after: O
             .into_response(),
     };
     if let Some(secs) = retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }

@@ -27,7 +27,10 @@ use crate::wal::{Record, Signal, Wal, WalError};
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     #[error("malformed {signal} request: {message}")]
-    BadRequest { signal: &'static str, message: String },
+    BadRequest {
+        signal: &'static str,
+        message: String,
+    },
     #[error("request body of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
     #[error("missing or invalid credentials")]
@@ -93,7 +96,9 @@ impl Ingest {
         let record = Record {
             signal,
             items: accepted.items,
-            unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             payload: accepted.payload,
         };
         let record = Arc::new(record);
@@ -101,32 +106,61 @@ impl Ingest {
             let (wal, rec) = (route.wal.clone(), record.clone());
             let appended = tokio::task::spawn_blocking(move || wal.append(&rec))
                 .await
-                .map_err(|e| Refusal::Internal { exporter: route.exporter.clone(), message: e.to_string() })?;
+                .map_err(|e| Refusal::Internal {
+                    exporter: route.exporter.clone(),
+                    message: e.to_string(),
+                })?;
             match appended {
                 Ok(()) => {}
                 Err(WalError::Full { .. }) => {
-                    return Err(Refusal::QueueFull { exporter: route.exporter.clone() });
+                    return Err(Refusal::QueueFull {
+                        exporter: route.exporter.clone(),
+                    });
                 }
                 Err(e) => {
                     warn!(exporter = %route.exporter, error = %e, "cannot queue a request");
-                    return Err(Refusal::Internal { exporter: route.exporter.clone(), message: e.to_string() });
+                    return Err(Refusal::Internal {
+                        exporter: route.exporter.clone(),
+                        message: e.to_string(),
+                    });
                 }
             }
         }
-        self.metrics.received(transport, signal, u64::from(accepted.items), accepted.exemplars);
+        self.metrics.received(
+            transport,
+            signal,
+            u64::from(accepted.items),
+            accepted.exemplars,
+        );
         Ok(())
     }
 }
 
 /// Decodes and counts a protobuf body of `signal`.
 pub fn decode(signal: Signal, body: Bytes) -> Result<Accepted, Refusal> {
-    let bad = |e: prost::DecodeError| Refusal::BadRequest { signal: signal.as_str(), message: e.to_string() };
-    let (items, exemplars) = match signal {
-        Signal::Metrics => count_metrics(&ExportMetricsServiceRequest::decode(body.clone()).map_err(bad)?),
-        Signal::Traces => (count_spans(&ExportTraceServiceRequest::decode(body.clone()).map_err(bad)?), 0),
-        Signal::Logs => (count_logs(&ExportLogsServiceRequest::decode(body.clone()).map_err(bad)?), 0),
+    let bad = |e: prost::DecodeError| Refusal::BadRequest {
+        signal: signal.as_str(),
+        message: e.to_string(),
     };
-    Ok(Accepted { signal, items: saturate(items), exemplars, payload: body })
+    let (items, exemplars) = match signal {
+        Signal::Metrics => {
+            count_metrics(&ExportMetricsServiceRequest::decode(body.clone()).map_err(bad)?)
+        }
+        Signal::Traces => (
+            count_spans(&ExportTraceServiceRequest::decode(body.clone()).map_err(bad)?),
+            0,
+        ),
+        Signal::Logs => (
+            count_logs(&ExportLogsServiceRequest::decode(body.clone()).map_err(bad)?),
+            0,
+        ),
+    };
+    Ok(Accepted {
+        signal,
+        items: saturate(items),
+        exemplars,
+        payload: body,
+    })
 }
 
 fn saturate(v: u64) -> u32 {
@@ -136,14 +170,29 @@ fn saturate(v: u64) -> u32 {
 /// Data points and exemplars of a metrics request.
 pub fn count_metrics(req: &ExportMetricsServiceRequest) -> (u64, u64) {
     let (mut points, mut exemplars) = (0u64, 0u64);
-    for m in req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
+    for m in req
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+    {
         let (p, e) = match &m.data {
-            Some(Data::Gauge(g)) => (g.data_points.len(), g.data_points.iter().map(|p| p.exemplars.len()).sum()),
-            Some(Data::Sum(s)) => (s.data_points.len(), s.data_points.iter().map(|p| p.exemplars.len()).sum()),
-            Some(Data::Histogram(h)) => (h.data_points.len(), h.data_points.iter().map(|p| p.exemplars.len()).sum()),
-            Some(Data::ExponentialHistogram(h)) => {
-                (h.data_points.len(), h.data_points.iter().map(|p| p.exemplars.len()).sum())
-            }
+            Some(Data::Gauge(g)) => (
+                g.data_points.len(),
+                g.data_points.iter().map(|p| p.exemplars.len()).sum(),
+            ),
+            Some(Data::Sum(s)) => (
+                s.data_points.len(),
+                s.data_points.iter().map(|p| p.exemplars.len()).sum(),
+            ),
+            Some(Data::Histogram(h)) => (
+                h.data_points.len(),
+                h.data_points.iter().map(|p| p.exemplars.len()).sum(),
+            ),
+            Some(Data::ExponentialHistogram(h)) => (
+                h.data_points.len(),
+                h.data_points.iter().map(|p| p.exemplars.len()).sum(),
+            ),
             Some(Data::Summary(s)) => (s.data_points.len(), 0),
             None => (0, 0),
         };
@@ -154,11 +203,19 @@ pub fn count_metrics(req: &ExportMetricsServiceRequest) -> (u64, u64) {
 }
 
 pub fn count_spans(req: &ExportTraceServiceRequest) -> u64 {
-    req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum()
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
 }
 
 pub fn count_logs(req: &ExportLogsServiceRequest) -> u64 {
-    req.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len() as u64).sum()
+    req.resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len() as u64)
+        .sum()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

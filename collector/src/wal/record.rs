@@ -148,11 +148,17 @@ mod tests {
             _ => panic!("not a record"),
         }
         for cut in 1..bytes.len() {
-            assert!(matches!(read(&mut &bytes[..cut], 1 << 20).unwrap(), Next::Torn(_)), "cut {cut}");
+            assert!(
+                matches!(read(&mut &bytes[..cut], 1 << 20).unwrap(), Next::Torn(_)),
+                "cut {cut}"
+            );
         }
         let mut flipped = bytes.clone();
         flipped[HEADER + 1] ^= 1;
-        assert!(matches!(read(&mut flipped.as_slice(), 1 << 20).unwrap(), Next::Torn("checksum mismatch")));
+        assert!(matches!(
+            read(&mut flipped.as_slice(), 1 << 20).unwrap(),
+            Next::Torn("checksum mismatch")
+        ));
         assert!(matches!(read(&mut &[][..], 1 << 20).unwrap(), Next::End));
     }
 }

@@ -58,6 +58,9 @@ struct Inner {
     writer: File,
     write_id: u64,
     cursor: Position,
+    /// The end of the batch the reader holds (read, not yet committed):
+    /// `drop_oldest` does not count it as dropped, since it will be sent.
+    in_flight: Position,
     pending_records: u64,
     dropped: Dropped,
 }
@@ -77,7 +80,11 @@ impl Wal {
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
             let entry = entry.map_err(io_err(dir))?;
             let name = entry.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".seg")).and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".seg"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 segments.insert(id, 0u64);
             }
         }
@@ -86,14 +93,29 @@ impl Wal {
         let mut pending_records = 0;
         for (&id, size) in segments.iter_mut() {
             let path = segment_path(dir, id);
-            let (valid, records_after, torn) = scan(&path, if id == cursor.segment { cursor.offset } else { 0 })?;
+            let (valid, records_after, torn) = scan(
+                &path,
+                if id == cursor.segment {
+                    cursor.offset
+                } else {
+                    0
+                },
+            )?;
             let len = fs::metadata(&path).map_err(io_err(&path))?.len();
             if let Some(why) = torn {
                 warn!(segment = %path.display(), offset = valid, bytes = len - valid, why, "WAL: torn record, truncating the segment there");
-                let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
                 f.set_len(valid).map_err(io_err(&path))?;
                 f.sync_all().map_err(io_err(&path))?;
-                truncations.push(Truncation { segment: id, offset: valid, bytes: len - valid, why });
+                truncations.push(Truncation {
+                    segment: id,
+                    offset: valid,
+                    bytes: len - valid,
+                    why,
+                });
             }
             *size = valid;
             if id >= cursor.segment {
@@ -101,25 +123,47 @@ impl Wal {
             }
         }
         // Segments wholly before the cursor were delivered.
-        let delivered: Vec<u64> = segments.range(..cursor.segment).map(|(&id, _)| id).collect();
+        let delivered: Vec<u64> = segments
+            .range(..cursor.segment)
+            .map(|(&id, _)| id)
+            .collect();
         for id in delivered {
             let _ = fs::remove_file(segment_path(dir, id));
             segments.remove(&id);
         }
-        let write_id = segments.keys().next_back().copied().unwrap_or(cursor.segment.max(1));
+        let write_id = segments
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(cursor.segment.max(1));
         if cursor.segment < *segments.keys().next().unwrap_or(&write_id) {
-            cursor = Position { segment: write_id.min(*segments.keys().next().unwrap_or(&write_id)), offset: 0 };
+            cursor = Position {
+                segment: write_id.min(*segments.keys().next().unwrap_or(&write_id)),
+                offset: 0,
+            };
         }
         if let Some(&size) = segments.get(&cursor.segment) {
             cursor.offset = cursor.offset.min(size);
         }
         segments.entry(write_id).or_insert(0);
         let path = segment_path(dir, write_id);
-        let writer = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        let writer = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         let wal = Self {
             dir: dir.to_owned(),
             cfg,
-            inner: Mutex::new(Inner { segments, writer, write_id, cursor, pending_records, dropped: Dropped::default() }),
+            inner: Mutex::new(Inner {
+                segments,
+                writer,
+                write_id,
+                cursor,
+                in_flight: cursor,
+                pending_records,
+                dropped: Dropped::default(),
+            }),
             notify: tokio::sync::Notify::new(),
         };
         Ok((wal, truncations))
@@ -135,11 +179,18 @@ impl Wal {
         let mut inner = self.inner.lock().expect("wal lock");
         while inner.used() + len > self.cfg.max_bytes {
             match self.cfg.when_full {
-                WhenFull::Refuse => return Err(WalError::Full { used: inner.used(), max: self.cfg.max_bytes }),
+                WhenFull::Refuse => {
+                    return Err(WalError::Full {
+                        used: inner.used(),
+                        max: self.cfg.max_bytes,
+                    });
+                }
                 WhenFull::DropOldest => self.drop_oldest(&mut inner)?,
             }
         }
-        if inner.segments[&inner.write_id] > 0 && inner.segments[&inner.write_id] + len > self.cfg.segment_bytes {
+        if inner.segments[&inner.write_id] > 0
+            && inner.segments[&inner.write_id] + len > self.cfg.segment_bytes
+        {
             self.roll(&mut inner)?;
         }
         let path = segment_path(&self.dir, inner.write_id);
@@ -157,7 +208,12 @@ impl Wal {
 
     /// Up to `max_records` records (and about `max_bytes`) from `from`,
     /// each with the position after it.
-    pub fn read(&self, mut from: Position, max_records: usize, max_bytes: u64) -> Result<Vec<(Record, Position)>, WalError> {
+    pub fn read(
+        &self,
+        mut from: Position,
+        max_records: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<(Record, Position)>, WalError> {
         let (segments, cursor) = {
             let inner = self.inner.lock().expect("wal lock");
             (inner.segments.clone(), inner.cursor)
@@ -167,12 +223,16 @@ impl Wal {
         let mut bytes = 0;
         for (&id, &end) in segments.range(from.segment..) {
             if id > from.segment {
-                from = Position { segment: id, offset: 0 };
+                from = Position {
+                    segment: id,
+                    offset: 0,
+                };
             }
             if from.offset < end {
                 let path = segment_path(&self.dir, id);
                 let mut f = BufReader::new(File::open(&path).map_err(io_err(&path))?);
-                f.seek(SeekFrom::Start(from.offset)).map_err(io_err(&path))?;
+                f.seek(SeekFrom::Start(from.offset))
+                    .map_err(io_err(&path))?;
                 while from.offset < end && out.len() < max_records && bytes < max_bytes {
                     match record::read(&mut f, RECORD_LIMIT).map_err(io_err(&path))? {
                         Next::Record(r) => {
@@ -188,6 +248,10 @@ impl Wal {
                 break;
             }
         }
+        if let Some((_, end)) = out.last() {
+            let mut inner = self.inner.lock().expect("wal lock");
+            inner.in_flight = inner.in_flight.max(*end);
+        }
         Ok(out)
     }
 
@@ -195,13 +259,19 @@ impl Wal {
     /// deletes segments wholly before it.
     pub fn commit(&self, to: Position, records: u64) -> Result<(), WalError> {
         let mut inner = self.inner.lock().expect("wal lock");
+        // Delivered records leave the count even when `drop_oldest` moved
+        // the cursor past them while they were being sent.
+        inner.pending_records = inner.pending_records.saturating_sub(records);
         if to <= inner.cursor {
             return Ok(());
         }
         inner.cursor = to;
-        inner.pending_records = inner.pending_records.saturating_sub(records);
         write_cursor(&self.dir, to, self.cfg.fsync)?;
-        let done: Vec<u64> = inner.segments.range(..to.segment).map(|(&id, _)| id).collect();
+        let done: Vec<u64> = inner
+            .segments
+            .range(..to.segment)
+            .map(|(&id, _)| id)
+            .collect();
         for id in done {
             let _ = fs::remove_file(segment_path(&self.dir, id));
             inner.segments.remove(&id);
@@ -221,8 +291,15 @@ impl Wal {
     /// Undelivered bytes and records.
     pub fn depth(&self) -> (u64, u64) {
         let inner = self.inner.lock().expect("wal lock");
-        let bytes: u64 = inner.segments.range(inner.cursor.segment..).map(|(_, &b)| b).sum();
-        (bytes.saturating_sub(inner.cursor.offset), inner.pending_records)
+        let bytes: u64 = inner
+            .segments
+            .range(inner.cursor.segment..)
+            .map(|(_, &b)| b)
+            .sum();
+        (
+            bytes.saturating_sub(inner.cursor.offset),
+            inner.pending_records,
+        )
     }
 
     /// Bytes of segment files on disk (the budget's measure).
@@ -238,11 +315,17 @@ impl Wal {
     fn roll(&self, inner: &mut Inner) -> Result<(), WalError> {
         let id = inner.write_id + 1;
         let path = segment_path(&self.dir, id);
-        inner.writer = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        inner.writer = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         inner.write_id = id;
         inner.segments.insert(id, 0);
         if self.cfg.fsync == Fsync::Always {
-            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err(&self.dir))?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&self.dir))?;
         }
         Ok(())
     }
@@ -253,9 +336,16 @@ impl Wal {
             self.roll(inner)?;
         }
         let path = segment_path(&self.dir, oldest);
-        let from = if inner.cursor.segment == oldest { inner.cursor.offset } else { 0 };
-        let (_, records, _) = scan(&path, from)?;
-        let items = count_items(&path, from)?;
+        // Records the reader holds will still be sent: not dropped.
+        let kept = inner.in_flight.max(inner.cursor);
+        let (records, items) = match kept.segment.cmp(&oldest) {
+            std::cmp::Ordering::Greater => (0, 0),
+            std::cmp::Ordering::Equal => (
+                scan(&path, kept.offset)?.1,
+                count_items(&path, kept.offset)?,
+            ),
+            std::cmp::Ordering::Less => (scan(&path, 0)?.1, count_items(&path, 0)?),
+        };
         inner.dropped.records += records;
         inner.dropped.items += items;
         inner.pending_records = inner.pending_records.saturating_sub(records);
@@ -264,7 +354,10 @@ impl Wal {
         inner.segments.remove(&oldest);
         let next = *inner.segments.keys().next().expect("the write segment");
         if inner.cursor.segment <= oldest {
-            inner.cursor = Position { segment: next, offset: 0 };
+            inner.cursor = Position {
+                segment: next,
+                offset: 0,
+            };
             write_cursor(&self.dir, inner.cursor, self.cfg.fsync)?;
         }
         Ok(())
@@ -313,7 +406,10 @@ fn count_items(path: &Path, from: u64) -> Result<u64, WalError> {
 fn read_cursor(dir: &Path) -> Option<Position> {
     let text = fs::read_to_string(dir.join("cursor")).ok()?;
     let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
-    Some(Position { segment: it.next()??, offset: it.next()?? })
+    Some(Position {
+        segment: it.next()??,
+        offset: it.next()??,
+    })
 }
 
 fn write_cursor(dir: &Path, at: Position, fsync: Fsync) -> Result<(), WalError> {

@@ -57,13 +57,18 @@ pub fn resource(node_name: Option<&str>) -> Resource {
     if let Some(node) = node_name {
         attrs.push(kv("k8s.node.name", node));
     }
-    Resource { attributes: attrs, ..Default::default() }
+    Resource {
+        attributes: attrs,
+        ..Default::default()
+    }
 }
 
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_owned())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
     }
 }
 
@@ -115,11 +120,19 @@ pub async fn run(
         }
     }
     // The last interval: one more snapshot, then everything queued, once each.
-    enqueue(&mut queue, snapshot(&registry, &resource, started), &cfg, &metrics);
+    enqueue(
+        &mut queue,
+        snapshot(&registry, &resource, started),
+        &cfg,
+        &metrics,
+    );
     while !queue.is_empty() {
         if send_front(&sender, &mut queue, &metrics).await.is_some() {
             let n = queue.len() as u64;
-            warn!(batches = n, "shutdown: the OTLP endpoint did not take the last batches");
+            warn!(
+                batches = n,
+                "shutdown: the OTLP endpoint did not take the last batches"
+            );
             for b in queue.drain(..) {
                 metrics.dropped(b.points, "shutdown");
             }
@@ -130,7 +143,11 @@ pub async fn run(
 
 /// Sends the oldest batch once. `None`: it left the queue (delivered, or
 /// rejected for good and counted); `Some(retry_after)`: it stays, retry.
-async fn send_front(sender: &Sender, queue: &mut VecDeque<Batch>, metrics: &PushMetrics) -> Option<Option<Duration>> {
+async fn send_front(
+    sender: &Sender,
+    queue: &mut VecDeque<Batch>,
+    metrics: &PushMetrics,
+) -> Option<Option<Duration>> {
     let batch = queue.front()?;
     match sender.send(&batch.request).await {
         Outcome::Delivered { rejected } => {
@@ -144,7 +161,11 @@ async fn send_front(sender: &Sender, queue: &mut VecDeque<Batch>, metrics: &Push
         }
         Outcome::Rejected { message } => {
             let b = queue.pop_front().expect("front");
-            warn!(message, points = b.points, "OTLP endpoint rejected a batch; dropped, not retried");
+            warn!(
+                message,
+                points = b.points,
+                "OTLP endpoint rejected a batch; dropped, not retried"
+            );
             metrics.dropped(b.points, "rejected");
             None
         }
@@ -157,7 +178,9 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 fn snapshot(registry: &Registry, resource: &Resource, started: SystemTime) -> Option<Batch> {
-    let rendered = tokio::task::block_in_place(|| osprey_model::otlp::render(registry, started, SystemTime::now()));
+    let rendered = tokio::task::block_in_place(|| {
+        osprey_model::otlp::render(registry, started, SystemTime::now())
+    });
     let metrics = match rendered {
         Ok(m) => m,
         Err(e) => {
@@ -181,10 +204,19 @@ fn snapshot(registry: &Registry, resource: &Resource, started: SystemTime) -> Op
             schema_url: String::new(),
         }],
     };
-    Some(Batch { bytes: request.encoded_len(), request, points })
+    Some(Batch {
+        bytes: request.encoded_len(),
+        request,
+        points,
+    })
 }
 
-fn enqueue(queue: &mut VecDeque<Batch>, batch: Option<Batch>, cfg: &PushConfig, metrics: &PushMetrics) {
+fn enqueue(
+    queue: &mut VecDeque<Batch>,
+    batch: Option<Batch>,
+    cfg: &PushConfig,
+    metrics: &PushMetrics,
+) {
     let Some(batch) = batch else { return };
     queue.push_back(batch);
     let mut bytes: usize = queue.iter().map(|b| b.bytes).sum();

@@ -19,7 +19,9 @@ pub enum Endpoint {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    #[error("otlp_endpoint {0:?}: expected http://HOST:PORT (gRPC) or http://HOST:PORT/…/v1/metrics (HTTP)")]
+    #[error(
+        "otlp_endpoint {0:?}: expected http://HOST:PORT (gRPC) or http://HOST:PORT/…/v1/metrics (HTTP)"
+    )]
     Invalid(String),
     #[error("otlp_endpoint: {0}")]
     Client(String),
@@ -52,14 +54,20 @@ pub enum Outcome {
     /// Accepted; `rejected` data points per the answer's partial_success.
     Delivered { rejected: u64 },
     /// Try again (after the server's hint, if any).
-    Retry { reason: &'static str, after: Option<Duration> },
+    Retry {
+        reason: &'static str,
+        after: Option<Duration>,
+    },
     /// Refused for good.
     Rejected { message: String },
 }
 
 pub enum Sender {
     Grpc(MetricsServiceClient<Channel>),
-    Http { client: reqwest::Client, url: String },
+    Http {
+        client: reqwest::Client,
+        url: String,
+    },
 }
 
 impl Sender {
@@ -71,14 +79,19 @@ impl Sender {
                     .connect_timeout(timeout)
                     .timeout(timeout)
                     .connect_lazy();
-                Ok(Self::Grpc(MetricsServiceClient::new(channel).max_decoding_message_size(4 << 20)))
+                Ok(Self::Grpc(
+                    MetricsServiceClient::new(channel).max_decoding_message_size(4 << 20),
+                ))
             }
             Endpoint::Http(url) => {
                 let client = reqwest::Client::builder()
                     .timeout(timeout)
                     .build()
                     .map_err(|e| EndpointError::Client(e.to_string()))?;
-                Ok(Self::Http { client, url: url.clone() })
+                Ok(Self::Http {
+                    client,
+                    url: url.clone(),
+                })
             }
         }
     }
@@ -86,16 +99,29 @@ impl Sender {
     pub async fn send(&self, req: &ExportMetricsServiceRequest) -> Outcome {
         match self {
             Self::Grpc(client) => match client.clone().export(req.clone()).await {
-                Ok(resp) => Outcome::Delivered { rejected: rejected(Some(resp.into_inner())) },
+                Ok(resp) => Outcome::Delivered {
+                    rejected: rejected(Some(resp.into_inner())),
+                },
                 Err(status) => match status.code() {
-                    Code::Unavailable | Code::Cancelled | Code::Aborted | Code::OutOfRange | Code::DataLoss => {
-                        Outcome::Retry { reason: "unavailable", after: None }
-                    }
-                    Code::DeadlineExceeded => Outcome::Retry { reason: "timeout", after: None },
-                    Code::Unknown if status.message().contains("transport") => {
-                        Outcome::Retry { reason: "connection", after: None }
-                    }
-                    _ => Outcome::Rejected { message: format!("{:?}: {}", status.code(), status.message()) },
+                    Code::Unavailable
+                    | Code::Cancelled
+                    | Code::Aborted
+                    | Code::OutOfRange
+                    | Code::DataLoss => Outcome::Retry {
+                        reason: "unavailable",
+                        after: None,
+                    },
+                    Code::DeadlineExceeded => Outcome::Retry {
+                        reason: "timeout",
+                        after: None,
+                    },
+                    Code::Unknown if status.message().contains("transport") => Outcome::Retry {
+                        reason: "connection",
+                        after: None,
+                    },
+                    _ => Outcome::Rejected {
+                        message: format!("{:?}: {}", status.code(), status.message()),
+                    },
                 },
             },
             Self::Http { client, url } => {
@@ -106,8 +132,14 @@ impl Sender {
                     .send()
                     .await;
                 match sent {
-                    Err(e) if e.is_timeout() => Outcome::Retry { reason: "timeout", after: None },
-                    Err(_) => Outcome::Retry { reason: "connection", after: None },
+                    Err(e) if e.is_timeout() => Outcome::Retry {
+                        reason: "timeout",
+                        after: None,
+                    },
+                    Err(_) => Outcome::Retry {
+                        reason: "connection",
+                        after: None,
+                    },
                     Ok(resp) => {
                         let status = resp.status().as_u16();
                         let after = resp
@@ -121,10 +153,19 @@ impl Sender {
                             200..=299 => Outcome::Delivered {
                                 rejected: rejected(ExportMetricsServiceResponse::decode(body).ok()),
                             },
-                            429 => Outcome::Retry { reason: "429", after },
-                            502..=504 => Outcome::Retry { reason: "5xx", after },
+                            429 => Outcome::Retry {
+                                reason: "429",
+                                after,
+                            },
+                            502..=504 => Outcome::Retry {
+                                reason: "5xx",
+                                after,
+                            },
                             _ => Outcome::Rejected {
-                                message: format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(512)])),
+                                message: format!(
+                                    "HTTP {status}: {}",
+                                    String::from_utf8_lossy(&body[..body.len().min(512)])
+                                ),
                             },
                         }
                     }
@@ -135,7 +176,8 @@ impl Sender {
 }
 
 fn rejected(resp: Option<ExportMetricsServiceResponse>) -> u64 {
-    resp.and_then(|r| r.partial_success).map_or(0, |p| p.rejected_data_points.max(0) as u64)
+    resp.and_then(|r| r.partial_success)
+        .map_or(0, |p| p.rejected_data_points.max(0) as u64)
 }
 
 #[cfg(test)]
@@ -144,9 +186,18 @@ mod tests {
 
     #[test]
     fn a_metrics_path_means_http_and_a_bare_host_grpc() {
-        assert_eq!(Endpoint::parse("http://c:4317").unwrap(), Endpoint::Grpc("http://c:4317".into()));
-        assert_eq!(Endpoint::parse("http://c:4317/").unwrap(), Endpoint::Grpc("http://c:4317".into()));
-        assert_eq!(Endpoint::parse("http://c:4318/v1/metrics").unwrap(), Endpoint::Http("http://c:4318/v1/metrics".into()));
+        assert_eq!(
+            Endpoint::parse("http://c:4317").unwrap(),
+            Endpoint::Grpc("http://c:4317".into())
+        );
+        assert_eq!(
+            Endpoint::parse("http://c:4317/").unwrap(),
+            Endpoint::Grpc("http://c:4317".into())
+        );
+        assert_eq!(
+            Endpoint::parse("http://c:4318/v1/metrics").unwrap(),
+            Endpoint::Http("http://c:4318/v1/metrics".into())
+        );
         assert!(Endpoint::parse("c:4317").is_err());
         assert!(Endpoint::parse("http://c:4318/v1/traces").is_err());
     }

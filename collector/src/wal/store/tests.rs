@@ -11,7 +11,12 @@ fn rec(i: u32, size: usize) -> Record {
 }
 
 fn cfg(max: u64, seg: u64, when_full: WhenFull) -> QueueConfig {
-    QueueConfig { max_bytes: max, segment_bytes: seg, fsync: Fsync::Always, when_full }
+    QueueConfig {
+        max_bytes: max,
+        segment_bytes: seg,
+        fsync: Fsync::Always,
+        when_full,
+    }
 }
 
 fn items(batch: &[(Record, Position)]) -> Vec<u32> {
@@ -39,7 +44,16 @@ fn delivers_in_order_across_segments_and_resumes_at_the_cursor() {
     wal.commit(rest.last().unwrap().1, 6).unwrap();
     assert_eq!(wal.depth(), (0, 0));
     // Delivered segments are gone; only the one being written remains.
-    let segs = fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg")).count();
+    let segs = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count();
     assert_eq!(segs, 1);
 }
 
@@ -58,10 +72,16 @@ fn a_torn_tail_is_truncated_and_the_rest_delivered() {
     let (wal, torn) = Wal::open(dir.path(), cfg(1 << 20, 1 << 20, WhenFull::Refuse)).unwrap();
     assert_eq!(torn.len(), 1);
     assert_eq!((torn[0].bytes, torn[0].why), (30, "short payload"));
-    assert_eq!(items(&wal.read(wal.cursor(), 100, u64::MAX).unwrap()), [1, 2, 3]);
+    assert_eq!(
+        items(&wal.read(wal.cursor(), 100, u64::MAX).unwrap()),
+        [1, 2, 3]
+    );
     // Appends continue after the truncation point.
     wal.append(&rec(5, 50)).unwrap();
-    assert_eq!(items(&wal.read(wal.cursor(), 100, u64::MAX).unwrap()), [1, 2, 3, 5]);
+    assert_eq!(
+        items(&wal.read(wal.cursor(), 100, u64::MAX).unwrap()),
+        [1, 2, 3, 5]
+    );
 }
 
 #[test]
@@ -72,8 +92,14 @@ fn refuse_keeps_everything_accepted() {
     for i in 1..=3 {
         wal.append(&rec(i, 100)).unwrap();
     }
-    assert!(matches!(wal.append(&rec(4, 100)), Err(WalError::Full { .. })));
-    assert_eq!(items(&wal.read(wal.cursor(), 100, u64::MAX).unwrap()), [1, 2, 3]);
+    assert!(matches!(
+        wal.append(&rec(4, 100)),
+        Err(WalError::Full { .. })
+    ));
+    assert_eq!(
+        items(&wal.read(wal.cursor(), 100, u64::MAX).unwrap()),
+        [1, 2, 3]
+    );
     assert_eq!(wal.dropped(), Dropped::default());
 }
 
@@ -87,7 +113,44 @@ fn drop_oldest_counts_what_it_deletes() {
         wal.append(&rec(i, 100)).unwrap();
     }
     // Segment 1 (records 1, 2) went to make room: items 1 + 2.
-    assert_eq!(wal.dropped(), Dropped { records: 2, items: 3 });
-    assert_eq!(items(&wal.read(wal.cursor(), 100, u64::MAX).unwrap()), [3, 4, 5, 6]);
+    assert_eq!(
+        wal.dropped(),
+        Dropped {
+            records: 2,
+            items: 3
+        }
+    );
+    assert_eq!(
+        items(&wal.read(wal.cursor(), 100, u64::MAX).unwrap()),
+        [3, 4, 5, 6]
+    );
     assert!(wal.disk_bytes() <= one * 4);
+}
+
+#[test]
+fn drop_oldest_does_not_count_the_batch_being_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = rec(1, 100).encoded_len();
+    let (wal, _) = Wal::open(dir.path(), cfg(one * 4, one * 2, WhenFull::DropOldest)).unwrap();
+    wal.append(&rec(1, 100)).unwrap();
+    wal.append(&rec(2, 100)).unwrap();
+    // The exporter reads record 1 and is still sending it.
+    let held = wal.read(wal.cursor(), 1, u64::MAX).unwrap();
+    for i in 3..=6 {
+        wal.append(&rec(i, 100)).unwrap();
+    }
+    // Segment 1 went: record 2 is dropped, record 1 is in flight.
+    assert_eq!(
+        wal.dropped(),
+        Dropped {
+            records: 1,
+            items: 2
+        }
+    );
+    wal.commit(held[0].1, 1).unwrap();
+    assert_eq!(
+        items(&wal.read(wal.cursor(), 100, u64::MAX).unwrap()),
+        [3, 4, 5, 6]
+    );
+    assert_eq!(wal.depth().1, 4);
 }
