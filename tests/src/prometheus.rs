@@ -64,7 +64,16 @@ impl Prometheus {
             targets.join(", ")
         );
         std::fs::write(dir.join("prometheus.yml"), config).map_err(|e| e.to_string())?;
-        let port = free_port();
+        // A caller that needs the port before Prometheus starts passes it.
+        let port = extra
+            .iter()
+            .find_map(|a| a.strip_prefix("--web.listen-address=127.0.0.1:"))
+            .map_or_else(free_port, |p| p.parse().expect("a port"));
+        let extra: Vec<&str> = extra
+            .iter()
+            .copied()
+            .filter(|a| !a.starts_with("--web.listen-address="))
+            .collect();
         let child = Command::new(bin)
             .arg(format!(
                 "--config.file={}",
@@ -77,7 +86,7 @@ impl Prometheus {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--enable-feature=exemplar-storage")
             .arg("--log.level=warn")
-            .args(extra)
+            .args(&extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

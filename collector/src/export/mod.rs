@@ -12,6 +12,8 @@ pub mod proto;
 pub mod remote_write;
 pub mod retry;
 pub mod translate;
+#[cfg(test)]
+mod translate_tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
