@@ -182,6 +182,7 @@ impl Cli {
             cfg.otlp.push(OtlpConfig {
                 name: "otlp_traces".to_owned(),
                 url,
+                protocol: Default::default(),
                 signals: vec![SignalName::Traces],
                 endpoint: Default::default(),
                 retry: Default::default(),

@@ -108,16 +108,24 @@ pub async fn run(cfg: Config) -> Result<()> {
     let own = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
-    // Scripts and tests read these lines (ports may be 0 = any).
-    println!("osprey-collector: OTLP gRPC on {}", grpc.local_addr()?);
-    println!(
-        "osprey-collector: OTLP HTTP on http://{}",
-        http.local_addr()?
-    );
-    println!(
-        "osprey-collector: serving http://{}/healthz",
-        own.local_addr()?
-    );
+    // Scripts and tests read these lines (ports may be 0 = any); a reader
+    // that went away is not a reason to stop.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "osprey-collector: OTLP gRPC on {}", grpc.local_addr()?);
+        let _ = writeln!(
+            out,
+            "osprey-collector: OTLP HTTP on http://{}",
+            http.local_addr()?
+        );
+        let _ = writeln!(
+            out,
+            "osprey-collector: serving http://{}/healthz",
+            own.local_addr()?
+        );
+        let _ = out.flush();
+    }
 
     let mut tasks = tokio::task::JoinSet::new();
     for e in exporters {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
@@ -10,17 +10,21 @@ use prometheus_client::registry::Registry;
 
 use crate::wal::Signal;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
+/// Which OTLP transport a request came by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
-    grpc,
-    http,
+    Grpc,
+    Http,
 }
 
-#[allow(non_upper_case_globals)]
-impl Transport {
-    pub const Grpc: Self = Self::grpc;
-    pub const Http: Self = Self::http;
+impl EncodeLabelValue for Transport {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            Self::Grpc => "grpc",
+            Self::Http => "http",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -115,7 +119,7 @@ impl Metrics {
             "Time to accept an OTLP request (decode, queue, fsync)",
             m.request_seconds.clone(),
         );
-        r.register("osprey_collector_sent", "Items delivered by an exporter, by kind (samples, exemplars, spans, log_records, data_points)", m.sent.clone());
+        r.register("osprey_collector_sent", "Items delivered by an exporter, by kind (samples, exemplars, spans, log_records, data_points; wire_bytes: compressed remote-write bodies)", m.sent.clone());
         r.register("osprey_collector_dropped", "Items an exporter dropped for good, by kind and reason (a 4xx from the receiver, a partial write, a full queue's drop_oldest, untranslatable data)", m.dropped.clone());
         r.register(
             "osprey_collector_retries",

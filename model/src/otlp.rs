@@ -226,6 +226,18 @@ fn exemplar(e: &pb::Exemplar) -> Exemplar {
     }
 }
 
+/// Data points of a rendered metric (what a receiver counts).
+pub fn data_points(m: &Metric) -> u64 {
+    (match &m.data {
+        Some(metric::Data::Sum(s)) => s.data_points.len(),
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
+        Some(metric::Data::Histogram(h)) => h.data_points.len(),
+        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(metric::Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,16 +406,4 @@ mod tests {
         assert!(e.trace_id.is_empty());
         assert_eq!(e.filtered_attributes[0].key, "trace_id");
     }
-}
-
-/// Data points of a rendered metric (what a receiver counts).
-pub fn data_points(m: &Metric) -> u64 {
-    (match &m.data {
-        Some(metric::Data::Sum(s)) => s.data_points.len(),
-        Some(metric::Data::Gauge(g)) => g.data_points.len(),
-        Some(metric::Data::Histogram(h)) => h.data_points.len(),
-        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(metric::Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }) as u64
 }

@@ -21,6 +21,9 @@ fn collector(tag: &str, extra: &str) -> Option<Collector> {
     ))
 }
 
+/// (what, path, content type, body, expected status, expected message).
+type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, &'a str);
+
 #[test]
 fn malformed_bodies_get_the_right_4xx_and_the_collector_stays_up() {
     let Some(c) = collector("badinput", "") else {
@@ -51,7 +54,7 @@ fn malformed_bodies_get_the_right_4xx_and_the_collector_stays_up() {
     };
     let huge = gauges("osprey_test_points", "bad", 0, 3000);
     assert!(huge.len() > 65536);
-    let cases: Vec<(&str, &str, &str, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "garbage",
             "/v1/metrics",

@@ -206,13 +206,50 @@ tp.shutdown()
 
 const ROTEL_HOOK: &str = r#"
 import json
+# rotel hands over one ResourceSpans (or a list) and forwards what is returned;
+# every hook runs in one interpreter, so each names its own output file.
 def process_spans(resource_spans):
-    with open(OUT, "a") as f:
-        for rs in resource_spans:
+    items = resource_spans if isinstance(resource_spans, (list, tuple)) else [resource_spans]
+    with open(SPANS_OUT, "a") as f:
+        for rs in items:
             for ss in rs.scope_spans:
                 for s in ss.spans:
                     f.write(json.dumps({"trace_id": s.trace_id.hex(), "name": s.name}) + "\n")
+    return resource_spans
 "#;
+
+const ROTEL_LOGS_HOOK: &str = r#"
+import json
+def process_logs(resource_logs):
+    items = resource_logs if isinstance(resource_logs, (list, tuple)) else [resource_logs]
+    with open(LOGS_OUT, "a") as f:
+        for rl in items:
+            for sl in rl.scope_logs:
+                for r in sl.log_records:
+                    f.write(json.dumps({"severity": r.severity_text}) + "\n")
+    return resource_logs
+"#;
+
+/// A logs request of `n` records with severity text `severity`.
+fn logs(n: usize, severity: &str) -> Vec<u8> {
+    use opentelemetry_proto::tonic::{collector::logs::v1::ExportLogsServiceRequest, logs::v1::*};
+    use prost::Message;
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..n)
+                    .map(|_| LogRecord {
+                        severity_text: severity.into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
 
 /// Runs the OTel SDK script against the collector's OTLP/HTTP; the trace id.
 fn sdk_send(c: &Collector) -> String {
@@ -240,7 +277,19 @@ fn a_third_party_sdk_arrives_translated_with_target_info_promoted_labels_and_exe
     let spans = dir.join("spans.jsonl");
     std::fs::write(
         dir.join("hook.py"),
-        format!("OUT = {:?}\n{ROTEL_HOOK}", spans.display().to_string()),
+        format!(
+            "SPANS_OUT = {:?}\n{ROTEL_HOOK}",
+            spans.display().to_string()
+        ),
+    )
+    .unwrap();
+    let logged = dir.join("logs.jsonl");
+    std::fs::write(
+        dir.join("logs.py"),
+        format!(
+            "LOGS_OUT = {:?}\n{ROTEL_LOGS_HOOK}",
+            logged.display().to_string()
+        ),
     )
     .unwrap();
     let free = || {
@@ -263,6 +312,8 @@ fn a_third_party_sdk_arrives_translated_with_target_info_promoted_labels_and_exe
             ])
             .arg("--otlp-with-trace-processor")
             .arg(dir.join("hook.py"))
+            .arg("--otlp-with-logs-processor")
+            .arg(dir.join("logs.py"))
             .spawn()
             .unwrap(),
     );
@@ -288,7 +339,8 @@ fn a_third_party_sdk_arrives_translated_with_target_info_promoted_labels_and_exe
     });
     let config = format!(
         "[[remote_write]]\nname = \"p3\"\nurl = {:?}\npromote_resource_attributes = [\"deployment.environment\"]\n\
-         [[otlp]]\nname = \"tempo\"\nurl = \"http://127.0.0.1:{rh}\"\nsignals = [\"traces\"]\n\
+         [[otlp]]\nname = \"tempo\"\nurl = \"http://127.0.0.1:{rg}\"\nprotocol = \"grpc\"\nsignals = [\"traces\"]\n\
+         [[otlp]]\nname = \"logs\"\nurl = \"http://127.0.0.1:{rh}\"\nsignals = [\"logs\"]\n\
          [[otlp]]\nname = \"vm\"\nurl = \"http://127.0.0.1:{vmp}/opentelemetry/v1/metrics\"\nsignals = [\"metrics\"]\n",
         p3.write_url()
     );
@@ -351,6 +403,28 @@ fn a_third_party_sdk_arrives_translated_with_target_info_promoted_labels_and_exe
             &[("exporter", "tempo"), ("kind", "spans")]
         ),
         1.0
+    );
+    // Logs, over OTLP/HTTP, to the same rotel.
+    assert_eq!(
+        c.post(
+            "/v1/logs",
+            "application/x-protobuf",
+            &logs(3, "osprey-test-warn")
+        ),
+        200
+    );
+    let got = eventually(30, "the log records at rotel", || {
+        std::fs::read_to_string(&logged)
+            .ok()
+            .filter(|t| t.matches("osprey-test-warn").count() == 3)
+    });
+    assert_eq!(got.lines().count(), 3);
+    assert_eq!(
+        c.metric(
+            "osprey_collector_sent_total",
+            &[("exporter", "logs"), ("kind", "log_records")]
+        ),
+        3.0
     );
 
     // VictoriaMetrics (OTLP/HTTP) got the metrics, and a known set of points.

@@ -2,6 +2,7 @@
 //! README's two commands; both set up the machine first if needed.
 
 mod bench;
+mod bench_collector;
 mod bench_probes;
 mod bench_scrape;
 mod build;
@@ -125,9 +126,9 @@ fn main() -> Result<()> {
             let agent = build::all()?;
             let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
             if let Some(o) = only.as_deref()
-                && !["probes", "flows", "scrape"].contains(&o)
+                && !["probes", "flows", "scrape", "collector"].contains(&o)
             {
-                anyhow::bail!("--only takes probes, flows or scrape, not {o}");
+                anyhow::bail!("--only takes probes, flows, scrape or collector, not {o}");
             }
             bench::no_other_agent()?;
             if part("probes") {
@@ -138,6 +139,16 @@ fn main() -> Result<()> {
             }
             if part("scrape") {
                 bench_scrape::run(&agent, against.as_deref(), reps)?;
+            }
+            if part("collector") {
+                let peers: std::collections::HashMap<_, _> =
+                    setup::peers::env()?.into_iter().collect();
+                bench_collector::run(
+                    &agent.with_file_name("osprey-collector"),
+                    &peers["OSPREY_PROMETHEUS3"],
+                    &peers["OSPREY_VMAGENT"],
+                    reps.min(3),
+                )?;
             }
             Ok(())
         }

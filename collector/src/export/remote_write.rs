@@ -192,6 +192,8 @@ impl RemoteWrite {
             .await
             {
                 Ok(resp) => {
+                    let wire = body.bytes.len() as u64;
+                    self.metrics.sent(&self.cfg.name, "wire_bytes", wire);
                     if version == Version::V2 {
                         let written =
                             header_u64(&resp, "X-Prometheus-Remote-Write-Samples-Written");
@@ -210,14 +212,16 @@ impl RemoteWrite {
                     }
                     return Ok(());
                 }
-                Err(Failure::Rejected { status, .. })
-                    if version == Version::V2 && status == StatusCode::UNSUPPORTED_MEDIA_TYPE =>
-                {
+                Err(Failure::Rejected {
+                    status: Some(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                    ..
+                }) if version == Version::V2 => {
                     self.fall_back("415 Unsupported Media Type");
                 }
-                Err(Failure::Rejected { status, message }) => {
-                    error!(exporter = %self.cfg.name, %status, message, samples = body.samples, "receiver rejected a request; dropped, not retried");
-                    let reason = format!("http_{}", status.as_u16());
+                Err(Failure::Rejected {
+                    reason, message, ..
+                }) => {
+                    error!(exporter = %self.cfg.name, reason, message, samples = body.samples, "receiver rejected a request; dropped, not retried");
                     self.metrics
                         .dropped(&self.cfg.name, "samples", &reason, body.samples);
                     self.metrics

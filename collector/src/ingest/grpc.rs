@@ -41,19 +41,47 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
         let svc = tower_service(move |req: axum::http::Request<axum::body::Body>| {
             let ingest = ingest.clone();
             async move {
-                // tonic's own size check is set past ours, so ours answers.
                 let limit = ingest.max_request_bytes;
                 let mut grpc = tonic::server::Grpc::new(RawCodec { limit })
-                    .apply_max_message_size_config(
-                        Some(limit.saturating_mul(2).max(limit + 1)),
-                        None,
-                    );
-                Ok::<_, Infallible>(grpc.unary(Export { ingest, signal }, req).await)
+                    .apply_max_message_size_config(Some(limit), None);
+                let response = grpc
+                    .unary(
+                        Export {
+                            ingest: ingest.clone(),
+                            signal,
+                        },
+                        req,
+                    )
+                    .await;
+                Ok::<_, Infallible>(too_large_is_resource_exhausted(response, &ingest, signal))
             }
         });
         router = router.route_service(path, svc);
     }
     router
+}
+
+/// tonic refuses a message past the limit from its length prefix, before
+/// reading it, with `OUT_OF_RANGE`; OTLP says `RESOURCE_EXHAUSTED`. The
+/// answer is trailers-only, so the status is in its headers.
+fn too_large_is_resource_exhausted<B>(
+    mut response: axum::http::Response<B>,
+    ingest: &Ingest,
+    signal: Signal,
+) -> axum::http::Response<B> {
+    let headers = response.headers_mut();
+    if headers.get("grpc-status").is_some_and(|v| v == "11") {
+        let message = format!(
+            "request body exceeds the limit of {} bytes",
+            ingest.max_request_bytes
+        );
+        headers.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+        if let Ok(v) = axum::http::HeaderValue::try_from(message) {
+            headers.insert("grpc-message", v);
+        }
+        ingest.metrics.refused(Transport::Grpc, signal, "too_large");
+    }
+    response
 }
 
 fn tower_service<F, Fut>(f: F) -> ServiceFn<F>
