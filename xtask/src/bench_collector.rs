@@ -52,6 +52,7 @@ fn request(run: &str, i: u64, t0_ms: u64) -> Vec<u8> {
             attributes: vec![
                 kv("series", &s.to_string()),
                 kv("pod", &format!("pod-{}", s % 50)),
+                kv("bench_run", run),
             ],
             time_unix_nano: ts,
             value: Some(number_data_point::Value::AsDouble((i * SERIES + s) as f64)),
@@ -163,6 +164,9 @@ fn vmagent(bin: &Path, write_url: &str) -> Result<Sender> {
             "-remoteWrite.forcePromProto",
             "-loggerLevel=ERROR",
             "-remoteWrite.flushInterval=200ms",
+            // One queue: with several, one series's samples race each other
+            // and Prometheus rejects the late ones as out of order.
+            "-remoteWrite.queues=1",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -200,16 +204,19 @@ impl Sender {
     }
 }
 
-/// Posts `n` requests from two client threads; median request latency (ms).
+/// Posts `n` requests from two client threads, each its own instance
+/// (`<run>-0`, `<run>-1`) so every series' samples arrive in order;
+/// median request latency (ms).
 fn load(url: &str, run: &str, n: u64, t0_ms: u64) -> Result<f64> {
-    let bodies: Vec<Vec<u8>> = (0..n).map(|i| request(run, i, t0_ms)).collect();
-    let bodies = std::sync::Arc::new(bodies);
     let handles: Vec<_> = (0..2)
         .map(|k| {
-            let (url, bodies) = (url.to_owned(), bodies.clone());
+            let url = url.to_owned();
+            let bodies: Vec<Vec<u8>> = (0..n / 2)
+                .map(|i| request(&format!("{run}-{k}"), i, t0_ms))
+                .collect();
             std::thread::spawn(move || -> Result<Vec<f64>> {
                 let mut lat = Vec::new();
-                for body in bodies.iter().skip(k).step_by(2) {
+                for body in &bodies {
                     loop {
                         let t = Instant::now();
                         match ureq::post(&url)
@@ -265,8 +272,9 @@ fn throughput(s: &Sender, prom: &str, run: &str) -> Result<Row> {
     let (cpu0, _) = cpu_and_rss(s.pid())?;
     let start = Instant::now();
     let latency_ms = load(&s.otlp_url, run, REQUESTS, t0_ms)?;
-    let q =
-        format!("sum(count_over_time({{__name__=~\"bench_points.*\",instance=\"{run}\"}}[1h]))");
+    let q = format!(
+        "sum(count_over_time({{__name__=~\"bench_points.*\",bench_run=~\"{run}-.*\"}}[1h]))"
+    );
     while query(prom, &q) < total {
         if start.elapsed() > Duration::from_secs(300) {
             bail!(
