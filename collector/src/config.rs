@@ -30,6 +30,12 @@ pub struct Config {
     pub bearer_token: Option<String>,
     /// The same, read from a file (a mounted Secret).
     pub bearer_token_file: Option<PathBuf>,
+    /// TLS on both OTLP listeners: PEM certificate chain and key (off when unset).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// mTLS: senders must present a client certificate this CA signed
+    /// (requests without one get 401 / UNAUTHENTICATED). Needs tls_cert_file.
+    pub tls_client_ca_file: Option<PathBuf>,
     pub remote_write: Vec<RemoteWriteConfig>,
     pub otlp: Vec<OtlpConfig>,
 }
@@ -44,6 +50,9 @@ impl Default for Config {
             max_request_bytes: 16 << 20,
             bearer_token: None,
             bearer_token_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
             remote_write: Vec::new(),
             otlp: Vec::new(),
         }
@@ -72,6 +81,8 @@ pub enum ConfigError {
         "no exporters: set --remote-write-url / --otlp-traces-url or [[remote_write]] / [[otlp]] in the config"
     )]
     NoExporters,
+    #[error("tls_cert_file and tls_key_file go together, and tls_client_ca_file needs them")]
+    TlsHalf,
 }
 
 impl Config {
@@ -107,6 +118,11 @@ impl Config {
         }
         if seen.is_empty() {
             return Err(ConfigError::NoExporters);
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some()
+            || (self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none())
+        {
+            return Err(ConfigError::TlsHalf);
         }
         Ok(())
     }

@@ -92,9 +92,18 @@ pub async fn run(cfg: Config) -> Result<()> {
         ),
         (None, None) => None,
     };
+    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(cert), Some(key)) => Some(ingest::tls::acceptor(
+            cert,
+            key,
+            cfg.tls_client_ca_file.as_deref(),
+        )?),
+        _ => None,
+    };
     let ingest = Arc::new(Ingest {
         routes,
         metrics: metrics.clone(),
+        require_client_cert: cfg.tls_client_ca_file.is_some(),
         bearer_token,
         max_request_bytes: cfg.max_request_bytes,
     });
@@ -137,8 +146,18 @@ pub async fn run(cfg: Config) -> Result<()> {
         .route("/metrics", get(move || metrics_page(registry.clone())));
     let servers = async {
         tokio::try_join!(
-            serve(grpc, ingest::grpc::router(ingest.clone()), stop_rx.clone()),
-            serve(http, ingest::http::router(ingest.clone()), stop_rx.clone()),
+            serve_otlp(
+                grpc,
+                ingest::grpc::router(ingest.clone()),
+                tls.clone(),
+                stop_rx.clone()
+            ),
+            serve_otlp(
+                http,
+                ingest::http::router(ingest.clone()),
+                tls.clone(),
+                stop_rx.clone()
+            ),
             serve(own, own_app, stop_rx.clone()),
         )
     };
@@ -154,6 +173,22 @@ pub async fn run(cfg: Config) -> Result<()> {
     })
     .await;
     Ok(())
+}
+
+/// An OTLP listener: plain, or TLS when a certificate is configured.
+async fn serve_otlp(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    match tls {
+        Some(acceptor) => {
+            ingest::tls::serve(listener, app, acceptor, stop).await;
+            Ok(())
+        }
+        None => serve(listener, app, stop).await,
+    }
 }
 
 async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) -> Result<()> {

@@ -130,8 +130,12 @@ impl tonic::server::UnaryService<Result<Bytes, Refusal>> for Export {
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let cert = request
+                .extensions()
+                .get::<super::tls::ClientCert>()
+                .copied();
             let result = async {
-                ingest.authorize(auth.as_deref())?;
+                ingest.authorize(cert.as_ref(), auth.as_deref())?;
                 let body = request.into_inner()?;
                 let accepted = decode(signal, body)?;
                 ingest.queue(accepted, Transport::Grpc).await

@@ -81,6 +81,7 @@ async fn handle(State(ingest): State<Arc<Ingest>>, req: Request, signal: Signal)
     }
     let result = async {
         ingest.authorize(
+            parts.extensions.get::<super::tls::ClientCert>(),
             parts
                 .headers
                 .get(header::AUTHORIZATION)

@@ -7,6 +7,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -72,12 +73,22 @@ pub struct Ingest {
     pub routes: Vec<Route>,
     pub metrics: Arc<Metrics>,
     pub bearer_token: Option<String>,
+    /// mTLS: requests must come by a connection with a verified client certificate.
+    pub require_client_cert: bool,
     pub max_request_bytes: usize,
 }
 
 impl Ingest {
-    /// Checks an `Authorization` header value against the configured token.
-    pub fn authorize(&self, header: Option<&str>) -> Result<(), Refusal> {
+    /// Checks the connection's client certificate (mTLS) and an
+    /// `Authorization` header value against what is configured.
+    pub fn authorize(
+        &self,
+        cert: Option<&tls::ClientCert>,
+        header: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if self.require_client_cert && !cert.is_some_and(|c| c.0) {
+            return Err(Refusal::Unauthenticated);
+        }
         match &self.bearer_token {
             None => Ok(()),
             Some(token) => match header.and_then(|h| h.strip_prefix("Bearer ")) {

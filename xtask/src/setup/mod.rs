@@ -29,6 +29,7 @@ const APT_PACKAGES: &[&str] = &[
     "prometheus",
     "prometheus-node-exporter",
     "openssl",
+    "curl",
     // rotel-agent (PyPI's rotel) embeds Debian's CPython 3.11 for its
     // processor hooks.
     "libpython3.11",

@@ -1,0 +1,125 @@
+//! TLS, and mTLS, on the OTLP listeners (off unless a certificate is set).
+//!
+//! With `tls_client_ca_file`, a client certificate signed by that CA is the
+//! credential: a certificate from another CA fails the handshake, and a
+//! connection without one is accepted at the TLS layer so that its requests
+//! can be answered 401 / `UNAUTHENTICATED` (and counted), as a missing
+//! bearer token is.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+use tracing::debug;
+
+/// Whether the connection a request came by presented a client certificate
+/// the configured CA signed.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCert(pub bool);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    Pem { path: PathBuf, message: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(String),
+}
+
+fn pem_err(path: &Path) -> impl Fn(rustls::pki_types::pem::Error) -> TlsError + '_ {
+    move |e| TlsError::Pem {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The server side: certificate chain and key, and optionally the CA whose
+/// client certificates are required.
+pub fn acceptor(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<TlsAcceptor, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(pem_err(cert))?
+        .collect::<Result<_, _>>()
+        .map_err(pem_err(cert))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err(key))?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).map_err(pem_err(ca))? {
+                roots
+                    .add(c.map_err(pem_err(ca))?)
+                    .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` over TLS until `stop`; each request carries [`ClientCert`].
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    acceptor: TlsAcceptor,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!(error = %e, "accept");
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let cert = ClientCert(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty()),
+            );
+            let svc =
+                app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(cert);
+                    req
+                });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc))
+                .await;
+        });
+    }
+}
