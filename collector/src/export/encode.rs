@@ -207,12 +207,12 @@ mod tests {
                 value: v,
                 timestamp_ms: 900,
             }],
-            meta: Meta {
+            meta: std::sync::Arc::new(Meta {
                 family: name.into(),
                 kind: MetricType::Counter,
                 help: "h".into(),
                 unit: String::new(),
-            },
+            }),
         }
     }
 

@@ -8,6 +8,7 @@
 //! `span_id` as lowercase hex.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
@@ -45,7 +46,7 @@ pub struct Series {
     pub timestamp_ms: i64,
     pub created_ms: i64,
     pub exemplars: Vec<Exemplar>,
-    pub meta: Meta,
+    pub meta: Arc<Meta>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -206,12 +207,12 @@ impl Translation {
             timestamp_ms: ts,
             created_ms: 0,
             exemplars: Vec::new(),
-            meta: Meta {
+            meta: Arc::new(Meta {
                 family: "target_info".to_owned(),
                 kind: MetricType::Info,
                 help: "Target metadata".to_owned(),
                 unit: String::new(),
-            },
+            }),
         })
     }
 }
@@ -231,13 +232,13 @@ impl Family<'_> {
         *self.out.rejected.entry(reason).or_default() += points as u64;
     }
 
-    fn meta(&self, family: &str, kind: MetricType) -> Meta {
-        Meta {
+    fn meta(&self, family: &str, kind: MetricType) -> Arc<Meta> {
+        Arc::new(Meta {
             family: family.to_owned(),
             kind,
             help: self.help.to_owned(),
             unit: self.unit.to_owned(),
-        }
+        })
     }
 
     fn ts(&mut self, nanos: u64) -> i64 {
@@ -256,18 +257,29 @@ impl Family<'_> {
         attrs: &[KeyValue],
         extra: Option<(&str, String)>,
     ) -> Vec<(String, String)> {
-        let mut labels: BTreeMap<String, String> = attrs
-            .iter()
-            .map(|a| (label_name(&a.key), value_string(a.value.as_ref())))
-            .collect();
+        // A few labels each: a vector and linear lookups beat a map.
+        let mut labels: Vec<(String, String)> =
+            Vec::with_capacity(attrs.len() + self.target.len() + 2);
+        let set = |labels: &mut Vec<(String, String)>, k: String, v: String| {
+            match labels.iter_mut().find(|(n, _)| *n == k) {
+                Some(slot) => slot.1 = v,
+                None => labels.push((k, v)),
+            }
+        };
+        for a in attrs {
+            set(&mut labels, label_name(&a.key), value_string(a.value.as_ref()));
+        }
         for (k, v) in self.target {
-            labels.entry(k.clone()).or_insert_with(|| v.clone());
+            if !labels.iter().any(|(n, _)| n == k) {
+                labels.push((k.clone(), v.clone()));
+            }
         }
         if let Some((k, v)) = extra {
-            labels.insert(k.to_owned(), v);
+            set(&mut labels, k.to_owned(), v);
         }
-        labels.insert("__name__".to_owned(), name.to_owned());
-        labels.into_iter().collect()
+        set(&mut labels, "__name__".to_owned(), name.to_owned());
+        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        labels
     }
 
     fn numbers(&mut self, name: &str, kind: NameKind, points: &[NumberDataPoint]) {
@@ -277,6 +289,7 @@ impl Family<'_> {
         } else {
             MetricType::Gauge
         };
+        let meta = self.meta(&family, mtype);
         for p in points {
             let value = if p.flags & 1 == 1 {
                 STALE_NAN
@@ -293,7 +306,7 @@ impl Family<'_> {
                 timestamp_ms: self.ts(p.time_unix_nano),
                 created_ms: created(p.start_time_unix_nano, kind == NameKind::Counter),
                 exemplars: p.exemplars.iter().map(exemplar).collect(),
-                meta: self.meta(&family, mtype),
+                meta: meta.clone(),
             };
             self.out.series.push(series);
         }
@@ -409,7 +422,7 @@ impl Family<'_> {
         value: f64,
         ts: i64,
         created: i64,
-        meta: &Meta,
+        meta: &Arc<Meta>,
     ) {
         let labels = self.labels(name, attrs, None);
         self.out.series.push(Series {
