@@ -56,6 +56,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         routes.push(Route {
             exporter: rw.name.clone(),
             signals: vec![Signal::Metrics],
+            prometheus: true,
             wal: wal.clone(),
         });
         let sink = Sink::RemoteWrite(RemoteWrite::new(rw.clone(), metrics.clone())?);
@@ -72,6 +73,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         routes.push(Route {
             exporter: o.name.clone(),
             signals,
+            prometheus: false,
             wal: wal.clone(),
         });
         let sink = Sink::Otlp(Otlp::new(o.clone(), metrics.clone())?);

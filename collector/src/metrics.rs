@@ -75,6 +75,7 @@ pub struct ExporterLabels {
 pub struct Metrics {
     received: Family<ReceivedLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
+    refused_points: Family<ReceivedLabels, Counter>,
     request_seconds: Family<IngestLabels, Histogram>,
     pub sent: Family<ItemLabels, Counter>,
     pub dropped: Family<DropLabels, Counter>,
@@ -99,6 +100,7 @@ impl Metrics {
         let m = Self {
             received: Family::default(),
             refused: Family::default(),
+            refused_points: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             sent: Family::default(),
             dropped: Family::default(),
@@ -114,6 +116,11 @@ impl Metrics {
         let r = registry;
         r.register("osprey_collector_received", "Items accepted (durably queued) from senders, by transport and kind (data_points, exemplars, spans, log_records)", m.received.clone());
         r.register("osprey_collector_refused_requests", "Requests refused, by transport, signal and reason (bad_request, too_large, unauthenticated, queue_full, unsupported_media_type, internal)", m.refused.clone());
+        r.register(
+            "osprey_collector_partial_rejected",
+            "Data points answered as rejected in an OTLP partial success (Prometheus cannot store them and remote-write is their only way out)",
+            m.refused_points.clone(),
+        );
         r.register(
             "osprey_collector_request_duration_seconds",
             "Time to accept an OTLP request (decode, queue, fsync)",
@@ -177,6 +184,16 @@ impl Metrics {
                 })
                 .inc_by(exemplars);
         }
+    }
+
+    /// Data points a success answer reported as rejected (partial success).
+    pub fn rejected_points(&self, transport: Transport, n: u64) {
+        self.refused_points
+            .get_or_create(&ReceivedLabels {
+                transport,
+                kind: "data_points",
+            })
+            .inc_by(n);
     }
 
     pub fn refused(&self, transport: Transport, signal: Signal, reason: &'static str) {

@@ -229,3 +229,82 @@ fn mutated_requests_never_break_the_collector() {
     assert!(ok > 0 && bad > 0, "ok {ok}, bad {bad}");
     assert_eq!(c.post("/v1/metrics", PB, &good), 200);
 }
+
+/// Delta sums cannot be written to Prometheus: with remote-write the only
+/// way out, the answer is a partial success naming how many points and why.
+#[test]
+fn points_prometheus_cannot_store_are_a_partial_success() {
+    use opentelemetry_proto::tonic::{
+        collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse},
+        metrics::v1::{
+            AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+            metric,
+        },
+    };
+    use prost::Message;
+    let Some(c) = collector("partial", "") else {
+        return;
+    };
+    let points = |n: u64| {
+        (0..n)
+            .map(|i| NumberDataPoint {
+                time_unix_nano: i + 1,
+                ..Default::default()
+            })
+            .collect()
+    };
+    let sum = |name: &str, temporality: AggregationTemporality, n| Metric {
+        name: name.into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: points(n),
+            aggregation_temporality: temporality as i32,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    sum("d", AggregationTemporality::Delta, 4),
+                    sum("c", AggregationTemporality::Cumulative, 3),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let (status, _, body) = post(
+        &format!("{}/v1/metrics", c.http),
+        PB,
+        &req.encode_to_vec(),
+        &[],
+    );
+    assert_eq!(status, 200);
+    let answer = ExportMetricsServiceResponse::decode(body.as_slice()).unwrap();
+    let partial = answer.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_data_points, 4);
+    assert!(
+        partial.error_message.contains("delta"),
+        "{}",
+        partial.error_message
+    );
+    assert_eq!(
+        c.metric("osprey_collector_partial_rejected_total", &[]),
+        4.0
+    );
+    // A request Prometheus can take whole has no partial_success.
+    let (status, _, body) = post(
+        &format!("{}/v1/metrics", c.http),
+        PB,
+        &gauges("g", "partial", 0, 2),
+        &[],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        ExportMetricsServiceResponse::decode(body.as_slice())
+            .unwrap()
+            .partial_success
+            .is_none()
+    );
+}

@@ -271,7 +271,10 @@ fn a_third_party_sdk_arrives_translated_with_target_info_promoted_labels_and_exe
     let rotel = require_peer!(peers::ROTEL);
     let vm = require_peer!(peers::VICTORIA_METRICS);
     let p3 = Prometheus::receiver(&p3bin, &[]).unwrap();
-    require!(prometheus::binary().is_some(), "prometheus 2.42 is not installed (cargo xtask setup)");
+    require!(
+        prometheus::binary().is_some(),
+        "prometheus 2.42 is not installed (cargo xtask setup)"
+    );
     let p2 = Prometheus::receiver(&prometheus::binary().unwrap(), &[]).unwrap();
     let dir = std::env::temp_dir().join(format!("osprey-rotel-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -395,14 +398,24 @@ fn a_third_party_sdk_arrives_translated_with_target_info_promoted_labels_and_exe
     assert_eq!(ex[0].2, 42.0);
     // The same exemplar over remote-write 1.0, in Prometheus 2.42.
     let ex1 = eventually(30, "the exemplar in Prometheus 2.42", || {
-        let e = p2.exemplars("http_server_duration_milliseconds_bucket{job=\"checkout\"}", 600);
+        let e = p2.exemplars(
+            "http_server_duration_milliseconds_bucket{job=\"checkout\"}",
+            600,
+        );
         (!e.is_empty()).then_some(e)
     });
-    assert_eq!(ex1[0].1["trace_id"], Value::String(trace_id.clone()), "{ex1:?}");
+    assert_eq!(
+        ex1[0].1["trace_id"],
+        Value::String(trace_id.clone()),
+        "{ex1:?}"
+    );
     // (No promoted attributes on that exporter.)
     let plain = "app_requests_total{job=\"checkout\",instance=\"pod-1\",route=\"/pay\"}";
     assert_eq!(value(&p2, plain), Some(7.0));
-    assert!(p2.query("app_requests_total{deployment_environment=\"test\"}").is_empty());
+    assert!(
+        p2.query("app_requests_total{deployment_environment=\"test\"}")
+            .is_empty()
+    );
 
     // rotel (Tempo's stand-in) got the span.
     let got = eventually(30, "the span at rotel", || {

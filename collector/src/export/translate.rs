@@ -260,14 +260,19 @@ impl Family<'_> {
         // A few labels each: a vector and linear lookups beat a map.
         let mut labels: Vec<(String, String)> =
             Vec::with_capacity(attrs.len() + self.target.len() + 2);
-        let set = |labels: &mut Vec<(String, String)>, k: String, v: String| {
-            match labels.iter_mut().find(|(n, _)| *n == k) {
-                Some(slot) => slot.1 = v,
-                None => labels.push((k, v)),
-            }
+        let set = |labels: &mut Vec<(String, String)>, k: String, v: String| match labels
+            .iter_mut()
+            .find(|(n, _)| *n == k)
+        {
+            Some(slot) => slot.1 = v,
+            None => labels.push((k, v)),
         };
         for a in attrs {
-            set(&mut labels, label_name(&a.key), value_string(a.value.as_ref()));
+            set(
+                &mut labels,
+                label_name(&a.key),
+                value_string(a.value.as_ref()),
+            );
         }
         for (k, v) in self.target {
             if !labels.iter().any(|(n, _)| n == k) {

@@ -12,6 +12,7 @@ use std::time::Instant;
 use axum::Router;
 use bytes::{Buf, BufMut, Bytes};
 use futures_util::future::BoxFuture;
+use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Request, Response, Status};
 
@@ -145,8 +146,11 @@ impl tonic::server::UnaryService<Result<Bytes, Refusal>> for Export {
                 .metrics
                 .request_duration(Transport::Grpc, signal, started.elapsed());
             match result {
-                // Every Export*ServiceResponse without partial_success encodes empty.
-                Ok(()) => Ok(Response::new(Bytes::new())),
+                // Every Export*ServiceResponse has partial_success as field 1,
+                // so the metrics answer encodes the same for all three.
+                Ok(partial) => Ok(Response::new(
+                    super::metrics_answer(&partial).encode_to_vec().into(),
+                )),
                 Err(refusal) => {
                     ingest
                         .metrics

@@ -105,7 +105,7 @@ async fn handle(State(ingest): State<Arc<Ingest>>, req: Request, signal: Signal)
         .metrics
         .request_duration(Transport::Http, signal, started.elapsed());
     match result {
-        Ok(()) => success(encoding),
+        Ok(partial) => success(encoding, &partial),
         Err(refusal) => {
             ingest
                 .metrics
@@ -154,15 +154,19 @@ fn json_to_protobuf(signal: Signal, body: &[u8]) -> Result<Bytes, Refusal> {
     .into())
 }
 
-fn success(encoding: Encoding) -> Response {
-    // Every Export*ServiceResponse without partial_success encodes empty.
+fn success(encoding: Encoding, partial: &super::Partial) -> Response {
+    let answer = super::metrics_answer(partial);
     match encoding {
         Encoding::Protobuf => (
             [(header::CONTENT_TYPE, "application/x-protobuf")],
-            Vec::<u8>::new(),
+            answer.encode_to_vec(),
         )
             .into_response(),
-        Encoding::Json => ([(header::CONTENT_TYPE, "application/json")], "{}").into_response(),
+        Encoding::Json => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&answer).unwrap_or_else(|_| "{}".to_owned()),
+        )
+            .into_response(),
     }
 }
 

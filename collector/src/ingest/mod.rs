@@ -14,7 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::{
-    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+    logs::v1::ExportLogsServiceRequest,
+    metrics::v1::{
+        ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    },
     trace::v1::ExportTraceServiceRequest,
 };
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
@@ -59,13 +62,25 @@ pub struct Accepted {
     pub signal: Signal,
     pub items: u32,
     pub exemplars: u64,
+    /// Data points Prometheus cannot store (delta temporality, exponential
+    /// histograms): rejected when remote-write is their only way out.
+    pub not_for_prometheus: u64,
     pub payload: Bytes,
+}
+
+/// What a success answer reports as `partial_success` (OTLP).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Partial {
+    pub rejected: u64,
+    pub message: String,
 }
 
 /// An exporter's queue and the signals it takes.
 pub struct Route {
     pub exporter: String,
     pub signals: Vec<Signal>,
+    /// A remote-write exporter (its metrics must fit Prometheus).
+    pub prometheus: bool,
     pub wal: Arc<Wal>,
 }
 
@@ -98,11 +113,32 @@ impl Ingest {
         }
     }
 
+    /// Whether every exporter of `signal` writes remote-write (and there is one).
+    fn prometheus_only(&self, signal: Signal) -> bool {
+        let mut routes = self.routes.iter().filter(|r| r.signals.contains(&signal));
+        routes.next().is_some_and(|r| r.prometheus) && routes.all(|r| r.prometheus)
+    }
+
     /// Queues an accepted request in every matching exporter's WAL.
-    pub async fn queue(&self, accepted: Accepted, transport: Transport) -> Result<(), Refusal> {
+    pub async fn queue(
+        &self,
+        accepted: Accepted,
+        transport: Transport,
+    ) -> Result<Partial, Refusal> {
         let signal = accepted.signal;
+        let mut partial = Partial::default();
+        let prometheus_only = self.prometheus_only(signal);
+        if accepted.not_for_prometheus > 0 && prometheus_only {
+            partial = Partial {
+                rejected: accepted.not_for_prometheus,
+                message: "delta-temporality sums and histograms and exponential histograms \
+                          cannot be written to Prometheus remote-write; send cumulative, \
+                          explicit-bucket data"
+                    .to_owned(),
+            };
+        }
         if accepted.items == 0 {
-            return Ok(());
+            return Ok(partial);
         }
         let record = Record {
             signal,
@@ -137,13 +173,29 @@ impl Ingest {
                 }
             }
         }
+        if partial.rejected > 0 {
+            self.metrics.rejected_points(transport, partial.rejected);
+        }
         self.metrics.received(
             transport,
             signal,
             u64::from(accepted.items),
             accepted.exemplars,
         );
-        Ok(())
+        Ok(partial)
+    }
+}
+
+/// The success answer. `partial_success` is field 1 of every
+/// Export*ServiceResponse, with the rejected count as its field 1 and the
+/// message as field 2, so this one message encodes the answer for all three
+/// signals (only metrics ever report a rejection).
+pub fn metrics_answer(partial: &Partial) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: (partial.rejected > 0).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: i64::try_from(partial.rejected).unwrap_or(i64::MAX),
+            error_message: partial.message.clone(),
+        }),
     }
 }
 
@@ -153,16 +205,18 @@ pub fn decode(signal: Signal, body: Bytes) -> Result<Accepted, Refusal> {
         signal: signal.as_str(),
         message: e.to_string(),
     };
-    let (items, exemplars) = match signal {
+    let (items, exemplars, not_for_prometheus) = match signal {
         Signal::Metrics => {
             count_metrics(&ExportMetricsServiceRequest::decode(body.clone()).map_err(bad)?)
         }
         Signal::Traces => (
             count_spans(&ExportTraceServiceRequest::decode(body.clone()).map_err(bad)?),
             0,
+            0,
         ),
         Signal::Logs => (
             count_logs(&ExportLogsServiceRequest::decode(body.clone()).map_err(bad)?),
+            0,
             0,
         ),
     };
@@ -170,6 +224,7 @@ pub fn decode(signal: Signal, body: Bytes) -> Result<Accepted, Refusal> {
         signal,
         items: saturate(items),
         exemplars,
+        not_for_prometheus,
         payload: body,
     })
 }
@@ -178,39 +233,60 @@ fn saturate(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-/// Data points and exemplars of a metrics request.
-pub fn count_metrics(req: &ExportMetricsServiceRequest) -> (u64, u64) {
-    let (mut points, mut exemplars) = (0u64, 0u64);
+/// Data points, exemplars, and the points Prometheus cannot store (delta
+/// temporality, exponential histograms) of a metrics request.
+pub fn count_metrics(req: &ExportMetricsServiceRequest) -> (u64, u64, u64) {
+    use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
+    let delta = AggregationTemporality::Delta as i32;
+    let (mut points, mut exemplars, mut odd) = (0u64, 0u64, 0u64);
     for m in req
         .resource_metrics
         .iter()
         .flat_map(|r| &r.scope_metrics)
         .flat_map(|s| &s.metrics)
     {
-        let (p, e) = match &m.data {
+        let (p, e, o) = match &m.data {
             Some(Data::Gauge(g)) => (
                 g.data_points.len(),
                 g.data_points.iter().map(|p| p.exemplars.len()).sum(),
+                0,
             ),
-            Some(Data::Sum(s)) => (
-                s.data_points.len(),
-                s.data_points.iter().map(|p| p.exemplars.len()).sum(),
-            ),
-            Some(Data::Histogram(h)) => (
-                h.data_points.len(),
-                h.data_points.iter().map(|p| p.exemplars.len()).sum(),
-            ),
-            Some(Data::ExponentialHistogram(h)) => (
-                h.data_points.len(),
-                h.data_points.iter().map(|p| p.exemplars.len()).sum(),
-            ),
-            Some(Data::Summary(s)) => (s.data_points.len(), 0),
-            None => (0, 0),
+            Some(Data::Sum(s)) => {
+                let n = s.data_points.len();
+                (
+                    n,
+                    s.data_points.iter().map(|p| p.exemplars.len()).sum(),
+                    if s.aggregation_temporality == delta {
+                        n
+                    } else {
+                        0
+                    },
+                )
+            }
+            Some(Data::Histogram(h)) => {
+                let n = h.data_points.len();
+                (
+                    n,
+                    h.data_points.iter().map(|p| p.exemplars.len()).sum(),
+                    if h.aggregation_temporality == delta {
+                        n
+                    } else {
+                        0
+                    },
+                )
+            }
+            Some(Data::ExponentialHistogram(h)) => {
+                let n = h.data_points.len();
+                (n, h.data_points.iter().map(|p| p.exemplars.len()).sum(), n)
+            }
+            Some(Data::Summary(s)) => (s.data_points.len(), 0, 0),
+            None => (0, 0, 0),
         };
         points += p as u64;
         exemplars += e as u64;
+        odd += o as u64;
     }
-    (points, exemplars)
+    (points, exemplars, odd)
 }
 
 pub fn count_spans(req: &ExportTraceServiceRequest) -> u64 {
