@@ -96,7 +96,12 @@ impl Exporter {
                     _ = tokio::time::sleep(BATCH_WAIT) => {}
                     _ = shutdown.changed() => return,
                 }
-                batch = self.read(at).await.unwrap_or(batch);
+                // More after what is held (what is held stays: a segment
+                // `drop_oldest` deletes meanwhile does not take it back).
+                let end = batch.last().expect("non-empty").1;
+                if let Ok(more) = self.read_more(end, BATCH_RECORDS - batch.len()).await {
+                    batch.extend(more);
+                }
             }
             oldest_ms.store(
                 batch.first().map_or(0, |(r, _)| r.unix_ms),
@@ -114,11 +119,19 @@ impl Exporter {
         }
     }
 
-    async fn read(&self, at: Position) -> Result<Vec<(Record, Position)>, crate::wal::WalError> {
+    async fn read_more(
+        &self,
+        at: Position,
+        n: usize,
+    ) -> Result<Vec<(Record, Position)>, crate::wal::WalError> {
         let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || wal.read(at, BATCH_RECORDS, BATCH_BYTES))
+        tokio::task::spawn_blocking(move || wal.read(at, n, BATCH_BYTES))
             .await
             .expect("queue read task")
+    }
+
+    async fn read(&self, at: Position) -> Result<Vec<(Record, Position)>, crate::wal::WalError> {
+        self.read_more(at, BATCH_RECORDS).await
     }
 }
 

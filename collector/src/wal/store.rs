@@ -248,8 +248,13 @@ impl Wal {
                 break;
             }
         }
+        let mut inner = self.inner.lock().expect("wal lock");
+        // `drop_oldest` may have deleted (and counted as dropped) a segment
+        // while it was being read: what was not already in flight from it
+        // is not sent either, so nothing is both dropped and delivered.
+        let protected = inner.in_flight;
+        out.retain(|(_, end)| *end <= protected || inner.segments.contains_key(&end.segment));
         if let Some((_, end)) = out.last() {
-            let mut inner = self.inner.lock().expect("wal lock");
             inner.in_flight = inner.in_flight.max(*end);
         }
         Ok(out)
