@@ -1,6 +1,11 @@
 //! `osprey-collector`: flags and config in, [`collector::run`] does the rest.
 
 use anyhow::Result;
+
+/// Decoding, translating and encoding allocate many small strings per
+/// sample; mimalloc halves what glibc's malloc costs them (the bench shows it).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 
 #[tokio::main]

@@ -110,35 +110,41 @@ fn v1_request(series: &[&Series]) -> proto::WriteRequest {
     }
 }
 
-/// The v2 symbol table: every string once, "" first.
+/// The v2 symbol table: every string once, "" first. Symbols borrow from
+/// the series until the request is built.
 #[derive(Default)]
-struct Symbols {
-    index: HashMap<String, u32>,
-    table: Vec<String>,
+struct Symbols<'a> {
+    index: HashMap<&'a str, u32, rustc_hash::FxBuildHasher>,
+    table: Vec<&'a str>,
 }
 
-impl Symbols {
+impl<'a> Symbols<'a> {
     fn new() -> Self {
         let mut s = Self::default();
         s.get("");
         s
     }
 
-    fn get(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.index.get(s) {
-            return i;
+    fn get(&mut self, s: &'a str) -> u32 {
+        let next = self.table.len() as u32;
+        let i = *self.index.entry(s).or_insert(next);
+        if i == next {
+            self.table.push(s);
         }
-        let i = self.table.len() as u32;
-        self.table.push(s.to_owned());
-        self.index.insert(s.to_owned(), i);
         i
     }
 
-    fn refs(&mut self, labels: &[(String, String)]) -> Vec<u32> {
-        labels
-            .iter()
-            .flat_map(|(n, v)| [self.get(n), self.get(v)])
-            .collect()
+    fn refs(&mut self, labels: &'a [(String, String)]) -> Vec<u32> {
+        let mut refs = Vec::with_capacity(labels.len() * 2);
+        for (n, v) in labels {
+            refs.push(self.get(n));
+            refs.push(self.get(v));
+        }
+        refs
+    }
+
+    fn into_table(self) -> Vec<String> {
+        self.table.into_iter().map(str::to_owned).collect()
     }
 }
 
@@ -170,7 +176,7 @@ fn v2_request(series: &[&Series]) -> v2::Request {
         })
         .collect();
     v2::Request {
-        symbols: symbols.table,
+        symbols: symbols.into_table(),
         timeseries,
     }
 }
@@ -178,11 +184,11 @@ fn v2_request(series: &[&Series]) -> v2::Request {
 /// Splits series into `shards` groups by label hash, so one series always
 /// goes through the same shard (its samples stay in order).
 pub fn shard(series: &[Series], shards: usize) -> Vec<Vec<&Series>> {
-    use std::hash::{Hash, Hasher};
+    use std::hash::{BuildHasher, Hash, Hasher};
     let shards = shards.max(1);
     let mut out = vec![Vec::new(); shards];
     for s in series {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = rustc_hash::FxBuildHasher.build_hasher();
         s.labels.hash(&mut h);
         out[(h.finish() % shards as u64) as usize].push(s);
     }

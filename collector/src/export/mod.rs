@@ -26,7 +26,7 @@ use crate::metrics::{ExporterLabels, Metrics};
 use crate::wal::{Position, Record, Wal};
 
 const BATCH_RECORDS: usize = 64;
-const BATCH_BYTES: u64 = 16 << 20;
+const BATCH_BYTES: u64 = 4 << 20;
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 
 pub enum Sink {
