@@ -184,13 +184,12 @@ fn v2_request(series: &[&Series]) -> v2::Request {
 /// Splits series into `shards` groups by label hash, so one series always
 /// goes through the same shard (its samples stay in order).
 pub fn shard(series: &[Series], shards: usize) -> Vec<Vec<&Series>> {
-    use std::hash::{BuildHasher, Hash, Hasher};
+    use std::hash::BuildHasher;
     let shards = shards.max(1);
     let mut out = vec![Vec::new(); shards];
     for s in series {
-        let mut h = rustc_hash::FxBuildHasher.build_hasher();
-        s.labels.hash(&mut h);
-        out[(h.finish() % shards as u64) as usize].push(s);
+        let h = rustc_hash::FxBuildHasher.hash_one(&s.labels);
+        out[(h % shards as u64) as usize].push(s);
     }
     out.retain(|v| !v.is_empty());
     out
