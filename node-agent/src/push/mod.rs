@@ -227,3 +227,59 @@ fn enqueue(
     }
     metrics.queue(queue.len(), bytes);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(bytes: usize, points: u64) -> Option<Batch> {
+        Some(Batch {
+            request: ExportMetricsServiceRequest::default(),
+            bytes,
+            points,
+        })
+    }
+
+    fn cfg(max_batches: usize, max_bytes: usize) -> PushConfig {
+        PushConfig {
+            endpoint: Endpoint::Grpc("http://x:4317".into()),
+            interval: Duration::from_secs(1),
+            max_batches,
+            max_bytes,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_queue_keeps_the_newest_within_both_bounds_and_counts_the_rest() {
+        let mut registry = Registry::default();
+        let metrics = PushMetrics::register(&mut registry);
+        let mut q = VecDeque::new();
+        // Three batches allowed: the fourth pushes out the oldest.
+        for points in 1..=4 {
+            enqueue(&mut q, batch(10, points), &cfg(3, 1000), &metrics);
+        }
+        assert_eq!(q.iter().map(|b| b.points).collect::<Vec<_>>(), [2, 3, 4]);
+        // 25 bytes allowed: two 10-byte batches fit, a 10-byte third does not.
+        let mut q = VecDeque::new();
+        for points in 1..=3 {
+            enqueue(&mut q, batch(10, points), &cfg(10, 25), &metrics);
+        }
+        assert_eq!(q.iter().map(|b| b.points).collect::<Vec<_>>(), [2, 3]);
+        // One batch larger than the byte bound is still kept (the newest).
+        enqueue(&mut q, batch(100, 9), &cfg(10, 25), &metrics);
+        assert_eq!(q.iter().map(|b| b.points).collect::<Vec<_>>(), [9]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        // Dropped: batch 1 (1 point), then 1, then 2 and 3.
+        assert!(
+            text.contains("osprey_otlp_dropped_batches_total{reason=\"queue_full\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("osprey_otlp_dropped_data_points_total{reason=\"queue_full\"} 7"),
+            "{text}"
+        );
+        assert!(text.contains("osprey_otlp_queue_batches 1"), "{text}");
+    }
+}
