@@ -481,3 +481,46 @@ impl Drop for Child {
         let _ = self.0.wait();
     }
 }
+
+/// The agent's other transport: OTLP/HTTP (an endpoint ending in
+/// `/v1/metrics`) into the collector, and on to Prometheus 3.5; the same
+/// families arrive as over gRPC.
+#[test]
+fn an_agent_pushes_over_otlp_http_too() {
+    let p3bin = require_peer!(peers::PROMETHEUS3);
+    let p3 = Prometheus::receiver(&p3bin, &[]).unwrap();
+    let c = Collector::start(
+        "pushhttp",
+        &format!(
+            "[[remote_write]]\nname = \"p3\"\nurl = {:?}\n",
+            p3.write_url()
+        ),
+    );
+    let endpoint = format!("{}/v1/metrics", c.http);
+    let Some(agent) = agent::for_test(&["--otlp-endpoint", &endpoint, "--otlp-interval-secs", "1"])
+    else {
+        return;
+    };
+    let count = eventually(30, "the agent's node metrics in Prometheus", || {
+        value(&p3, "count(node_cpu_seconds_total{job=\"osprey-agent\"})")
+    });
+    let (_, text) = agent.scrape();
+    let scraped = osprey_e2e::exposition::samples(&text)
+        .iter()
+        .filter(|s| s.name == "node_cpu_seconds_total")
+        .count();
+    assert_eq!(
+        count, scraped as f64,
+        "node_cpu_seconds_total series, pushed vs scraped"
+    );
+    assert!(
+        c.metric(
+            "osprey_collector_received_total",
+            &[("transport", "http"), ("kind", "data_points")]
+        ) > 100.0
+    );
+    assert_eq!(
+        c.metric("osprey_collector_received_total", &[("transport", "grpc")]),
+        0.0
+    );
+}
