@@ -2,10 +2,6 @@
 
 use anyhow::Result;
 
-/// Decoding, translating and encoding allocate many small strings per
-/// sample; mimalloc halves what glibc's malloc costs them (the bench shows it).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 
 #[tokio::main]
