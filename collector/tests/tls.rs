@@ -115,6 +115,9 @@ fn curl(dir: &Path, url: &str, extra: &[&str]) -> Option<u16> {
         .current_dir(dir)
         .output()
         .expect("curl");
+    if !out.status.success() {
+        eprintln!("curl {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).parse().unwrap())

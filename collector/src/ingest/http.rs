@@ -51,6 +51,10 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
 async fn handle(State(ingest): State<Arc<Ingest>>, req: Request, signal: Signal) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
+    // The body is read (within the limit) before any refusal: answering
+    // first would reset an HTTP/2 stream whose body is still arriving, and
+    // the sender would see a framing error instead of the status.
+    let body = axum::body::to_bytes(body, ingest.max_request_bytes).await;
     let encoding = match content_type(&parts.headers) {
         Ok(e) => e,
         Err(ct) => {
@@ -87,12 +91,10 @@ async fn handle(State(ingest): State<Arc<Ingest>>, req: Request, signal: Signal)
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
         )?;
-        let body = axum::body::to_bytes(body, ingest.max_request_bytes)
-            .await
-            .map_err(|_| Refusal::TooLarge {
-                size: ingest.max_request_bytes + 1,
-                limit: ingest.max_request_bytes,
-            })?;
+        let body = body.map_err(|_| Refusal::TooLarge {
+            size: ingest.max_request_bytes + 1,
+            limit: ingest.max_request_bytes,
+        })?;
         let body = match encoding {
             Encoding::Protobuf => body,
             Encoding::Json => json_to_protobuf(signal, &body)?,
