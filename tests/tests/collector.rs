@@ -266,6 +266,12 @@ fn drop_oldest_counts_every_dropped_point_and_memory_stays_flat() {
     // The first 100 requests fill the 2 MB queue (and warm the allocator);
     // RSS then must not follow the next 1,900 (about 50x the budget).
     send(&c, "dropold", 0, 100, 500);
+    // Steady state: the exporter has read, translated and is retrying its
+    // one batch (up to 4 MiB of requests) against the absent receiver.
+    eventually(30, "the exporter to be retrying", || {
+        (c.metric("osprey_collector_retries_total", &[]) >= 3.0).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
     let rss_full = rss_bytes(c.pid());
     let mut rss_max = rss_full;
     for chunk in 0..19 {
