@@ -60,10 +60,25 @@ fn netfilter_drop_is_counted_on_its_flow(tag: &str, a: &str, b: &str, prefix: u8
     const SENT: u64 = 40;
     let src_port = traffic::udp_send(&pair, 7000, SENT as usize, 200);
     let (a, b) = (pair.a_ip.to_string(), pair.b_ip.to_string());
+    // Seen leaving A's socket, never entering B's.
+    let sp = traffic::metric_port(src_port, 7000).to_string();
+    let flow = |s: &[Sample], direction| {
+        sum(
+            s,
+            "osprey_flow_packets_total",
+            &[
+                ("source_ip", a.as_str()),
+                ("source_port", sp.as_str()),
+                ("direction", direction),
+            ],
+        ) as u64
+    };
+    // Drops and flow packets live in different kernel maps: wait for both.
     let s = settle(15, || {
         let s = samples(&agent.scrape().1);
         (
-            drop_count(&s, (&a, src_port), (&b, 7000), "UDP", "NETFILTER_DROP") >= SENT,
+            drop_count(&s, (&a, src_port), (&b, 7000), "UDP", "NETFILTER_DROP") >= SENT
+                && flow(&s, "egress") >= SENT,
             s,
         )
     });
@@ -83,21 +98,12 @@ fn netfilter_drop_is_counted_on_its_flow(tag: &str, a: &str, b: &str, prefix: u8
         SENT as f64,
         "hubble_drop_total{hubble:?}"
     );
-    // Seen leaving A's socket, never entering B's.
-    let sp = traffic::metric_port(src_port, 7000).to_string();
-    let flow = |direction| {
-        sum(
-            &s,
-            "osprey_flow_packets_total",
-            &[
-                ("source_ip", a.as_str()),
-                ("source_port", sp.as_str()),
-                ("direction", direction),
-            ],
-        ) as u64
-    };
-    assert_eq!(flow("egress"), SENT);
-    assert_eq!(flow("ingress"), 0);
+    let mine: Vec<_> = s
+        .iter()
+        .filter(|x| x.name == "osprey_flow_packets_total" && x.labels.values().any(|v| *v == a))
+        .collect();
+    assert_eq!(flow(&s, "egress"), SENT, "A's flow series: {mine:?}");
+    assert_eq!(flow(&s, "ingress"), 0, "A's flow series: {mine:?}");
 }
 
 #[test]
