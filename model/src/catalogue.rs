@@ -1,6 +1,7 @@
 //! The metric catalogue: each family's name, help and unit, as dashboards
 //! query them and `tests/golden/catalogue.txt` pins them, for the flow
-//! pipeline ([`FLOW_FAMILIES`]), DNS ([`DNS_FAMILIES`]) and the agent's
+//! pipeline ([`FLOW_FAMILIES`]), DNS ([`DNS_FAMILIES`]), HTTP
+//! ([`HTTP_FAMILIES`]) and the agent's
 //! metrics about itself ([`AGENT_FAMILIES`]). The agent registers these
 //! families through their descriptions, so `/metrics` and the OTLP rendering
 //! of the same registry carry exactly these names; their label sets are in
@@ -209,6 +210,66 @@ pub const DNS_FAMILIES: &[MetricDesc] = &[
     OSPREY_DNS_LOST_EVENTS,
 ];
 
+pub const HTTP_SERVER_REQUEST_DURATION_SECONDS: MetricDesc = MetricDesc {
+    name: "http_server_request_duration_seconds",
+    help: "Duration of HTTP server requests, from the request's first segment entering the server socket to the response's first segment leaving it",
+    unit: Some("s"),
+};
+
+pub const HTTP_CLIENT_REQUEST_DURATION_SECONDS: MetricDesc = MetricDesc {
+    name: "http_client_request_duration_seconds",
+    help: "Duration of HTTP client requests, from the request's first segment leaving the client socket to the response's first segment entering it",
+    unit: Some("s"),
+};
+
+pub const HUBBLE_HTTP_REQUESTS: MetricDesc = MetricDesc {
+    name: "hubble_http_requests",
+    help: "HTTP requests, by method, protocol and reporter (the end that saw them)",
+    unit: Some("{request}"),
+};
+
+pub const HUBBLE_HTTP_RESPONSES: MetricDesc = MetricDesc {
+    name: "hubble_http_responses",
+    help: "HTTP responses, by the request's method, status and reporter",
+    unit: Some("{response}"),
+};
+
+pub const HUBBLE_HTTP_REQUEST_DURATION_SECONDS: MetricDesc = MetricDesc {
+    name: "hubble_http_request_duration_seconds",
+    help: "HTTP request duration (request start to response start), by method and reporter",
+    unit: Some("s"),
+};
+
+pub const OSPREY_HTTP_UNPARSED: MetricDesc = MetricDesc {
+    name: "osprey_http_unparsed",
+    help: "HTTP starts (or parts of them) not understood, by reason; none is attributed to another request",
+    unit: Some("{event}"),
+};
+
+pub const OSPREY_HTTP_UNANSWERED_REQUESTS: MetricDesc = MetricDesc {
+    name: "osprey_http_unanswered_requests",
+    help: "HTTP requests without a response within the answer timeout, or left when their connection's queue was full",
+    unit: Some("{request}"),
+};
+
+pub const OSPREY_HTTP_LOST_EVENTS: MetricDesc = MetricDesc {
+    name: "osprey_http_lost_events",
+    help: "HTTP ring buffer records lost before parsing: too short, or the parser's queue was full",
+    unit: Some("{event}"),
+};
+
+/// The HTTP families.
+pub const HTTP_FAMILIES: &[MetricDesc] = &[
+    HTTP_SERVER_REQUEST_DURATION_SECONDS,
+    HTTP_CLIENT_REQUEST_DURATION_SECONDS,
+    HUBBLE_HTTP_REQUESTS,
+    HUBBLE_HTTP_RESPONSES,
+    HUBBLE_HTTP_REQUEST_DURATION_SECONDS,
+    OSPREY_HTTP_UNPARSED,
+    OSPREY_HTTP_UNANSWERED_REQUESTS,
+    OSPREY_HTTP_LOST_EVENTS,
+];
+
 pub const OSPREY_BPF_PROGRAM_INFO: MetricDesc = MetricDesc {
     name: "osprey_bpf_program_info",
     help: "Kernel programs loaded by this agent, with their kernel ids",
@@ -235,7 +296,8 @@ pub const AGENT_FAMILIES: &[MetricDesc] = &[
 ];
 
 /// Every list of the catalogue.
-pub const CATALOGUE: &[&[MetricDesc]] = &[FLOW_FAMILIES, DNS_FAMILIES, AGENT_FAMILIES];
+pub const CATALOGUE: &[&[MetricDesc]] =
+    &[FLOW_FAMILIES, DNS_FAMILIES, HTTP_FAMILIES, AGENT_FAMILIES];
 
 /// The catalogue's description of the family named `name`: its bare name, or
 /// the name as exposed (a counter's carries `_total`, as the OTLP rendering's

@@ -210,7 +210,7 @@ fn exemplar(e: &pb::Exemplar) -> Exemplar {
     let mut rest = Vec::new();
     for l in &e.label {
         match (l.name.as_str(), hex_id(&l.value, 16), hex_id(&l.value, 8)) {
-            ("trace_id", Some(id), _) => trace_id = id,
+            ("trace_id" | "traceID", Some(id), _) => trace_id = id,
             ("span_id", _, Some(id)) => span_id = id,
             _ => rest.push(l.clone()),
         }

@@ -47,6 +47,9 @@ pub struct FlowRecord {
     /// The DNS message, for DNS records.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub dns: Option<DnsInfo>,
+    /// The HTTP request and its response, for HTTP records (Hubble's `l7.http`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub http: Option<HttpInfo>,
     /// Pod identity, once the Kubernetes mapping knows it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub source_namespace: Option<String>,
@@ -72,6 +75,21 @@ pub struct DnsInfo {
     /// Query to answer, for answers whose query was seen.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub latency_ms: Option<f64>,
+}
+
+/// The HTTP part of a record: one request with its response, as the
+/// socket of `reporter` (`server` or `client`) saw them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpInfo {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// Request start to response start, from kernel timestamps.
+    pub latency_ms: f64,
+    pub reporter: String,
+    /// The W3C trace id (lowercase hex) of the request, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub trace_id: Option<String>,
 }
 
 /// `ip:port`, with an IPv6 address in brackets.
@@ -119,6 +137,7 @@ impl FlowRecord {
             tcp_flags: Vec::new(),
             rtt_us: None,
             dns: None,
+            http: None,
             source_namespace: None,
             source_pod: None,
             destination_namespace: None,
@@ -159,6 +178,16 @@ impl FlowRecord {
             }
             if let Some(ms) = dns.latency_ms {
                 let _ = write!(out, " {ms:.3}ms");
+            }
+        }
+        if let Some(http) = &self.http {
+            let _ = write!(
+                out,
+                " HTTP/1.1 {} {} {} {:.3}ms ({})",
+                http.method, http.path, http.status, http.latency_ms, http.reporter
+            );
+            if let Some(trace) = &http.trace_id {
+                let _ = write!(out, " trace_id={trace}");
             }
         }
         match (&self.verdict, &self.drop_reason) {
@@ -204,6 +233,10 @@ pub struct FlowFilter {
     pub to_namespace: Option<String>,
     pub from_pod: Option<String>,
     pub to_pod: Option<String>,
+    /// HTTP records with this response status code (`hubble observe --http-status`).
+    pub http_status: Option<u16>,
+    /// HTTP records with this request method (case-insensitive).
+    pub http_method: Option<String>,
 }
 
 impl FlowFilter {
@@ -241,7 +274,23 @@ impl FlowFilter {
             && name(&self.to_namespace, &r.destination_namespace)
             && name(&self.from_pod, &r.source_pod)
             && name(&self.to_pod, &r.destination_pod);
-        ip_ok && port_ok && proto_ok && verdict_ok && reason_ok && ns_ok && pod_ok && sides_ok
+        let http_ok = self
+            .http_status
+            .is_none_or(|s| r.http.as_ref().is_some_and(|h| h.status == s))
+            && self.http_method.as_ref().is_none_or(|m| {
+                r.http
+                    .as_ref()
+                    .is_some_and(|h| h.method.eq_ignore_ascii_case(m))
+            });
+        ip_ok
+            && port_ok
+            && proto_ok
+            && verdict_ok
+            && reason_ok
+            && ns_ok
+            && pod_ok
+            && sides_ok
+            && http_ok
     }
 }
 
@@ -267,6 +316,7 @@ mod tests {
             tcp_flags: vec![],
             rtt_us: None,
             dns: None,
+            http: None,
             source_namespace: Some("default".into()),
             source_pod: None,
             destination_namespace: None,

@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use osprey_abi::{DnsEvent, OomEvent};
+use osprey_abi::{DnsEvent, HttpEvent, OomEvent};
 use osprey_model::{BudgetMetrics, SeriesBudget};
 
 use crate::{
@@ -33,7 +33,7 @@ use crate::{
     },
     observe, pods, resources,
     self_metrics::ProgramMetrics,
-    summary,
+    server, summary,
     supervise::{self, Health},
 };
 
@@ -44,6 +44,8 @@ const BATCH_CHANNEL: usize = 4;
 const TRIM_AFTER_FLOWS: usize = 1024;
 /// DNS events waiting for the tracker; past this they are counted as lost.
 const DNS_CHANNEL: usize = 4096;
+/// HTTP starts waiting for the tracker; past this they are counted as lost.
+const HTTP_CHANNEL: usize = 2048;
 
 /// Raises the soft limit on open files to the hard limit (as Go programs
 /// do): the agent keeps cgroup files open between scrapes.
@@ -79,6 +81,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         config.flow_map_entries,
         config.bpf_stats,
         config.runqueue_latency.then_some(sched_fields),
+        config.http_capture_bytes,
     )
     .with_context(|| format!("loading {}", probes_path.display()))?;
     info!(programs = ?probes.attached, cgroup = %cgroup.display(), "flow probes attached");
@@ -149,6 +152,14 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let flow_log_metrics = observe::flowlog::FlowLogMetrics::register(&mut registry);
     let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
+    let http_metrics = (config.http_capture_bytes > 0).then(|| {
+        http::metrics::HttpMetrics::register(
+            &mut registry,
+            ttl,
+            config.series_budget,
+            &budget_metrics,
+        )
+    });
     registry.register_collector(Box::new(flows::lost::HubbleLostEvents {
         flow_lost_packets: flow_metrics.lost_packets.clone(),
         probe_lost_events,
@@ -233,8 +244,46 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         supervise::spawn(
             &health,
             "dns-tracker",
-            dns::tracker::DnsTracker::new(dns_metrics, hub.clone(), contexts, enricher.clone())
-                .run(rx),
+            dns::tracker::DnsTracker::new(
+                dns_metrics,
+                hub.clone(),
+                contexts.clone(),
+                enricher.clone(),
+            )
+            .run(rx),
+        );
+    }
+
+    // HTTP: ring buffer → tracker (requests paired with responses).
+    if let (Some(ring), Some(metrics)) = (maps.http.take(), http_metrics) {
+        let (tx, rx) = mpsc::channel(HTTP_CHANNEL);
+        let lost = metrics.lost.clone();
+        supervise::spawn(
+            &health,
+            "http-events",
+            ring::read::<HttpEvent>("http", ring, lost.clone(), move |events| {
+                for event in events {
+                    if tx.try_send(event).is_err() {
+                        lost.inc();
+                    }
+                }
+            }),
+        );
+        let options = http::tracker::HttpOptions {
+            routes: http::route::Routes::new(&config.http_routes)?,
+            trace_label: config.exemplar_trace_label,
+        };
+        supervise::spawn(
+            &health,
+            "http-tracker",
+            http::tracker::HttpTracker::new(
+                metrics,
+                hub.clone(),
+                contexts.clone(),
+                enricher.clone(),
+                options,
+            )
+            .run(rx),
         );
     }
 
@@ -289,7 +338,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         ),
         None => None,
     };
-    let (addr, server) = http::bind(
+    let (addr, server) = server::bind(
         config.listen,
         registry.clone(),
         hub,

@@ -164,6 +164,18 @@ pub struct RunArgs {
     #[arg(long, env = "OSPREY_OTLP_INTERVAL_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp_interval_secs: Option<u64>,
+    /// Bytes of each HTTP start copied from the kernel (64..=1024; 0: HTTP off).
+    #[arg(long, env = "OSPREY_HTTP_CAPTURE_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_capture_bytes: Option<u32>,
+    /// A route pattern for http_route, e.g. /users/{id} (repeatable).
+    #[arg(long = "http-route", env = "OSPREY_HTTP_ROUTES", value_delimiter = ',')]
+    #[serde(rename = "http_routes", skip_serializing_if = "Option::is_none")]
+    pub http_routes: Option<Vec<String>>,
+    /// The exemplar label of the trace id: trace_id or traceID.
+    #[arg(long, env = "OSPREY_EXEMPLAR_TRACE_LABEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exemplar_trace_label: Option<String>,
 }
 
 impl RunArgs {

@@ -137,6 +137,19 @@ pub struct Config {
     pub otlp_queue_batches: usize,
     /// Bytes of queued snapshots (encoded) before the oldest is dropped.
     pub otlp_queue_bytes: usize,
+    /// HTTP/1.x read from the wire: bytes of each segment that starts a
+    /// request or response copied to userspace (at most 1024), enough for
+    /// the request line, `traceparent` and `Content-Length` of typical
+    /// header blocks; longer blocks are counted in
+    /// `osprey_http_unparsed_total{reason="headers_truncated"}`. 0: HTTP off.
+    pub http_capture_bytes: u32,
+    /// Route patterns for `http_route` (`/users/{id}`, `/api/*/items`,
+    /// `/static/**`): the first match names a request's route, `_OTHER` if
+    /// none does. Empty: no `http_route` label (a path is never a label).
+    pub http_routes: Vec<String>,
+    /// The exemplar label holding the trace id: `trace_id` (Grafana's
+    /// `exemplarTraceIdDestinations` default in kube-prometheus-stack) or `traceID`.
+    pub exemplar_trace_label: osprey_model::labels::TraceLabel,
 }
 
 /// Which pods the agent watches.
@@ -197,6 +210,9 @@ impl Default for Config {
             otlp_interval_secs: 15,
             otlp_queue_batches: 20,
             otlp_queue_bytes: 64 << 20,
+            http_capture_bytes: osprey_abi::HTTP_PAYLOAD_MAX as u32,
+            http_routes: Vec::new(),
+            exemplar_trace_label: osprey_model::labels::TraceLabel::TraceId,
         }
     }
 }
@@ -276,6 +292,18 @@ impl Config {
                     "otlp_endpoint: expected http://HOST:PORT (gRPC) or a URL ending in /v1/metrics (HTTP)",
                 )
             })?;
+        }
+        if self.http_capture_bytes != 0
+            && !(64..=osprey_abi::HTTP_PAYLOAD_MAX as u32).contains(&self.http_capture_bytes)
+        {
+            return Err(ConfigError::Invalid(
+                "http_capture_bytes must be 0 (off) or between 64 and 1024",
+            ));
+        }
+        if crate::http::route::Routes::new(&self.http_routes).is_err() {
+            return Err(ConfigError::Invalid(
+                "http_routes: each must start with '/', with '**' only as its last segment",
+            ));
         }
         if self.drain_interval_ms < 10 {
             return Err(ConfigError::Invalid(

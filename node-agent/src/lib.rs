@@ -3,8 +3,9 @@
 //! Data flows one way through these modules:
 //! [`kernel`] (probes, maps, ring buffers) → [`flows::drain`] → enrichment
 //! ([`pods`], [`flows::context`]) → aggregation into the families of
-//! [`flows`], [`dns`], [`resources`] (series stores of `osprey-model`) →
-//! exposition ([`http`]: `/metrics`, [`observe`] and [`events`] streams).
+//! [`flows`], [`dns`], [`http`], [`resources`] (series stores of
+//! `osprey-model`) → exposition ([`server`]: `/metrics`, [`observe`] and
+//! [`events`] streams; [`push`]: OTLP).
 //! [`agent`] wires the stages.
 
 pub mod agent;
@@ -21,6 +22,7 @@ pub mod pods;
 pub mod push;
 pub mod resources;
 pub mod self_metrics;
+pub mod server;
 pub mod summary;
 pub mod supervise;
 #[cfg(test)]

@@ -183,6 +183,8 @@ pub struct FlowLoss {
     pub conn_map_full: u64,
     /// DNS packets that found the DNS ring buffer full.
     pub dns_ring_full: u64,
+    /// HTTP request or response starts that found the HTTP ring buffer full.
+    pub http_ring_full: u64,
 }
 
 /// Entries of each of the two drop maps and of each of the two retransmit maps.
@@ -216,6 +218,29 @@ pub struct DnsEvent {
     pub payload_len: u32,
     pub captured: u32,
     pub payload: [u8; DNS_PAYLOAD_MAX],
+}
+
+/// Bytes of a TCP segment that starts an HTTP/1.x request or response
+/// copied into an `HttpEvent`, at most: enough for typical header blocks
+/// (the request line, `traceparent`, `Content-Length`). The agent's
+/// `http_capture_bytes` (the `HTTP_CAPTURE_BYTES` global, 0 = HTTP off)
+/// copies fewer.
+pub const HTTP_PAYLOAD_MAX: usize = 1024;
+
+/// A TCP segment, as a socket sent or received it, whose payload starts
+/// with an HTTP/1.x request line (a method token and a space) or a status
+/// line (`HTTP/1.`). A GSO/GRO super-packet is one segment here.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HttpEvent {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the socket layer saw it.
+    pub ts_ns: u64,
+    /// Its flow, with `direction` and `cgroup_id` set.
+    pub flow: FlowKey,
+    /// Bytes of TCP payload in the segment, and how many were copied.
+    pub payload_len: u32,
+    pub captured: u32,
+    pub payload: [u8; HTTP_PAYLOAD_MAX],
 }
 
 /// TCP connection outcomes (`sock:inet_sock_set_state`), `ConnKey::outcome`.
@@ -373,6 +398,7 @@ mod user {
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::ConnKey {}
     unsafe impl aya::Pod for super::DnsEvent {}
+    unsafe impl aya::Pod for super::HttpEvent {}
     unsafe impl aya::Pod for super::RunqHist {}
     unsafe impl aya::Pod for super::BlockKey {}
     unsafe impl aya::Pod for super::BlockStats {}
@@ -392,7 +418,11 @@ mod tests {
         assert_eq!(size_of::<FlowStats>(), 8 * 5 + 4 * 6);
         assert_eq!(size_of::<FlowSlot>(), 48 + 64 + 8);
         assert_eq!(size_of::<FlowSlots>(), 2 * (48 + 64 + 8) + 8);
-        assert_eq!(size_of::<FlowLoss>(), 8 * 7);
+        assert_eq!(size_of::<FlowLoss>(), 8 * 8);
+        assert_eq!(
+            size_of::<HttpEvent>(),
+            8 + size_of::<FlowKey>() + 8 + HTTP_PAYLOAD_MAX
+        );
         assert_eq!(
             size_of::<DnsEvent>(),
             8 + size_of::<FlowKey>() + 8 + DNS_PAYLOAD_MAX

@@ -23,7 +23,7 @@ use osprey_abi::{
 use crate::{
     dns::{self, DNS_PORT},
     headers::{Parsed, Unparsed, parse},
-    offsets,
+    http, offsets,
     shared::{count_loss, first_map_active},
 };
 
@@ -71,6 +71,8 @@ fn account(ctx: &SkBuffContext, direction: u8) {
             {
                 // Segments without payload (SYN, pure ACKs) are skipped there.
                 dns::capture(ctx, &key, header_len as usize);
+            } else if key.protocol == PROTO_TCP && header_len != 0 {
+                http::capture(ctx, &key, header_len as usize);
             }
             record(
                 ctx,

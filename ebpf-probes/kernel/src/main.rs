@@ -9,6 +9,7 @@ mod dns;
 mod drops;
 mod flows;
 mod headers;
+mod http;
 mod net;
 mod noop;
 mod offsets;

@@ -8,6 +8,7 @@
 //! - [`hubble`]: the `hubble_*` flow families, led by the context labels
 //!   (`source` / `destination`) their context options configure.
 //! - [`dns`]: Hubble's DNS families and the DNS latency histogram.
+//! - [`http`]: the HTTP request families and their trace exemplars.
 //! - [`agent`]: the agent's metrics about itself.
 //!
 //! These are pure label types: building them from what the agent observes
@@ -16,6 +17,7 @@
 pub mod agent;
 pub mod dns;
 pub mod flow;
+pub mod http;
 pub mod hubble;
 
 pub use agent::{ProgramInfoLabels, ProgramLabels};
@@ -23,6 +25,10 @@ pub use dns::{DnsLabels, RcodeLabels};
 pub use flow::{
     ConnLabels, Direction, DropLabels, FlowLabels, LossLabels, LossReason, ProbeLabels, Protocol,
     ReasonLabels, RetransmitLabels,
+};
+pub use http::{
+    HttpDurationLabels, HubbleHttpDurationLabels, HubbleHttpRequestLabels,
+    HubbleHttpResponseLabels, Reporter, TraceExemplar, TraceLabel, UnparsedLabels,
 };
 pub use hubble::{
     ContextLabels, FlowsProcessedLabels, HubbleDropLabels, IcmpLabels, TcpFlagLabels,

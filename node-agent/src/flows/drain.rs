@@ -350,6 +350,7 @@ fn sum_loss<'a>(per_cpu: impl Iterator<Item = &'a FlowLoss>) -> FlowLoss {
         retransmit_map_full: acc.retransmit_map_full + l.retransmit_map_full,
         conn_map_full: acc.conn_map_full + l.conn_map_full,
         dns_ring_full: acc.dns_ring_full + l.dns_ring_full,
+        http_ring_full: acc.http_ring_full + l.http_ring_full,
     })
 }
 

@@ -19,6 +19,8 @@ pub struct FlowMaps {
     pub connections: [PerCpuHashMap<MapData, ConnKey, u64>; 2],
     /// Taken by the DNS reader.
     pub dns: Option<RingBuf<MapData>>,
+    /// Taken by the HTTP reader (None when HTTP is off).
+    pub http: Option<RingBuf<MapData>>,
     pub active: Array<MapData, u32>,
     pub loss: PerCpuArray<MapData, FlowLoss>,
     /// Turns the flows' tick counts into time.

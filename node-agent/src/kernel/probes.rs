@@ -126,6 +126,7 @@ impl Probes {
         flow_map_entries: u32,
         bpf_stats: bool,
         runqueue: Option<SchedFields>,
+        http_capture_bytes: u32,
     ) -> Result<(Self, FlowMaps, Option<ResourceMaps>), ProbeError> {
         let layout = KernelLayout::resolve()
             .inspect_err(|e| warn!(error = %e, "drop and retransmit probes disabled: the kernel layout is unknown"))
@@ -140,6 +141,7 @@ impl Probes {
         let tick = clock::tick().map_err(ProbeError::Clock)?;
         let srtt_every = (SRTT_EVERY.as_nanos() / tick.as_nanos()).max(1) as u32;
         loader.override_global("SRTT_EVERY_JIFFIES", &srtt_every, true);
+        loader.override_global("HTTP_CAPTURE_BYTES", &http_capture_bytes, true);
         for name in FLOW_MAP_NAMES {
             loader.map_max_entries(name, flow_map_entries);
         }
@@ -231,6 +233,9 @@ impl Probes {
                 take(&mut ebpf, "CONNECTIONS_1")?,
             ],
             dns: Some(take(&mut ebpf, "DNS_EVENTS")?),
+            http: (http_capture_bytes > 0)
+                .then(|| take(&mut ebpf, "HTTP_EVENTS"))
+                .transpose()?,
             active: take(&mut ebpf, "ACTIVE_FLOW_MAP")?,
             loss: take(&mut ebpf, "FLOW_LOSS")?,
         };

@@ -89,6 +89,12 @@ pub struct ObserveArgs {
     pub from_pod: Option<String>,
     #[arg(long)]
     pub to_pod: Option<String>,
+    /// HTTP records with this response status code.
+    #[arg(long)]
+    pub http_status: Option<u16>,
+    /// HTTP records with this request method.
+    #[arg(long)]
+    pub http_method: Option<String>,
 }
 
 pub fn run(args: ObserveArgs) -> Result<()> {
@@ -110,6 +116,8 @@ pub fn run(args: ObserveArgs) -> Result<()> {
         ("to_namespace", args.to_namespace.clone()),
         ("from_pod", args.from_pod.clone()),
         ("to_pod", args.to_pod.clone()),
+        ("http_status", args.http_status.map(|v| v.to_string())),
+        ("http_method", args.http_method.clone()),
     ];
     print_stream::<FlowRecord>(&args.stream, "flows", &pairs)
 }

@@ -48,6 +48,7 @@ impl FlowHandler for ProbeLoss {
             ),
             ("connections", loss.conn_map_full, seen.conn_map_full),
             ("dns", loss.dns_ring_full, seen.dns_ring_full),
+            ("http", loss.http_ring_full, seen.http_ring_full),
         ] {
             self.family
                 .get_or_create(&ProbeLabels { probe })

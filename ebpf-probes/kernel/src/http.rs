@@ -1,0 +1,134 @@
+//! HTTP/1.x without a proxy: the flow programs hand every TCP segment with
+//! payload to `capture`, which looks at its first eight payload bytes and,
+//! only when they start a request line (a method and a space) or a status
+//! line (`HTTP/1.`), copies the first `HTTP_CAPTURE_BYTES` of the payload
+//! into a ring buffer with the flow and a kernel timestamp. Userspace parses
+//! the header block and pairs requests with responses per connection.
+//!
+//! The test costs one load (direct when the payload is in the linear area,
+//! `bpf_skb_load_bytes` of 8 bytes otherwise) and a few compares.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    macros::map,
+    maps::RingBuf,
+    programs::SkBuffContext,
+};
+use osprey_abi::{FlowKey, HTTP_PAYLOAD_MAX, HttpEvent};
+
+use crate::{offsets, shared::count_loss};
+
+/// Payload bytes copied per start, at most `HTTP_PAYLOAD_MAX`; 0 turns HTTP
+/// off (set at load from the agent's `http_capture_bytes`).
+#[unsafe(no_mangle)]
+static HTTP_CAPTURE_BYTES: u32 = 0;
+
+#[map]
+static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
+
+/// The shortest start: `GET / HTTP/1.1\r\n` (a status line is longer).
+const MIN_START: usize = 16;
+
+/// (pattern, mask) over the first eight payload bytes, little-endian: the
+/// request methods of RFC 9110 followed by a space, and `HTTP/1.`.
+const STARTS: [(u64, u64); 10] = [
+    word(b"GET "),
+    word(b"POST "),
+    word(b"PUT "),
+    word(b"HEAD "),
+    word(b"DELETE "),
+    word(b"PATCH "),
+    word(b"OPTIONS "),
+    word(b"CONNECT "),
+    word(b"TRACE "),
+    word(b"HTTP/1."),
+];
+
+const fn word(prefix: &[u8]) -> (u64, u64) {
+    let (mut pattern, mut mask, mut i) = (0u64, 0u64, 0);
+    while i < prefix.len() {
+        pattern |= (prefix[i] as u64) << (8 * i);
+        mask |= 0xff << (8 * i);
+        i += 1;
+    }
+    (pattern, mask)
+}
+
+#[inline(always)]
+fn is_start(first: u64) -> bool {
+    let mut i = 0;
+    while i < STARTS.len() {
+        let (pattern, mask) = STARTS[i];
+        if first & mask == pattern {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Looks at the TCP payload that starts at `offset`; copies it when it
+/// starts an HTTP request or response.
+#[inline(always)]
+pub fn capture(ctx: &SkBuffContext, flow: &FlowKey, offset: usize) {
+    let cap = offsets::get(&HTTP_CAPTURE_BYTES);
+    if cap == 0 {
+        return;
+    }
+    let available = (ctx.len() as usize).saturating_sub(offset);
+    if available < MIN_START {
+        return;
+    }
+    let mut first = 0u64;
+    // SAFETY: context field reads; a packet read bounds-checked against
+    // data_end (the verifier checks it too), else a helper copy into a local.
+    unsafe {
+        let skb = &*ctx.skb.skb;
+        let (start, end) = (skb.data as usize, skb.data_end as usize);
+        if start + offset + 8 <= end {
+            first = core::ptr::read_unaligned((start + offset) as *const u64);
+        } else if bpf_skb_load_bytes(
+            ctx.skb.skb as *const _,
+            offset as u32,
+            (&raw mut first).cast(),
+            8,
+        ) != 0
+        {
+            return;
+        }
+    }
+    if !is_start(first) {
+        return;
+    }
+    let copy = available.min(cap).min(HTTP_PAYLOAD_MAX) as u64;
+    // Hidden from LLVM so that both bound checks below stay, which the
+    // verifier needs to see the length is in [1, HTTP_PAYLOAD_MAX].
+    // SAFETY: a read of a local.
+    let copy = unsafe { core::ptr::read_volatile(&copy) };
+    if copy == 0 || copy > HTTP_PAYLOAD_MAX as u64 {
+        return;
+    }
+    let Some(mut entry) = HTTP_EVENTS.reserve::<HttpEvent>(0) else {
+        count_loss(|loss| loss.http_ring_full += 1);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: the entry is reserved for us and sized for an HttpEvent.
+    unsafe {
+        (*event).ts_ns = bpf_ktime_get_ns();
+        (*event).flow = *flow;
+        (*event).payload_len = available as u32;
+        let rc = bpf_skb_load_bytes(
+            ctx.skb.skb as *const _,
+            offset as u32,
+            (&raw mut (*event).payload).cast(),
+            copy as u32,
+        );
+        if rc != 0 {
+            entry.discard(0);
+            return;
+        }
+        (*event).captured = copy as u32;
+    }
+    entry.submit(0);
+}

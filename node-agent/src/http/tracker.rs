@@ -1,0 +1,314 @@
+//! Pairs HTTP requests with their responses per connection, in order, and
+//! records each pair in the HTTP families with its trace as the exemplar.
+//!
+//! A connection is one socket's view: the server's socket sees the request
+//! enter and the response leave; the client's sees the request leave and the
+//! response enter. Both are tracked, each with its own reporter, when both
+//! ends are on this node. Durations are kernel timestamp differences (request
+//! start to response start at the same socket).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+    time::{Duration, Instant, SystemTime},
+};
+
+use osprey_abi::{DIR_INGRESS, HttpEvent};
+use osprey_model::{
+    labels::{
+        HttpDurationLabels, HubbleHttpDurationLabels, HubbleHttpRequestLabels,
+        HubbleHttpResponseLabels, Reporter, TraceExemplar, TraceLabel,
+    },
+    record::HttpInfo,
+};
+use tokio::sync::mpsc;
+
+use super::{
+    message::{self, Request, Start, Trace},
+    metrics::{HttpMetrics, count, observe},
+    route::Routes,
+    traceparent::Hex,
+};
+use crate::{
+    flows::{
+        context::Contexts,
+        enrich::{Enricher, Peer, address},
+    },
+    observe::{
+        hub::FlowHub,
+        record::{FlowRecord, Verdict, with_peers},
+    },
+};
+
+/// A request without a response for this long is counted as unanswered.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Requests waiting per connection (pipelining depth); past it the oldest
+/// is counted as unanswered.
+const MAX_PENDING: usize = 64;
+/// Connections with requests waiting; a request on a new connection past
+/// this is counted as unanswered at once.
+const MAX_CONNECTIONS: usize = 65_536;
+
+/// A socket's view of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ConnKey {
+    reporter: Reporter,
+    local: (IpAddr, u16),
+    remote: (IpAddr, u16),
+}
+
+#[derive(Debug)]
+struct Pending {
+    ts_ns: u64,
+    at: SystemTime,
+    request: Request,
+}
+
+/// What the tracker is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    pub routes: Routes,
+    pub trace_label: TraceLabel,
+}
+
+pub struct HttpTracker {
+    metrics: HttpMetrics,
+    hub: FlowHub,
+    contexts: Contexts,
+    enricher: Enricher,
+    options: HttpOptions,
+    conns: HashMap<ConnKey, VecDeque<Pending>>,
+}
+
+impl HttpTracker {
+    pub fn new(
+        metrics: HttpMetrics,
+        hub: FlowHub,
+        contexts: Contexts,
+        enricher: Enricher,
+        options: HttpOptions,
+    ) -> Self {
+        Self {
+            metrics,
+            hub,
+            contexts,
+            enricher,
+            options,
+            conns: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<HttpEvent>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => self.observe(&event, SystemTime::now()),
+                    None => return,
+                },
+                _ = tick.tick() => self.expire(SystemTime::now()),
+            }
+        }
+    }
+
+    pub fn observe(&mut self, event: &HttpEvent, now: SystemTime) {
+        let captured = (event.captured as usize).min(event.payload.len());
+        let segment = message::parse(
+            &event.payload[..captured],
+            event.captured < event.payload_len,
+        );
+        for reason in &segment.unparsed {
+            self.metrics.unparsed(reason);
+        }
+        let flow = &event.flow;
+        let src = (address(flow.family, &flow.src_addr), flow.src_port);
+        let dst = (address(flow.family, &flow.dst_addr), flow.dst_port);
+        let ingress = flow.direction == DIR_INGRESS;
+        let (local, remote) = if ingress { (dst, src) } else { (src, dst) };
+        for start in segment.starts {
+            match start {
+                Start::Request(request) => {
+                    // A request entering a socket reaches its server.
+                    let reporter = if ingress {
+                        Reporter::Server
+                    } else {
+                        Reporter::Client
+                    };
+                    let key = ConnKey {
+                        reporter,
+                        local,
+                        remote,
+                    };
+                    self.request(key, event.ts_ns, request, now);
+                }
+                Start::Response(response) => {
+                    // Interim responses (100 Continue, 103 Early Hints)
+                    // precede the final one.
+                    if (100..200).contains(&response.status) && response.status != 101 {
+                        continue;
+                    }
+                    let reporter = if ingress {
+                        Reporter::Client
+                    } else {
+                        Reporter::Server
+                    };
+                    let key = ConnKey {
+                        reporter,
+                        local,
+                        remote,
+                    };
+                    self.response(key, event.ts_ns, response.status, now);
+                }
+            }
+        }
+    }
+
+    /// The client and server ends of a connection.
+    fn ends(&self, key: &ConnKey) -> (Peer, Peer) {
+        let local = self.enricher.peer(key.local.0, key.local.1);
+        let remote = self.enricher.peer(key.remote.0, key.remote.1);
+        match key.reporter {
+            Reporter::Server => (remote, local),
+            Reporter::Client => (local, remote),
+        }
+    }
+
+    fn exemplar(&self, trace: &Trace) -> Option<TraceExemplar> {
+        match trace {
+            Trace::Parent(tp) => Some(TraceExemplar {
+                label: self.options.trace_label,
+                trace_id: Hex(&tp.trace_id).to_string(),
+                span_id: Hex(&tp.parent_id).to_string(),
+            }),
+            Trace::None | Trace::Invalid => None,
+        }
+    }
+
+    fn request(&mut self, key: ConnKey, ts_ns: u64, request: Request, now: SystemTime) {
+        let (client, server) = self.ends(&key);
+        let labels = HubbleHttpRequestLabels {
+            context: self.contexts.between(&client, &server),
+            method: request.method.to_owned(),
+            protocol: "HTTP/1.1",
+            reporter: key.reporter.as_str(),
+        };
+        let exemplar = self.exemplar(&request.trace);
+        count(
+            &mut self.metrics.requests,
+            labels,
+            Instant::now(),
+            exemplar,
+            now,
+        );
+        if !self.conns.contains_key(&key) && self.conns.len() >= MAX_CONNECTIONS {
+            self.metrics.unanswered.inc();
+            return;
+        }
+        let queue = self.conns.entry(key).or_default();
+        if queue.len() >= MAX_PENDING {
+            queue.pop_front();
+            self.metrics.unanswered.inc();
+        }
+        queue.push_back(Pending {
+            ts_ns,
+            at: now,
+            request,
+        });
+    }
+
+    fn response(&mut self, key: ConnKey, ts_ns: u64, status: u16, now: SystemTime) {
+        let Some(pending) = self.conns.get_mut(&key).and_then(VecDeque::pop_front) else {
+            self.metrics.unparsed("response_without_request");
+            return;
+        };
+        if self.conns.get(&key).is_some_and(VecDeque::is_empty) {
+            self.conns.remove(&key);
+        }
+        let seconds = ts_ns.saturating_sub(pending.ts_ns) as f64 / 1e9;
+        let (client, server) = self.ends(&key);
+        let context = self.contexts.between(&client, &server);
+        let request = &pending.request;
+        let exemplar = self.exemplar(&request.trace);
+        let mono = Instant::now();
+        let semconv = HttpDurationLabels {
+            context: context.clone(),
+            method: request.method.to_owned(),
+            status,
+            route: self.options.routes.of(&request.path),
+            server_port: server.port,
+        };
+        let store = match key.reporter {
+            Reporter::Server => &mut self.metrics.server,
+            Reporter::Client => &mut self.metrics.client,
+        };
+        observe(store, semconv, mono, seconds, exemplar.clone(), now);
+        let reporter = key.reporter.as_str();
+        count(
+            &mut self.metrics.responses,
+            HubbleHttpResponseLabels {
+                context: context.clone(),
+                method: request.method.to_owned(),
+                status: status.to_string(),
+                reporter,
+            },
+            mono,
+            exemplar.clone(),
+            now,
+        );
+        observe(
+            &mut self.metrics.duration,
+            HubbleHttpDurationLabels {
+                context,
+                method: request.method.to_owned(),
+                reporter,
+            },
+            mono,
+            seconds,
+            exemplar.clone(),
+            now,
+        );
+        if self.hub.wanted() > 0 {
+            let record = FlowRecord {
+                traffic_direction: Some(
+                    match key.reporter {
+                        Reporter::Server => "ingress",
+                        Reporter::Client => "egress",
+                    }
+                    .into(),
+                ),
+                http: Some(HttpInfo {
+                    method: request.method.to_owned(),
+                    path: request.path.clone(),
+                    status,
+                    latency_ms: seconds * 1e3,
+                    reporter: reporter.to_owned(),
+                    trace_id: exemplar.map(|e| e.trace_id),
+                }),
+                ..FlowRecord::new(
+                    pending.at,
+                    Verdict::Forwarded,
+                    "TCP",
+                    (client.ip.to_string(), client.port),
+                    (server.ip.to_string(), server.port),
+                    1,
+                )
+            };
+            self.hub.publish(vec![with_peers(record, &client, &server)]);
+        }
+    }
+
+    fn expire(&mut self, now: SystemTime) {
+        let unanswered = &self.metrics.unanswered;
+        self.conns.retain(|_, queue| {
+            queue.retain(|p| {
+                let keep = now.duration_since(p.at).unwrap_or_default() < ANSWER_TIMEOUT;
+                if !keep {
+                    unanswered.inc();
+                }
+                keep
+            });
+            !queue.is_empty()
+        });
+        self.metrics.expire(Instant::now());
+    }
+}
