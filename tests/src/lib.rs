@@ -6,6 +6,7 @@ pub mod apiserver;
 pub mod cgroup;
 pub mod collector;
 pub mod exposition;
+pub mod http;
 pub mod netns;
 pub mod peers;
 pub mod prometheus;
