@@ -7,6 +7,7 @@
 //!   agent streams, as wire types the agent, the CLI and the collector share.
 //! - [`catalogue`]: the families' names, help and units, through which the
 //!   agent registers them; [`labels`]: their typed label sets.
+//! - [`exemplar`]: trace-carrying counters and histograms.
 //! - [`otlp`]: the registry that `/metrics` encodes, rendered as OTLP metrics
 //!   (exemplars included) from the same snapshot.
 //!
@@ -17,6 +18,7 @@
 pub mod budget;
 pub mod catalogue;
 pub mod event;
+pub mod exemplar;
 pub mod labels;
 pub mod otlp;
 pub mod record;

@@ -81,7 +81,7 @@ impl Req {
         self
     }
 
-    fn head(&self) -> String {
+    pub fn head(&self) -> String {
         let mut h = format!("{} {} HTTP/1.1\r\nHost: pod-b\r\n", self.method, self.path);
         if let Some(tp) = &self.traceparent {
             h.push_str(&format!("traceparent: {tp}\r\ntracestate: osprey=test\r\n"));
@@ -233,7 +233,7 @@ pub fn client(pair: &PodPair, port: u16, plans: Vec<Vec<Step>>) -> Vec<u16> {
         .expect("client thread")
 }
 
-fn read_response(reader: &mut BufReader<TcpStream>) {
+pub fn read_response(reader: &mut BufReader<TcpStream>) {
     let mut length = 0;
     loop {
         let mut h = String::new();

@@ -215,3 +215,94 @@ fn requests_are_counted_timed_and_carry_their_trace_ids() {
 fn over_ipv6_with_the_trace_label_switched() {
     run("h6", "fd00:230::1", "fd00:230::2", 64, "traceID");
 }
+
+/// The trace ids of the exemplars on the series of `name` (a counter, or a
+/// histogram's buckets) whose labels include all of `want`.
+fn exemplar_traces(text: &str, name: &str, want: &[(&str, &str)]) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(" # {"))
+        .filter(|l| {
+            want.iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| {
+            let e = &l[l.find(" # {")?..];
+            let start = e.find("trace_id=\"")? + "trace_id=\"".len();
+            Some(e[start..start + 32].to_owned())
+        })
+        .collect()
+}
+
+/// A traced connection whose packets a firewall drops for a while: its
+/// drops, retransmits, bytes and RTT carry that trace's id as exemplar.
+#[test]
+fn drops_and_retransmits_of_a_traced_connection_link_to_its_trace() {
+    use std::{io::BufReader, io::Write, net::SocketAddr, sync::mpsc};
+    let Some(agent) = agent::for_test(&[
+        "--drain-interval-ms",
+        "200",
+        "--hubble-source-context",
+        "ip",
+    ]) else {
+        return;
+    };
+    const P: u16 = 7301;
+    let (a, b) = ("10.231.0.1", "10.231.0.2");
+    let pair = PodPair::new("hx", a, b, 24);
+    let server = http::serve(&pair, P, 1);
+    let (tp, trace, _) = http::traceparent(0x7a);
+    let (answered_tx, answered_rx) = mpsc::channel();
+    let (blocked_tx, blocked_rx) = mpsc::channel::<()>();
+    let b_ip = pair.b_ip;
+    let client = pair.a.run(move || {
+        let conn = std::net::TcpStream::connect(SocketAddr::new(b_ip, P)).unwrap();
+        conn.set_nodelay(true).unwrap();
+        let mut w = conn.try_clone().unwrap();
+        let mut r = BufReader::new(conn);
+        let req = Req::get("/fast").traced(&tp).head();
+        w.write_all(req.as_bytes()).unwrap();
+        http::read_response(&mut r);
+        answered_tx.send(()).unwrap();
+        blocked_rx.recv().unwrap();
+        // Dropped by B's firewall until the rule goes: retransmitted.
+        w.write_all(req.as_bytes()).unwrap();
+        http::read_response(&mut r);
+    });
+    answered_rx.recv().unwrap();
+    let rule = ["INPUT", "-p", "tcp", "--dport", "7301", "-j", "DROP"];
+    pair.b.exec(&[&["iptables", "-A"][..], &rule].concat());
+    blocked_tx.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    pair.b.exec(&[&["iptables", "-D"][..], &rule].concat());
+    client.join().unwrap();
+    server.join().unwrap();
+
+    let families: [(&str, Vec<(&str, &str)>); 5] = [
+        (
+            "osprey_flow_drops_total",
+            vec![("source_ip", a), ("reason", "NETFILTER_DROP")],
+        ),
+        (
+            "hubble_drop_total",
+            vec![("source", a), ("reason", "NETFILTER_DROP")],
+        ),
+        ("osprey_tcp_retransmits_total", vec![("source_ip", a)]),
+        (
+            "osprey_flow_bytes_total",
+            vec![("source_ip", a), ("direction", "egress")],
+        ),
+        // The node's one RTT histogram: a bucket holds it.
+        ("osprey_tcp_rtt_seconds_bucket", vec![]),
+    ];
+    let text = settle(15, || {
+        let text = agent.scrape().1;
+        let done = families
+            .iter()
+            .all(|(name, want)| exemplar_traces(&text, name, want).contains(&trace));
+        (done, text)
+    });
+    for (name, want) in &families {
+        let got = exemplar_traces(&text, name, want);
+        assert!(got.contains(&trace), "{name}{want:?}: {got:?}");
+    }
+}

@@ -9,12 +9,13 @@ use std::{
     sync::Arc,
 };
 
-use osprey_abi::{DIR_EGRESS, FAMILY_V4, FlowKey, FlowLoss};
-use osprey_model::labels::{Direction, Protocol};
+use osprey_abi::{DIR_EGRESS, FAMILY_V4, FlowKey, FlowLoss, PROTO_TCP};
+use osprey_model::labels::{Direction, Protocol, TraceExemplar};
 
 use super::{
     drain::{FlowBatch, FlowDelta},
     labels,
+    traces::TraceIndex,
 };
 use crate::pods::{PodIndex, PodMeta};
 
@@ -43,6 +44,9 @@ pub struct FlowIdentity {
     pub direction: Direction,
     pub v4: bool,
     pub cgroup: CgroupId,
+    /// The trace most recently seen on the flow's connection (HTTP), the
+    /// exemplar of the network series that count the flow.
+    pub trace: Option<TraceExemplar>,
 }
 
 /// A dropped flow's packets, for one reason.
@@ -78,6 +82,7 @@ pub struct Enricher {
     pods: PodIndex,
     reasons: Arc<BTreeMap<u32, String>>,
     ignored: Arc<BTreeSet<u32>>,
+    traces: TraceIndex,
 }
 
 impl Enricher {
@@ -86,7 +91,13 @@ impl Enricher {
             pods,
             reasons: Arc::new(reasons),
             ignored: Arc::default(),
+            traces: TraceIndex::default(),
         }
+    }
+
+    /// The connections' traces, which the HTTP tracker notes.
+    pub fn traces(&self) -> &TraceIndex {
+        &self.traces
     }
 
     /// Drops with these reasons (names from the kernel's table, without the
@@ -127,9 +138,14 @@ impl Enricher {
     }
 
     pub fn flow(&self, key: &FlowKey) -> FlowIdentity {
+        let src = (address(key.family, &key.src_addr), key.src_port);
+        let dst = (address(key.family, &key.dst_addr), key.dst_port);
         FlowIdentity {
-            source: self.peer(address(key.family, &key.src_addr), key.src_port),
-            destination: self.peer(address(key.family, &key.dst_addr), key.dst_port),
+            source: self.peer(src.0, src.1),
+            destination: self.peer(dst.0, dst.1),
+            trace: (key.protocol == PROTO_TCP)
+                .then(|| self.traces.get(src, dst))
+                .flatten(),
             protocol: labels::protocol(key.protocol),
             protocol_number: key.protocol,
             direction: if key.direction == DIR_EGRESS {

@@ -5,6 +5,7 @@ use osprey_model::catalogue::{
     OSPREY_FLOW_MAP_DRAIN_ERRORS, OSPREY_FLOW_MAP_DRAINS, OSPREY_FLOW_PACKETS, OSPREY_FLOW_SERIES,
     OSPREY_FLOW_SERIES_EXPIRED,
 };
+use osprey_model::exemplar::TracedCounter;
 use osprey_model::labels::{FlowLabels, LossLabels};
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -13,7 +14,8 @@ use prometheus_client::{
 
 #[derive(Clone, Default)]
 pub struct FlowMetrics {
-    pub bytes: Family<FlowLabels, Counter>,
+    /// With the latest trace seen on a counted connection as exemplar.
+    pub bytes: Family<FlowLabels, TracedCounter>,
     pub packets: Family<FlowLabels, Counter>,
     pub lost_packets: Family<LossLabels, Counter>,
     pub lost_bytes: Family<LossLabels, Counter>,

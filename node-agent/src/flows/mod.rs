@@ -2,7 +2,8 @@
 //! [`drain`] (kernel maps → deltas) → [`enrich`] (kernel keys → typed
 //! identities, once) → [`handlers`] (one per metric family: series, budgets,
 //! expiry) → `/metrics`; and the same enriched batch → flow records
-//! (`observe`).
+//! (`observe`). [`traces`] carries HTTP requests' traces to the flows of
+//! their connections.
 pub mod context;
 pub mod drain;
 pub mod enrich;
@@ -11,3 +12,4 @@ pub mod labels;
 pub mod lost;
 pub mod metrics;
 mod slots;
+pub mod traces;

@@ -193,6 +193,12 @@ impl HttpTracker {
             reporter: key.reporter.as_str(),
         };
         let exemplar = self.exemplar(&request.trace);
+        if let Some(trace) = &exemplar {
+            // The connection's flows, drops and retransmits carry it from now.
+            self.enricher
+                .traces()
+                .note(key.local, key.remote, trace.clone(), Instant::now());
+        }
         count(
             &mut self.metrics.requests,
             labels,
@@ -310,5 +316,6 @@ impl HttpTracker {
             !queue.is_empty()
         });
         self.metrics.expire(Instant::now());
+        self.enricher.traces().expire(Instant::now());
     }
 }

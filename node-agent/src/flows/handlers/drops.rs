@@ -6,6 +6,7 @@
 use osprey_model::catalogue::{HUBBLE_DROP, OSPREY_DROPS_IGNORED, OSPREY_FLOW_DROPS};
 use std::time::{Duration, Instant};
 
+use osprey_model::exemplar::{self, LastTrace, TracedCounter};
 use osprey_model::labels::{DropLabels, HubbleDropLabels, ReasonLabels};
 use osprey_model::{BudgetMetrics, SeriesBudget, SeriesStore};
 use prometheus_client::{
@@ -17,8 +18,8 @@ use super::FlowHandler;
 use crate::flows::{context::Contexts, enrich::EnrichedBatch, labels::PortFold};
 
 pub struct Drops {
-    hubble: Family<HubbleDropLabels, Counter>,
-    flows: SeriesStore<DropLabels, Family<DropLabels, Counter>>,
+    hubble: Family<HubbleDropLabels, TracedCounter>,
+    flows: SeriesStore<DropLabels, Family<DropLabels, TracedCounter>, LastTrace>,
     ignored: Family<ReasonLabels, Counter>,
     contexts: Contexts,
     ports: PortFold,
@@ -66,13 +67,20 @@ impl FlowHandler for Drops {
                 continue;
             }
             let flow = self.ports.labels(&drop.flow);
+            // Hubble's family keeps no series state: its exemplar is the
+            // latest counted drop's trace, none if that had none.
+            let at = drop
+                .flow
+                .trace
+                .as_ref()
+                .map(|_| std::time::SystemTime::now());
             self.hubble
                 .get_or_create(&HubbleDropLabels {
                     context: self.contexts.labels(&drop.flow),
                     reason: drop.reason.clone(),
                     protocol: flow.protocol,
                 })
-                .inc_by(count);
+                .inc_by(count, drop.flow.trace.clone(), at);
             let labels = DropLabels {
                 source_ip: flow.source_ip,
                 source_port: flow.source_port,
@@ -81,8 +89,13 @@ impl FlowHandler for Drops {
                 protocol: flow.protocol,
                 reason: drop.reason.clone(),
             };
-            self.flows.record(labels, now, |family, labels, ()| {
-                family.get_or_create(labels).inc_by(count);
+            self.flows.record(labels, now, |family, labels, last| {
+                exemplar::inc(
+                    &family.get_or_create(labels),
+                    count,
+                    drop.flow.trace.as_ref(),
+                    last,
+                );
             });
         }
         self.flows.expire(now);

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use osprey_abi::FlowLoss;
+use osprey_model::exemplar::{self, LastTrace, TracedCounter};
 use osprey_model::labels::{FlowLabels, LossLabels, LossReason};
 use osprey_model::{SeriesBudget, SeriesStore};
 use prometheus_client::metrics::{counter::Counter, family::Family};
@@ -13,15 +14,20 @@ use super::FlowHandler;
 use crate::flows::{enrich::EnrichedBatch, labels::PortFold, metrics::FlowMetrics};
 
 /// Per-series totals, for the live summary.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Totals {
     bytes: u64,
     packets: u64,
     last_interval_bytes: u64,
+    /// The bytes series' exemplar.
+    trace: LastTrace,
 }
 
 /// The two families a flow's label set indexes: bytes and packets.
-type FlowFamilies = (Family<FlowLabels, Counter>, Family<FlowLabels, Counter>);
+type FlowFamilies = (
+    Family<FlowLabels, TracedCounter>,
+    Family<FlowLabels, Counter>,
+);
 
 /// One line of the live summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +86,12 @@ impl FlowSeries {
             let (bytes, packets) = (delta.stats.bytes, delta.stats.packets);
             self.series
                 .record(labels, now, |(b, p): &FlowFamilies, labels, totals| {
-                    b.get_or_create(labels).inc_by(bytes);
+                    exemplar::inc(
+                        &b.get_or_create(labels),
+                        bytes,
+                        flow.trace.as_ref(),
+                        &mut totals.trace,
+                    );
                     p.get_or_create(labels).inc_by(packets);
                     totals.bytes += bytes;
                     totals.packets += packets;

@@ -4,18 +4,16 @@
 use osprey_model::catalogue::OSPREY_TCP_RETRANSMITS;
 use std::time::{Duration, Instant};
 
+use osprey_model::exemplar::{self, LastTrace, TracedCounter};
 use osprey_model::labels::RetransmitLabels;
 use osprey_model::{BudgetMetrics, SeriesBudget, SeriesStore};
-use prometheus_client::{
-    metrics::{counter::Counter, family::Family},
-    registry::Registry,
-};
+use prometheus_client::{metrics::family::Family, registry::Registry};
 
 use super::FlowHandler;
 use crate::flows::{enrich::EnrichedBatch, labels::PortFold};
 
 pub struct Retransmits {
-    series: SeriesStore<RetransmitLabels, Family<RetransmitLabels, Counter>>,
+    series: SeriesStore<RetransmitLabels, Family<RetransmitLabels, TracedCounter>, LastTrace>,
     ports: PortFold,
 }
 
@@ -42,16 +40,21 @@ impl Retransmits {
 
 impl FlowHandler for Retransmits {
     fn handle(&mut self, batch: &EnrichedBatch, now: Instant) {
-        for (flow, count) in &batch.retransmits {
-            let flow = self.ports.labels(flow);
+        for (identity, count) in &batch.retransmits {
+            let flow = self.ports.labels(identity);
             let labels = RetransmitLabels {
                 source_ip: flow.source_ip,
                 source_port: flow.source_port,
                 destination_ip: flow.destination_ip,
                 destination_port: flow.destination_port,
             };
-            self.series.record(labels, now, |family, labels, ()| {
-                family.get_or_create(labels).inc_by(*count);
+            self.series.record(labels, now, |family, labels, last| {
+                exemplar::inc(
+                    &family.get_or_create(labels),
+                    *count,
+                    identity.trace.as_ref(),
+                    last,
+                );
             });
         }
         self.series.expire(now);

@@ -4,60 +4,35 @@
 //! its flow; the histogram is built here from the drained flows.
 
 use osprey_model::catalogue::OSPREY_TCP_RTT_SECONDS;
-use std::sync::{Arc, Mutex};
+use osprey_model::exemplar::TracedHistogram;
 
 use osprey_abi::{DIR_EGRESS, PROTO_TCP};
-use prometheus_client::{
-    encoding::{EncodeMetric, MetricEncoder, NoLabelSet},
-    metrics::{MetricType, TypedMetric},
-    registry::Registry,
-};
+use prometheus_client::registry::Registry;
 
 use super::FlowHandler;
 use crate::flows::enrich::EnrichedBatch;
 
-/// Buckets: bucket `i` counts smoothed RTTs in [2^i, 2^(i+1)) µs (bucket 0
-/// also holds 0–1 µs); the last one is open-ended.
+/// Buckets: bucket `i` counts smoothed RTTs up to 2^(i+1) µs (2 µs to
+/// ≈ 36 min, then +Inf): 32 buckets, a factor of two apart.
 pub const RTT_BUCKETS: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RttSnapshot {
-    /// `buckets[i]`: samples in [2^i, 2^(i+1)) µs.
-    pub buckets: [u64; RTT_BUCKETS],
-    pub sum_us: u64,
-    pub count: u64,
-}
+/// The histogram, whose buckets carry the trace most recently seen on a
+/// connection they counted.
+#[derive(Debug, Clone)]
+pub struct RttHistogram(TracedHistogram);
 
-impl Default for RttSnapshot {
+impl Default for RttHistogram {
     fn default() -> Self {
-        Self {
-            buckets: [0; RTT_BUCKETS],
-            sum_us: 0,
-            count: 0,
-        }
+        Self(TracedHistogram::new(
+            (1..RTT_BUCKETS).map(|i| (1u64 << i) as f64 / 1e6),
+        ))
     }
 }
-
-impl RttSnapshot {
-    fn observe(&mut self, srtt_us: u64) {
-        let bucket = if srtt_us == 0 {
-            0
-        } else {
-            (63 - srtt_us.leading_zeros() as usize).min(RTT_BUCKETS - 1)
-        };
-        self.buckets[bucket] += 1;
-        self.sum_us += srtt_us;
-        self.count += 1;
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct RttHistogram(Arc<Mutex<RttSnapshot>>);
 
 impl RttHistogram {
     pub fn register(registry: &mut Registry) -> Self {
         let h = Self::default();
-        OSPREY_TCP_RTT_SECONDS.register(registry, h.clone());
+        OSPREY_TCP_RTT_SECONDS.register(registry, h.0.clone());
         h
     }
 }
@@ -65,38 +40,17 @@ impl RttHistogram {
 impl FlowHandler for RttHistogram {
     /// One sample per sending TCP socket of the batch: its egress flow's RTT.
     fn handle(&mut self, batch: &EnrichedBatch, _now: std::time::Instant) {
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, f) in &batch.flows {
+        for (identity, f) in &batch.flows {
             if f.key.protocol == PROTO_TCP && f.key.direction == DIR_EGRESS && f.stats.srtt_us != 0
             {
-                s.observe(u64::from(f.stats.srtt_us));
+                let at = identity
+                    .trace
+                    .as_ref()
+                    .map(|_| std::time::SystemTime::now());
+                self.0
+                    .observe(f64::from(f.stats.srtt_us) / 1e6, identity.trace.clone(), at);
             }
         }
-    }
-}
-
-impl TypedMetric for RttHistogram {
-    const TYPE: MetricType = MetricType::Histogram;
-}
-
-impl EncodeMetric for RttHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let s = *self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // Upper bound of bucket i is 2^(i+1) µs; the last one is +Inf.
-        let mut buckets: Vec<(f64, u64)> = s
-            .buckets
-            .iter()
-            .enumerate()
-            .map(|(i, n)| ((1u64 << (i + 1)) as f64 / 1e6, *n))
-            .collect();
-        if let Some(last) = buckets.last_mut() {
-            last.0 = f64::INFINITY;
-        }
-        encoder.encode_histogram::<NoLabelSet>(s.sum_us as f64 / 1e6, s.count, &buckets, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Histogram
     }
 }
 
