@@ -258,6 +258,24 @@ pub const OSPREY_HTTP_LOST_EVENTS: MetricDesc = MetricDesc {
     unit: Some("{event}"),
 };
 
+pub const OSPREY_HTTP_SPANS_SENT: MetricDesc = MetricDesc {
+    name: "osprey_http_spans_sent",
+    help: "Spans of HTTP requests the OTLP endpoint accepted",
+    unit: Some("{span}"),
+};
+
+pub const OSPREY_HTTP_SPANS_DROPPED: MetricDesc = MetricDesc {
+    name: "osprey_http_spans_dropped",
+    help: "Spans of HTTP requests dropped, by reason (queue_full, rejected, unavailable)",
+    unit: Some("{span}"),
+};
+
+pub const OSPREY_HTTP_SPANS_RETRIES: MetricDesc = MetricDesc {
+    name: "osprey_http_spans_retries",
+    help: "Span batches sent again after a retryable failure",
+    unit: Some("{batch}"),
+};
+
 /// The HTTP families.
 pub const HTTP_FAMILIES: &[MetricDesc] = &[
     HTTP_SERVER_REQUEST_DURATION_SECONDS,
@@ -268,6 +286,9 @@ pub const HTTP_FAMILIES: &[MetricDesc] = &[
     OSPREY_HTTP_UNPARSED,
     OSPREY_HTTP_UNANSWERED_REQUESTS,
     OSPREY_HTTP_LOST_EVENTS,
+    OSPREY_HTTP_SPANS_SENT,
+    OSPREY_HTTP_SPANS_DROPPED,
+    OSPREY_HTTP_SPANS_RETRIES,
 ];
 
 pub const OSPREY_BPF_PROGRAM_INFO: MetricDesc = MetricDesc {

@@ -152,6 +152,8 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     let mut program_metrics = ProgramMetrics::register(&mut registry);
     let flow_log_metrics = observe::flowlog::FlowLogMetrics::register(&mut registry);
     let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
+    let span_metrics =
+        (config.http_capture_bytes > 0).then(|| http::spans::SpanMetrics::register(&mut registry));
     let http_metrics = (config.http_capture_bytes > 0).then(|| {
         http::metrics::HttpMetrics::register(
             &mut registry,
@@ -269,9 +271,27 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
                 }
             }),
         );
+        let sink = match (config.http_spans, config.traces_endpoint()) {
+            (http::spans::HttpSpans::Off, _) | (_, None) => None,
+            (_, Some(endpoint)) => {
+                let endpoint = endpoint?;
+                let sender =
+                    crate::push::Sender::new(&endpoint, std::time::Duration::from_secs(10))?;
+                let (sink, task) = http::spans::exporter(
+                    sender,
+                    crate::push::resource(config.node_name.as_deref()),
+                    span_metrics.clone().expect("registered with http"),
+                );
+                info!(%endpoint, "sending a span per HTTP request");
+                supervise::spawn(&health, "http-spans", task);
+                Some(sink)
+            }
+        };
         let options = http::tracker::HttpOptions {
             routes: http::route::Routes::new(&config.http_routes)?,
             trace_label: config.exemplar_trace_label,
+            spans: config.http_spans,
+            sink,
         };
         supervise::spawn(
             &health,

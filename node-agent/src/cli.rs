@@ -176,6 +176,14 @@ pub struct RunArgs {
     #[arg(long, env = "OSPREY_EXEMPLAR_TRACE_LABEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exemplar_trace_label: Option<String>,
+    /// A span per HTTP request: traced, all or off.
+    #[arg(long, env = "OSPREY_HTTP_SPANS", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_spans: Option<crate::http::spans::HttpSpans>,
+    /// Where spans go (default: the --otlp-endpoint's host).
+    #[arg(long, env = "OSPREY_OTLP_TRACES_ENDPOINT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_traces_endpoint: Option<String>,
 }
 
 impl RunArgs {

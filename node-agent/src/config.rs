@@ -150,6 +150,13 @@ pub struct Config {
     /// The exemplar label holding the trace id: `trace_id` (Grafana's
     /// `exemplarTraceIdDestinations` default in kube-prometheus-stack) or `traceID`.
     pub exemplar_trace_label: osprey_model::labels::TraceLabel,
+    /// A span per HTTP request, sent as OTLP traces: `traced` (requests
+    /// with a valid `traceparent`), `all` (an untraced request starts a new
+    /// trace, which its exemplars carry), or `off`. Needs an endpoint.
+    pub http_spans: crate::http::spans::HttpSpans,
+    /// Where spans go: `http://HOST:4317` (gRPC) or a URL ending in
+    /// `/v1/traces` (HTTP). Unset: `otlp_endpoint`'s host (the collector).
+    pub otlp_traces_endpoint: Option<String>,
 }
 
 /// Which pods the agent watches.
@@ -213,6 +220,8 @@ impl Default for Config {
             http_capture_bytes: osprey_abi::HTTP_PAYLOAD_MAX as u32,
             http_routes: Vec::new(),
             exemplar_trace_label: osprey_model::labels::TraceLabel::TraceId,
+            http_spans: crate::http::spans::HttpSpans::Traced,
+            otlp_traces_endpoint: None,
         }
     }
 }
@@ -305,12 +314,33 @@ impl Config {
                 "http_routes: each must start with '/', with '**' only as its last segment",
             ));
         }
+        if self.traces_endpoint().is_some_and(|e| e.is_err()) {
+            return Err(ConfigError::Invalid(
+                "otlp_traces_endpoint: expected http://HOST:PORT (gRPC) or a URL ending in /v1/traces (HTTP)",
+            ));
+        }
         if self.drain_interval_ms < 10 {
             return Err(ConfigError::Invalid(
                 "drain_interval_ms must be at least 10",
             ));
         }
         Ok(())
+    }
+
+    /// Where spans go: `otlp_traces_endpoint`, else `otlp_endpoint`'s
+    /// (its `/v1/metrics` path becomes `/v1/traces`); None: nowhere.
+    pub fn traces_endpoint(
+        &self,
+    ) -> Option<Result<crate::push::Endpoint, crate::push::EndpointError>> {
+        use crate::push::Endpoint;
+        match (&self.otlp_traces_endpoint, &self.otlp_endpoint) {
+            (Some(url), _) => Some(match url.strip_suffix("v1/traces") {
+                Some(base) => Endpoint::parse(&format!("{base}v1/metrics")),
+                None => Endpoint::parse(url),
+            }),
+            (None, Some(url)) => Some(Endpoint::parse(url)),
+            (None, None) => None,
+        }
     }
 
     pub fn drain_interval(&self) -> Duration {

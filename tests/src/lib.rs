@@ -10,6 +10,7 @@ pub mod http;
 pub mod netns;
 pub mod peers;
 pub mod prometheus;
+pub mod rotel;
 pub mod traffic;
 
 /// A precondition that a test cannot run without (root, eBPF, a peer binary).

@@ -306,3 +306,126 @@ fn drops_and_retransmits_of_a_traced_connection_link_to_its_trace() {
         assert!(got.contains(&trace), "{name}{want:?}: {got:?}");
     }
 }
+
+/// With `http_spans = "all"`, every request becomes a span at a real OTLP
+/// receiver (rotel): traced ones in their caller's trace, under its span,
+/// at both ends; an untraced one in a new trace, which its exemplar names.
+#[test]
+fn spans_arrive_at_an_otlp_receiver_and_exemplars_resolve_to_them() {
+    use osprey_e2e::{peers, require_peer, rotel::Rotel};
+    let rotel_bin = require_peer!(peers::ROTEL);
+    let rotel = Rotel::start(&rotel_bin, "spans");
+    let endpoint = format!("http://127.0.0.1:{}", rotel.grpc_port);
+    let Some(agent) = agent::for_test(&[
+        "--drain-interval-ms",
+        "200",
+        "--hubble-destination-context",
+        "ip",
+        "--http-spans",
+        "all",
+        "--otlp-traces-endpoint",
+        &endpoint,
+    ]) else {
+        return;
+    };
+    const P: u16 = 7302;
+    let (a, b) = ("10.232.0.1", "10.232.0.2");
+    let pair = PodPair::new("hs", a, b, 24);
+    let (t1, t2) = (http::traceparent(0x31), http::traceparent(0x32));
+    let plan = vec![vec![
+        Step::One(Req::get("/fast").traced(&t1.0)),
+        Step::One(Req::get("/missing")),
+        Step::One(Req::post("/error").traced(&t2.0)),
+    ]];
+    let server = http::serve(&pair, P, 1);
+    let sent_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    http::client(&pair, P, plan);
+    let served = server.join().unwrap();
+
+    // The untraced request's exemplar: a trace the agent started.
+    let text = settle(15, || {
+        let text = agent.scrape().1;
+        let found = exemplar_traces(
+            &text,
+            "http_server_request_duration_seconds_bucket",
+            &[("destination", b), ("http_response_status_code", "404")],
+        );
+        (!found.is_empty(), text)
+    });
+    let new_trace = exemplar_traces(
+        &text,
+        "http_server_request_duration_seconds_bucket",
+        &[("destination", b), ("http_response_status_code", "404")],
+    );
+    assert_eq!(new_trace.len(), 1, "{new_trace:?}");
+    let new_trace = new_trace[0].clone();
+
+    let mine = |s: &serde_json::Value| s["attributes"]["server.port"].to_string() == P.to_string();
+    let spans = settle(20, || {
+        let spans: Vec<_> = rotel.spans().into_iter().filter(mine).collect();
+        (spans.len() >= 6, spans)
+    });
+    assert_eq!(spans.len(), 6, "{spans:#?}");
+    let find = |trace: &str, server: bool| {
+        spans
+            .iter()
+            .find(|s| {
+                let kind = s["kind"].to_string().to_ascii_lowercase();
+                s["trace_id"] == trace
+                    && if server {
+                        kind.contains('2') || kind.contains("server")
+                    } else {
+                        kind.contains('3') || kind.contains("client")
+                    }
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {} span of {trace}: {spans:#?}",
+                    if server { "server" } else { "client" }
+                )
+            })
+    };
+    for ((_, trace, parent), (method, path, status), handled) in [
+        (&t1, ("GET", "/fast", 200), served[0].handled),
+        (&t2, ("POST", "/error", 500), served[2].handled),
+    ] {
+        for server in [true, false] {
+            let s = find(trace, server);
+            assert_eq!(s["parent_span_id"], parent.as_str(), "{s}");
+            assert_ne!(s["span_id"], parent.as_str(), "{s}");
+            let attrs = &s["attributes"];
+            assert_eq!(attrs["http.request.method"], method, "{s}");
+            assert_eq!(attrs["url.path"], path, "{s}");
+            assert_eq!(
+                attrs["http.response.status_code"].to_string(),
+                status.to_string(),
+                "{s}"
+            );
+            assert_eq!(attrs["server.address"], b, "{s}");
+            assert_eq!(attrs["client.address"], a, "{s}");
+            let (start, end) = (s["start"].as_u64().unwrap(), s["end"].as_u64().unwrap());
+            assert!(
+                start >= sent_at - 1_000_000_000 && start <= sent_at + 30_000_000_000,
+                "{s}"
+            );
+            if server {
+                let took = Duration::from_nanos(end - start).as_secs_f64();
+                let own = handled.as_secs_f64();
+                assert!(
+                    (took - own).abs() <= (own * 0.05).max(0.001),
+                    "server span {took:.6}s, server's own {own:.6}s"
+                );
+            }
+        }
+    }
+    // The untraced request's new trace is a span that arrived: no parent.
+    let s = find(&new_trace, true);
+    assert_eq!(s["parent_span_id"], "", "{s}");
+    assert_eq!(
+        s["attributes"]["http.response.status_code"].to_string(),
+        "404"
+    );
+}

@@ -27,6 +27,7 @@ use super::{
     message::{self, Request, Start, Trace},
     metrics::{HttpMetrics, count, observe},
     route::Routes,
+    spans::{HttpSpans, SpanInput, SpanSink, span, unix_ns},
     traceparent::Hex,
 };
 use crate::{
@@ -62,13 +63,28 @@ struct Pending {
     ts_ns: u64,
     at: SystemTime,
     request: Request,
+    trace: Option<RequestTrace>,
+}
+
+/// The trace a request belongs to, and its span's id.
+#[derive(Debug, Clone, Copy)]
+struct RequestTrace {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent_id: Option<[u8; 8]>,
+    /// Whether the request becomes a span (whose id the exemplar then
+    /// carries; otherwise the caller's span, its parent).
+    span: bool,
 }
 
 /// What the tracker is configured with.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HttpOptions {
     pub routes: Routes,
     pub trace_label: TraceLabel,
+    pub spans: HttpSpans,
+    /// Where spans go; None: no spans.
+    pub sink: Option<SpanSink>,
 }
 
 pub struct HttpTracker {
@@ -173,15 +189,46 @@ impl HttpTracker {
         }
     }
 
-    fn exemplar(&self, trace: &Trace) -> Option<TraceExemplar> {
+    /// The request's trace: its caller's, or (with `http_spans = "all"`
+    /// and somewhere to send spans) a new one.
+    fn trace(&self, trace: &Trace) -> Option<RequestTrace> {
+        let emit = self.options.sink.is_some();
+        let span_id = || loop {
+            let id = fastrand::u64(..).to_be_bytes();
+            if id != [0; 8] {
+                return id;
+            }
+        };
         match trace {
-            Trace::Parent(tp) => Some(TraceExemplar {
-                label: self.options.trace_label,
-                trace_id: Hex(&tp.trace_id).to_string(),
-                span_id: Hex(&tp.parent_id).to_string(),
+            Trace::Parent(tp) => Some(RequestTrace {
+                trace_id: tp.trace_id,
+                span_id: span_id(),
+                parent_id: Some(tp.parent_id),
+                span: emit && self.options.spans != HttpSpans::Off,
             }),
+            Trace::None | Trace::Invalid if emit && self.options.spans == HttpSpans::All => {
+                Some(RequestTrace {
+                    trace_id: fastrand::u128(1..).to_be_bytes(),
+                    span_id: span_id(),
+                    parent_id: None,
+                    span: true,
+                })
+            }
             Trace::None | Trace::Invalid => None,
         }
+    }
+
+    fn exemplar(&self, trace: &Option<RequestTrace>) -> Option<TraceExemplar> {
+        let t = trace.as_ref()?;
+        let span = match (t.span, t.parent_id) {
+            (false, Some(parent)) => parent,
+            _ => t.span_id,
+        };
+        Some(TraceExemplar {
+            label: self.options.trace_label,
+            trace_id: Hex(&t.trace_id).to_string(),
+            span_id: Hex(&span).to_string(),
+        })
     }
 
     fn request(&mut self, key: ConnKey, ts_ns: u64, request: Request, now: SystemTime) {
@@ -192,7 +239,8 @@ impl HttpTracker {
             protocol: "HTTP/1.1",
             reporter: key.reporter.as_str(),
         };
-        let exemplar = self.exemplar(&request.trace);
+        let trace = self.trace(&request.trace);
+        let exemplar = self.exemplar(&trace);
         if let Some(trace) = &exemplar {
             // The connection's flows, drops and retransmits carry it from now.
             self.enricher
@@ -219,6 +267,7 @@ impl HttpTracker {
             ts_ns,
             at: now,
             request,
+            trace,
         });
     }
 
@@ -234,13 +283,33 @@ impl HttpTracker {
         let (client, server) = self.ends(&key);
         let context = self.contexts.between(&client, &server);
         let request = &pending.request;
-        let exemplar = self.exemplar(&request.trace);
+        let exemplar = self.exemplar(&pending.trace);
+        let route = self.options.routes.of(&request.path);
+        if let (Some(t), Some(sink)) = (&pending.trace, &self.options.sink)
+            && t.span
+        {
+            sink.send(span(&SpanInput {
+                server: key.reporter == Reporter::Server,
+                trace_id: t.trace_id,
+                span_id: t.span_id,
+                parent_id: t.parent_id,
+                tracestate: request.tracestate.as_deref(),
+                start_unix_ns: unix_ns(pending.ts_ns),
+                end_unix_ns: unix_ns(ts_ns),
+                method: request.method,
+                path: &request.path,
+                route: route.as_deref(),
+                status,
+                client: &client,
+                server_peer: &server,
+            }));
+        }
         let mono = Instant::now();
         let semconv = HttpDurationLabels {
             context: context.clone(),
             method: request.method.to_owned(),
             status,
-            route: self.options.routes.of(&request.path),
+            route,
             server_port: server.port,
         };
         let store = match key.reporter {

@@ -26,8 +26,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 pub use metrics::PushMetrics;
-pub use transport::{Endpoint, EndpointError};
-use transport::{Outcome, Sender};
+pub use transport::{Endpoint, EndpointError, Outcome, Sender};
 
 /// The push exporter's settings (from the agent's config).
 #[derive(Debug, Clone)]
@@ -172,7 +171,8 @@ async fn send_front(
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
+/// Exponential backoff with jitter: 100–200 ms doubling up to 15–30 s.
+pub fn backoff(attempt: u32) -> Duration {
     let base = 200u64.saturating_mul(1 << attempt.min(8)).min(30_000);
     Duration::from_millis(base / 2 + fastrand::u64(0..=base / 2))
 }

@@ -3,12 +3,19 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-    metrics_service_client::MetricsServiceClient,
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::{
+    metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+        metrics_service_client::MetricsServiceClient,
+    },
+    trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_client::TraceServiceClient,
+    },
 };
 use prost::Message;
-use tonic::{Code, transport::Channel};
+use tonic::{Code, Status, transport::Channel};
 
 /// Where the agent pushes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,11 +69,14 @@ pub enum Outcome {
     Rejected { message: String },
 }
 
+/// One OTLP endpoint for both signals the agent sends: metrics, and the
+/// spans of the HTTP requests it reads (gRPC services on one channel, or
+/// `…/v1/metrics` and `…/v1/traces` over HTTP).
 pub enum Sender {
-    Grpc(MetricsServiceClient<Channel>),
+    Grpc(Channel),
     Http {
         client: reqwest::Client,
-        url: String,
+        metrics_url: String,
     },
 }
 
@@ -79,9 +89,7 @@ impl Sender {
                     .connect_timeout(timeout)
                     .timeout(timeout)
                     .connect_lazy();
-                Ok(Self::Grpc(
-                    MetricsServiceClient::new(channel).max_decoding_message_size(4 << 20),
-                ))
+                Ok(Self::Grpc(channel))
             }
             Endpoint::Http(url) => {
                 let client = reqwest::Client::builder()
@@ -90,94 +98,150 @@ impl Sender {
                     .map_err(|e| EndpointError::Client(e.to_string()))?;
                 Ok(Self::Http {
                     client,
-                    url: url.clone(),
+                    metrics_url: url.clone(),
                 })
             }
         }
     }
 
     pub async fn send(&self, req: &ExportMetricsServiceRequest) -> Outcome {
+        fn rejected(r: ExportMetricsServiceResponse) -> u64 {
+            r.partial_success
+                .map_or(0, |p| p.rejected_data_points.max(0) as u64)
+        }
         match self {
-            Self::Grpc(client) => match client.clone().export(req.clone()).await {
-                Ok(resp) => Outcome::Delivered {
-                    rejected: rejected(Some(resp.into_inner())),
-                },
-                Err(status) => match status.code() {
-                    Code::Unavailable
-                    | Code::Cancelled
-                    | Code::Aborted
-                    | Code::OutOfRange
-                    | Code::DataLoss => Outcome::Retry {
-                        reason: "unavailable",
-                        after: None,
-                    },
-                    Code::DeadlineExceeded => Outcome::Retry {
-                        reason: "timeout",
-                        after: None,
-                    },
-                    Code::Unknown if status.message().contains("transport") => Outcome::Retry {
-                        reason: "connection",
-                        after: None,
-                    },
-                    _ => Outcome::Rejected {
-                        message: format!("{:?}: {}", status.code(), status.message()),
-                    },
-                },
-            },
-            Self::Http { client, url } => {
-                let sent = client
-                    .post(url)
-                    .header("Content-Type", "application/x-protobuf")
-                    .body(req.encode_to_vec())
-                    .send()
-                    .await;
-                match sent {
-                    Err(e) if e.is_timeout() => Outcome::Retry {
-                        reason: "timeout",
-                        after: None,
-                    },
-                    Err(_) => Outcome::Retry {
-                        reason: "connection",
-                        after: None,
-                    },
-                    Ok(resp) => {
-                        let status = resp.status().as_u16();
-                        let after = resp
-                            .headers()
-                            .get("retry-after")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.trim().parse().ok())
-                            .map(Duration::from_secs);
-                        let body = resp.bytes().await.unwrap_or_default();
-                        match status {
-                            200..=299 => Outcome::Delivered {
-                                rejected: rejected(ExportMetricsServiceResponse::decode(body).ok()),
-                            },
-                            429 => Outcome::Retry {
-                                reason: "429",
-                                after,
-                            },
-                            502..=504 => Outcome::Retry {
-                                reason: "5xx",
-                                after,
-                            },
-                            _ => Outcome::Rejected {
-                                message: format!(
-                                    "HTTP {status}: {}",
-                                    String::from_utf8_lossy(&body[..body.len().min(512)])
-                                ),
-                            },
-                        }
-                    }
-                }
+            Self::Grpc(channel) => grpc(
+                MetricsServiceClient::new(channel.clone())
+                    .max_decoding_message_size(4 << 20)
+                    .export(req.clone())
+                    .await,
+                rejected,
+            ),
+            Self::Http {
+                client,
+                metrics_url,
+            } => {
+                http(client, metrics_url, req.encode_to_vec(), |b| {
+                    ExportMetricsServiceResponse::decode(b).map_or(0, rejected)
+                })
+                .await
+            }
+        }
+    }
+
+    pub async fn send_traces(&self, req: &ExportTraceServiceRequest) -> Outcome {
+        fn rejected(r: ExportTraceServiceResponse) -> u64 {
+            r.partial_success
+                .map_or(0, |p| p.rejected_spans.max(0) as u64)
+        }
+        match self {
+            Self::Grpc(channel) => grpc(
+                TraceServiceClient::new(channel.clone())
+                    .max_decoding_message_size(4 << 20)
+                    .export(req.clone())
+                    .await,
+                rejected,
+            ),
+            Self::Http {
+                client,
+                metrics_url,
+            } => {
+                let url = format!("{}v1/traces", metrics_url.trim_end_matches("v1/metrics"));
+                http(client, &url, req.encode_to_vec(), |b| {
+                    ExportTraceServiceResponse::decode(b).map_or(0, rejected)
+                })
+                .await
             }
         }
     }
 }
 
-fn rejected(resp: Option<ExportMetricsServiceResponse>) -> u64 {
-    resp.and_then(|r| r.partial_success)
-        .map_or(0, |p| p.rejected_data_points.max(0) as u64)
+/// A gRPC export's outcome, as the OTLP specification classifies statuses.
+fn grpc<T>(result: Result<tonic::Response<T>, Status>, rejected: impl FnOnce(T) -> u64) -> Outcome {
+    match result {
+        Ok(resp) => Outcome::Delivered {
+            rejected: rejected(resp.into_inner()),
+        },
+        Err(status) => match status.code() {
+            Code::Unavailable
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::OutOfRange
+            | Code::DataLoss => Outcome::Retry {
+                reason: "unavailable",
+                after: None,
+            },
+            Code::DeadlineExceeded => Outcome::Retry {
+                reason: "timeout",
+                after: None,
+            },
+            Code::Unknown if status.message().contains("transport") => Outcome::Retry {
+                reason: "connection",
+                after: None,
+            },
+            _ => Outcome::Rejected {
+                message: format!("{:?}: {}", status.code(), status.message()),
+            },
+        },
+    }
+}
+
+/// An HTTP/protobuf export's outcome: 429 and 502–504 are retried (after
+/// Retry-After when given), other statuses are final.
+async fn http(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    rejected: impl FnOnce(Bytes) -> u64,
+) -> Outcome {
+    let sent = client
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await;
+    let resp = match sent {
+        Err(e) if e.is_timeout() => {
+            return Outcome::Retry {
+                reason: "timeout",
+                after: None,
+            };
+        }
+        Err(_) => {
+            return Outcome::Retry {
+                reason: "connection",
+                after: None,
+            };
+        }
+        Ok(resp) => resp,
+    };
+    let status = resp.status().as_u16();
+    let after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_secs);
+    let body = resp.bytes().await.unwrap_or_default();
+    match status {
+        200..=299 => Outcome::Delivered {
+            rejected: rejected(body),
+        },
+        429 => Outcome::Retry {
+            reason: "429",
+            after,
+        },
+        502..=504 => Outcome::Retry {
+            reason: "5xx",
+            after,
+        },
+        _ => Outcome::Rejected {
+            message: format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(512)])
+            ),
+        },
+    }
 }
 
 #[cfg(test)]
