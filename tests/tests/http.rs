@@ -181,6 +181,32 @@ fn run(tag: &str, a: &str, b: &str, prefix: u8, trace_label: &str) {
         }
     }
 
+    // Observe: one HTTP record per request and reporter, filtered by status
+    // and method as `osprey-agent observe --http-status/--http-method` asks.
+    let records = |query: &str| -> Vec<serde_json::Value> {
+        ureq::get(&format!("{}/api/v1/flows?ip={b}&{query}", agent.base_url))
+            .call()
+            .expect("observe API")
+            .into_string()
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let missing = records("http_status=404");
+    assert_eq!(missing.len(), 6, "{missing:#?}");
+    for r in &missing {
+        assert_eq!(r["http"]["method"], "GET", "{r}");
+        assert_eq!(r["http"]["path"], "/missing", "{r}");
+        assert!(r["http"]["latency_ms"].as_f64().unwrap() >= 5.0, "{r}");
+    }
+    let traced_404: Vec<_> = missing
+        .iter()
+        .filter(|r| r["http"]["trace_id"] == traced[2].0.as_str())
+        .collect();
+    assert_eq!(traced_404.len(), 2, "{missing:#?}");
+    assert_eq!(records("http_method=POST").len(), 4);
+
     // Prometheus has scraped the exemplars: exactly the sent trace ids,
     // each with its parent span id, on the series of its own status.
     let query = format!("http_server_request_duration_seconds_bucket{{destination=\"{b}\"}}");
