@@ -44,8 +44,12 @@ const BATCH_CHANNEL: usize = 4;
 const TRIM_AFTER_FLOWS: usize = 1024;
 /// DNS events waiting for the tracker; past this they are counted as lost.
 const DNS_CHANNEL: usize = 4096;
-/// HTTP starts waiting for the tracker; past this they are counted as lost.
-const HTTP_CHANNEL: usize = 2048;
+/// Batches of HTTP starts (a ring read each) waiting for the tracker; past
+/// this a batch is counted as lost.
+const HTTP_CHANNEL: usize = 64;
+/// The HTTP ring is read this often, and whenever 256 KiB of it are
+/// waiting (the programs wake the reader only then).
+const HTTP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Raises the soft limit on open files to the hard limit (as Go programs
 /// do): the agent keeps cgroup files open between scrapes.
@@ -263,13 +267,18 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         supervise::spawn(
             &health,
             "http-events",
-            ring::read::<HttpEvent>("http", ring, lost.clone(), move |events| {
-                for event in events {
-                    if tx.try_send(event).is_err() {
-                        lost.inc();
+            ring::read_polling::<HttpEvent>(
+                "http",
+                ring,
+                lost.clone(),
+                Some(HTTP_POLL),
+                move |events| {
+                    let n = events.len() as u64;
+                    if tx.try_send(events).is_err() {
+                        lost.inc_by(n);
                     }
-                }
-            }),
+                },
+            ),
         );
         let sink = match (config.http_spans, config.traces_endpoint()) {
             (http::spans::HttpSpans::Off, _) | (_, None) => None,

@@ -27,7 +27,10 @@ fn total(s: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
 /// The plan: two keep-alive connections; four traced requests, each alone
 /// in its (series, bucket); untraced, invalid-traceparent, pipelined and
 /// split requests around them.
-fn plan() -> (Vec<Vec<Step>>, Vec<(String, String, u16)>) {
+/// A traced request as Prometheus should return it: (trace id, span id, status).
+type Traced = (String, String, u16);
+
+fn plan() -> (Vec<Vec<Step>>, Vec<Traced>) {
     let t: Vec<_> = (1..=5).map(http::traceparent).collect();
     let first = vec![
         Step::One(Req::get("/fast").traced(&t[0].0)),
@@ -389,7 +392,8 @@ fn spans_arrive_at_an_otlp_receiver_and_exemplars_resolve_to_them() {
     assert_eq!(new_trace.len(), 1, "{new_trace:?}");
     let new_trace = new_trace[0].clone();
 
-    let mine = |s: &serde_json::Value| s["attributes"]["server.port"].to_string() == P.to_string();
+    let mine =
+        |s: &serde_json::Value| s["attributes"]["server.port"].as_u64() == Some(u64::from(P));
     let spans = settle(20, || {
         let spans: Vec<_> = rotel.spans().into_iter().filter(mine).collect();
         (spans.len() >= 6, spans)

@@ -302,7 +302,7 @@ fn ratio_cell(ratios: &[f64]) -> String {
 }
 
 /// (runs, run time ns) of every loaded program, by name, from the kernel.
-fn prog_stats(agent: &Path) -> Result<HashMap<String, (f64, f64)>> {
+pub(crate) fn prog_stats(agent: &Path) -> Result<HashMap<String, (f64, f64)>> {
     let out =
         sh::output(Command::new(agent).arg("prog-stats")).context("osprey-agent prog-stats")?;
     let mut stats = HashMap::new();

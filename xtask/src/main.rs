@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_collector;
+mod bench_http;
 mod bench_probes;
 mod bench_scrape;
 mod build;
@@ -66,6 +67,12 @@ enum Task {
         #[arg(long)]
         secs: u64,
     },
+    /// (Used by bench, inside a namespace) a minimal keep-alive HTTP server.
+    #[command(hide = true)]
+    Httpd {
+        #[arg(long)]
+        listen: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -126,9 +133,9 @@ fn main() -> Result<()> {
             let agent = build::all()?;
             let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
             if let Some(o) = only.as_deref()
-                && !["probes", "flows", "scrape", "collector"].contains(&o)
+                && !["probes", "flows", "scrape", "collector", "http"].contains(&o)
             {
-                anyhow::bail!("--only takes probes, flows, scrape or collector, not {o}");
+                anyhow::bail!("--only takes probes, flows, scrape, collector or http, not {o}");
             }
             bench::no_other_agent()?;
             if part("probes") {
@@ -139,6 +146,9 @@ fn main() -> Result<()> {
             }
             if part("scrape") {
                 bench_scrape::run(&agent, against.as_deref(), reps)?;
+            }
+            if part("http") {
+                bench_http::run(&agent, reps, secs + 4)?;
             }
             if part("collector") {
                 let peers: std::collections::HashMap<_, _> =
@@ -153,6 +163,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Task::Flowgen { target, rate, secs } => bench::flowgen(&target, rate, secs),
+        Task::Httpd { listen } => bench_http::httpd(&listen),
     }
 }
 

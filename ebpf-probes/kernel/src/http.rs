@@ -9,6 +9,7 @@
 //! `bpf_skb_load_bytes` of 8 bytes otherwise) and a few compares.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::map,
     maps::RingBuf,
@@ -25,6 +26,11 @@ static HTTP_CAPTURE_BYTES: u32 = 0;
 
 #[map]
 static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
+
+/// Userspace is woken once this much is waiting (or by its own timer, every
+/// `HTTP_POLL` in the agent), not at every record: a wake-up costs more than
+/// the rest of a record's work.
+const WAKE_AT: u64 = 256 * 1024;
 
 /// The shortest start: `GET / HTTP/1.1\r\n` (a status line is longer).
 const MIN_START: usize = 16;
@@ -130,5 +136,10 @@ pub fn capture(ctx: &SkBuffContext, flow: &FlowKey, offset: usize) {
         }
         (*event).captured = copy as u32;
     }
-    entry.submit(0);
+    let flags = if HTTP_EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKE_AT {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags as u64);
 }

@@ -165,9 +165,9 @@ enum Unparsable {
 use Unparsable::{Bad, Cut};
 
 /// One request or response head, and the length of its body if known.
-fn parse_head<'h, 'b>(
+fn parse_head<'b>(
     bytes: &'b [u8],
-    headers: &'h mut [Header<'b>],
+    headers: &mut [Header<'b>],
 ) -> Result<(Start, Status<usize>, Option<usize>), ()> {
     if bytes.starts_with(b"HTTP/") {
         let mut res = httparse::Response::new(headers);

@@ -63,7 +63,7 @@ impl HttpMetrics {
         series_budget: usize,
         budgets: &BudgetMetrics,
     ) -> Self {
-        fn store<L, M: 'static, C: 'static>(
+        fn store<L, M: 'static, C>(
             registry: &mut Registry,
             desc: &osprey_model::catalogue::MetricDesc,
             family: Family<L, M, C>,
@@ -74,7 +74,7 @@ impl HttpMetrics {
             L: osprey_model::Foldable + Clone + Eq + std::hash::Hash + Send + Sync + 'static,
             L: prometheus_client::encoding::EncodeLabelSet + std::fmt::Debug,
             Family<L, M, C>: prometheus_client::registry::Metric,
-            C: prometheus_client::metrics::family::MetricConstructor<M> + Clone,
+            C: prometheus_client::metrics::family::MetricConstructor<M> + Clone + 'static,
         {
             desc.register(registry, family.clone());
             SeriesStore::new(family, budget, ttl)

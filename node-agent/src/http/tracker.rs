@@ -114,12 +114,17 @@ impl HttpTracker {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<HttpEvent>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Vec<HttpEvent>>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                event = rx.recv() => match event {
-                    Some(event) => self.observe(&event, SystemTime::now()),
+                events = rx.recv() => match events {
+                    Some(events) => {
+                        let now = SystemTime::now();
+                        for event in &events {
+                            self.observe(event, now);
+                        }
+                    }
                     None => return,
                 },
                 _ = tick.tick() => self.expire(SystemTime::now()),

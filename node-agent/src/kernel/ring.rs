@@ -17,8 +17,22 @@ pub async fn read<T: Pod>(
     what: &'static str,
     ring: RingBuf<MapData>,
     malformed: Counter,
+    sink: impl FnMut(Vec<T>),
+) {
+    read_polling(what, ring, malformed, None, sink).await
+}
+
+/// As [`read`], and also every `poll` without a wake-up: for a ring whose
+/// programs wake userspace only once much is waiting.
+pub async fn read_polling<T: Pod>(
+    what: &'static str,
+    ring: RingBuf<MapData>,
+    malformed: Counter,
+    poll: Option<std::time::Duration>,
     mut sink: impl FnMut(Vec<T>),
 ) {
+    let mut tick = tokio::time::interval(poll.unwrap_or(std::time::Duration::from_secs(3600)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // SAFETY: the ring buffer owns its map fd and keeps it open, unreplaced,
     // for as long as the AsyncFd owns the ring buffer.
     let mut fd = match unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) } {
@@ -29,28 +43,36 @@ pub async fn read<T: Pod>(
         }
     };
     loop {
-        let mut guard = match fd.readable_mut().await {
-            Ok(guard) => guard,
-            Err(e) => {
-                warn!(ring = what, error = %e, "ring buffer poll failed; its events are off");
-                return;
+        let records = tokio::select! {
+            ready = fd.readable_mut() => {
+                let mut guard = match ready {
+                    Ok(guard) => guard,
+                    Err(e) => {
+                        warn!(ring = what, error = %e, "ring buffer poll failed; its events are off");
+                        return;
+                    }
+                };
+                let records = drain(guard.get_inner_mut(), &malformed);
+                guard.clear_ready();
+                records
             }
+            _ = tick.tick(), if poll.is_some() => drain(fd.get_mut(), &malformed),
         };
-        let mut records = Vec::new();
-        {
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                records.extend(decode::<T>(&item).or_else(|| {
-                    malformed.inc();
-                    None
-                }));
-            }
-        }
-        guard.clear_ready();
         if !records.is_empty() {
             sink(records);
         }
     }
+}
+
+fn drain<T: Pod>(ring: &mut RingBuf<MapData>, malformed: &Counter) -> Vec<T> {
+    let mut records = Vec::new();
+    while let Some(item) = ring.next() {
+        records.extend(decode::<T>(&item).or_else(|| {
+            malformed.inc();
+            None
+        }));
+    }
+    records
 }
 
 /// `bytes` as a `T`, if it holds a whole one.

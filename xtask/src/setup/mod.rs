@@ -24,6 +24,7 @@ const APT_PACKAGES: &[&str] = &[
     "iptables",
     "ethtool",
     "iperf3",
+    "wrk",
     "iputils-ping",
     "dnsmasq-base",
     "prometheus",

@@ -1,0 +1,274 @@
+//! `cargo xtask bench --only http`: what reading HTTP from the wire costs.
+//! wrk (Debian) in pod A drives keep-alive requests with small responses at
+//! a minimal HTTP/1.1 server in pod B (`xtask httpd`), side by side in one
+//! run: probes detached, the agent with HTTP parsing off
+//! (`--http-capture-bytes 0`), and with it on. Rounds interleave the three;
+//! medians are reported.
+//!
+//! - requests/s and p99 latency, from wrk;
+//! - kernel ns per request: the flow programs' run time (kernel BPF stats,
+//!   in a separate pass with stats on) over the requests wrk completed;
+//! - agent CPU per 1k requests/s, from /proc.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    bench::{IP_B, NS_A, NS_B, Pods, RunningAgent, cpu_and_rss, median, terminate},
+    bench_probes::prog_stats,
+    sh,
+};
+
+const PORT: u16 = 8080;
+const CONNECTIONS: &str = "8";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Detached,
+    HttpOff,
+    HttpOn,
+}
+
+impl Setup {
+    fn name(self) -> &'static str {
+        match self {
+            Setup::Detached => "probes detached",
+            Setup::HttpOff => "agent, HTTP off",
+            Setup::HttpOn => "agent, HTTP on",
+        }
+    }
+
+    fn start(self, agent: &Path, bpf_stats: bool) -> Result<Option<RunningAgent>> {
+        Ok(match self {
+            Setup::Detached => None,
+            Setup::HttpOff => Some(RunningAgent::start_with(
+                agent,
+                bpf_stats,
+                &["--http-capture-bytes", "0"],
+            )?),
+            Setup::HttpOn => Some(RunningAgent::start_with(agent, bpf_stats, &[])?),
+        })
+    }
+}
+
+/// One wrk run.
+struct Load {
+    requests: f64,
+    per_sec: f64,
+    p99_ms: f64,
+}
+
+fn wrk(secs: u64) -> Result<Load> {
+    let out = sh::output(Command::new("ip").args([
+        "netns",
+        "exec",
+        NS_A,
+        "wrk",
+        "-t1",
+        "-c",
+        CONNECTIONS,
+        "-d",
+        &format!("{secs}s"),
+        "--latency",
+        &format!("http://{IP_B}:{PORT}/"),
+    ]))
+    .context("wrk (cargo xtask setup installs it)")?;
+    let field = |prefix: &str| -> Option<String> {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
+    };
+    let per_sec: f64 = field("Requests/sec:")
+        .context("wrk: no Requests/sec")?
+        .parse()?;
+    let requests: f64 = out
+        .lines()
+        .find_map(|l| {
+            l.split_once(" requests in ")
+                .map(|(n, _)| n.trim().to_owned())
+        })
+        .context("wrk: no request count")?
+        .parse()?;
+    let p99 = field("99%").context("wrk: no 99th percentile")?;
+    let p99_ms = match p99 {
+        v if v.ends_with("us") => v.trim_end_matches("us").parse::<f64>()? / 1e3,
+        v if v.ends_with("ms") => v.trim_end_matches("ms").parse::<f64>()?,
+        v if v.ends_with('s') => v.trim_end_matches('s').parse::<f64>()? * 1e3,
+        v => bail!("wrk: unreadable latency {v}"),
+    };
+    Ok(Load {
+        requests,
+        per_sec,
+        p99_ms,
+    })
+}
+
+/// The flow programs' total run time (ns), from the kernel's stats.
+fn flow_program_ns(agent: &Path) -> Result<f64> {
+    Ok(prog_stats(agent)?
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("flow_"))
+        .map(|(_, (_, ns))| ns)
+        .sum())
+}
+
+pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
+    let which = Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status();
+    if which.is_err() {
+        bail!("wrk is not installed (cargo xtask setup installs it)");
+    }
+    let _pods = Pods::create()?;
+    let mut server = Server::start()?;
+    let setups = [Setup::Detached, Setup::HttpOff, Setup::HttpOn];
+    let mut rate = vec![Vec::new(); 3];
+    let mut p99 = vec![Vec::new(); 3];
+    let mut mcpu = vec![Vec::new(); 3];
+    for round in 0..reps {
+        for (i, setup) in setups.iter().enumerate() {
+            let running = setup.start(agent, false)?;
+            sleep(Duration::from_millis(800));
+            let before = match &running {
+                Some(a) => cpu_and_rss(a.child.id())?.0,
+                None => 0.0,
+            };
+            let load = wrk(secs)?;
+            if let Some(a) = &running {
+                let cpu = cpu_and_rss(a.child.id())?.0 - before;
+                // mCPU per 1k requests/s = CPU-s per second / (k requests per second) × 1000.
+                mcpu[i].push(cpu / secs as f64 / (load.per_sec / 1e3) * 1e3);
+            }
+            eprintln!(
+                "xtask: http round {} {:>16}: {:.0} req/s, p99 {:.3} ms",
+                round + 1,
+                setup.name(),
+                load.per_sec,
+                load.p99_ms
+            );
+            rate[i].push(load.per_sec);
+            p99[i].push(load.p99_ms);
+        }
+    }
+    // Kernel time per request, with the kernel's stats on (they cost a
+    // little themselves, equally in both).
+    let mut kernel_ns = vec![Vec::new(); 3];
+    for _ in 0..reps {
+        for (i, setup) in [Setup::HttpOff, Setup::HttpOn].iter().enumerate() {
+            let _running = setup.start(agent, true)?;
+            sleep(Duration::from_millis(800));
+            let before = flow_program_ns(agent)?;
+            let load = wrk(secs)?;
+            let after = flow_program_ns(agent)?;
+            kernel_ns[i + 1].push((after - before) / load.requests);
+        }
+    }
+    server.stop();
+
+    let ratio = |i: usize| median(rate[i].clone()) / median(rate[0].clone());
+    println!();
+    println!(
+        "HTTP read from the wire ({CONNECTIONS} keep-alive connections, 2-byte responses, {reps} rounds of {secs} s; medians)"
+    );
+    println!();
+    println!(
+        "| | requests/s | vs detached | p99 latency | kernel ns / request | agent mCPU per 1k req/s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (i, setup) in setups.iter().enumerate() {
+        let cell = |v: &Vec<f64>, f: &dyn Fn(f64) -> String| {
+            if v.is_empty() {
+                "–".to_owned()
+            } else {
+                f(median(v.clone()))
+            }
+        };
+        println!(
+            "| {} | {:.0} | {:.3} | {:.3} ms | {} | {} |",
+            setup.name(),
+            median(rate[i].clone()),
+            ratio(i),
+            median(p99[i].clone()),
+            cell(&kernel_ns[i], &|v| format!("{v:.0}")),
+            cell(&mcpu[i], &|v| format!("{v:.1}")),
+        );
+    }
+    let on_off = median(rate[2].clone()) / median(rate[1].clone());
+    println!();
+    println!(
+        "HTTP parsing: requests/s on/off {:.3} (target ≥ 0.98); p99 {:+.3} ms; kernel {:+.0} ns/request (target ≤ 200); agent {:+.1} mCPU per 1k req/s over HTTP off, {:.1} in all (target ≤ 10)",
+        on_off,
+        median(p99[2].clone()) - median(p99[1].clone()),
+        median(kernel_ns[2].clone()) - median(kernel_ns[1].clone()),
+        median(mcpu[2].clone()) - median(mcpu[1].clone()),
+        median(mcpu[2].clone()),
+    );
+    Ok(())
+}
+
+/// `xtask httpd` inside pod B.
+struct Server(Child);
+
+impl Server {
+    fn start() -> Result<Self> {
+        let exe = std::env::current_exe()?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", NS_B])
+            .arg(exe)
+            .args(["httpd", "--listen", &format!("{IP_B}:{PORT}")])
+            .spawn()
+            .context("starting xtask httpd in pod B")?;
+        sleep(Duration::from_millis(500));
+        Ok(Self(child))
+    }
+
+    fn stop(&mut self) {
+        terminate(&mut self.0);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `xtask httpd`: a minimal keep-alive HTTP/1.1 server (a thread per
+/// connection) answering every request with a 2-byte body.
+pub fn httpd(listen: &str) -> Result<()> {
+    let listener = TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    for conn in listener.incoming() {
+        let conn = conn?;
+        std::thread::spawn(move || serve(conn));
+    }
+    Ok(())
+}
+
+fn serve(conn: TcpStream) -> std::io::Result<()> {
+    conn.set_nodelay(true)?;
+    let mut writer = conn.try_clone()?;
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    loop {
+        // The request line and headers, up to the blank line (no bodies).
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")?;
+    }
+}
