@@ -27,7 +27,7 @@ struct Family {
 
 /// The families this test's own traffic gives series: they must be exposed,
 /// with no label name the catalogue lacks.
-const SCENARIO: [&str; 11] = [
+const SCENARIO: [&str; 16] = [
     "osprey_flow_bytes",
     "osprey_flow_packets",
     "hubble_flows_processed",
@@ -39,6 +39,11 @@ const SCENARIO: [&str; 11] = [
     "osprey_dns_latency_seconds",
     "osprey_drops_ignored",
     "osprey_tcp_rtt_seconds",
+    "http_server_request_duration_seconds",
+    "http_client_request_duration_seconds",
+    "hubble_http_requests",
+    "hubble_http_responses",
+    "hubble_http_request_duration_seconds",
 ];
 
 /// Families by name, from an OpenMetrics exposition: metadata lines, and
@@ -202,6 +207,16 @@ fn the_live_catalogue_is_the_checked_in_one() {
     // Nothing listens on 6102: the datagrams are freed with NO_SOCKET.
     traffic::udp_send(&pair, 6102, 3, 50);
     dns_exchange(&pair);
+    // An HTTP request: the HTTP families' series.
+    let server = osprey_e2e::http::serve(&pair, 6104, 1);
+    osprey_e2e::http::client(
+        &pair,
+        6104,
+        vec![vec![osprey_e2e::http::Step::One(
+            osprey_e2e::http::Req::get("/fast"),
+        )]],
+    );
+    server.join().unwrap();
     // Connections closed by the client with the server's reply unread: the
     // kernel frees it with SOCKET_CLOSE / QUEUE_PURGE (ignored drops).
     traffic::request_then_close(&pair, 6103, 3);
