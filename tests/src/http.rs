@@ -158,19 +158,7 @@ fn serve_one(conn: TcpStream, served: &mut Vec<Served>) {
             parts.next().unwrap().to_owned(),
             parts.next().unwrap().to_owned(),
         );
-        let mut length = 0;
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h).unwrap();
-            if h == "\r\n" {
-                break;
-            }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
+        read_rest(&mut reader);
         let (status, delay) = behaviour(&path);
         std::thread::sleep(delay);
         let response = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok");
@@ -233,7 +221,16 @@ pub fn client(pair: &PodPair, port: u16, plans: Vec<Vec<Step>>) -> Vec<u16> {
         .expect("client thread")
 }
 
+/// Reads a response: its status line, headers and body.
 pub fn read_response(reader: &mut BufReader<TcpStream>) {
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    read_rest(reader);
+}
+
+/// Reads the headers after a request or status line, then the body their
+/// `Content-Length` announces.
+fn read_rest<R: Read>(reader: &mut BufReader<R>) {
     let mut length = 0;
     loop {
         let mut h = String::new();

@@ -95,3 +95,12 @@ pub fn settle<T>(secs: u64, mut f: impl FnMut() -> (bool, T)) -> T {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// A port free on loopback now (for a peer that binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

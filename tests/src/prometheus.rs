@@ -20,13 +20,7 @@ pub struct Prometheus {
     pub base_url: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::free_port;
 
 impl Prometheus {
     /// Starts Prometheus scraping `targets` (host:port) every second.

@@ -48,13 +48,7 @@ pub struct Rotel {
     pub http_port: u16,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::free_port;
 
 impl Rotel {
     pub fn start(bin: &std::path::Path, tag: &str) -> Self {

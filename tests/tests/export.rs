@@ -297,13 +297,7 @@ fn a_third_party_sdk_arrives_translated_with_target_info_promoted_labels_and_exe
         ),
     )
     .unwrap();
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let free = osprey_e2e::free_port;
     let (rg, rh, vmp) = (free(), free(), free());
     let _rotel = Child(
         Command::new(&rotel)

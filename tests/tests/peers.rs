@@ -7,15 +7,7 @@ use std::{
     time::Duration,
 };
 
-use osprey_e2e::{eventually, peers, require_peer};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use osprey_e2e::{eventually, free_port, peers, require_peer};
 
 /// A started peer and its scratch directory, both gone on drop.
 struct Running(Child, PathBuf);
