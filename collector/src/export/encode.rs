@@ -44,7 +44,10 @@ impl Version {
 #[derive(Debug, Clone)]
 pub struct Body {
     pub bytes: Vec<u8>,
+    /// Float samples.
     pub samples: u64,
+    /// Native histogram samples.
+    pub histograms: u64,
     pub exemplars: u64,
 }
 
@@ -56,10 +59,26 @@ pub fn encode(series: &[&Series], version: Version) -> Body {
     let bytes = snap::raw::Encoder::new()
         .compress_vec(&raw)
         .expect("snappy block compression of an in-memory buffer");
+    let histograms = series.iter().filter(|s| s.histogram.is_some()).count() as u64;
     Body {
         bytes,
-        samples: series.len() as u64,
+        samples: series.len() as u64 - histograms,
+        histograms,
         exemplars: series.iter().map(|s| s.exemplars.len() as u64).sum(),
+    }
+}
+
+/// A series' one sample: a float, or a native histogram.
+fn sample_or_histogram(s: &Series) -> (Vec<proto::Sample>, Vec<proto::Histogram>) {
+    match &s.histogram {
+        Some(h) => (Vec::new(), vec![(**h).clone()]),
+        None => (
+            vec![proto::Sample {
+                value: s.value,
+                timestamp: s.timestamp_ms,
+            }],
+            Vec::new(),
+        ),
     }
 }
 
@@ -86,12 +105,11 @@ fn v1_request(series: &[&Series]) -> proto::WriteRequest {
                     help: s.meta.help.clone(),
                     unit: s.meta.unit.clone(),
                 });
+            let (samples, histograms) = sample_or_histogram(s);
             proto::TimeSeries {
                 labels: labels_v1(&s.labels),
-                samples: vec![proto::Sample {
-                    value: s.value,
-                    timestamp: s.timestamp_ms,
-                }],
+                samples,
+                histograms,
                 exemplars: s
                     .exemplars
                     .iter()
@@ -152,27 +170,28 @@ fn v2_request(series: &[&Series]) -> v2::Request {
     let mut symbols = Symbols::new();
     let timeseries = series
         .iter()
-        .map(|s| v2::TimeSeries {
-            labels_refs: symbols.refs(&s.labels),
-            samples: vec![proto::Sample {
-                value: s.value,
-                timestamp: s.timestamp_ms,
-            }],
-            exemplars: s
-                .exemplars
-                .iter()
-                .map(|e| v2::Exemplar {
-                    labels_refs: symbols.refs(&e.labels),
-                    value: e.value,
-                    timestamp: e.timestamp_ms,
-                })
-                .collect(),
-            metadata: Some(v2::Metadata {
-                r#type: s.meta.kind as i32,
-                help_ref: symbols.get(&s.meta.help),
-                unit_ref: symbols.get(&s.meta.unit),
-            }),
-            created_timestamp: s.created_ms,
+        .map(|s| {
+            let (samples, histograms) = sample_or_histogram(s);
+            v2::TimeSeries {
+                labels_refs: symbols.refs(&s.labels),
+                samples,
+                histograms,
+                exemplars: s
+                    .exemplars
+                    .iter()
+                    .map(|e| v2::Exemplar {
+                        labels_refs: symbols.refs(&e.labels),
+                        value: e.value,
+                        timestamp: e.timestamp_ms,
+                    })
+                    .collect(),
+                metadata: Some(v2::Metadata {
+                    r#type: s.meta.kind as i32,
+                    help_ref: symbols.get(&s.meta.help),
+                    unit_ref: symbols.get(&s.meta.unit),
+                }),
+                created_timestamp: s.created_ms,
+            }
         })
         .collect();
     v2::Request {
@@ -212,6 +231,7 @@ mod tests {
                 value: v,
                 timestamp_ms: 900,
             }],
+            histogram: None,
             meta: std::sync::Arc::new(Meta {
                 family: name.into(),
                 kind: MetricType::Counter,
@@ -256,6 +276,42 @@ mod tests {
         let req = proto::WriteRequest::decode(raw.as_slice()).unwrap();
         assert_eq!(req.timeseries[0].exemplars[0].labels[0].name, "trace_id");
         assert_eq!(req.metadata[0].metric_family_name, "a_total");
+    }
+
+    #[test]
+    fn a_native_histogram_goes_in_histograms_not_samples() {
+        let mut h = series("lat_seconds", 0.0);
+        h.histogram = Some(Box::new(proto::Histogram {
+            count_int: 4,
+            sum: 2.5,
+            schema: 3,
+            positive_spans: vec![proto::BucketSpan {
+                offset: -2,
+                length: 2,
+            }],
+            positive_deltas: vec![1, 2],
+            timestamp: 1_000,
+            ..Default::default()
+        }));
+        let s = [h, series("a_total", 1.0)];
+        let refs: Vec<_> = s.iter().collect();
+        let body = encode(&refs, Version::V2);
+        assert_eq!((body.samples, body.histograms, body.exemplars), (1, 1, 2));
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&body.bytes)
+            .unwrap();
+        let req = v2::Request::decode(raw.as_slice()).unwrap();
+        assert!(req.timeseries[0].samples.is_empty());
+        assert_eq!(req.timeseries[0].histograms[0].positive_deltas, [1, 2]);
+        assert_eq!(req.timeseries[0].histograms[0].schema, 3);
+        assert_eq!(req.timeseries[1].histograms.len(), 0);
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&encode(&refs, Version::V1).bytes)
+            .unwrap();
+        let req = proto::WriteRequest::decode(raw.as_slice()).unwrap();
+        assert_eq!(req.timeseries[0].histograms[0].count_int, 4);
+        assert_eq!(req.timeseries[0].histograms[0].positive_spans[0].offset, -2);
+        assert!(req.timeseries[0].samples.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod encode;
 pub mod names;
+pub mod native;
 pub mod otlp;
 pub mod proto;
 pub mod remote_write;

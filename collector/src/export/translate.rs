@@ -1,7 +1,8 @@
 //! OTLP metrics → Prometheus series, as Prometheus 3's OTLP receiver
 //! translates them: monotonic cumulative sums become counters, gauges and
 //! non-monotonic sums gauges, explicit-bucket histograms classic `_bucket` /
-//! `_sum` / `_count` series, summaries quantile series. Resource attributes
+//! `_sum` / `_count` series, exponential histograms native histograms (see
+//! [`super::native`]), summaries quantile series. Resource attributes
 //! give `job` (`service.namespace/service.name`) and `instance`
 //! (`service.instance.id`), the rest go to `target_info`; listed attributes
 //! are promoted to labels on every series. Exemplars keep `trace_id` and
@@ -14,13 +15,14 @@ use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
     common::v1::{AnyValue, KeyValue, any_value},
     metrics::v1::{
-        AggregationTemporality, Exemplar as OtlpExemplar, HistogramDataPoint, NumberDataPoint,
-        metric::Data, number_data_point,
+        AggregationTemporality, Exemplar as OtlpExemplar, ExponentialHistogramDataPoint,
+        HistogramDataPoint, NumberDataPoint, metric::Data, number_data_point,
     },
 };
 
 use super::names::{NameKind, label_name, metric_name};
-use super::proto::MetricType;
+use super::native;
+use super::proto::{Histogram as NativeHistogram, MetricType};
 
 /// Prometheus' staleness marker, for a point flagged "no recorded value".
 pub const STALE_NAN: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
@@ -31,6 +33,8 @@ pub struct Translation {
     /// Append unit and `_total` suffixes (the specification's translation);
     /// off keeps names as sent, only replacing invalid characters.
     pub add_suffixes: bool,
+    /// Exponential histograms as native histograms; off rejects them.
+    pub native_histograms: bool,
     /// Resource attributes copied onto every series as labels.
     pub promote: Vec<String>,
     /// Labels added to every series unless it has them (`cluster`, `replica`).
@@ -42,11 +46,14 @@ pub struct Translation {
 pub struct Series {
     /// Sorted by name, `__name__` included.
     pub labels: Vec<(String, String)>,
+    /// The sample's value (unused by a native histogram series).
     pub value: f64,
     pub timestamp_ms: i64,
     pub created_ms: i64,
     pub exemplars: Vec<Exemplar>,
     pub meta: Arc<Meta>,
+    /// A native histogram sample instead of a float one.
+    pub histogram: Option<Box<NativeHistogram>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,13 +77,18 @@ pub struct Meta {
 pub struct Translated {
     pub series: Vec<Series>,
     /// Data points Prometheus cannot take (delta temporality, exponential
-    /// histograms), by reason.
+    /// histograms coarser than schema -4), by reason.
     pub rejected: BTreeMap<&'static str, u64>,
 }
 
 impl Translated {
+    /// Float samples (native histograms are counted apart, as remote-write does).
     pub fn samples(&self) -> u64 {
-        self.series.len() as u64
+        self.series.iter().filter(|s| s.histogram.is_none()).count() as u64
+    }
+
+    pub fn histograms(&self) -> u64 {
+        self.series.iter().filter(|s| s.histogram.is_some()).count() as u64
     }
 
     pub fn exemplars(&self) -> u64 {
@@ -134,7 +146,15 @@ impl Translation {
                             }
                         }
                         Some(Data::ExponentialHistogram(h)) => {
-                            cx.reject("exponential_histogram", h.data_points.len());
+                            if h.aggregation_temporality == AggregationTemporality::Delta as i32 {
+                                cx.reject("delta_temporality", h.data_points.len());
+                            } else if !self.native_histograms {
+                                cx.reject("exponential_histogram", h.data_points.len());
+                            } else {
+                                for p in &h.data_points {
+                                    cx.exponential(&m.name, p);
+                                }
+                            }
                         }
                         None => cx.reject("no_data", 1),
                     }
@@ -207,6 +227,7 @@ impl Translation {
             timestamp_ms: ts,
             created_ms: 0,
             exemplars: Vec::new(),
+            histogram: None,
             meta: Arc::new(Meta {
                 family: "target_info".to_owned(),
                 kind: MetricType::Info,
@@ -312,6 +333,7 @@ impl Family<'_> {
                 created_ms: created(p.start_time_unix_nano, kind == NameKind::Counter),
                 exemplars: p.exemplars.iter().map(exemplar).collect(),
                 meta: meta.clone(),
+                histogram: None,
             };
             self.out.series.push(series);
         }
@@ -354,6 +376,7 @@ impl Family<'_> {
                 created_ms: created,
                 exemplars: mine,
                 meta: meta.clone(),
+                histogram: None,
             });
         }
         if let Some(sum) = p.sum {
@@ -378,6 +401,26 @@ impl Family<'_> {
         );
     }
 
+    /// One native histogram series (no `_bucket` suffix), exemplars on it.
+    fn exponential(&mut self, name: &str, p: &ExponentialHistogramDataPoint) {
+        let ts = self.ts(p.time_unix_nano);
+        let Some(h) = native::from_exponential(p, ts) else {
+            self.reject("exponential_histogram_scale", 1);
+            return;
+        };
+        let family = metric_name(name, self.unit, NameKind::Other, self.t.add_suffixes);
+        let meta = self.meta(&family, MetricType::Histogram);
+        self.out.series.push(Series {
+            labels: self.labels(&family, &p.attributes, None),
+            value: 0.0,
+            timestamp_ms: ts,
+            created_ms: created(p.start_time_unix_nano, true),
+            exemplars: p.exemplars.iter().map(exemplar).collect(),
+            meta,
+            histogram: Some(Box::new(h)),
+        });
+    }
+
     fn summary(
         &mut self,
         name: &str,
@@ -400,6 +443,7 @@ impl Family<'_> {
                 created_ms: created,
                 exemplars: Vec::new(),
                 meta: meta.clone(),
+                histogram: None,
             });
         }
         self.push_plain(
@@ -437,6 +481,7 @@ impl Family<'_> {
             created_ms: created,
             exemplars: Vec::new(),
             meta: meta.clone(),
+            histogram: None,
         });
     }
 }
