@@ -1,13 +1,18 @@
 //! OTLP in: one acceptance path for both transports.
 //!
-//! A request is decoded (which is the validation), counted, and appended to
-//! the write-ahead queue of every exporter that takes its signal; only then
+//! A request is validated and counted — metrics by a walk over the wire
+//! format ([`walk`], no decode), traces and logs by decoding them — and
+//! appended to the write-ahead queue of every exporter that takes its
+//! signal; only then
 //! is the sender answered with success. A full queue answers with OTLP's
 //! retryable status, so senders back off instead of losing data.
 
 pub mod grpc;
 pub mod http;
 pub mod tls;
+pub mod walk;
+#[cfg(test)]
+mod walk_tests;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -222,9 +227,11 @@ pub fn decode(signal: Signal, body: Bytes) -> Result<Accepted, Refusal> {
         message: e.to_string(),
     };
     let counts = match signal {
-        Signal::Metrics => {
-            count_metrics(&ExportMetricsServiceRequest::decode(body.clone()).map_err(bad)?)
-        }
+        // Walked, not decoded: the exporters decode it when they translate it.
+        Signal::Metrics => walk::metrics(&body).map_err(|e| Refusal::BadRequest {
+            signal: signal.as_str(),
+            message: e.to_string(),
+        })?,
         Signal::Traces => Counts {
             items: count_spans(&ExportTraceServiceRequest::decode(body.clone()).map_err(bad)?),
             ..Counts::default()
@@ -262,7 +269,8 @@ pub struct Counts {
     pub exponential: u64,
 }
 
-/// The [`Counts`] of a metrics request.
+/// The [`Counts`] of a decoded metrics request ([`walk::metrics`] counts
+/// the same without decoding it).
 pub fn count_metrics(req: &ExportMetricsServiceRequest) -> Counts {
     use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
     let delta = AggregationTemporality::Delta as i32;
