@@ -136,17 +136,11 @@ impl RemoteWrite {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let mut series = Vec::new();
+        // The batch's requests, decoded; its series borrow their labels.
+        let mut requests = Vec::with_capacity(records.len());
         for r in records.iter().filter(|r| r.signal == Signal::Metrics) {
             match ExportMetricsServiceRequest::decode(r.payload.clone()) {
-                Ok(req) => {
-                    let t = self.translation.translate(&req, now_ms);
-                    for (reason, n) in &t.rejected {
-                        self.metrics
-                            .dropped(&self.cfg.name, "data_points", reason, *n);
-                    }
-                    series.extend(t.series);
-                }
+                Ok(req) => requests.push(req),
                 Err(e) => {
                     error!(exporter = %self.cfg.name, error = %e, "undecodable queued request, dropped");
                     self.metrics.dropped(
@@ -157,6 +151,15 @@ impl RemoteWrite {
                     );
                 }
             }
+        }
+        let mut series = Vec::new();
+        for req in &requests {
+            let t = self.translation.translate(req, now_ms);
+            for (reason, n) in &t.rejected {
+                self.metrics
+                    .dropped(&self.cfg.name, "data_points", reason, *n);
+            }
+            series.extend(t.series);
         }
         for chunk in series.chunks(self.cfg.max_samples_per_send.max(1)) {
             let shards = encode::shard(chunk, self.cfg.shards);
@@ -174,7 +177,7 @@ impl RemoteWrite {
 
     async fn send(
         &self,
-        series: &[&Series],
+        series: &[&Series<'_>],
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), ()> {
         loop {

@@ -175,7 +175,7 @@ fn request() -> ExportMetricsServiceRequest {
     }
 }
 
-fn find<'a>(series: &'a [Series], name: &str, extra: &[(&str, &str)]) -> &'a Series {
+fn find<'s, 'a>(series: &'s [Series<'a>], name: &str, extra: &[(&str, &str)]) -> &'s Series<'a> {
     series
         .iter()
         .find(|s| {
@@ -196,7 +196,8 @@ fn every_kind_becomes_prometheus_series() {
         ..Default::default()
     };
     tr.external_labels.insert("cluster".into(), "eu".into());
-    let out = tr.translate(&request(), 0);
+    let req = request();
+    let out = tr.translate(&req, 0);
     let s = &out.series;
     let c = find(
         s,
@@ -230,8 +231,8 @@ fn every_kind_becomes_prometheus_series() {
     assert_eq!(
         b("+Inf").exemplars[0].labels,
         vec![
-            ("span_id".into(), "cd".repeat(8)),
-            ("trace_id".into(), "ab".repeat(16))
+            ("span_id".into(), "cd".repeat(8).into()),
+            ("trace_id".into(), "ab".repeat(16).into())
         ]
     );
     assert_eq!(find(s, "latency_seconds_sum", &[]).value, 3.5);
@@ -283,7 +284,8 @@ fn every_kind_becomes_prometheus_series() {
 
 #[test]
 fn without_native_histograms_exponential_points_are_rejected() {
-    let out = Translation::default().translate(&request(), 0);
+    let req = request();
+    let out = Translation::default().translate(&req, 0);
     assert_eq!(out.rejected.get("exponential_histogram"), Some(&2));
     assert_eq!(out.histograms(), 0);
     assert!(!out.series.iter().any(|s| s.meta.family == "expo"));
