@@ -12,7 +12,9 @@ use bytes::BufMut;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::text::Text;
-use super::translate::{Exemplar, Series};
+use std::sync::Arc;
+
+use super::translate::{Exemplar, Meta, Series};
 
 /// The remote-write protocol version a request is encoded for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -217,11 +219,16 @@ fn v1_request(series: &[&Series<'_>]) -> Vec<u8> {
 }
 
 /// The v2 symbol table: every string once, "" first. Symbols borrow from
-/// the series until the request is written.
+/// the series until the request is written. Shared label text (`job`,
+/// `instance`, metric names) is looked up by address first, so the many
+/// series that carry the same `Arc<str>` do not hash and compare it again.
 #[derive(Default)]
 struct Symbols<'a> {
     index: HashMap<&'a str, u32, rustc_hash::FxBuildHasher>,
+    by_address: HashMap<usize, u32, rustc_hash::FxBuildHasher>,
     table: Vec<&'a str>,
+    /// The last series' metadata and its (help, unit) refs.
+    last_meta: Option<(*const Meta, u32, u32)>,
 }
 
 impl<'a> Symbols<'a> {
@@ -240,17 +247,47 @@ impl<'a> Symbols<'a> {
         i
     }
 
+    fn text(&mut self, t: &'a Text<'a>) -> u32 {
+        match t {
+            Text::Shared(arc) => {
+                let address = arc.as_ptr() as usize;
+                if let Some(&i) = self.by_address.get(&address) {
+                    return i;
+                }
+                let i = self.get(arc);
+                // The Arc outlives the table (the series hold it), so its
+                // address is not reused meanwhile.
+                self.by_address.insert(address, i);
+                i
+            }
+            Text::Borrowed(s) => self.get(s),
+        }
+    }
+
+    /// (help, unit) refs of a series' metadata.
+    fn meta(&mut self, m: &'a Arc<Meta>) -> (u32, u32) {
+        let address = Arc::as_ptr(m);
+        if let Some((last, help, unit)) = self.last_meta
+            && last == address
+        {
+            return (help, unit);
+        }
+        let (help, unit) = (self.get(&m.help), self.get(&m.unit));
+        self.last_meta = Some((address, help, unit));
+        (help, unit)
+    }
+
     /// `labels_refs` (packed uint32) of a label set, through `refs`.
     fn put_refs(
         &mut self,
-        labels: &'a [(Text<'_>, Text<'_>)],
+        labels: &'a [(Text<'a>, Text<'a>)],
         refs: &mut Vec<u32>,
         buf: &mut Vec<u8>,
     ) {
         refs.clear();
         for (n, v) in labels {
-            refs.push(self.get(n.as_str()));
-            refs.push(self.get(v.as_str()));
+            refs.push(self.text(n));
+            refs.push(self.text(v));
         }
         if !refs.is_empty() {
             let len = refs.iter().map(|&r| encoded_len_varint(u64::from(r))).sum();
@@ -262,7 +299,7 @@ impl<'a> Symbols<'a> {
     }
 }
 
-fn v2_request(series: &[&Series<'_>]) -> Vec<u8> {
+fn v2_request<'a>(series: &[&'a Series<'a>]) -> Vec<u8> {
     let mut symbols = Symbols::new();
     let mut refs = Vec::new();
     // Request { symbols = 4, timeseries = 5 }: the series are written first
@@ -288,8 +325,8 @@ fn v2_request(series: &[&Series<'_>]) -> Vec<u8> {
             one.extend_from_slice(&part);
         }
         let kind = i64::from(s.meta.kind as i32) as u64;
-        let help = u64::from(symbols.get(&s.meta.help));
-        let unit = u64::from(symbols.get(&s.meta.unit));
+        let (help, unit) = symbols.meta(&s.meta);
+        let (help, unit) = (u64::from(help), u64::from(unit));
         len_prefix(
             5,
             varint_len(1, kind) + varint_len(3, help) + varint_len(4, unit),
