@@ -286,39 +286,36 @@ impl<'a> Family<'_, 'a> {
     }
 
     /// A series' labels: the point's attributes (borrowed), the target's
-    /// (shared), `extra` (`le`, `quantile`) and `__name__`.
+    /// (shared), `extra` (`le`, `quantile`) and `__name__`. Where names
+    /// repeat, `__name__` wins over `extra`, `extra` over attributes, a
+    /// later attribute over an earlier one, attributes over the target's.
     fn labels(
         &self,
         name: &Text<'a>,
         attrs: &'a [KeyValue],
         extra: Option<(&'static str, Text<'a>)>,
     ) -> Labels<'a> {
-        // A few labels each: a vector and linear lookups beat a map.
+        // Pushed from weakest to strongest; a stable sort keeps that order
+        // among equal names, and the last of each run is kept.
         let mut labels: Labels<'a> = Vec::with_capacity(attrs.len() + self.target.len() + 2);
-        let set = |labels: &mut Labels<'a>, k: Text<'a>, v: Text<'a>| match labels
-            .iter_mut()
-            .find(|(n, _)| *n == k)
-        {
-            Some(slot) => slot.1 = v,
-            None => labels.push((k, v)),
-        };
+        labels.extend(self.target.iter().cloned());
         for a in attrs {
-            set(
-                &mut labels,
-                label_name(&a.key).into(),
-                value_text(a.value.as_ref()),
-            );
-        }
-        for (k, v) in self.target {
-            if !labels.iter().any(|(n, _)| n == k) {
-                labels.push((k.clone(), v.clone()));
-            }
+            labels.push((label_name(&a.key).into(), value_text(a.value.as_ref())));
         }
         if let Some((k, v)) = extra {
-            set(&mut labels, k.into(), v);
+            labels.push((k.into(), v));
         }
-        set(&mut labels, "__name__".into(), name.clone());
-        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        labels.push(("__name__".into(), name.clone()));
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut kept = 0;
+        for i in 0..labels.len() {
+            if i + 1 < labels.len() && labels[i].0 == labels[i + 1].0 {
+                continue;
+            }
+            labels.swap(kept, i);
+            kept += 1;
+        }
+        labels.truncate(kept);
         labels
     }
 

@@ -335,3 +335,54 @@ fn mutated_requests_never_panic_anywhere_on_the_way_out() {
     }
     assert!(decoded > 1000, "{decoded} mutations decoded");
 }
+
+#[test]
+fn where_label_names_collide_the_stronger_source_wins() {
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "shop"), kv("service.instance.id", "i")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![metric(
+                    "g",
+                    "",
+                    Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            attributes: vec![
+                                kv("job", "mine"),
+                                kv("a.b", "1"),
+                                kv("a_b", "2"),
+                                kv("__name__", "x"),
+                                kv("le", "y"),
+                            ],
+                            value: Some(number_data_point::Value::AsDouble(1.0)),
+                            ..Default::default()
+                        }],
+                    }),
+                )],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let out = Translation::default().translate(&req, 5);
+    let labels: Vec<(&str, &str)> = out.series[0]
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // A later attribute over an earlier one, attributes over the resource's
+    // job, the metric's name over an attribute called __name__.
+    assert_eq!(
+        labels,
+        [
+            ("__name__", "g"),
+            ("a_b", "2"),
+            ("instance", "i"),
+            ("job", "mine"),
+            ("le", "y")
+        ]
+    );
+}
