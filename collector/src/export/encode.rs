@@ -232,8 +232,13 @@ struct Symbols<'a> {
 }
 
 impl<'a> Symbols<'a> {
-    fn new() -> Self {
-        let mut s = Self::default();
+    /// A table sized for `n` series (about three new strings each).
+    fn new(n: usize) -> Self {
+        let mut s = Self {
+            index: HashMap::with_capacity_and_hasher(n * 3, Default::default()),
+            table: Vec::with_capacity(n * 3),
+            ..Self::default()
+        };
         s.get("");
         s
     }
@@ -300,7 +305,7 @@ impl<'a> Symbols<'a> {
 }
 
 fn v2_request<'a>(series: &[&'a Series<'a>]) -> Vec<u8> {
-    let mut symbols = Symbols::new();
+    let mut symbols = Symbols::new(series.len());
     let mut refs = Vec::new();
     // Request { symbols = 4, timeseries = 5 }: the series are written first
     // (they make the table), then put after it.
