@@ -233,11 +233,17 @@ mod tests {
             toml::from_str("name = \"x\"\nurl = \"http://x\"").unwrap();
         assert_eq!(rw.version, rw_default.version);
         assert_eq!(
-            (rw.shards, rw.max_samples_per_send, rw.add_metric_suffixes),
+            (
+                rw.shards,
+                rw.max_samples_per_send,
+                rw.add_metric_suffixes,
+                rw.send_native_histograms
+            ),
             (
                 rw_default.shards,
                 rw_default.max_samples_per_send,
-                rw_default.add_metric_suffixes
+                rw_default.add_metric_suffixes,
+                rw_default.send_native_histograms
             )
         );
         assert_eq!(rw.queue.max_bytes, rw_default.queue.max_bytes);

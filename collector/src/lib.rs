@@ -57,6 +57,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             exporter: rw.name.clone(),
             signals: vec![Signal::Metrics],
             prometheus: true,
+            native_histograms: rw.send_native_histograms,
             wal: wal.clone(),
         });
         let sink = Sink::RemoteWrite(RemoteWrite::new(rw.clone(), metrics.clone())?);
@@ -74,6 +75,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             exporter: o.name.clone(),
             signals,
             prometheus: false,
+            native_histograms: false,
             wal: wal.clone(),
         });
         let sink = Sink::Otlp(Otlp::new(o.clone(), metrics.clone())?);

@@ -126,7 +126,7 @@ impl Metrics {
             "Time to accept an OTLP request (decode, queue, fsync)",
             m.request_seconds.clone(),
         );
-        r.register("osprey_collector_sent", "Items delivered by an exporter, by kind (samples, exemplars, spans, log_records, data_points; wire_bytes: compressed remote-write bodies)", m.sent.clone());
+        r.register("osprey_collector_sent", "Items delivered by an exporter, by kind (samples, histograms (native), exemplars, spans, log_records, data_points; wire_bytes: compressed remote-write bodies)", m.sent.clone());
         r.register("osprey_collector_dropped", "Items an exporter dropped for good, by kind and reason (a 4xx from the receiver, a partial write, a full queue's drop_oldest, untranslatable data)", m.dropped.clone());
         r.register(
             "osprey_collector_retries",

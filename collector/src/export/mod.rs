@@ -6,11 +6,16 @@
 
 pub mod client;
 pub mod encode;
+#[cfg(test)]
+mod encode_tests;
+pub mod labels;
 pub mod names;
+pub mod native;
 pub mod otlp;
 pub mod proto;
 pub mod remote_write;
 pub mod retry;
+pub mod text;
 pub mod translate;
 #[cfg(test)]
 mod translate_tests;

@@ -4,6 +4,8 @@
 //! the unit is appended as a word unless the name already has it, and a
 //! monotonic counter ends in exactly one `_total`.
 
+use std::borrow::Cow;
+
 /// What kind of Prometheus metric the name is for (suffixes depend on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
@@ -45,16 +47,23 @@ pub fn metric_name(name: &str, unit: &str, kind: NameKind, translate: bool) -> S
 }
 
 /// A label name: invalid characters become `_`; a leading digit or a single
-/// leading `_` gets the `key` prefix (`__` is reserved and kept).
-pub fn label_name(key: &str) -> String {
+/// leading `_` gets the `key` prefix (`__` is reserved and kept). A key
+/// that is already a valid name is borrowed, not copied.
+pub fn label_name(key: &str) -> Cow<'_, str> {
+    let valid = key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && (!key.starts_with('_') || key.starts_with("__"));
+    if valid {
+        return Cow::Borrowed(key);
+    }
     let s = sanitize(key, false);
-    if s.starts_with(|c: char| c.is_ascii_digit()) {
+    Cow::Owned(if s.starts_with(|c: char| c.is_ascii_digit()) {
         format!("key_{s}")
     } else if s.starts_with('_') && !s.starts_with("__") {
         format!("key{s}")
     } else {
         s
-    }
+    })
 }
 
 fn sanitize(s: &str, colon_ok: bool) -> String {
@@ -198,5 +207,7 @@ mod tests {
         assert_eq!(label_name("0x"), "key_0x");
         assert_eq!(label_name("_x"), "key_x");
         assert_eq!(label_name("__name__"), "__name__");
+        assert_eq!(label_name("a.b"), "a_b");
+        assert!(matches!(label_name("pod_name"), Cow::Borrowed("pod_name")));
     }
 }

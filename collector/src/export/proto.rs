@@ -21,6 +21,8 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
     #[prost(message, repeated, tag = "3")]
     pub exemplars: Vec<Exemplar>,
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<Histogram>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -62,6 +64,47 @@ pub struct MetricMetadata {
     pub unit: String,
 }
 
+/// A native histogram sample: `prometheus.Histogram` and
+/// `io.prometheus.write.v2.Histogram` have the same fields and numbers.
+/// Only integer counts are declared (OTLP's are integers); each oneof
+/// (`count`, `zero_count`) is its integer member.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Histogram {
+    #[prost(uint64, tag = "1")]
+    pub count_int: u64,
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+    #[prost(sint32, tag = "4")]
+    pub schema: i32,
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    #[prost(uint64, tag = "6")]
+    pub zero_count_int: u64,
+    #[prost(message, repeated, tag = "8")]
+    pub negative_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "9")]
+    pub negative_deltas: Vec<i64>,
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    /// `ResetHint`: 0 unknown, 1 yes, 2 no, 3 gauge.
+    #[prost(int32, tag = "14")]
+    pub reset_hint: i32,
+    #[prost(int64, tag = "15")]
+    pub timestamp: i64,
+}
+
+/// Consecutive buckets: `offset` is the first index (first span) or the gap
+/// since the previous span.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct BucketSpan {
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    #[prost(uint32, tag = "2")]
+    pub length: u32,
+}
+
 /// The metric types of both versions' metadata (v1 `MetricMetadata.MetricType`
 /// and v2 `Metadata.MetricType` share the numbering).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +136,8 @@ pub mod v2 {
         pub labels_refs: Vec<u32>,
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<super::Sample>,
+        #[prost(message, repeated, tag = "3")]
+        pub histograms: Vec<super::Histogram>,
         #[prost(message, repeated, tag = "4")]
         pub exemplars: Vec<Exemplar>,
         #[prost(message, optional, tag = "5")]

@@ -43,6 +43,11 @@ pub struct RemoteWriteConfig {
     /// (default true; Osprey's own names come through unchanged either way).
     #[serde(default = "yes")]
     pub add_metric_suffixes: bool,
+    /// OTLP exponential histograms as native histograms (default true); the
+    /// receiver must take them (Prometheus before 3.8 only with
+    /// `--enable-feature=native-histograms`). False drops them, counted.
+    #[serde(default = "yes")]
+    pub send_native_histograms: bool,
     /// Resource attributes copied onto every series as labels.
     #[serde(default)]
     pub promote_resource_attributes: Vec<String>,
@@ -89,6 +94,7 @@ impl RemoteWrite {
         let client = cfg.endpoint.client()?;
         let translation = Translation {
             add_suffixes: cfg.add_metric_suffixes,
+            native_histograms: cfg.send_native_histograms,
             promote: cfg.promote_resource_attributes.clone(),
             external_labels: cfg.external_labels.clone(),
         };
@@ -130,17 +136,11 @@ impl RemoteWrite {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let mut series = Vec::new();
+        // The batch's requests, decoded; its series borrow their labels.
+        let mut requests = Vec::with_capacity(records.len());
         for r in records.iter().filter(|r| r.signal == Signal::Metrics) {
             match ExportMetricsServiceRequest::decode(r.payload.clone()) {
-                Ok(req) => {
-                    let t = self.translation.translate(&req, now_ms);
-                    for (reason, n) in &t.rejected {
-                        self.metrics
-                            .dropped(&self.cfg.name, "data_points", reason, *n);
-                    }
-                    series.extend(t.series);
-                }
+                Ok(req) => requests.push(req),
                 Err(e) => {
                     error!(exporter = %self.cfg.name, error = %e, "undecodable queued request, dropped");
                     self.metrics.dropped(
@@ -151,6 +151,15 @@ impl RemoteWrite {
                     );
                 }
             }
+        }
+        let mut series = Vec::new();
+        for req in &requests {
+            let t = self.translation.translate(req, now_ms);
+            for (reason, n) in &t.rejected {
+                self.metrics
+                    .dropped(&self.cfg.name, "data_points", reason, *n);
+            }
+            series.extend(t.series);
         }
         for chunk in series.chunks(self.cfg.max_samples_per_send.max(1)) {
             let shards = encode::shard(chunk, self.cfg.shards);
@@ -168,7 +177,7 @@ impl RemoteWrite {
 
     async fn send(
         &self,
-        series: &[&Series],
+        series: &[&Series<'_>],
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), ()> {
         loop {
@@ -203,12 +212,30 @@ impl RemoteWrite {
                             );
                             continue;
                         };
-                        let ex_written =
-                            header_u64(&resp, "X-Prometheus-Remote-Write-Exemplars-Written")
-                                .unwrap_or(body.exemplars);
-                        self.account(body.samples, written, body.exemplars, ex_written);
+                        let or_all = |name, all| header_u64(&resp, name).unwrap_or(all);
+                        self.account(
+                            &body,
+                            Written {
+                                samples: written,
+                                histograms: or_all(
+                                    "X-Prometheus-Remote-Write-Histograms-Written",
+                                    body.histograms,
+                                ),
+                                exemplars: or_all(
+                                    "X-Prometheus-Remote-Write-Exemplars-Written",
+                                    body.exemplars,
+                                ),
+                            },
+                        );
                     } else {
-                        self.account(body.samples, body.samples, body.exemplars, body.exemplars);
+                        self.account(
+                            &body,
+                            Written {
+                                samples: body.samples,
+                                histograms: body.histograms,
+                                exemplars: body.exemplars,
+                            },
+                        );
                     }
                     return Ok(());
                 }
@@ -225,6 +252,8 @@ impl RemoteWrite {
                     self.metrics
                         .dropped(&self.cfg.name, "samples", &reason, body.samples);
                     self.metrics
+                        .dropped(&self.cfg.name, "histograms", &reason, body.histograms);
+                    self.metrics
                         .dropped(&self.cfg.name, "exemplars", &reason, body.exemplars);
                     return Ok(());
                 }
@@ -240,24 +269,26 @@ impl RemoteWrite {
         }
     }
 
-    fn account(&self, samples: u64, written: u64, exemplars: u64, ex_written: u64) {
+    /// Counts what the receiver wrote as sent and the rest as dropped.
+    fn account(&self, sent: &encode::Body, written: Written) {
         let name = &self.cfg.name;
-        self.metrics.sent(name, "samples", written.min(samples));
-        self.metrics
-            .sent(name, "exemplars", ex_written.min(exemplars));
-        self.metrics.dropped(
-            name,
-            "samples",
-            "partial_write",
-            samples.saturating_sub(written),
-        );
-        self.metrics.dropped(
-            name,
-            "exemplars",
-            "partial_write",
-            exemplars.saturating_sub(ex_written),
-        );
+        for (kind, sent, written) in [
+            ("samples", sent.samples, written.samples),
+            ("histograms", sent.histograms, written.histograms),
+            ("exemplars", sent.exemplars, written.exemplars),
+        ] {
+            self.metrics.sent(name, kind, written.min(sent));
+            self.metrics
+                .dropped(name, kind, "partial_write", sent.saturating_sub(written));
+        }
     }
+}
+
+/// What a receiver says it wrote of a request.
+struct Written {
+    samples: u64,
+    histograms: u64,
+    exemplars: u64,
 }
 
 fn header_u64(resp: &reqwest::Response, name: &str) -> Option<u64> {

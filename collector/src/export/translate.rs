@@ -1,7 +1,8 @@
 //! OTLP metrics → Prometheus series, as Prometheus 3's OTLP receiver
 //! translates them: monotonic cumulative sums become counters, gauges and
 //! non-monotonic sums gauges, explicit-bucket histograms classic `_bucket` /
-//! `_sum` / `_count` series, summaries quantile series. Resource attributes
+//! `_sum` / `_count` series, exponential histograms native histograms (see
+//! [`super::native`]), summaries quantile series. Resource attributes
 //! give `job` (`service.namespace/service.name`) and `instance`
 //! (`service.instance.id`), the rest go to `target_info`; listed attributes
 //! are promoted to labels on every series. Exemplars keep `trace_id` and
@@ -12,15 +13,18 @@ use std::sync::Arc;
 
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
-    common::v1::{AnyValue, KeyValue, any_value},
+    common::v1::KeyValue,
     metrics::v1::{
-        AggregationTemporality, Exemplar as OtlpExemplar, HistogramDataPoint, NumberDataPoint,
-        metric::Data, number_data_point,
+        AggregationTemporality, Exemplar as OtlpExemplar, ExponentialHistogramDataPoint,
+        HistogramDataPoint, NumberDataPoint, metric::Data, number_data_point,
     },
 };
 
+use super::labels::{exemplar, exemplar_value, le_string, value_string, value_text};
 use super::names::{NameKind, label_name, metric_name};
-use super::proto::MetricType;
+use super::native;
+use super::proto::{Histogram as NativeHistogram, MetricType};
+use super::text::{Labels, Text};
 
 /// Prometheus' staleness marker, for a point flagged "no recorded value".
 pub const STALE_NAN: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
@@ -31,27 +35,33 @@ pub struct Translation {
     /// Append unit and `_total` suffixes (the specification's translation);
     /// off keeps names as sent, only replacing invalid characters.
     pub add_suffixes: bool,
+    /// Exponential histograms as native histograms; off rejects them.
+    pub native_histograms: bool,
     /// Resource attributes copied onto every series as labels.
     pub promote: Vec<String>,
     /// Labels added to every series unless it has them (`cluster`, `replica`).
     pub external_labels: BTreeMap<String, String>,
 }
 
-/// One Prometheus series with its samples.
+/// One Prometheus series with its sample; its labels borrow from the
+/// request it was translated from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Series {
+pub struct Series<'a> {
     /// Sorted by name, `__name__` included.
-    pub labels: Vec<(String, String)>,
+    pub labels: Labels<'a>,
+    /// The sample's value (unused by a native histogram series).
     pub value: f64,
     pub timestamp_ms: i64,
     pub created_ms: i64,
-    pub exemplars: Vec<Exemplar>,
+    pub exemplars: Vec<Exemplar<'a>>,
     pub meta: Arc<Meta>,
+    /// A native histogram sample instead of a float one.
+    pub histogram: Option<Box<NativeHistogram>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Exemplar {
-    pub labels: Vec<(String, String)>,
+pub struct Exemplar<'a> {
+    pub labels: Labels<'a>,
     pub value: f64,
     pub timestamp_ms: i64,
 }
@@ -67,16 +77,21 @@ pub struct Meta {
 
 /// The series of a request, and what could not be translated.
 #[derive(Debug, Default)]
-pub struct Translated {
-    pub series: Vec<Series>,
+pub struct Translated<'a> {
+    pub series: Vec<Series<'a>>,
     /// Data points Prometheus cannot take (delta temporality, exponential
-    /// histograms), by reason.
+    /// histograms coarser than schema -4), by reason.
     pub rejected: BTreeMap<&'static str, u64>,
 }
 
-impl Translated {
+impl Translated<'_> {
+    /// Float samples (native histograms are counted apart, as remote-write does).
     pub fn samples(&self) -> u64 {
-        self.series.len() as u64
+        self.series.iter().filter(|s| s.histogram.is_none()).count() as u64
+    }
+
+    pub fn histograms(&self) -> u64 {
+        self.series.iter().filter(|s| s.histogram.is_some()).count() as u64
     }
 
     pub fn exemplars(&self) -> u64 {
@@ -85,7 +100,11 @@ impl Translated {
 }
 
 impl Translation {
-    pub fn translate(&self, req: &ExportMetricsServiceRequest, now_ms: i64) -> Translated {
+    pub fn translate<'a>(
+        &self,
+        req: &'a ExportMetricsServiceRequest,
+        now_ms: i64,
+    ) -> Translated<'a> {
         let mut out = Translated::default();
         for rm in &req.resource_metrics {
             let attrs = rm
@@ -134,7 +153,15 @@ impl Translation {
                             }
                         }
                         Some(Data::ExponentialHistogram(h)) => {
-                            cx.reject("exponential_histogram", h.data_points.len());
+                            if h.aggregation_temporality == AggregationTemporality::Delta as i32 {
+                                cx.reject("delta_temporality", h.data_points.len());
+                            } else if !self.native_histograms {
+                                cx.reject("exponential_histogram", h.data_points.len());
+                            } else {
+                                for p in &h.data_points {
+                                    cx.exponential(&m.name, p);
+                                }
+                            }
                         }
                         None => cx.reject("no_data", 1),
                     }
@@ -150,7 +177,7 @@ impl Translation {
     }
 
     /// `job`, `instance`, promoted attributes and external labels.
-    fn target_labels(&self, attrs: &[KeyValue]) -> Vec<(String, String)> {
+    fn target_labels(&self, attrs: &[KeyValue]) -> Labels<'static> {
         let get = |k: &str| {
             attrs
                 .iter()
@@ -170,22 +197,26 @@ impl Translation {
         }
         for key in &self.promote {
             if let Some(v) = get(key) {
-                labels.entry(label_name(key)).or_insert(v);
+                labels.entry(label_name(key).into_owned()).or_insert(v);
             }
         }
         for (k, v) in &self.external_labels {
             labels.entry(k.clone()).or_insert_with(|| v.clone());
         }
-        labels.into_iter().collect()
+        // Made once per resource, shared by its series.
+        labels
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect()
     }
 
     /// `target_info`: the resource's other attributes, once per resource.
-    fn target_info(
+    fn target_info<'a>(
         &self,
-        attrs: &[KeyValue],
-        target: &[(String, String)],
+        attrs: &'a [KeyValue],
+        target: &[(Text<'static>, Text<'static>)],
         ts: i64,
-    ) -> Option<Series> {
+    ) -> Option<Series<'a>> {
         const IDENTIFYING: [&str; 3] = ["service.name", "service.namespace", "service.instance.id"];
         let rest: Vec<_> = attrs
             .iter()
@@ -194,19 +225,20 @@ impl Translation {
         if rest.is_empty() {
             return None;
         }
-        let mut labels: BTreeMap<String, String> = target.iter().cloned().collect();
+        let mut labels: BTreeMap<Text<'a>, Text<'a>> = target.iter().cloned().collect();
         for a in rest {
             labels
-                .entry(label_name(&a.key))
-                .or_insert_with(|| value_string(a.value.as_ref()));
+                .entry(label_name(&a.key).into())
+                .or_insert_with(|| value_text(a.value.as_ref()));
         }
-        labels.insert("__name__".to_owned(), "target_info".to_owned());
+        labels.insert("__name__".into(), "target_info".into());
         Some(Series {
             labels: labels.into_iter().collect(),
             value: 1.0,
             timestamp_ms: ts,
             created_ms: 0,
             exemplars: Vec::new(),
+            histogram: None,
             meta: Arc::new(Meta {
                 family: "target_info".to_owned(),
                 kind: MetricType::Info,
@@ -217,17 +249,19 @@ impl Translation {
     }
 }
 
-struct Family<'a> {
-    t: &'a Translation,
-    target: &'a [(String, String)],
-    out: &'a mut Translated,
+/// One metric's translation: `'f` borrows the translation's state, `'a`
+/// the request.
+struct Family<'f, 'a> {
+    t: &'f Translation,
+    target: &'f [(Text<'static>, Text<'static>)],
+    out: &'f mut Translated<'a>,
     help: &'a str,
     unit: &'a str,
     now_ms: i64,
-    latest: &'a mut i64,
+    latest: &'f mut i64,
 }
 
-impl Family<'_> {
+impl<'a> Family<'_, 'a> {
     fn reject(&mut self, reason: &'static str, points: usize) {
         *self.out.rejected.entry(reason).or_default() += points as u64;
     }
@@ -251,44 +285,43 @@ impl Family<'_> {
         ms
     }
 
+    /// A series' labels: the point's attributes (borrowed), the target's
+    /// (shared), `extra` (`le`, `quantile`) and `__name__`. Where names
+    /// repeat, `__name__` wins over `extra`, `extra` over attributes, a
+    /// later attribute over an earlier one, attributes over the target's.
     fn labels(
         &self,
-        name: &str,
-        attrs: &[KeyValue],
-        extra: Option<(&str, String)>,
-    ) -> Vec<(String, String)> {
-        // A few labels each: a vector and linear lookups beat a map.
-        let mut labels: Vec<(String, String)> =
-            Vec::with_capacity(attrs.len() + self.target.len() + 2);
-        let set = |labels: &mut Vec<(String, String)>, k: String, v: String| match labels
-            .iter_mut()
-            .find(|(n, _)| *n == k)
-        {
-            Some(slot) => slot.1 = v,
-            None => labels.push((k, v)),
-        };
+        name: &Text<'a>,
+        attrs: &'a [KeyValue],
+        extra: Option<(&'static str, Text<'a>)>,
+    ) -> Labels<'a> {
+        // Pushed from weakest to strongest; a stable sort keeps that order
+        // among equal names, and the last of each run is kept.
+        let mut labels: Labels<'a> = Vec::with_capacity(attrs.len() + self.target.len() + 2);
+        labels.extend(self.target.iter().cloned());
         for a in attrs {
-            set(
-                &mut labels,
-                label_name(&a.key),
-                value_string(a.value.as_ref()),
-            );
-        }
-        for (k, v) in self.target {
-            if !labels.iter().any(|(n, _)| n == k) {
-                labels.push((k.clone(), v.clone()));
-            }
+            labels.push((label_name(&a.key).into(), value_text(a.value.as_ref())));
         }
         if let Some((k, v)) = extra {
-            set(&mut labels, k.to_owned(), v);
+            labels.push((k.into(), v));
         }
-        set(&mut labels, "__name__".to_owned(), name.to_owned());
-        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        labels.push(("__name__".into(), name.clone()));
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut kept = 0;
+        for i in 0..labels.len() {
+            if i + 1 < labels.len() && labels[i].0 == labels[i + 1].0 {
+                continue;
+            }
+            labels.swap(kept, i);
+            kept += 1;
+        }
+        labels.truncate(kept);
         labels
     }
 
-    fn numbers(&mut self, name: &str, kind: NameKind, points: &[NumberDataPoint]) {
+    fn numbers(&mut self, name: &str, kind: NameKind, points: &'a [NumberDataPoint]) {
         let family = metric_name(name, self.unit, kind, self.t.add_suffixes);
+        let name = Text::from(family.clone());
         let mtype = if kind == NameKind::Counter {
             MetricType::Counter
         } else {
@@ -306,24 +339,26 @@ impl Family<'_> {
                 }
             };
             let series = Series {
-                labels: self.labels(&family, &p.attributes, None),
+                labels: self.labels(&name, &p.attributes, None),
                 value,
                 timestamp_ms: self.ts(p.time_unix_nano),
                 created_ms: created(p.start_time_unix_nano, kind == NameKind::Counter),
                 exemplars: p.exemplars.iter().map(exemplar).collect(),
                 meta: meta.clone(),
+                histogram: None,
             };
             self.out.series.push(series);
         }
     }
 
-    fn histogram(&mut self, name: &str, p: &HistogramDataPoint) {
+    fn histogram(&mut self, name: &str, p: &'a HistogramDataPoint) {
         let family = metric_name(name, self.unit, NameKind::Other, self.t.add_suffixes);
         let ts = self.ts(p.time_unix_nano);
         let created = created(p.start_time_unix_nano, true);
         let meta = self.meta(&family, MetricType::Histogram);
         let stale = p.flags & 1 == 1;
         let mut exemplars: Vec<Option<&OtlpExemplar>> = p.exemplars.iter().map(Some).collect();
+        let bucket = Text::from(format!("{family}_bucket"));
         let mut cumulative = 0u64;
         let bounds = p
             .explicit_bounds
@@ -346,20 +381,19 @@ impl Family<'_> {
                 })
                 .map(exemplar)
                 .collect();
-            let bucket = format!("{family}_bucket");
             self.out.series.push(Series {
-                labels: self.labels(&bucket, &p.attributes, Some(("le", le_string(le)))),
+                labels: self.labels(&bucket, &p.attributes, Some(("le", le_string(le).into()))),
                 value: if stale { STALE_NAN } else { count as f64 },
                 timestamp_ms: ts,
                 created_ms: created,
                 exemplars: mine,
                 meta: meta.clone(),
+                histogram: None,
             });
         }
         if let Some(sum) = p.sum {
-            let name = format!("{family}_sum");
             self.push_plain(
-                &name,
+                format!("{family}_sum").into(),
                 &p.attributes,
                 if stale { STALE_NAN } else { sum },
                 ts,
@@ -367,9 +401,8 @@ impl Family<'_> {
                 &meta,
             );
         }
-        let name = format!("{family}_count");
         self.push_plain(
-            &name,
+            format!("{family}_count").into(),
             &p.attributes,
             if stale { STALE_NAN } else { p.count as f64 },
             ts,
@@ -378,20 +411,41 @@ impl Family<'_> {
         );
     }
 
+    /// One native histogram series (no `_bucket` suffix), exemplars on it.
+    fn exponential(&mut self, name: &str, p: &'a ExponentialHistogramDataPoint) {
+        let ts = self.ts(p.time_unix_nano);
+        let Some(h) = native::from_exponential(p, ts) else {
+            self.reject("exponential_histogram_scale", 1);
+            return;
+        };
+        let family = metric_name(name, self.unit, NameKind::Other, self.t.add_suffixes);
+        let meta = self.meta(&family, MetricType::Histogram);
+        self.out.series.push(Series {
+            labels: self.labels(&family.clone().into(), &p.attributes, None),
+            value: 0.0,
+            timestamp_ms: ts,
+            created_ms: created(p.start_time_unix_nano, true),
+            exemplars: p.exemplars.iter().map(exemplar).collect(),
+            meta,
+            histogram: Some(Box::new(h)),
+        });
+    }
+
     fn summary(
         &mut self,
         name: &str,
-        p: &opentelemetry_proto::tonic::metrics::v1::SummaryDataPoint,
+        p: &'a opentelemetry_proto::tonic::metrics::v1::SummaryDataPoint,
     ) {
         let family = metric_name(name, self.unit, NameKind::Other, self.t.add_suffixes);
+        let name = Text::from(family.clone());
         let ts = self.ts(p.time_unix_nano);
         let created = created(p.start_time_unix_nano, true);
         let meta = self.meta(&family, MetricType::Summary);
         for q in &p.quantile_values {
             let labels = self.labels(
-                &family,
+                &name,
                 &p.attributes,
-                Some(("quantile", le_string(q.quantile))),
+                Some(("quantile", le_string(q.quantile).into())),
             );
             self.out.series.push(Series {
                 labels,
@@ -400,10 +454,11 @@ impl Family<'_> {
                 created_ms: created,
                 exemplars: Vec::new(),
                 meta: meta.clone(),
+                histogram: None,
             });
         }
         self.push_plain(
-            &format!("{family}_sum"),
+            format!("{family}_sum").into(),
             &p.attributes,
             p.sum,
             ts,
@@ -411,7 +466,7 @@ impl Family<'_> {
             &meta,
         );
         self.push_plain(
-            &format!("{family}_count"),
+            format!("{family}_count").into(),
             &p.attributes,
             p.count as f64,
             ts,
@@ -422,14 +477,14 @@ impl Family<'_> {
 
     fn push_plain(
         &mut self,
-        name: &str,
-        attrs: &[KeyValue],
+        name: Text<'a>,
+        attrs: &'a [KeyValue],
         value: f64,
         ts: i64,
         created: i64,
         meta: &Arc<Meta>,
     ) {
-        let labels = self.labels(name, attrs, None);
+        let labels = self.labels(&name, attrs, None);
         self.out.series.push(Series {
             labels,
             value,
@@ -437,6 +492,7 @@ impl Family<'_> {
             created_ms: created,
             exemplars: Vec::new(),
             meta: meta.clone(),
+            histogram: None,
         });
     }
 }
@@ -446,80 +502,5 @@ fn created(start_nanos: u64, cumulative: bool) -> i64 {
         (start_nanos / 1_000_000) as i64
     } else {
         0
-    }
-}
-
-fn le_string(v: f64) -> String {
-    if v == f64::INFINITY {
-        "+Inf".to_owned()
-    } else {
-        let s = format!("{v}");
-        if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
-            s
-        } else {
-            format!("{s}.0")
-        }
-    }
-}
-
-fn exemplar_value(e: &OtlpExemplar) -> f64 {
-    use opentelemetry_proto::tonic::metrics::v1::exemplar::Value;
-    match e.value {
-        Some(Value::AsDouble(v)) => v,
-        Some(Value::AsInt(v)) => v as f64,
-        None => 0.0,
-    }
-}
-
-fn exemplar(e: &OtlpExemplar) -> Exemplar {
-    let mut labels: BTreeMap<String, String> = e
-        .filtered_attributes
-        .iter()
-        .map(|a| (label_name(&a.key), value_string(a.value.as_ref())))
-        .collect();
-    if !e.trace_id.is_empty() {
-        labels.insert("trace_id".to_owned(), hex(&e.trace_id));
-    }
-    if !e.span_id.is_empty() {
-        labels.insert("span_id".to_owned(), hex(&e.span_id));
-    }
-    Exemplar {
-        labels: labels.into_iter().collect(),
-        value: exemplar_value(e),
-        timestamp_ms: (e.time_unix_nano / 1_000_000) as i64,
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-/// An attribute value as a label value (arrays and maps as JSON-ish text).
-pub fn value_string(v: Option<&AnyValue>) -> String {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BytesValue(b)) => hex(b),
-        Some(any_value::Value::ArrayValue(a)) => {
-            let items: Vec<_> = a.values.iter().map(|v| value_string(Some(v))).collect();
-            format!("[{}]", items.join(","))
-        }
-        Some(any_value::Value::KvlistValue(kv)) => {
-            let items: Vec<_> = kv
-                .values
-                .iter()
-                .map(|a| format!("{}:{}", a.key, value_string(a.value.as_ref())))
-                .collect();
-            format!("{{{}}}", items.join(","))
-        }
-        None => String::new(),
     }
 }

@@ -14,7 +14,10 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message;
 
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+
 use super::encode::{self, Version};
+use super::proto::BucketSpan;
 use super::translate::{STALE_NAN, Series, Translation};
 
 fn kv(k: &str, v: &str) -> KeyValue {
@@ -138,7 +141,29 @@ fn request() -> ExportMetricsServiceRequest {
                         "expo",
                         "",
                         Data::ExponentialHistogram(ExponentialHistogram {
-                            data_points: vec![ExponentialHistogramDataPoint::default()],
+                            data_points: vec![
+                                ExponentialHistogramDataPoint {
+                                    attributes: vec![kv("route", "/e")],
+                                    start_time_unix_nano: t - 60_000_000_000,
+                                    time_unix_nano: t,
+                                    count: 5,
+                                    sum: Some(9.5),
+                                    scale: 3,
+                                    zero_count: 1,
+                                    positive: Some(Buckets {
+                                        offset: -1,
+                                        bucket_counts: vec![2, 0, 2],
+                                    }),
+                                    exemplars: vec![ex(1.1)],
+                                    ..Default::default()
+                                },
+                                // Coarser than Prometheus' coarsest schema.
+                                ExponentialHistogramDataPoint {
+                                    scale: -5,
+                                    count: 1,
+                                    ..Default::default()
+                                },
+                            ],
                             aggregation_temporality: cumulative,
                         }),
                     ),
@@ -150,7 +175,7 @@ fn request() -> ExportMetricsServiceRequest {
     }
 }
 
-fn find<'a>(series: &'a [Series], name: &str, extra: &[(&str, &str)]) -> &'a Series {
+fn find<'s, 'a>(series: &'s [Series<'a>], name: &str, extra: &[(&str, &str)]) -> &'s Series<'a> {
     series
         .iter()
         .find(|s| {
@@ -166,11 +191,13 @@ fn find<'a>(series: &'a [Series], name: &str, extra: &[(&str, &str)]) -> &'a Ser
 fn every_kind_becomes_prometheus_series() {
     let mut tr = Translation {
         add_suffixes: true,
+        native_histograms: true,
         promote: vec!["k8s.pod.name".into()],
         ..Default::default()
     };
     tr.external_labels.insert("cluster".into(), "eu".into());
-    let out = tr.translate(&request(), 0);
+    let req = request();
+    let out = tr.translate(&req, 0);
     let s = &out.series;
     let c = find(
         s,
@@ -204,8 +231,8 @@ fn every_kind_becomes_prometheus_series() {
     assert_eq!(
         b("+Inf").exemplars[0].labels,
         vec![
-            ("span_id".into(), "cd".repeat(8)),
-            ("trace_id".into(), "ab".repeat(16))
+            ("span_id".into(), "cd".repeat(8).into()),
+            ("trace_id".into(), "ab".repeat(16).into())
         ]
     );
     assert_eq!(find(s, "latency_seconds_sum", &[]).value, 3.5);
@@ -222,7 +249,29 @@ fn every_kind_becomes_prometheus_series() {
     );
     assert_eq!(info.value, 1.0);
     assert_eq!(out.rejected.get("delta_temporality"), Some(&1));
-    assert_eq!(out.rejected.get("exponential_histogram"), Some(&1));
+    assert_eq!(out.rejected.get("exponential_histogram_scale"), Some(&1));
+    // A native histogram: OTLP buckets -1 and 1 are Prometheus' 0 and 2,
+    // one span with an empty bucket between them.
+    let e = find(s, "expo", &[("route", "/e")]);
+    let h = e.histogram.as_deref().expect("a native histogram");
+    assert_eq!(
+        (h.schema, h.count_int, h.sum, h.zero_count_int),
+        (3, 5, 9.5, 1)
+    );
+    assert_eq!(
+        h.positive_spans,
+        [BucketSpan {
+            offset: 0,
+            length: 3
+        }]
+    );
+    assert_eq!(h.positive_deltas, [2, -2, 2]);
+    assert_eq!(
+        (h.timestamp, e.created_ms),
+        (1_700_000_000_000, 1_699_999_940_000)
+    );
+    assert_eq!(e.exemplars[0].value, 1.1);
+    assert_eq!((out.samples(), out.histograms()), (s.len() as u64 - 1, 1));
     // Label sets are sorted, as remote-write requires.
     for x in s {
         assert!(
@@ -234,10 +283,20 @@ fn every_kind_becomes_prometheus_series() {
 }
 
 #[test]
+fn without_native_histograms_exponential_points_are_rejected() {
+    let req = request();
+    let out = Translation::default().translate(&req, 0);
+    assert_eq!(out.rejected.get("exponential_histogram"), Some(&2));
+    assert_eq!(out.histograms(), 0);
+    assert!(!out.series.iter().any(|s| s.meta.family == "expo"));
+}
+
+#[test]
 fn mutated_requests_never_panic_anywhere_on_the_way_out() {
     let good = request().encode_to_vec();
     let tr = Translation {
         add_suffixes: true,
+        native_histograms: true,
         ..Default::default()
     };
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -275,4 +334,55 @@ fn mutated_requests_never_panic_anywhere_on_the_way_out() {
         }
     }
     assert!(decoded > 1000, "{decoded} mutations decoded");
+}
+
+#[test]
+fn where_label_names_collide_the_stronger_source_wins() {
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "shop"), kv("service.instance.id", "i")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![metric(
+                    "g",
+                    "",
+                    Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            attributes: vec![
+                                kv("job", "mine"),
+                                kv("a.b", "1"),
+                                kv("a_b", "2"),
+                                kv("__name__", "x"),
+                                kv("le", "y"),
+                            ],
+                            value: Some(number_data_point::Value::AsDouble(1.0)),
+                            ..Default::default()
+                        }],
+                    }),
+                )],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let out = Translation::default().translate(&req, 5);
+    let labels: Vec<(&str, &str)> = out.series[0]
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // A later attribute over an earlier one, attributes over the resource's
+    // job, the metric's name over an attribute called __name__.
+    assert_eq!(
+        labels,
+        [
+            ("__name__", "g"),
+            ("a_b", "2"),
+            ("instance", "i"),
+            ("job", "mine"),
+            ("le", "y")
+        ]
+    );
 }

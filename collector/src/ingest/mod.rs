@@ -1,13 +1,18 @@
 //! OTLP in: one acceptance path for both transports.
 //!
-//! A request is decoded (which is the validation), counted, and appended to
-//! the write-ahead queue of every exporter that takes its signal; only then
+//! A request is validated and counted — metrics by a walk over the wire
+//! format ([`walk`], no decode), traces and logs by decoding them — and
+//! appended to the write-ahead queue of every exporter that takes its
+//! signal; only then
 //! is the sender answered with success. A full queue answers with OTLP's
 //! retryable status, so senders back off instead of losing data.
 
 pub mod grpc;
 pub mod http;
 pub mod tls;
+pub mod walk;
+#[cfg(test)]
+mod walk_tests;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -63,8 +68,12 @@ pub struct Accepted {
     pub items: u32,
     pub exemplars: u64,
     /// Data points Prometheus cannot store (delta temporality, exponential
-    /// histograms): rejected when remote-write is their only way out.
+    /// histograms coarser than schema -4): rejected when remote-write is
+    /// their only way out.
     pub not_for_prometheus: u64,
+    /// Cumulative exponential histogram points: native histograms for
+    /// remote-write exporters that send them, rejected by the others.
+    pub exponential: u64,
     pub payload: Bytes,
 }
 
@@ -81,6 +90,8 @@ pub struct Route {
     pub signals: Vec<Signal>,
     /// A remote-write exporter (its metrics must fit Prometheus).
     pub prometheus: bool,
+    /// It sends exponential histograms as native histograms.
+    pub native_histograms: bool,
     pub wal: Arc<Wal>,
 }
 
@@ -113,10 +124,19 @@ impl Ingest {
         }
     }
 
-    /// Whether every exporter of `signal` writes remote-write (and there is one).
-    fn prometheus_only(&self, signal: Signal) -> bool {
-        let mut routes = self.routes.iter().filter(|r| r.signals.contains(&signal));
-        routes.next().is_some_and(|r| r.prometheus) && routes.all(|r| r.prometheus)
+    /// Points of `accepted` that no exporter can deliver, when every
+    /// exporter of its signal writes remote-write (and there is one).
+    fn unstorable(&self, accepted: &Accepted) -> u64 {
+        let mut routes = self
+            .routes
+            .iter()
+            .filter(|r| r.signals.contains(&accepted.signal))
+            .peekable();
+        if routes.peek().is_none() || !routes.clone().all(|r| r.prometheus) {
+            return 0;
+        }
+        let native = routes.any(|r| r.native_histograms);
+        accepted.not_for_prometheus + if native { 0 } else { accepted.exponential }
     }
 
     /// Queues an accepted request in every matching exporter's WAL.
@@ -127,13 +147,14 @@ impl Ingest {
     ) -> Result<Partial, Refusal> {
         let signal = accepted.signal;
         let mut partial = Partial::default();
-        let prometheus_only = self.prometheus_only(signal);
-        if accepted.not_for_prometheus > 0 && prometheus_only {
+        let unstorable = self.unstorable(&accepted);
+        if unstorable > 0 {
             partial = Partial {
-                rejected: accepted.not_for_prometheus,
-                message: "delta-temporality sums and histograms and exponential histograms \
-                          cannot be written to Prometheus remote-write; send cumulative, \
-                          explicit-bucket data"
+                rejected: unstorable,
+                message: "delta-temporality sums and histograms, and exponential histograms \
+                          (with a scale below -4, or to remote-write exporters without \
+                          send_native_histograms), cannot be written to Prometheus \
+                          remote-write; send cumulative data"
                     .to_owned(),
             };
         }
@@ -205,26 +226,27 @@ pub fn decode(signal: Signal, body: Bytes) -> Result<Accepted, Refusal> {
         signal: signal.as_str(),
         message: e.to_string(),
     };
-    let (items, exemplars, not_for_prometheus) = match signal {
-        Signal::Metrics => {
-            count_metrics(&ExportMetricsServiceRequest::decode(body.clone()).map_err(bad)?)
-        }
-        Signal::Traces => (
-            count_spans(&ExportTraceServiceRequest::decode(body.clone()).map_err(bad)?),
-            0,
-            0,
-        ),
-        Signal::Logs => (
-            count_logs(&ExportLogsServiceRequest::decode(body.clone()).map_err(bad)?),
-            0,
-            0,
-        ),
+    let counts = match signal {
+        // Walked, not decoded: the exporters decode it when they translate it.
+        Signal::Metrics => walk::metrics(&body).map_err(|e| Refusal::BadRequest {
+            signal: signal.as_str(),
+            message: e.to_string(),
+        })?,
+        Signal::Traces => Counts {
+            items: count_spans(&ExportTraceServiceRequest::decode(body.clone()).map_err(bad)?),
+            ..Counts::default()
+        },
+        Signal::Logs => Counts {
+            items: count_logs(&ExportLogsServiceRequest::decode(body.clone()).map_err(bad)?),
+            ..Counts::default()
+        },
     };
     Ok(Accepted {
         signal,
-        items: saturate(items),
-        exemplars,
-        not_for_prometheus,
+        items: saturate(counts.items),
+        exemplars: counts.exemplars,
+        not_for_prometheus: counts.not_for_prometheus,
+        exponential: counts.exponential,
         payload: body,
     })
 }
@@ -233,60 +255,82 @@ fn saturate(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-/// Data points, exemplars, and the points Prometheus cannot store (delta
-/// temporality, exponential histograms) of a metrics request.
-pub fn count_metrics(req: &ExportMetricsServiceRequest) -> (u64, u64, u64) {
+/// What a request holds, as acceptance counts it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Data points, spans or log records.
+    pub items: u64,
+    pub exemplars: u64,
+    /// Points Prometheus cannot store: delta temporality, exponential
+    /// histograms coarser than schema -4.
+    pub not_for_prometheus: u64,
+    /// Cumulative exponential histogram points Prometheus can store as
+    /// native histograms.
+    pub exponential: u64,
+}
+
+/// The [`Counts`] of a decoded metrics request ([`walk::metrics`] counts
+/// the same without decoding it).
+pub fn count_metrics(req: &ExportMetricsServiceRequest) -> Counts {
     use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
     let delta = AggregationTemporality::Delta as i32;
-    let (mut points, mut exemplars, mut odd) = (0u64, 0u64, 0u64);
+    let mut c = Counts::default();
     for m in req
         .resource_metrics
         .iter()
         .flat_map(|r| &r.scope_metrics)
         .flat_map(|s| &s.metrics)
     {
-        let (p, e, o) = match &m.data {
+        let (points, exemplars, odd, exponential) = match &m.data {
             Some(Data::Gauge(g)) => (
                 g.data_points.len(),
                 g.data_points.iter().map(|p| p.exemplars.len()).sum(),
                 0,
+                0,
             ),
             Some(Data::Sum(s)) => {
                 let n = s.data_points.len();
-                (
-                    n,
-                    s.data_points.iter().map(|p| p.exemplars.len()).sum(),
-                    if s.aggregation_temporality == delta {
-                        n
-                    } else {
-                        0
-                    },
-                )
+                let odd = if s.aggregation_temporality == delta {
+                    n
+                } else {
+                    0
+                };
+                let e = s.data_points.iter().map(|p| p.exemplars.len()).sum();
+                (n, e, odd, 0)
             }
             Some(Data::Histogram(h)) => {
                 let n = h.data_points.len();
-                (
-                    n,
-                    h.data_points.iter().map(|p| p.exemplars.len()).sum(),
-                    if h.aggregation_temporality == delta {
-                        n
-                    } else {
-                        0
-                    },
-                )
+                let odd = if h.aggregation_temporality == delta {
+                    n
+                } else {
+                    0
+                };
+                let e = h.data_points.iter().map(|p| p.exemplars.len()).sum();
+                (n, e, odd, 0)
             }
             Some(Data::ExponentialHistogram(h)) => {
                 let n = h.data_points.len();
-                (n, h.data_points.iter().map(|p| p.exemplars.len()).sum(), n)
+                let e = h.data_points.iter().map(|p| p.exemplars.len()).sum();
+                if h.aggregation_temporality == delta {
+                    (n, e, n, 0)
+                } else {
+                    let fit = h
+                        .data_points
+                        .iter()
+                        .filter(|p| crate::export::native::representable(p.scale))
+                        .count();
+                    (n, e, n - fit, fit)
+                }
             }
-            Some(Data::Summary(s)) => (s.data_points.len(), 0, 0),
-            None => (0, 0, 0),
+            Some(Data::Summary(s)) => (s.data_points.len(), 0, 0, 0),
+            None => (0, 0, 0, 0),
         };
-        points += p as u64;
-        exemplars += e as u64;
-        odd += o as u64;
+        c.items += points as u64;
+        c.exemplars += exemplars as u64;
+        c.not_for_prometheus += odd as u64;
+        c.exponential += exponential as u64;
     }
-    (points, exemplars, odd)
+    c
 }
 
 pub fn count_spans(req: &ExportTraceServiceRequest) -> u64 {
