@@ -12,7 +12,7 @@ pub mod http;
 pub mod tls;
 pub mod walk;
 #[cfg(test)]
-mod walk_tests;
+pub(crate) mod walk_tests;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
