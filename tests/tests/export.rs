@@ -495,14 +495,17 @@ fn an_agent_pushes_over_otlp_http_too() {
     else {
         return;
     };
-    let count = eventually(30, "the agent's node metrics in Prometheus", || {
-        value(&p3, "count(node_cpu_seconds_total{job=\"osprey-agent\"})")
-    });
     let (_, text) = agent.scrape();
     let scraped = osprey_e2e::exposition::samples(&text)
         .iter()
         .filter(|s| s.name == "node_cpu_seconds_total")
         .count();
+    // A push is sent as several concurrent requests (series sharded by label
+    // hash): a query between them sees part of it, so wait for the whole.
+    let count = osprey_e2e::settle(30, || {
+        let v = value(&p3, "count(node_cpu_seconds_total{job=\"osprey-agent\"})");
+        (v == Some(scraped as f64), v.unwrap_or(0.0))
+    });
     assert_eq!(
         count, scraped as f64,
         "node_cpu_seconds_total series, pushed vs scraped"

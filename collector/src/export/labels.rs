@@ -2,14 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use opentelemetry_proto::tonic::{
-    common::v1::{AnyValue, any_value},
-    metrics::v1::Exemplar as OtlpExemplar,
-};
-
 use super::names::label_name;
 use super::text::Text;
 use super::translate::Exemplar;
+use super::view::{AnyValue, Exemplar as OtlpExemplar};
 
 pub fn le_string(v: f64) -> String {
     if v == f64::INFINITY {
@@ -24,26 +20,21 @@ pub fn le_string(v: f64) -> String {
     }
 }
 
-pub fn exemplar_value(e: &OtlpExemplar) -> f64 {
-    use opentelemetry_proto::tonic::metrics::v1::exemplar::Value;
-    match e.value {
-        Some(Value::AsDouble(v)) => v,
-        Some(Value::AsInt(v)) => v as f64,
-        None => 0.0,
-    }
+pub fn exemplar_value(e: &OtlpExemplar<'_>) -> f64 {
+    e.value.map_or(0.0, |v| v.as_f64())
 }
 
-pub fn exemplar(e: &OtlpExemplar) -> Exemplar<'_> {
-    let mut labels: BTreeMap<Text<'_>, Text<'_>> = e
+pub fn exemplar<'a>(e: &'a OtlpExemplar<'a>) -> Exemplar<'a> {
+    let mut labels: BTreeMap<Text<'a>, Text<'a>> = e
         .filtered_attributes
         .iter()
-        .map(|a| (label_name(&a.key).into(), value_text(a.value.as_ref())))
+        .map(|a| (label_name(a.key).into(), value_text(a.value.as_ref())))
         .collect();
     if !e.trace_id.is_empty() {
-        labels.insert("trace_id".into(), hex(&e.trace_id).into());
+        labels.insert("trace_id".into(), hex(e.trace_id).into());
     }
     if !e.span_id.is_empty() {
-        labels.insert("span_id".into(), hex(&e.span_id).into());
+        labels.insert("span_id".into(), hex(e.span_id).into());
     }
     Exemplar {
         labels: labels.into_iter().collect(),
@@ -63,34 +54,33 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// An attribute value as a label value (arrays and maps as JSON-ish text).
-pub fn value_string(v: Option<&AnyValue>) -> String {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BytesValue(b)) => hex(b),
-        Some(any_value::Value::ArrayValue(a)) => {
-            let items: Vec<_> = a.values.iter().map(|v| value_string(Some(v))).collect();
+pub fn value_string(v: Option<&AnyValue<'_>>) -> String {
+    match v {
+        Some(AnyValue::String(s)) => (*s).to_owned(),
+        Some(AnyValue::Bool(b)) => b.to_string(),
+        Some(AnyValue::Int(i)) => i.to_string(),
+        Some(AnyValue::Double(d)) => d.to_string(),
+        Some(AnyValue::Bytes(b)) => hex(b),
+        Some(AnyValue::Array(a)) => {
+            let items: Vec<_> = a.iter().map(|v| value_string(v.as_ref())).collect();
             format!("[{}]", items.join(","))
         }
-        Some(any_value::Value::KvlistValue(kv)) => {
+        Some(AnyValue::Kvlist(kv)) => {
             let items: Vec<_> = kv
-                .values
                 .iter()
                 .map(|a| format!("{}:{}", a.key, value_string(a.value.as_ref())))
                 .collect();
             format!("{{{}}}", items.join(","))
         }
-        None => String::new(),
+        None | Some(AnyValue::Empty) => String::new(),
     }
 }
 
 /// An attribute value as a label value: a string value is borrowed.
-pub fn value_text(v: Option<&AnyValue>) -> Text<'_> {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => Text::Borrowed(s),
-        None => Text::Borrowed(""),
+pub fn value_text<'a>(v: Option<&AnyValue<'a>>) -> Text<'a> {
+    match v {
+        Some(AnyValue::String(s)) => Text::Borrowed(s),
+        None | Some(AnyValue::Empty) => Text::Borrowed(""),
         Some(_) => value_string(v).into(),
     }
 }

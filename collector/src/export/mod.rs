@@ -19,6 +19,9 @@ pub mod text;
 pub mod translate;
 #[cfg(test)]
 mod translate_tests;
+pub mod view;
+#[cfg(test)]
+mod view_tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -18,12 +18,9 @@
 //! before it. As in client_golang, gaps of up to two empty buckets are
 //! filled with zero buckets rather than starting a new span.
 
-use opentelemetry_proto::tonic::metrics::v1::{
-    ExponentialHistogramDataPoint, exponential_histogram_data_point::Buckets,
-};
-
 use super::proto::{BucketSpan, Histogram};
 use super::translate::STALE_NAN;
+use super::view::{Buckets, ExponentialHistogramDataPoint};
 
 /// The finest and coarsest exponential schemas Prometheus takes.
 pub const SCHEMA_MAX: i32 = 8;
@@ -43,7 +40,10 @@ pub fn representable(scale: i32) -> bool {
 
 /// A cumulative exponential histogram point as a native histogram sample,
 /// or `None` when its scale is below what Prometheus can represent.
-pub fn from_exponential(p: &ExponentialHistogramDataPoint, timestamp_ms: i64) -> Option<Histogram> {
+pub fn from_exponential(
+    p: &ExponentialHistogramDataPoint<'_>,
+    timestamp_ms: i64,
+) -> Option<Histogram> {
     if !representable(p.scale) {
         return None;
     }

@@ -11,8 +11,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use prost::Message;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -22,6 +20,7 @@ use super::client::Endpoint;
 use super::encode::{self, Version};
 use super::retry::{self, Failure, RetryConfig};
 use super::translate::{Series, Translation};
+use super::view;
 use crate::metrics::{ExporterLabels, Metrics};
 use crate::wal::{QueueConfig, Record, Signal};
 
@@ -136,10 +135,10 @@ impl RemoteWrite {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        // The batch's requests, decoded; its series borrow their labels.
+        // The batch's requests, read in place; its series borrow their labels.
         let mut requests = Vec::with_capacity(records.len());
         for r in records.iter().filter(|r| r.signal == Signal::Metrics) {
-            match ExportMetricsServiceRequest::decode(r.payload.clone()) {
+            match view::read(&r.payload) {
                 Ok(req) => requests.push(req),
                 Err(e) => {
                     error!(exporter = %self.cfg.name, error = %e, "undecodable queued request, dropped");

@@ -11,20 +11,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::{
-    collector::metrics::v1::ExportMetricsServiceRequest,
-    common::v1::KeyValue,
-    metrics::v1::{
-        AggregationTemporality, Exemplar as OtlpExemplar, ExponentialHistogramDataPoint,
-        HistogramDataPoint, NumberDataPoint, metric::Data, number_data_point,
-    },
-};
+use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 
 use super::labels::{exemplar, exemplar_value, le_string, value_string, value_text};
 use super::names::{NameKind, label_name, metric_name};
 use super::native;
 use super::proto::{Histogram as NativeHistogram, MetricType};
 use super::text::{Labels, Text};
+use super::view::{
+    Data, Exemplar as OtlpExemplar, ExponentialHistogramDataPoint, HistogramDataPoint, KeyValue,
+    NumberDataPoint, Request, SummaryDataPoint,
+};
 
 /// Prometheus' staleness marker, for a point flagged "no recorded value".
 pub const STALE_NAN: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
@@ -100,11 +97,7 @@ impl Translated<'_> {
 }
 
 impl Translation {
-    pub fn translate<'a>(
-        &self,
-        req: &'a ExportMetricsServiceRequest,
-        now_ms: i64,
-    ) -> Translated<'a> {
+    pub fn translate<'a>(&self, req: &'a Request<'a>, now_ms: i64) -> Translated<'a> {
         let mut out = Translated::default();
         for rm in &req.resource_metrics {
             let attrs = rm
@@ -120,22 +113,20 @@ impl Translation {
                         t: self,
                         target: &target,
                         out: &mut out,
-                        help: &m.description,
-                        unit: &m.unit,
+                        help: m.description,
+                        unit: m.unit,
                         now_ms,
                         latest: &mut latest,
                     };
                     match &m.data {
-                        Some(Data::Gauge(g)) => {
-                            cx.numbers(&m.name, NameKind::Gauge, &g.data_points)
-                        }
+                        Some(Data::Gauge(points)) => cx.numbers(m.name, NameKind::Gauge, points),
                         Some(Data::Sum(s)) => {
                             if s.aggregation_temporality == AggregationTemporality::Delta as i32 {
                                 cx.reject("delta_temporality", s.data_points.len());
                             } else if s.is_monotonic {
-                                cx.numbers(&m.name, NameKind::Counter, &s.data_points);
+                                cx.numbers(m.name, NameKind::Counter, &s.data_points);
                             } else {
-                                cx.numbers(&m.name, NameKind::Gauge, &s.data_points);
+                                cx.numbers(m.name, NameKind::Gauge, &s.data_points);
                             }
                         }
                         Some(Data::Histogram(h)) => {
@@ -143,13 +134,13 @@ impl Translation {
                                 cx.reject("delta_temporality", h.data_points.len());
                             } else {
                                 for p in &h.data_points {
-                                    cx.histogram(&m.name, p);
+                                    cx.histogram(m.name, p);
                                 }
                             }
                         }
-                        Some(Data::Summary(s)) => {
-                            for p in &s.data_points {
-                                cx.summary(&m.name, p);
+                        Some(Data::Summary(points)) => {
+                            for p in points {
+                                cx.summary(m.name, p);
                             }
                         }
                         Some(Data::ExponentialHistogram(h)) => {
@@ -159,7 +150,7 @@ impl Translation {
                                 cx.reject("exponential_histogram", h.data_points.len());
                             } else {
                                 for p in &h.data_points {
-                                    cx.exponential(&m.name, p);
+                                    cx.exponential(m.name, p);
                                 }
                             }
                         }
@@ -177,7 +168,7 @@ impl Translation {
     }
 
     /// `job`, `instance`, promoted attributes and external labels.
-    fn target_labels(&self, attrs: &[KeyValue]) -> Labels<'static> {
+    fn target_labels(&self, attrs: &[KeyValue<'_>]) -> Labels<'static> {
         let get = |k: &str| {
             attrs
                 .iter()
@@ -213,14 +204,14 @@ impl Translation {
     /// `target_info`: the resource's other attributes, once per resource.
     fn target_info<'a>(
         &self,
-        attrs: &'a [KeyValue],
+        attrs: &'a [KeyValue<'a>],
         target: &[(Text<'static>, Text<'static>)],
         ts: i64,
     ) -> Option<Series<'a>> {
         const IDENTIFYING: [&str; 3] = ["service.name", "service.namespace", "service.instance.id"];
         let rest: Vec<_> = attrs
             .iter()
-            .filter(|a| !IDENTIFYING.contains(&a.key.as_str()))
+            .filter(|a| !IDENTIFYING.contains(&a.key))
             .collect();
         if rest.is_empty() {
             return None;
@@ -228,7 +219,7 @@ impl Translation {
         let mut labels: BTreeMap<Text<'a>, Text<'a>> = target.iter().cloned().collect();
         for a in rest {
             labels
-                .entry(label_name(&a.key).into())
+                .entry(label_name(a.key).into())
                 .or_insert_with(|| value_text(a.value.as_ref()));
         }
         labels.insert("__name__".into(), "target_info".into());
@@ -292,7 +283,7 @@ impl<'a> Family<'_, 'a> {
     fn labels(
         &self,
         name: &Text<'a>,
-        attrs: &'a [KeyValue],
+        attrs: &'a [KeyValue<'a>],
         extra: Option<(&'static str, Text<'a>)>,
     ) -> Labels<'a> {
         // Pushed from weakest to strongest; a stable sort keeps that order
@@ -300,7 +291,7 @@ impl<'a> Family<'_, 'a> {
         let mut labels: Labels<'a> = Vec::with_capacity(attrs.len() + self.target.len() + 2);
         labels.extend(self.target.iter().cloned());
         for a in attrs {
-            labels.push((label_name(&a.key).into(), value_text(a.value.as_ref())));
+            labels.push((label_name(a.key).into(), value_text(a.value.as_ref())));
         }
         if let Some((k, v)) = extra {
             labels.push((k.into(), v));
@@ -319,7 +310,7 @@ impl<'a> Family<'_, 'a> {
         labels
     }
 
-    fn numbers(&mut self, name: &str, kind: NameKind, points: &'a [NumberDataPoint]) {
+    fn numbers(&mut self, name: &str, kind: NameKind, points: &'a [NumberDataPoint<'a>]) {
         let family = metric_name(name, self.unit, kind, self.t.add_suffixes);
         let name = Text::from(family.clone());
         let mtype = if kind == NameKind::Counter {
@@ -332,11 +323,7 @@ impl<'a> Family<'_, 'a> {
             let value = if p.flags & 1 == 1 {
                 STALE_NAN
             } else {
-                match p.value {
-                    Some(number_data_point::Value::AsDouble(v)) => v,
-                    Some(number_data_point::Value::AsInt(v)) => v as f64,
-                    None => STALE_NAN,
-                }
+                p.value.map_or(STALE_NAN, |v| v.as_f64())
             };
             let series = Series {
                 labels: self.labels(&name, &p.attributes, None),
@@ -351,7 +338,7 @@ impl<'a> Family<'_, 'a> {
         }
     }
 
-    fn histogram(&mut self, name: &str, p: &'a HistogramDataPoint) {
+    fn histogram(&mut self, name: &str, p: &'a HistogramDataPoint<'a>) {
         let family = metric_name(name, self.unit, NameKind::Other, self.t.add_suffixes);
         let ts = self.ts(p.time_unix_nano);
         let created = created(p.start_time_unix_nano, true);
@@ -412,7 +399,7 @@ impl<'a> Family<'_, 'a> {
     }
 
     /// One native histogram series (no `_bucket` suffix), exemplars on it.
-    fn exponential(&mut self, name: &str, p: &'a ExponentialHistogramDataPoint) {
+    fn exponential(&mut self, name: &str, p: &'a ExponentialHistogramDataPoint<'a>) {
         let ts = self.ts(p.time_unix_nano);
         let Some(h) = native::from_exponential(p, ts) else {
             self.reject("exponential_histogram_scale", 1);
@@ -431,25 +418,21 @@ impl<'a> Family<'_, 'a> {
         });
     }
 
-    fn summary(
-        &mut self,
-        name: &str,
-        p: &'a opentelemetry_proto::tonic::metrics::v1::SummaryDataPoint,
-    ) {
+    fn summary(&mut self, name: &str, p: &'a SummaryDataPoint<'a>) {
         let family = metric_name(name, self.unit, NameKind::Other, self.t.add_suffixes);
         let name = Text::from(family.clone());
         let ts = self.ts(p.time_unix_nano);
         let created = created(p.start_time_unix_nano, true);
         let meta = self.meta(&family, MetricType::Summary);
-        for q in &p.quantile_values {
+        for &(quantile, value) in &p.quantile_values {
             let labels = self.labels(
                 &name,
                 &p.attributes,
-                Some(("quantile", le_string(q.quantile).into())),
+                Some(("quantile", le_string(quantile).into())),
             );
             self.out.series.push(Series {
                 labels,
-                value: q.value,
+                value,
                 timestamp_ms: ts,
                 created_ms: created,
                 exemplars: Vec::new(),
@@ -478,7 +461,7 @@ impl<'a> Family<'_, 'a> {
     fn push_plain(
         &mut self,
         name: Text<'a>,
-        attrs: &'a [KeyValue],
+        attrs: &'a [KeyValue<'a>],
         value: f64,
         ts: i64,
         created: i64,

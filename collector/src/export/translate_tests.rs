@@ -19,6 +19,7 @@ use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::B
 use super::encode::{self, Version};
 use super::proto::BucketSpan;
 use super::translate::{STALE_NAN, Series, Translation};
+use super::view;
 
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
@@ -196,7 +197,8 @@ fn every_kind_becomes_prometheus_series() {
         ..Default::default()
     };
     tr.external_labels.insert("cluster".into(), "eu".into());
-    let req = request();
+    let body = request().encode_to_vec();
+    let req = view::read(&body).unwrap();
     let out = tr.translate(&req, 0);
     let s = &out.series;
     let c = find(
@@ -284,7 +286,8 @@ fn every_kind_becomes_prometheus_series() {
 
 #[test]
 fn without_native_histograms_exponential_points_are_rejected() {
-    let req = request();
+    let body = request().encode_to_vec();
+    let req = view::read(&body).unwrap();
     let out = Translation::default().translate(&req, 0);
     assert_eq!(out.rejected.get("exponential_histogram"), Some(&2));
     assert_eq!(out.histograms(), 0);
@@ -325,7 +328,9 @@ fn mutated_requests_never_panic_anywhere_on_the_way_out() {
                 }
             }
         }
-        if let Ok(req) = ExportMetricsServiceRequest::decode(b.as_slice()) {
+        let prost_ok = ExportMetricsServiceRequest::decode(b.as_slice()).is_ok();
+        assert_eq!(view::read(&b).is_ok(), prost_ok, "body {b:02x?}");
+        if let Ok(req) = view::read(&b) {
             decoded += 1;
             let out = tr.translate(&req, 1);
             let refs: Vec<&Series> = out.series.iter().collect();
@@ -367,6 +372,8 @@ fn where_label_names_collide_the_stronger_source_wins() {
             ..Default::default()
         }],
     };
+    let body = req.encode_to_vec();
+    let req = view::read(&body).unwrap();
     let out = Translation::default().translate(&req, 5);
     let labels: Vec<(&str, &str)> = out.series[0]
         .labels

@@ -12,7 +12,7 @@ pub mod http;
 pub mod tls;
 pub mod walk;
 #[cfg(test)]
-mod walk_tests;
+pub(crate) mod walk_tests;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -227,7 +227,7 @@ pub fn decode(signal: Signal, body: Bytes) -> Result<Accepted, Refusal> {
         message: e.to_string(),
     };
     let counts = match signal {
-        // Walked, not decoded: the exporters decode it when they translate it.
+        // Walked, not decoded: the exporters read it in place when they translate it.
         Signal::Metrics => walk::metrics(&body).map_err(|e| Refusal::BadRequest {
             signal: signal.as_str(),
             message: e.to_string(),

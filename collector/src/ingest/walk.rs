@@ -7,11 +7,12 @@
 //! boundary, nesting stops at prost's recursion limit — and counts what
 //! [`super::count_metrics`] counts on the decoded request, including
 //! prost's merge rules (a metric's data given twice: the same kind merges,
-//! another kind replaces it). The exporters decode the request once, when
-//! they translate it.
+//! another kind replaces it). Its primitives also serve the exporters'
+//! in-place reading of queued requests (`export::view`).
 
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
-use prost::encoding::{WireType, check_wire_type, decode_key, decode_varint, skip_field};
+pub use prost::encoding::WireType;
+use prost::encoding::{check_wire_type, decode_key, decode_varint, skip_field};
 
 use super::Counts;
 use crate::export::native;
@@ -31,10 +32,10 @@ pub enum WalkError {
     TooDeep,
 }
 
-type R<T> = Result<T, WalkError>;
+pub type R<T> = Result<T, WalkError>;
 
 /// prost's nesting limit (`prost::RECURSION_LIMIT`).
-const DEPTH: u32 = 100;
+pub const DEPTH: u32 = 100;
 
 const DELTA: i32 = AggregationTemporality::Delta as i32;
 
@@ -49,10 +50,10 @@ pub fn metrics(body: &[u8]) -> R<Counts> {
 }
 
 /// Calls `f` for every field of a message body.
-fn fields(
-    mut b: &[u8],
+pub fn fields<'a>(
+    mut b: &'a [u8],
     ctx: u32,
-    mut f: impl FnMut(u32, WireType, &mut &[u8], u32) -> R<()>,
+    mut f: impl FnMut(u32, WireType, &mut &'a [u8], u32) -> R<()>,
 ) -> R<()> {
     while !b.is_empty() {
         let (tag, wt) = decode_key(&mut b)?;
@@ -61,7 +62,7 @@ fn fields(
     Ok(())
 }
 
-fn unknown(tag: u32, wt: WireType, b: &mut &[u8], ctx: u32) -> R<()> {
+pub fn unknown(tag: u32, wt: WireType, b: &mut &[u8], ctx: u32) -> R<()> {
     if ctx == 0 {
         return Err(WalkError::TooDeep);
     }
@@ -69,7 +70,7 @@ fn unknown(tag: u32, wt: WireType, b: &mut &[u8], ctx: u32) -> R<()> {
 }
 
 /// A length-delimited field's bytes.
-fn delimited<'a>(wt: WireType, b: &mut &'a [u8]) -> R<&'a [u8]> {
+pub fn delimited<'a>(wt: WireType, b: &mut &'a [u8]) -> R<&'a [u8]> {
     check_wire_type(WireType::LengthDelimited, wt)?;
     let len = decode_varint(b)?;
     if len > b.len() as u64 {
@@ -81,7 +82,12 @@ fn delimited<'a>(wt: WireType, b: &mut &'a [u8]) -> R<&'a [u8]> {
 }
 
 /// A nested message: `f` walks its body one level deeper.
-fn message(wt: WireType, b: &mut &[u8], ctx: u32, f: impl FnOnce(&[u8], u32) -> R<()>) -> R<()> {
+pub fn message<'a>(
+    wt: WireType,
+    b: &mut &'a [u8],
+    ctx: u32,
+    f: impl FnOnce(&'a [u8], u32) -> R<()>,
+) -> R<()> {
     check_wire_type(WireType::LengthDelimited, wt)?;
     if ctx == 0 {
         return Err(WalkError::TooDeep);
@@ -89,52 +95,61 @@ fn message(wt: WireType, b: &mut &[u8], ctx: u32, f: impl FnOnce(&[u8], u32) -> 
     f(delimited(wt, b)?, ctx - 1)
 }
 
-fn string(wt: WireType, b: &mut &[u8]) -> R<()> {
-    std::str::from_utf8(delimited(wt, b)?).map_err(|_| WalkError::NotUtf8)?;
-    Ok(())
+pub fn string<'a>(wt: WireType, b: &mut &'a [u8]) -> R<&'a str> {
+    std::str::from_utf8(delimited(wt, b)?).map_err(|_| WalkError::NotUtf8)
 }
 
 fn bytes(wt: WireType, b: &mut &[u8]) -> R<()> {
     delimited(wt, b).map(|_| ())
 }
 
-fn varint(wt: WireType, b: &mut &[u8]) -> R<u64> {
+pub fn varint(wt: WireType, b: &mut &[u8]) -> R<u64> {
     check_wire_type(WireType::Varint, wt)?;
     Ok(decode_varint(b)?)
 }
 
-fn fixed64(wt: WireType, b: &mut &[u8]) -> R<()> {
+pub fn fixed64(wt: WireType, b: &mut &[u8]) -> R<u64> {
     check_wire_type(WireType::SixtyFourBit, wt)?;
-    if b.len() < 8 {
+    let Some((v, rest)) = b.split_first_chunk::<8>() else {
         return Err(WalkError::Truncated);
-    }
-    *b = &b[8..];
-    Ok(())
+    };
+    *b = rest;
+    Ok(u64::from_le_bytes(*v))
 }
 
-/// `repeated fixed64` / `repeated double`: packed or one value.
-fn repeated_fixed64(wt: WireType, b: &mut &[u8]) -> R<()> {
+/// A `sint32` as prost reads it: the varint's low 32 bits, zigzag.
+pub fn sint32(v: u64) -> i32 {
+    let v = v as u32;
+    ((v >> 1) as i32) ^ -((v & 1) as i32)
+}
+
+/// `repeated fixed64` / `repeated double`: packed or one value, each
+/// value to `each`.
+pub fn repeated_fixed64(wt: WireType, b: &mut &[u8], mut each: impl FnMut(u64)) -> R<()> {
     if wt == WireType::LengthDelimited {
         let body = delimited(wt, b)?;
         if body.len() % 8 != 0 {
             return Err(WalkError::LengthExceeded);
         }
-        Ok(())
-    } else {
-        fixed64(wt, b)
-    }
-}
-
-/// `repeated uint64`: packed or one value.
-fn repeated_varint(wt: WireType, b: &mut &[u8]) -> R<()> {
-    if wt == WireType::LengthDelimited {
-        let mut body = delimited(wt, b)?;
-        while !body.is_empty() {
-            decode_varint(&mut body).map_err(|_| WalkError::LengthExceeded)?;
+        for v in body.chunks_exact(8) {
+            each(u64::from_le_bytes(v.try_into().expect("8 bytes")));
         }
         Ok(())
     } else {
-        varint(wt, b).map(|_| ())
+        fixed64(wt, b).map(each)
+    }
+}
+
+/// `repeated uint64`: packed or one value, each value to `each`.
+pub fn repeated_varint(wt: WireType, b: &mut &[u8], mut each: impl FnMut(u64)) -> R<()> {
+    if wt == WireType::LengthDelimited {
+        let mut body = delimited(wt, b)?;
+        while !body.is_empty() {
+            each(decode_varint(&mut body).map_err(|_| WalkError::LengthExceeded)?);
+        }
+        Ok(())
+    } else {
+        varint(wt, b).map(each)
     }
 }
 
@@ -142,7 +157,7 @@ fn resource_metrics(b: &[u8], ctx: u32, counts: &mut Counts) -> R<()> {
     fields(b, ctx, |tag, wt, b, ctx| match tag {
         1 => message(wt, b, ctx, resource),
         2 => message(wt, b, ctx, |m, ctx| scope_metrics(m, ctx, counts)),
-        3 => string(wt, b),
+        3 => string(wt, b).map(|_| ()),
         _ => unknown(tag, wt, b, ctx),
     })
 }
@@ -156,9 +171,9 @@ fn resource(b: &[u8], ctx: u32) -> R<()> {
     })
 }
 
-fn entity_ref(b: &[u8], ctx: u32) -> R<()> {
+pub fn entity_ref(b: &[u8], ctx: u32) -> R<()> {
     fields(b, ctx, |tag, wt, b, ctx| match tag {
-        1..=4 => string(wt, b),
+        1..=4 => string(wt, b).map(|_| ()),
         _ => unknown(tag, wt, b, ctx),
     })
 }
@@ -167,23 +182,23 @@ fn scope_metrics(b: &[u8], ctx: u32, counts: &mut Counts) -> R<()> {
     fields(b, ctx, |tag, wt, b, ctx| match tag {
         1 => message(wt, b, ctx, scope),
         2 => message(wt, b, ctx, |m, ctx| metric(m, ctx, counts)),
-        3 => string(wt, b),
+        3 => string(wt, b).map(|_| ()),
         _ => unknown(tag, wt, b, ctx),
     })
 }
 
-fn scope(b: &[u8], ctx: u32) -> R<()> {
+pub fn scope(b: &[u8], ctx: u32) -> R<()> {
     fields(b, ctx, |tag, wt, b, ctx| match tag {
-        1 | 2 => string(wt, b),
+        1 | 2 => string(wt, b).map(|_| ()),
         3 => message(wt, b, ctx, key_value),
         4 => varint(wt, b).map(|_| ()),
         _ => unknown(tag, wt, b, ctx),
     })
 }
 
-fn key_value(b: &[u8], ctx: u32) -> R<()> {
+pub fn key_value(b: &[u8], ctx: u32) -> R<()> {
     fields(b, ctx, |tag, wt, b, ctx| match tag {
-        1 => string(wt, b),
+        1 => string(wt, b).map(|_| ()),
         2 => message(wt, b, ctx, any_value),
         _ => unknown(tag, wt, b, ctx),
     })
@@ -191,9 +206,9 @@ fn key_value(b: &[u8], ctx: u32) -> R<()> {
 
 fn any_value(b: &[u8], ctx: u32) -> R<()> {
     fields(b, ctx, |tag, wt, b, ctx| match tag {
-        1 => string(wt, b),
+        1 => string(wt, b).map(|_| ()),
         2 | 3 => varint(wt, b).map(|_| ()),
-        4 => fixed64(wt, b),
+        4 => fixed64(wt, b).map(|_| ()),
         5 => message(wt, b, ctx, |m, ctx| {
             fields(m, ctx, |tag, wt, b, ctx| match tag {
                 1 => message(wt, b, ctx, any_value),
@@ -227,7 +242,7 @@ struct Data {
 fn metric(b: &[u8], ctx: u32, counts: &mut Counts) -> R<()> {
     let mut data = Data::default();
     fields(b, ctx, |tag, wt, b, ctx| match tag {
-        1..=3 => string(wt, b),
+        1..=3 => string(wt, b).map(|_| ()),
         12 => message(wt, b, ctx, key_value),
         5 | 7 | 9 | 10 | 11 => {
             // prost: the same kind merges into what is there, another replaces it.
@@ -280,7 +295,7 @@ fn data_message(b: &[u8], ctx: u32, data: &mut Data) -> R<()> {
 fn exemplar(b: &[u8], ctx: u32) -> R<()> {
     fields(b, ctx, |tag, wt, b, ctx| match tag {
         7 => message(wt, b, ctx, key_value),
-        2 | 3 | 6 => fixed64(wt, b),
+        2 | 3 | 6 => fixed64(wt, b).map(|_| ()),
         4 | 5 => bytes(wt, b),
         _ => unknown(tag, wt, b, ctx),
     })
@@ -289,7 +304,7 @@ fn exemplar(b: &[u8], ctx: u32) -> R<()> {
 fn number_point(b: &[u8], ctx: u32, data: &mut Data) -> R<()> {
     fields(b, ctx, |tag, wt, b, ctx| match tag {
         7 => message(wt, b, ctx, key_value),
-        2 | 3 | 4 | 6 => fixed64(wt, b),
+        2 | 3 | 4 | 6 => fixed64(wt, b).map(|_| ()),
         5 => {
             data.exemplars += 1;
             message(wt, b, ctx, exemplar)
@@ -302,8 +317,8 @@ fn number_point(b: &[u8], ctx: u32, data: &mut Data) -> R<()> {
 fn histogram_point(b: &[u8], ctx: u32, data: &mut Data) -> R<()> {
     fields(b, ctx, |tag, wt, b, ctx| match tag {
         9 => message(wt, b, ctx, key_value),
-        2..=5 | 11 | 12 => fixed64(wt, b),
-        6 | 7 => repeated_fixed64(wt, b),
+        2..=5 | 11 | 12 => fixed64(wt, b).map(|_| ()),
+        6 | 7 => repeated_fixed64(wt, b, |_| ()),
         8 => {
             data.exemplars += 1;
             message(wt, b, ctx, exemplar)
@@ -317,17 +332,16 @@ fn exponential_point(b: &[u8], ctx: u32, data: &mut Data) -> R<()> {
     let mut scale = 0i32;
     fields(b, ctx, |tag, wt, b, ctx| match tag {
         1 => message(wt, b, ctx, key_value),
-        2..=5 | 7 | 12..=14 => fixed64(wt, b),
+        2..=5 | 7 | 12..=14 => fixed64(wt, b).map(|_| ()),
         6 => {
             // sint32, as prost reads it: the low 32 bits, zigzag.
-            let v = varint(wt, b)? as u32;
-            scale = ((v >> 1) as i32) ^ -((v & 1) as i32);
+            scale = sint32(varint(wt, b)?);
             Ok(())
         }
         8 | 9 => message(wt, b, ctx, |m, ctx| {
             fields(m, ctx, |tag, wt, b, ctx| match tag {
                 1 => varint(wt, b).map(|_| ()),
-                2 => repeated_varint(wt, b),
+                2 => repeated_varint(wt, b, |_| ()),
                 _ => unknown(tag, wt, b, ctx),
             })
         }),
@@ -347,10 +361,10 @@ fn exponential_point(b: &[u8], ctx: u32, data: &mut Data) -> R<()> {
 fn summary_point(b: &[u8], ctx: u32) -> R<()> {
     fields(b, ctx, |tag, wt, b, ctx| match tag {
         7 => message(wt, b, ctx, key_value),
-        2..=5 => fixed64(wt, b),
+        2..=5 => fixed64(wt, b).map(|_| ()),
         6 => message(wt, b, ctx, |m, ctx| {
             fields(m, ctx, |tag, wt, b, ctx| match tag {
-                1 | 2 => fixed64(wt, b),
+                1 | 2 => fixed64(wt, b).map(|_| ()),
                 _ => unknown(tag, wt, b, ctx),
             })
         }),

@@ -87,7 +87,7 @@ fn number(n: usize) -> Vec<NumberDataPoint> {
         .collect()
 }
 
-fn request() -> ExportMetricsServiceRequest {
+pub(crate) fn request() -> ExportMetricsServiceRequest {
     let cumulative = AggregationTemporality::Cumulative as i32;
     let delta = AggregationTemporality::Delta as i32;
     let expo = |scale| ExponentialHistogramDataPoint {
