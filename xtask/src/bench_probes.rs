@@ -28,7 +28,7 @@ use crate::{
 };
 
 #[derive(Clone, Copy)]
-enum Stream {
+pub(crate) enum Stream {
     TcpBulk,
     Udp64,
 }
@@ -43,7 +43,7 @@ impl Stream {
 }
 
 /// One iperf3 run from pod A to pod B.
-struct Run {
+pub(crate) struct Run {
     /// Gbit/s for TCP, kpps received for UDP.
     rate: f64,
     /// Busy CPU time of the machine (both cores, steal excluded) per unit of
@@ -68,7 +68,7 @@ fn cpu_ticks() -> Result<(f64, f64)> {
     Ok((total - unbusy, total))
 }
 
-fn iperf(stream: Stream, secs: u64) -> Result<Run> {
+pub(crate) fn iperf(stream: Stream, secs: u64) -> Result<Run> {
     let mut server = Command::new("ip")
         .args(["netns", "exec", NS_B, "iperf3", "-s", "-1", "-B", IP_B])
         .stdout(Stdio::null())
