@@ -102,6 +102,42 @@ fn an_agent_pushes_through_the_collector_and_push_and_scrape_agree() {
         "(scraped, pushed RW2, pushed RW1) flow bytes"
     );
 
+    // A traced HTTP request between the pods: its trace id is an exemplar
+    // of the server's duration histogram on every path: scraped, pushed
+    // over RW 2.0 (Prometheus 3) and over RW 1.0 (Prometheus 2.42).
+    let server = osprey_e2e::http::serve(&pair, 6200, 1);
+    let (tp, trace, _) = osprey_e2e::http::traceparent(0x5e);
+    osprey_e2e::http::client(
+        &pair,
+        6200,
+        vec![vec![osprey_e2e::http::Step::One(
+            osprey_e2e::http::Req::get("/fast").traced(&tp),
+        )]],
+    );
+    server.join().unwrap();
+    let bucket = |job: &str| {
+        format!("http_server_request_duration_seconds_bucket{{job=\"{job}\",server_port=\"6200\"}}")
+    };
+    let has = |prom: &Prometheus, q: &str| {
+        prom.exemplars(q, 600)
+            .iter()
+            .any(|(_, labels, _)| labels["trace_id"] == trace.as_str())
+    };
+    let p2_bucket = "http_server_request_duration_seconds_bucket{server_port=\"6200\"}";
+    let found = osprey_e2e::settle(60, || {
+        let f = (
+            has(&p3, &bucket("osprey")),
+            has(&p3, &bucket("osprey-agent")),
+            has(&p2, p2_bucket),
+        );
+        (f == (true, true, true), f)
+    });
+    assert_eq!(
+        found,
+        (true, true, true),
+        "trace {trace} as exemplar: (scraped, pushed RW2, pushed RW1)"
+    );
+
     // Every family the scrape has, the push has (and target_info besides).
     let scrape_only = [
         "up",
@@ -120,10 +156,12 @@ fn an_agent_pushes_through_the_collector_and_push_and_scrape_agree() {
         "families only one path has"
     );
     assert!(s.len() > 100, "{} families", s.len());
-    // Label sets agree, for this test's flow and for families no other test changes.
+    // Label sets agree, for this test's UDP flow (its HTTP connection's flows
+    // may still be between a scrape and a push) and for families no other
+    // test changes.
     for sel in [
-        "osprey_flow_bytes_total{source_ip=\"10.206.0.1\"}",
-        "osprey_flow_packets_total{source_ip=\"10.206.0.1\"}",
+        "osprey_flow_bytes_total{source_ip=\"10.206.0.1\",protocol=\"UDP\"}",
+        "osprey_flow_packets_total{source_ip=\"10.206.0.1\",protocol=\"UDP\"}",
         "node_cpu_seconds_total{}",
         "node_memory_MemTotal_bytes{}",
         "osprey_bpf_program_info{}",

@@ -74,6 +74,9 @@ impl SpanMetrics {
     }
 
     fn dropped(&self, n: usize, reason: &'static str) {
+        if n == 0 {
+            return;
+        }
         self.dropped
             .get_or_create(&ReasonLabels { reason })
             .inc_by(n as u64);
