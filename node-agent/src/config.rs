@@ -327,20 +327,16 @@ impl Config {
         Ok(())
     }
 
-    /// Where spans go: `otlp_traces_endpoint`, else `otlp_endpoint`'s
-    /// (its `/v1/metrics` path becomes `/v1/traces`); None: nowhere.
+    /// Where spans go: `otlp_traces_endpoint`, else `otlp_endpoint`
+    /// (over HTTP, the same base with `/v1/traces`); None: nowhere.
     pub fn traces_endpoint(
         &self,
     ) -> Option<Result<crate::push::Endpoint, crate::push::EndpointError>> {
-        use crate::push::Endpoint;
-        match (&self.otlp_traces_endpoint, &self.otlp_endpoint) {
-            (Some(url), _) => Some(match url.strip_suffix("v1/traces") {
-                Some(base) => Endpoint::parse(&format!("{base}v1/metrics")),
-                None => Endpoint::parse(url),
-            }),
-            (None, Some(url)) => Some(Endpoint::parse(url)),
-            (None, None) => None,
-        }
+        let url = self
+            .otlp_traces_endpoint
+            .as_ref()
+            .or(self.otlp_endpoint.as_ref())?;
+        Some(crate::push::Endpoint::parse(url))
     }
 
     pub fn drain_interval(&self) -> Duration {

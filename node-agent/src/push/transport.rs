@@ -17,17 +17,19 @@ use opentelemetry_proto::tonic::collector::{
 use prost::Message;
 use tonic::{Code, Status, transport::Channel};
 
-/// Where the agent pushes.
+/// Where the agent pushes: a gRPC server (one channel for every signal),
+/// or an OTLP/HTTP base URL to which each signal adds `v1/metrics` or
+/// `v1/traces`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Grpc(String),
-    Http(String),
+    Http { base: String },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
     #[error(
-        "otlp_endpoint {0:?}: expected http://HOST:PORT (gRPC) or http://HOST:PORT/…/v1/metrics (HTTP)"
+        "OTLP endpoint {0:?}: expected http://HOST:PORT (gRPC) or http://HOST:PORT/…/v1/metrics or …/v1/traces (HTTP)"
     )]
     Invalid(String),
     #[error("otlp_endpoint: {0}")]
@@ -42,8 +44,15 @@ impl Endpoint {
             .ok_or_else(|| EndpointError::Invalid(url.to_owned()))?;
         match rest.split_once('/') {
             None | Some((_, "")) => Ok(Self::Grpc(url.trim_end_matches('/').to_owned())),
-            Some((_, path)) if path.ends_with("v1/metrics") => Ok(Self::Http(url.to_owned())),
-            Some(_) => Err(EndpointError::Invalid(url.to_owned())),
+            Some(_) => match url
+                .strip_suffix("v1/metrics")
+                .or_else(|| url.strip_suffix("v1/traces"))
+            {
+                Some(base) => Ok(Self::Http {
+                    base: base.to_owned(),
+                }),
+                None => Err(EndpointError::Invalid(url.to_owned())),
+            },
         }
     }
 }
@@ -52,7 +61,7 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Grpc(u) => write!(f, "{u} (gRPC)"),
-            Self::Http(u) => write!(f, "{u} (HTTP/protobuf)"),
+            Self::Http { base } => write!(f, "{base}v1/… (HTTP/protobuf)"),
         }
     }
 }
@@ -76,7 +85,7 @@ pub enum Sender {
     Grpc(Channel),
     Http {
         client: reqwest::Client,
-        metrics_url: String,
+        base: String,
     },
 }
 
@@ -91,14 +100,14 @@ impl Sender {
                     .connect_lazy();
                 Ok(Self::Grpc(channel))
             }
-            Endpoint::Http(url) => {
+            Endpoint::Http { base } => {
                 let client = reqwest::Client::builder()
                     .timeout(timeout)
                     .build()
                     .map_err(|e| EndpointError::Client(e.to_string()))?;
                 Ok(Self::Http {
                     client,
-                    metrics_url: url.clone(),
+                    base: base.clone(),
                 })
             }
         }
@@ -117,11 +126,9 @@ impl Sender {
                     .await,
                 rejected,
             ),
-            Self::Http {
-                client,
-                metrics_url,
-            } => {
-                http(client, metrics_url, req.encode_to_vec(), |b| {
+            Self::Http { client, base } => {
+                let url = format!("{base}v1/metrics");
+                http(client, &url, req.encode_to_vec(), |b| {
                     ExportMetricsServiceResponse::decode(b).map_or(0, rejected)
                 })
                 .await
@@ -142,11 +149,8 @@ impl Sender {
                     .await,
                 rejected,
             ),
-            Self::Http {
-                client,
-                metrics_url,
-            } => {
-                let url = format!("{}v1/traces", metrics_url.trim_end_matches("v1/metrics"));
+            Self::Http { client, base } => {
+                let url = format!("{base}v1/traces");
                 http(client, &url, req.encode_to_vec(), |b| {
                     ExportTraceServiceResponse::decode(b).map_or(0, rejected)
                 })
@@ -258,11 +262,19 @@ mod tests {
             Endpoint::parse("http://c:4317/").unwrap(),
             Endpoint::Grpc("http://c:4317".into())
         );
+        // Either signal's path names the same OTLP/HTTP base.
+        let http = Endpoint::Http {
+            base: "http://c:4318/otlp/".into(),
+        };
         assert_eq!(
-            Endpoint::parse("http://c:4318/v1/metrics").unwrap(),
-            Endpoint::Http("http://c:4318/v1/metrics".into())
+            Endpoint::parse("http://c:4318/otlp/v1/metrics").unwrap(),
+            http
+        );
+        assert_eq!(
+            Endpoint::parse("http://c:4318/otlp/v1/traces").unwrap(),
+            http
         );
         assert!(Endpoint::parse("c:4317").is_err());
-        assert!(Endpoint::parse("http://c:4318/v1/traces").is_err());
+        assert!(Endpoint::parse("http://c:4318/v1/logs").is_err());
     }
 }
