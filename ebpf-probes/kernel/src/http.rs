@@ -10,14 +10,14 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    helpers::bpf_skb_load_bytes,
     macros::map,
     maps::RingBuf,
     programs::SkBuffContext,
 };
 use osprey_abi::{FlowKey, HTTP_PAYLOAD_MAX, HttpEvent};
 
-use crate::{offsets, shared::count_loss};
+use crate::{offsets, payload::capture};
 
 /// Payload bytes copied per start, at most `HTTP_PAYLOAD_MAX`; 0 turns HTTP
 /// off (set at load from the agent's `http_capture_bytes`).
@@ -106,36 +106,19 @@ pub fn capture(ctx: &SkBuffContext, flow: &FlowKey, offset: usize) {
     if !is_start(first) {
         return;
     }
-    let copy = available.min(cap).min(HTTP_PAYLOAD_MAX) as u64;
-    // Hidden from LLVM so that both bound checks below stay, which the
-    // verifier needs to see the length is in [1, HTTP_PAYLOAD_MAX].
-    // SAFETY: a read of a local.
-    let copy = unsafe { core::ptr::read_volatile(&copy) };
-    if copy == 0 || copy > HTTP_PAYLOAD_MAX as u64 {
-        return;
-    }
-    let Some(mut entry) = HTTP_EVENTS.reserve::<HttpEvent>(0) else {
-        count_loss(|loss| loss.http_ring_full += 1);
+    let Some(entry) = capture!(
+        ctx,
+        HTTP_EVENTS,
+        HttpEvent,
+        HTTP_PAYLOAD_MAX,
+        flow,
+        offset,
+        available,
+        cap,
+        |loss| loss.http_ring_full += 1
+    ) else {
         return;
     };
-    let event = entry.as_mut_ptr();
-    // SAFETY: the entry is reserved for us and sized for an HttpEvent.
-    unsafe {
-        (*event).ts_ns = bpf_ktime_get_ns();
-        (*event).flow = *flow;
-        (*event).payload_len = available as u32;
-        let rc = bpf_skb_load_bytes(
-            ctx.skb.skb as *const _,
-            offset as u32,
-            (&raw mut (*event).payload).cast(),
-            copy as u32,
-        );
-        if rc != 0 {
-            entry.discard(0);
-            return;
-        }
-        (*event).captured = copy as u32;
-    }
     let flags = if HTTP_EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKE_AT {
         BPF_RB_FORCE_WAKEUP
     } else {

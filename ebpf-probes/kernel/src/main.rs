@@ -13,6 +13,7 @@ mod http;
 mod net;
 mod noop;
 mod offsets;
+mod payload;
 mod oom;
 mod retransmits;
 mod sched;
