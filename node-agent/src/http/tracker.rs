@@ -16,7 +16,7 @@ use std::{
 use osprey_abi::{DIR_INGRESS, HttpEvent};
 use osprey_model::{
     labels::{
-        HttpDurationLabels, HubbleHttpDurationLabels, HubbleHttpRequestLabels,
+        ContextLabels, HttpDurationLabels, HubbleHttpDurationLabels, HubbleHttpRequestLabels,
         HubbleHttpResponseLabels, Reporter, TraceExemplar, TraceLabel,
     },
     record::HttpInfo,
@@ -62,6 +62,12 @@ struct ConnKey {
 struct Pending {
     ts_ns: u64,
     at: SystemTime,
+    /// The connection's ends and context labels, and the request's
+    /// exemplar: resolved once, at the request.
+    client: Peer,
+    server: Peer,
+    context: ContextLabels,
+    exemplar: Option<TraceExemplar>,
     request: Request,
     trace: Option<RequestTrace>,
 }
@@ -238,8 +244,9 @@ impl HttpTracker {
 
     fn request(&mut self, key: ConnKey, ts_ns: u64, request: Request, now: SystemTime) {
         let (client, server) = self.ends(&key);
+        let context = self.contexts.between(&client, &server);
         let labels = HubbleHttpRequestLabels {
-            context: self.contexts.between(&client, &server),
+            context: context.clone(),
             method: request.method.to_owned(),
             protocol: "HTTP/1.1",
             reporter: key.reporter.as_str(),
@@ -256,7 +263,7 @@ impl HttpTracker {
             &mut self.metrics.requests,
             labels,
             Instant::now(),
-            exemplar,
+            exemplar.clone(),
             now,
         );
         if !self.conns.contains_key(&key) && self.conns.len() >= MAX_CONNECTIONS {
@@ -271,6 +278,10 @@ impl HttpTracker {
         queue.push_back(Pending {
             ts_ns,
             at: now,
+            client,
+            server,
+            context,
+            exemplar,
             request,
             trace,
         });
@@ -285,10 +296,14 @@ impl HttpTracker {
             self.conns.remove(&key);
         }
         let seconds = ts_ns.saturating_sub(pending.ts_ns) as f64 / 1e9;
-        let (client, server) = self.ends(&key);
-        let context = self.contexts.between(&client, &server);
-        let request = &pending.request;
-        let exemplar = self.exemplar(&pending.trace);
+        let Pending {
+            client,
+            server,
+            context,
+            exemplar,
+            request,
+            ..
+        } = &pending;
         let route = self.options.routes.of(&request.path);
         if let (Some(t), Some(sink)) = (&pending.trace, &self.options.sink)
             && t.span
@@ -305,8 +320,8 @@ impl HttpTracker {
                 path: &request.path,
                 route: route.as_deref(),
                 status,
-                client: &client,
-                server_peer: &server,
+                client,
+                server_peer: server,
             }));
         }
         let mono = Instant::now();
@@ -338,7 +353,7 @@ impl HttpTracker {
         observe(
             &mut self.metrics.duration,
             HubbleHttpDurationLabels {
-                context,
+                context: context.clone(),
                 method: request.method.to_owned(),
                 reporter,
             },
@@ -362,7 +377,7 @@ impl HttpTracker {
                     status,
                     latency_ms: seconds * 1e3,
                     reporter: reporter.to_owned(),
-                    trace_id: exemplar.map(|e| e.trace_id),
+                    trace_id: exemplar.as_ref().map(|e| e.trace_id.clone()),
                 }),
                 ..FlowRecord::new(
                     pending.at,
@@ -373,7 +388,7 @@ impl HttpTracker {
                     1,
                 )
             };
-            self.hub.publish(vec![with_peers(record, &client, &server)]);
+            self.hub.publish(vec![with_peers(record, client, server)]);
         }
     }
 
