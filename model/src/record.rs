@@ -23,6 +23,12 @@ pub struct FlowRecord {
     pub verdict: Verdict,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub drop_reason: Option<String>,
+    /// The drop's reason is one the config ignores (`drop_reasons_ignored`,
+    /// e.g. a socket's queue purged at close): not a network drop, so the
+    /// record is shown only to a filter that names its reason, and never
+    /// written to the flow log.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub drop_ignored: bool,
     /// TCP, UDP, ICMPv4, ICMPv6, Other.
     pub protocol: String,
     pub source_ip: String,
@@ -124,6 +130,7 @@ impl FlowRecord {
             time: humantime::format_rfc3339_millis(time).to_string(),
             verdict,
             drop_reason: None,
+            drop_ignored: false,
             protocol: protocol.to_owned(),
             source_ip: source.0,
             source_port: source.1,
@@ -253,11 +260,13 @@ impl FlowFilter {
             .as_ref()
             .is_none_or(|p| r.protocol.eq_ignore_ascii_case(p));
         let verdict_ok = self.verdict.is_none_or(|v| r.verdict == v);
-        let reason_ok = self.drop_reason.as_ref().is_none_or(|want| {
-            r.drop_reason
+        let reason_ok = match &self.drop_reason {
+            Some(want) => r
+                .drop_reason
                 .as_ref()
-                .is_some_and(|got| got.eq_ignore_ascii_case(want))
-        });
+                .is_some_and(|got| got.eq_ignore_ascii_case(want)),
+            None => !r.drop_ignored,
+        };
         let ns_ok = self.namespace.as_ref().is_none_or(|ns| {
             r.source_namespace.as_ref() == Some(ns) || r.destination_namespace.as_ref() == Some(ns)
         });
@@ -303,6 +312,7 @@ mod tests {
             time: "2026-11-21T16:00:00.000Z".into(),
             verdict: Verdict::Dropped,
             drop_reason: Some("NETFILTER_DROP".into()),
+            drop_ignored: false,
             protocol: "UDP".into(),
             source_ip: "10.0.0.1".into(),
             source_port: 4000,

@@ -241,19 +241,43 @@ fn teardown_frees_are_not_drops_unless_asked_for() {
                 })
                 .sum::<f64>()
         };
+        // The pods' own teardown frees, from the flow records: an ignored
+        // reason shows only to a filter that names it.
+        let purged_records = |filter: &[&str]| -> f64 {
+            [a, b]
+                .iter()
+                .flat_map(|ip| agent.observe(&[&["--from-ip", ip][..], filter].concat()))
+                .filter(|r| r["drop_reason"] == "QUEUE_PURGE")
+                .map(|r| {
+                    assert_eq!(r["drop_ignored"].as_bool().unwrap_or(false), ignored, "{r}");
+                    r["packets"].as_f64().unwrap()
+                })
+                .sum()
+        };
         let before = ignored_total(&samples(&agent.scrape().1));
         traffic::request_then_close(&pair, 7300, CONNECTIONS);
         let expected = CONNECTIONS as f64;
         let s = settle(10, || {
             let s = samples(&agent.scrape().1);
             let seen = if ignored {
-                ignored_total(&s) - before >= expected
+                purged_records(&["--drop-reason", "QUEUE_PURGE"]) >= expected
             } else {
                 on_pair(&s) >= expected
             };
             (seen, s)
         });
         if ignored {
+            assert_eq!(
+                purged_records(&["--drop-reason", "QUEUE_PURGE"]),
+                expected,
+                "the pods' teardown frees, one per connection, as ignored drop records"
+            );
+            assert_eq!(
+                purged_records(&[]),
+                0.0,
+                "shown only when their reason is asked for"
+            );
+            // Counted apart (a host-wide family: at least the pods' own).
             assert!(
                 ignored_total(&s) - before >= expected,
                 "teardown frees counted as ignored: {} more, {CONNECTIONS} connections",
@@ -271,6 +295,7 @@ fn teardown_frees_are_not_drops_unless_asked_for() {
                 expected,
                 "without the default list, the same teardown shows as drops on the pods' flows: one per connection"
             );
+            assert_eq!(purged_records(&[]), expected, "and as their drop records");
             assert_eq!(ignored_total(&s), 0.0);
         }
     }

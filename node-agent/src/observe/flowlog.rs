@@ -65,6 +65,8 @@ pub fn spawn(
                 },
             };
             match next {
+                // Not a network drop (drop_reasons_ignored): not logged.
+                Ok(record) if record.drop_ignored => {}
                 Ok(record) => {
                     let mut line = serde_json::to_vec(&*record).unwrap_or_default();
                     line.push(b'\n');

@@ -88,23 +88,21 @@ pub fn forwarded(flow: &FlowIdentity, delta: &FlowDelta, time: SystemTime) -> Fl
 pub fn dropped(drop: &Drop, time: SystemTime) -> FlowRecord {
     FlowRecord {
         drop_reason: Some(drop.reason.clone()),
+        drop_ignored: drop.ignored,
         ..of_flow(&drop.flow, Verdict::Dropped, drop.packets, time)
     }
 }
 
-/// The batch as flow records: one per flow, one per dropped (flow, reason)
-/// whose reason is not ignored; at most the last `limit` flows (drops are
-/// always included).
+/// The batch as flow records: one per flow, one per dropped (flow, reason);
+/// at most the last `limit` flows (drops are always included). A drop whose
+/// reason the config ignores is marked so: only a filter naming its reason
+/// shows it, and the flow log leaves it out.
 pub fn of_batch(batch: &EnrichedBatch, time: SystemTime, limit: usize) -> Vec<FlowRecord> {
     let skip = batch.flows.len().saturating_sub(limit);
     let flows = batch.flows[skip..]
         .iter()
         .map(|(flow, delta)| forwarded(flow, delta, time));
-    let drops = batch
-        .drops
-        .iter()
-        .filter(|d| !d.ignored)
-        .map(|d| dropped(d, time));
+    let drops = batch.drops.iter().map(|d| dropped(d, time));
     flows.chain(drops).collect()
 }
 
@@ -121,7 +119,7 @@ mod tests {
     };
 
     #[test]
-    fn drop_records_name_enriched_pods_and_leave_out_ignored_reasons() {
+    fn drop_records_name_enriched_pods_and_mark_ignored_reasons() {
         let (enricher, _) = Enricher::new(
             db_pod(),
             BTreeMap::from([
@@ -135,9 +133,33 @@ mod tests {
         let records = of_batch(&batch, SystemTime::now(), 10);
         let got: Vec<_> = records
             .iter()
-            .map(|r| (r.drop_reason.as_deref().unwrap(), r.packets))
+            .map(|r| (r.drop_reason.as_deref().unwrap(), r.packets, r.drop_ignored))
             .collect();
-        assert_eq!(got, [("NETFILTER_DROP", 7), ("UNKNOWN_99", 1)]);
+        assert_eq!(
+            got,
+            [
+                ("NETFILTER_DROP", 7, false),
+                ("SOCKET_CLOSE", 4, true),
+                ("UNKNOWN_99", 1, false)
+            ]
+        );
+        // Only a filter that names the ignored reason shows its record.
+        let shown = |f: &FlowFilter| -> Vec<_> {
+            records
+                .iter()
+                .filter(|r| f.matches(r))
+                .map(|r| r.drop_reason.as_deref().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            shown(&FlowFilter::default()),
+            ["NETFILTER_DROP", "UNKNOWN_99"]
+        );
+        let asked = FlowFilter {
+            drop_reason: Some("socket_close".into()),
+            ..Default::default()
+        };
+        assert_eq!(shown(&asked), ["SOCKET_CLOSE"]);
         assert_eq!(records[0].verdict, Verdict::Dropped);
         assert_eq!(records[0].destination_pod.as_deref(), Some("db-0"));
         assert_eq!(records[0].destination_namespace.as_deref(), Some("shop"));
