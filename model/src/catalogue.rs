@@ -254,7 +254,7 @@ pub const OSPREY_HTTP_UNANSWERED_REQUESTS: MetricDesc = MetricDesc {
 
 pub const OSPREY_HTTP_LOST_EVENTS: MetricDesc = MetricDesc {
     name: "osprey_http_lost_events",
-    help: "HTTP ring buffer records lost before parsing: too short, or the parser's queue was full",
+    help: "HTTP ring buffer records too short to parse (a full ring is osprey_probe_lost_events_total{probe=\"http\"})",
     unit: Some("{event}"),
 };
 

@@ -44,11 +44,13 @@ const BATCH_CHANNEL: usize = 4;
 const TRIM_AFTER_FLOWS: usize = 1024;
 /// DNS events waiting for the tracker; past this they are counted as lost.
 const DNS_CHANNEL: usize = 4096;
-/// Batches of HTTP starts (a ring read each) waiting for the tracker; past
-/// this a batch is counted as lost.
-const HTTP_CHANNEL: usize = 64;
-/// The HTTP ring is read this often, and whenever 256 KiB of it are
-/// waiting (the programs wake the reader only then).
+/// Batches of HTTP starts (up to `ring::CHUNK` each) waiting for the
+/// tracker; when it is full the ring reader waits, and records wait in the
+/// ring.
+const HTTP_CHANNEL: usize = 16;
+/// The HTTP ring is read this often, and whenever 6 MiB of its 8 are
+/// waiting (the programs wake the reader only then: a wake-up per record
+/// would cost more than the record).
 const HTTP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Raises the soft limit on open files to the hard limit (as Go programs
@@ -267,15 +269,16 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         supervise::spawn(
             &health,
             "http-events",
-            ring::read_polling::<HttpEvent>(
+            ring::read_polling::<HttpEvent, _>(
                 "http",
                 ring,
                 lost.clone(),
                 Some(HTTP_POLL),
+                // Waits for the tracker: the ring holds what it has not read.
                 move |events| {
-                    let n = events.len() as u64;
-                    if tx.try_send(events).is_err() {
-                        lost.inc_by(n);
+                    let tx = tx.clone();
+                    async move {
+                        let _ = tx.send(events).await;
                     }
                 },
             ),

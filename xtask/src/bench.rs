@@ -127,6 +127,14 @@ pub(crate) fn spawn_quiet(cmd: &mut Command) -> Result<(Child, String)> {
     Ok((child, line))
 }
 
+/// "min–max" of a sample, for the tables: the spread the median hides.
+pub(crate) fn range(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let digits = if max < 10.0 { 3 } else { 1 };
+    format!("{min:.digits$}–{max:.digits$}")
+}
+
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -174,30 +182,42 @@ pub fn flowgen(target: &str, rate: u32, secs: u64) -> Result<()> {
     Ok(())
 }
 
-/// (CPU seconds, peak RSS in MiB) of a process, from /proc.
+/// (CPU seconds, RSS in MiB) of a process: CPU from its process CPU-time
+/// clock (every thread's run time in ns, exited threads included; /proc's
+/// utime + stime are in 10 ms ticks, too coarse for a few per cent of a run
+/// that uses 200 ms), RSS from /proc/PID/status.
 pub(crate) fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    // utime and stime are fields 14 and 15 (1-based); after ")" index 11 and 12.
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: both calls write only to the out-parameters given.
+    let ts = unsafe {
+        let rc = libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock);
+        if rc != 0 {
+            bail!("clock_getcpuclockid({pid}): error {rc}");
+        }
+        let mut ts: libc::timespec = std::mem::zeroed();
+        if libc::clock_gettime(clock, &mut ts) != 0 {
+            bail!(
+                "clock_gettime(cpu clock of {pid}): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        ts
+    };
+    let cpu = ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss_kib: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0);
-    Ok((ticks / 100.0, rss_kib / 1024.0))
+    Ok((cpu, rss_kib / 1024.0))
 }
 
 /// Agent CPU and RSS while pod A opens `rate` new flows per second.
 fn agent_cost(agent: &Path, rate: u32, secs: u64) -> Result<(f64, f64)> {
     let running = RunningAgent::start(agent, false)?;
-    sleep(Duration::from_millis(500));
+    // Past start-up (the first cgroup walk, the first drains).
+    sleep(Duration::from_millis(2000));
     let pid = running.child.id();
     let (cpu0, _) = cpu_and_rss(pid)?;
     let t0 = std::time::Instant::now();
@@ -232,7 +252,9 @@ pub fn flow_rates(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) 
     println!(
         "\nAgent cost with many flows: UDP from pod A, one datagram per flow, medians of {reps}\n"
     );
-    println!("| new flows/s | agent | agent mCPU | mCPU per 1k flows/s | agent RSS (MiB) |");
+    println!(
+        "| new flows/s | agent | agent mCPU (range) | mCPU per 1k flows/s | agent RSS MiB (range) |"
+    );
     println!("|---|---|---|---|---|");
     for rate in [1_000u32, 10_000] {
         let mut runs: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); agents.len()];
@@ -243,21 +265,29 @@ pub fn flow_rates(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) 
                 rss.push(r);
             }
         }
-        let medians: Vec<(f64, f64)> = runs
-            .into_iter()
-            .map(|(cpu, rss)| (median(cpu), median(rss)))
-            .collect();
-        for ((name, _), (c, r)) in agents.iter().zip(&medians) {
+        let paired = |i: usize| -> Vec<f64> {
+            let (a, b) = (&runs[0], &runs[1]);
+            let (x, y) = if i == 0 { (&a.0, &b.0) } else { (&a.1, &b.1) };
+            x.iter().zip(y).map(|(x, y)| x / y).collect()
+        };
+        let ratios = (runs.len() == 2).then(|| (paired(0), paired(1)));
+        for ((name, _), (cpu, rss)) in agents.iter().zip(&runs) {
+            let c = median(cpu.clone());
             println!(
-                "| {rate} | {name} | {c:.1} | {:.1} | {r:.1} |",
-                c / (f64::from(rate) / 1000.0)
+                "| {rate} | {name} | {c:.1} ({}) | {:.1} | {:.1} ({}) |",
+                range(cpu),
+                c / (f64::from(rate) / 1000.0),
+                median(rss.clone()),
+                range(rss)
             );
         }
-        if let [(c, r), (c0, r0)] = medians[..] {
+        if let Some((cpu, rss)) = ratios {
             println!(
-                "| {rate} | this build / --against | {:.2}× | | {:.2}× |",
-                c / c0,
-                r / r0
+                "| {rate} | this build / --against, paired by rep | {:.3}× ({}) | | {:.3}× ({}) |",
+                median(cpu.clone()),
+                range(&cpu),
+                median(rss.clone()),
+                range(&rss)
             );
         }
     }

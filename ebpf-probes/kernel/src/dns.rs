@@ -3,7 +3,11 @@
 //! 512 bytes: a UDP message, or TCP's 2-byte length and the message) into a
 //! ring buffer; userspace parses it and pairs queries with answers.
 
-use aya_ebpf::{macros::map, maps::RingBuf, programs::SkBuffContext};
+use aya_ebpf::{
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+    programs::SkBuffContext,
+};
 use osprey_abi::{DNS_PAYLOAD_MAX, DnsEvent, FlowKey};
 
 use crate::payload::capture;
@@ -13,6 +17,10 @@ pub const DNS_PORT: u16 = 53;
 #[map]
 static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
+/// Where a record is filled before it is sent (see `payload`).
+#[map]
+static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1, 0);
+
 /// Copies the payload that starts at `offset` (after the UDP or TCP header).
 #[inline(always)]
 pub fn capture(ctx: &SkBuffContext, flow: &FlowKey, offset: usize) {
@@ -20,17 +28,17 @@ pub fn capture(ctx: &SkBuffContext, flow: &FlowKey, offset: usize) {
     if available == 0 {
         return;
     }
-    if let Some(entry) = capture!(
+    capture!(
         ctx,
         DNS_EVENTS,
+        DNS_SCRATCH,
         DnsEvent,
         DNS_PAYLOAD_MAX,
         flow,
         offset,
         available,
         DNS_PAYLOAD_MAX,
+        0,
         |loss| loss.dns_ring_full += 1
-    ) {
-        entry.submit(0);
-    }
+    );
 }

@@ -1,7 +1,8 @@
 //! One reader for every kernel ring buffer (DNS events, OOM kills, and the
 //! HTTP records to come): woken by the kernel through `AsyncFd` (no polling),
 //! it decodes each record as a `T` and hands every wake-up's records to a
-//! sink. A record too short to be a `T` is counted in `malformed`.
+//! sink. A record too short to be a `T` (shorter than its
+//! [`Record::MIN_LEN`]) is counted in `malformed`.
 
 use aya::{
     Pod,
@@ -11,25 +12,53 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::warn;
 
+/// A kernel ring record. Most are sent whole; the payload records (DNS,
+/// HTTP) are sent cut after their captured bytes, so only their fixed part
+/// must be there; the rest of the `T` reads as zeros.
+pub trait Record: Pod {
+    const MIN_LEN: usize = std::mem::size_of::<Self>();
+}
+
+impl Record for osprey_abi::OomEvent {}
+
+impl Record for osprey_abi::DnsEvent {
+    const MIN_LEN: usize = std::mem::offset_of!(osprey_abi::DnsEvent, payload);
+}
+
+impl Record for osprey_abi::HttpEvent {
+    const MIN_LEN: usize = std::mem::offset_of!(osprey_abi::HttpEvent, payload);
+}
+
+/// Records handed to the sink at a time: a ring read after a long poll
+/// holds many, and each is a whole `T` in memory once decoded.
+pub const CHUNK: usize = 256;
+
 /// Reads `ring` until its fd fails, passing each wake-up's records to
 /// `sink`; `what` names the ring in warnings.
-pub async fn read<T: Pod>(
+pub async fn read<T: Record>(
     what: &'static str,
     ring: RingBuf<MapData>,
     malformed: Counter,
-    sink: impl FnMut(Vec<T>),
+    mut sink: impl FnMut(Vec<T>),
 ) {
-    read_polling(what, ring, malformed, None, sink).await
+    read_polling(what, ring, malformed, None, move |records| {
+        sink(records);
+        std::future::ready(())
+    })
+    .await
 }
 
 /// As [`read`], and also every `poll` without a wake-up: for a ring whose
-/// programs wake userspace only once much is waiting.
-pub async fn read_polling<T: Pod>(
+/// programs wake userspace only once much is waiting. Records go to the
+/// sink [`CHUNK`] at a time, and the ring is read on only once the sink's
+/// future is done: a slow consumer leaves records in the ring (where a full
+/// ring is counted by the programs), not in memory.
+pub async fn read_polling<T: Record, F: Future<Output = ()>>(
     what: &'static str,
     ring: RingBuf<MapData>,
     malformed: Counter,
     poll: Option<std::time::Duration>,
-    mut sink: impl FnMut(Vec<T>),
+    mut sink: impl FnMut(Vec<T>) -> F,
 ) {
     let mut tick = tokio::time::interval(poll.unwrap_or(std::time::Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -43,44 +72,59 @@ pub async fn read_polling<T: Pod>(
         }
     };
     loop {
-        let records = tokio::select! {
-            ready = fd.readable_mut() => {
-                let mut guard = match ready {
-                    Ok(guard) => guard,
-                    Err(e) => {
-                        warn!(ring = what, error = %e, "ring buffer poll failed; its events are off");
-                        return;
-                    }
-                };
-                let records = drain(guard.get_inner_mut(), &malformed);
-                guard.clear_ready();
-                records
+        tokio::select! {
+            ready = fd.readable_mut() => match ready {
+                // Cleared before the ring is read to its end: a record
+                // written meanwhile makes it ready again.
+                Ok(mut guard) => guard.clear_ready(),
+                Err(e) => {
+                    warn!(ring = what, error = %e, "ring buffer poll failed; its events are off");
+                    return;
+                }
+            },
+            _ = tick.tick(), if poll.is_some() => {}
+        }
+        loop {
+            let (records, emptied) = drain(fd.get_mut(), &malformed);
+            if !records.is_empty() {
+                sink(records).await;
             }
-            _ = tick.tick(), if poll.is_some() => drain(fd.get_mut(), &malformed),
-        };
-        if !records.is_empty() {
-            sink(records);
+            if emptied {
+                break;
+            }
         }
     }
 }
 
-fn drain<T: Pod>(ring: &mut RingBuf<MapData>, malformed: &Counter) -> Vec<T> {
-    let mut records = Vec::new();
-    while let Some(item) = ring.next() {
+/// Up to [`CHUNK`] records from the ring, and whether it was read to its end.
+fn drain<T: Record>(ring: &mut RingBuf<MapData>, malformed: &Counter) -> (Vec<T>, bool) {
+    let mut records = Vec::with_capacity(CHUNK.min(64));
+    while records.len() < CHUNK {
+        let Some(item) = ring.next() else {
+            return (records, true);
+        };
         records.extend(decode::<T>(&item).or_else(|| {
             malformed.inc();
             None
         }));
     }
-    records
+    (records, false)
 }
 
-/// `bytes` as a `T`, if it holds a whole one.
-pub fn decode<T: Pod>(bytes: &[u8]) -> Option<T> {
-    // SAFETY: T is plain data (Pod) and `bytes` holds at least size_of::<T>()
-    // bytes; read_unaligned copes with the ring's 8-byte alignment.
-    (bytes.len() >= std::mem::size_of::<T>())
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+/// `bytes` as a `T`, if it holds at least `T::MIN_LEN` of it; bytes past
+/// the record read as zeros.
+pub fn decode<T: Record>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < T::MIN_LEN {
+        return None;
+    }
+    let len = bytes.len().min(std::mem::size_of::<T>());
+    // SAFETY: T is plain data (Pod), so all zeros is a T and so is any byte
+    // pattern copied over its first `len` bytes; the copy stays within both.
+    unsafe {
+        let mut out: T = std::mem::zeroed();
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut out).cast::<u8>(), len);
+        Some(out)
+    }
 }
 
 #[cfg(test)]
@@ -102,5 +146,18 @@ mod tests {
         let got: osprey_abi::OomEvent = decode(bytes).unwrap();
         assert_eq!(got.trigger_cgroup_id, 42);
         assert!(decode::<osprey_abi::OomEvent>(&bytes[1..]).is_none());
+    }
+
+    #[test]
+    fn payload_records_may_end_after_their_captured_bytes() {
+        use osprey_abi::HttpEvent;
+        let fixed = std::mem::offset_of!(HttpEvent, payload);
+        let mut bytes = vec![0u8; fixed + 5];
+        bytes[fixed - 4..fixed].copy_from_slice(&5u32.to_ne_bytes()); // captured
+        bytes[fixed..].copy_from_slice(b"GET /");
+        let got: HttpEvent = decode(&bytes).unwrap();
+        assert_eq!(got.captured, 5);
+        assert_eq!(&got.payload[..6], b"GET /\0");
+        assert!(decode::<HttpEvent>(&bytes[..fixed - 1]).is_none());
     }
 }
