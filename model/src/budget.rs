@@ -9,10 +9,11 @@ use std::{
 };
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
+
+use crate::{catalogue::OSPREY_METRIC_SERIES_FOLDED, labels::FoldedLabels};
 
 /// The label value that replaces high-cardinality labels of folded series.
 pub const OVERFLOW: &str = "overflow";
@@ -26,11 +27,6 @@ pub trait Foldable {
     fn is_overflow(&self) -> bool;
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct FoldedLabels {
-    pub metric: &'static str,
-}
-
 #[derive(Clone, Default)]
 pub struct BudgetMetrics {
     folded: Family<FoldedLabels, Counter>,
@@ -39,11 +35,7 @@ pub struct BudgetMetrics {
 impl BudgetMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register(
-            "osprey_metric_series_folded",
-            "New series folded into the overflow series because their family hit its series budget",
-            m.folded.clone(),
-        );
+        OSPREY_METRIC_SERIES_FOLDED.register(registry, m.folded.clone());
         m
     }
 }

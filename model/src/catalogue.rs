@@ -1,14 +1,46 @@
-//! The metric catalogue: each family's name, help and unit, as dashboards
-//! query them and `tests/golden/catalogue.txt` pins them, for the flow
-//! pipeline ([`FLOW_FAMILIES`]), DNS ([`DNS_FAMILIES`]), HTTP
-//! ([`HTTP_FAMILIES`]) and the agent's
-//! metrics about itself ([`AGENT_FAMILIES`]). The agent registers these
-//! families through their descriptions, so `/metrics` and the OTLP rendering
-//! of the same registry carry exactly these names; their label sets are in
-//! [`labels`](crate::labels). (The node and cgroup families keep
-//! node-exporter's and cAdvisor's names in the agent's `resources` tables.)
+//! The metric catalogue: the name, help and unit of every family the agent
+//! exposes, as dashboards query them and `tests/golden/catalogue.txt` pins
+//! them. The agent registers and encodes its families through these
+//! descriptions, so `/metrics` and the OTLP rendering of the same registry
+//! carry exactly these names; their label sets are in
+//! [`labels`](crate::labels).
+//!
+//! - [`FLOW_FAMILIES`]: the flow pipeline, Hubble's flow families and
+//!   Osprey's per-flow ones.
+//! - [`DNS_FAMILIES`] and [`HTTP_FAMILIES`]: the DNS and HTTP trackers.
+//! - [`NODE_FAMILIES`]: node-exporter's `node_*` families, under its names
+//!   and help; those whose names node-exporter builds from what the kernel
+//!   lists (`node_memory_{field}_bytes`, `node_netstat_{proto}_{key}`,
+//!   `node_sockstat_{proto}_{key}`) are patterns, [`NODE_PATTERNS`].
+//! - [`CONTAINER_FAMILIES`]: cAdvisor's per-cgroup `container_*` families,
+//!   under its names and help, the run-queue latency histogram, and the
+//!   cgroup collector's own counters.
+//! - [`AGENT_FAMILIES`]: the agent's metrics about itself (kernel programs,
+//!   series budgets, record streams, the flow log, the pod watch, the OTLP
+//!   push).
+//!
+//! [`CATALOGUE`] joins the lists and [`PATTERNS`] the patterns;
+//! [`describe`] and [`unit_of`] find an exposed name in either.
 
-use prometheus_client::registry::{Metric, Registry};
+use prometheus_client::{
+    encoding::{DescriptorEncoder, MetricEncoder},
+    metrics::MetricType,
+    registry::{Metric, Registry},
+};
+
+mod agent;
+mod container;
+mod dns;
+mod flow;
+mod http;
+mod node;
+
+pub use agent::*;
+pub use container::*;
+pub use dns::*;
+pub use flow::*;
+pub use http::*;
+pub use node::*;
 
 /// A metric family's name (without `_total`: the encoder adds it to
 /// counters), help and unit.
@@ -16,9 +48,17 @@ use prometheus_client::registry::{Metric, Registry};
 /// `unit` is the family's UCUM unit as OTLP carries it (`Metric.unit`), in
 /// OpenTelemetry's conventions: `By` for bytes, `s` / `ns` for time, and a
 /// `{thing}` annotation for a count of things (`{packet}`, `{query}`); `None`
-/// where nothing is measured (an info family). It is for OTLP only: the
-/// OpenMetrics exposition does not show it (families register without a
-/// unit, so names and metadata stay as dashboards know them).
+/// where nothing is measured (an info family, a 0/1 state). It is for OTLP
+/// only: the OpenMetrics exposition does not show it (families register
+/// without a unit, so names and metadata stay as dashboards know them).
+///
+/// `help` is exposed as written when a collector encodes the family
+/// ([`encode_descriptor`](Self::encode_descriptor): the families read at
+/// scrape time — node-exporter's and cAdvisor's, whose help keeps its own
+/// punctuation, and `hubble_lost_events`), and with a period appended when
+/// it is registered
+/// ([`register`](Self::register): prometheus-client adds it). Moving a family
+/// from one to the other changes its exposed help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricDesc {
     pub name: &'static str,
@@ -27,330 +67,181 @@ pub struct MetricDesc {
 }
 
 impl MetricDesc {
+    /// Registers `metric` as this family.
     pub fn register(&self, registry: &mut Registry, metric: impl Metric) {
         registry.register(self.name, self.help, metric);
     }
+
+    /// Starts this family in a collector's encoding (a family read at
+    /// scrape time rather than registered), as `metric_type`.
+    pub fn encode_descriptor<'e>(
+        &self,
+        encoder: &'e mut DescriptorEncoder,
+        metric_type: MetricType,
+    ) -> Result<MetricEncoder<'e>, std::fmt::Error> {
+        encoder.encode_descriptor(self.name, self.help, None, metric_type)
+    }
 }
 
-pub const OSPREY_TCP_CONNECTIONS: MetricDesc = MetricDesc {
-    name: "osprey_tcp_connections",
-    help: "TCP connection outcomes (established, refused, timeout, reset, error) per socket, local to remote",
-    unit: Some("{connection}"),
-};
+/// Families whose names are generated from what the kernel lists (a
+/// meminfo field, an SNMP counter): one pattern describes every name it
+/// generates, and gives them one unit.
+///
+/// A name is `prefix`, then its parts joined by `_`, then `suffix`
+/// (`node_netstat_` + `Tcp_ActiveOpens` + `""`); its help is `help` with
+/// each `{}` replaced by the next part (`Statistic {}{}.` →
+/// `Statistic TcpActiveOpens.`), so a name takes as many parts as the help
+/// has `{}`. `unit` is as [`MetricDesc::unit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricPattern {
+    pub prefix: &'static str,
+    pub suffix: &'static str,
+    pub help: &'static str,
+    pub unit: Option<&'static str>,
+}
 
-pub const HUBBLE_DROP: MetricDesc = MetricDesc {
-    name: "hubble_drop",
-    help: "Packets dropped by the kernel, by drop reason (enum skb_drop_reason) and protocol",
-    unit: Some("{packet}"),
-};
+impl MetricPattern {
+    /// How many parts a name takes.
+    pub fn parts(&self) -> usize {
+        self.help.matches("{}").count()
+    }
 
-pub const OSPREY_FLOW_DROPS: MetricDesc = MetricDesc {
-    name: "osprey_flow_drops",
-    help: "Packets dropped by the kernel per flow and drop reason",
-    unit: Some("{packet}"),
-};
+    /// The family name of `parts`.
+    pub fn name(&self, parts: &[&str]) -> String {
+        debug_assert_eq!(parts.len(), self.parts(), "{}", self.prefix);
+        let mut name = String::with_capacity(
+            self.prefix.len()
+                + self.suffix.len()
+                + parts.iter().map(|p| p.len() + 1).sum::<usize>(),
+        );
+        name.push_str(self.prefix);
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                name.push('_');
+            }
+            name.push_str(part);
+        }
+        name.push_str(self.suffix);
+        name
+    }
 
-pub const HUBBLE_FLOWS_PROCESSED: MetricDesc = MetricDesc {
-    name: "hubble_flows_processed",
-    help: "Flow events (packets at an observation point) processed, as Hubble counts them",
-    unit: Some("{flow}"),
-};
+    /// The help of the family of `parts`.
+    pub fn help(&self, parts: &[&str]) -> String {
+        debug_assert_eq!(parts.len(), self.parts(), "{}", self.prefix);
+        let mut pieces = self.help.split("{}");
+        let mut help = pieces.next().unwrap_or_default().to_owned();
+        for (part, piece) in parts.iter().zip(pieces) {
+            help.push_str(part);
+            help.push_str(piece);
+        }
+        help
+    }
 
-pub const HUBBLE_ICMP: MetricDesc = MetricDesc {
-    name: "hubble_icmp",
-    help: "ICMP and ICMPv6 packets by family and type",
-    unit: Some("{packet}"),
-};
-
-pub const OSPREY_PROBE_LOST_EVENTS: MetricDesc = MetricDesc {
-    name: "osprey_probe_lost_events",
-    help: "Events a probe could not record because its kernel map was full",
-    unit: Some("{event}"),
-};
-
-pub const OSPREY_TCP_RETRANSMITS: MetricDesc = MetricDesc {
-    name: "osprey_tcp_retransmits",
-    help: "TCP retransmissions per flow (tcp:tcp_retransmit_skb)",
-    unit: Some("{segment}"),
-};
-
-pub const OSPREY_TCP_RTT_SECONDS: MetricDesc = MetricDesc {
-    name: "osprey_tcp_rtt_seconds",
-    help: "Smoothed RTT of each TCP socket that sent in a drain interval (one sample per socket and interval), log2 buckets",
-    unit: Some("s"),
-};
-
-pub const HUBBLE_TCP_FLAGS: MetricDesc = MetricDesc {
-    name: "hubble_tcp_flags",
-    help: "TCP packets by flag (SYN, SYN-ACK, FIN, RST)",
-    unit: Some("{packet}"),
-};
-
-pub const OSPREY_FLOW_BYTES: MetricDesc = MetricDesc {
-    name: "osprey_flow_bytes",
-    help: "L3 bytes (IP headers included) per flow and direction, counted at the socket layer",
-    unit: Some("By"),
-};
-
-pub const OSPREY_FLOW_PACKETS: MetricDesc = MetricDesc {
-    name: "osprey_flow_packets",
-    help: "Packets per flow and direction (GSO super-packets count as their segments)",
-    unit: Some("{packet}"),
-};
-
-pub const OSPREY_FLOW_LOST_PACKETS: MetricDesc = MetricDesc {
-    name: "osprey_flow_lost_packets",
-    help: "Packets the flow probe could not account to a flow, by reason",
-    unit: Some("{packet}"),
-};
-
-pub const OSPREY_FLOW_LOST_BYTES: MetricDesc = MetricDesc {
-    name: "osprey_flow_lost_bytes",
-    help: "Bytes of packets the flow probe could not account to a flow, by reason",
-    unit: Some("By"),
-};
-
-pub const OSPREY_FLOW_SERIES: MetricDesc = MetricDesc {
-    name: "osprey_flow_series",
-    help: "Flow series currently exposed",
-    unit: Some("{series}"),
-};
-
-pub const OSPREY_FLOW_SERIES_EXPIRED: MetricDesc = MetricDesc {
-    name: "osprey_flow_series_expired",
-    help: "Flow series removed after their idle TTL",
-    unit: Some("{series}"),
-};
-
-pub const OSPREY_FLOW_MAP_DRAINS: MetricDesc = MetricDesc {
-    name: "osprey_flow_map_drains",
-    help: "Drains of the kernel flow maps",
-    unit: Some("{drain}"),
-};
-
-pub const OSPREY_FLOW_MAP_DRAIN_ERRORS: MetricDesc = MetricDesc {
-    name: "osprey_flow_map_drain_errors",
-    help: "Failed drains or flow entries that could not be read or removed",
-    unit: Some("{error}"),
-};
-
-pub const OSPREY_DROPS_IGNORED: MetricDesc = MetricDesc {
-    name: "osprey_drops_ignored",
-    help: "Packets the kernel freed with a drop reason the config ignores \
-           (drop_reasons_ignored): counted here only, not in hubble_drop_total, \
-           osprey_flow_drops_total or the flow records",
-    unit: Some("{packet}"),
-};
-
-/// Every family of the flow pipeline.
-pub const FLOW_FAMILIES: &[MetricDesc] = &[
-    OSPREY_TCP_CONNECTIONS,
-    HUBBLE_DROP,
-    OSPREY_FLOW_DROPS,
-    HUBBLE_FLOWS_PROCESSED,
-    HUBBLE_ICMP,
-    OSPREY_PROBE_LOST_EVENTS,
-    OSPREY_DROPS_IGNORED,
-    OSPREY_TCP_RETRANSMITS,
-    OSPREY_TCP_RTT_SECONDS,
-    HUBBLE_TCP_FLAGS,
-    OSPREY_FLOW_BYTES,
-    OSPREY_FLOW_PACKETS,
-    OSPREY_FLOW_LOST_PACKETS,
-    OSPREY_FLOW_LOST_BYTES,
-    OSPREY_FLOW_SERIES,
-    OSPREY_FLOW_SERIES_EXPIRED,
-    OSPREY_FLOW_MAP_DRAINS,
-    OSPREY_FLOW_MAP_DRAIN_ERRORS,
-];
-
-pub const HUBBLE_DNS_QUERIES: MetricDesc = MetricDesc {
-    name: "hubble_dns_queries",
-    help: "DNS queries sent by client sockets",
-    unit: Some("{query}"),
-};
-
-pub const HUBBLE_DNS_RESPONSES: MetricDesc = MetricDesc {
-    name: "hubble_dns_responses",
-    help: "DNS responses received by client sockets",
-    unit: Some("{response}"),
-};
-
-pub const OSPREY_DNS_LATENCY_SECONDS: MetricDesc = MetricDesc {
-    name: "osprey_dns_latency_seconds",
-    help: "Time from a DNS query leaving the client socket to its answer arriving",
-    unit: Some("s"),
-};
-
-pub const OSPREY_DNS_UNANSWERED_QUERIES: MetricDesc = MetricDesc {
-    name: "osprey_dns_unanswered_queries",
-    help: "DNS queries with no answer within 10 s",
-    unit: Some("{query}"),
-};
-
-pub const OSPREY_DNS_MALFORMED_PACKETS: MetricDesc = MetricDesc {
-    name: "osprey_dns_malformed_packets",
-    help: "Packets to or from port 53 that are not DNS messages",
-    unit: Some("{packet}"),
-};
-
-pub const OSPREY_DNS_LOST_EVENTS: MetricDesc = MetricDesc {
-    name: "osprey_dns_lost_events",
-    help: "DNS events lost between the kernel ring buffer and the tracker",
-    unit: Some("{event}"),
-};
-
-/// Every DNS family.
-pub const DNS_FAMILIES: &[MetricDesc] = &[
-    HUBBLE_DNS_QUERIES,
-    HUBBLE_DNS_RESPONSES,
-    OSPREY_DNS_LATENCY_SECONDS,
-    OSPREY_DNS_UNANSWERED_QUERIES,
-    OSPREY_DNS_MALFORMED_PACKETS,
-    OSPREY_DNS_LOST_EVENTS,
-];
-
-pub const HTTP_SERVER_REQUEST_DURATION_SECONDS: MetricDesc = MetricDesc {
-    name: "http_server_request_duration_seconds",
-    help: "Duration of HTTP server requests, from the request's first segment entering the server socket to the response's first segment leaving it",
-    unit: Some("s"),
-};
-
-pub const HTTP_CLIENT_REQUEST_DURATION_SECONDS: MetricDesc = MetricDesc {
-    name: "http_client_request_duration_seconds",
-    help: "Duration of HTTP client requests, from the request's first segment leaving the client socket to the response's first segment entering it",
-    unit: Some("s"),
-};
-
-pub const HUBBLE_HTTP_REQUESTS: MetricDesc = MetricDesc {
-    name: "hubble_http_requests",
-    help: "HTTP requests, by method, protocol and reporter (the end that saw them)",
-    unit: Some("{request}"),
-};
-
-pub const HUBBLE_HTTP_RESPONSES: MetricDesc = MetricDesc {
-    name: "hubble_http_responses",
-    help: "HTTP responses, by the request's method, status and reporter",
-    unit: Some("{response}"),
-};
-
-pub const HUBBLE_HTTP_REQUEST_DURATION_SECONDS: MetricDesc = MetricDesc {
-    name: "hubble_http_request_duration_seconds",
-    help: "HTTP request duration (request start to response start), by method and reporter",
-    unit: Some("s"),
-};
-
-pub const OSPREY_HTTP_UNPARSED: MetricDesc = MetricDesc {
-    name: "osprey_http_unparsed",
-    help: "HTTP starts (or parts of them) not understood, by reason; none is attributed to another request",
-    unit: Some("{event}"),
-};
-
-pub const OSPREY_HTTP_UNANSWERED_REQUESTS: MetricDesc = MetricDesc {
-    name: "osprey_http_unanswered_requests",
-    help: "HTTP requests without a response within the answer timeout, or left when their connection's queue was full",
-    unit: Some("{request}"),
-};
-
-pub const OSPREY_HTTP_LOST_EVENTS: MetricDesc = MetricDesc {
-    name: "osprey_http_lost_events",
-    help: "HTTP ring buffer records too short to parse (a full ring is osprey_probe_lost_events_total{probe=\"http\"})",
-    unit: Some("{event}"),
-};
-
-pub const OSPREY_HTTP_SPANS_SENT: MetricDesc = MetricDesc {
-    name: "osprey_http_spans_sent",
-    help: "Spans of HTTP requests the OTLP endpoint accepted",
-    unit: Some("{span}"),
-};
-
-pub const OSPREY_HTTP_SPANS_DROPPED: MetricDesc = MetricDesc {
-    name: "osprey_http_spans_dropped",
-    help: "Spans of HTTP requests dropped, by reason (queue_full, rejected, unavailable)",
-    unit: Some("{span}"),
-};
-
-pub const OSPREY_HTTP_SPANS_RETRIES: MetricDesc = MetricDesc {
-    name: "osprey_http_spans_retries",
-    help: "Span batches sent again after a retryable failure",
-    unit: Some("{batch}"),
-};
-
-/// The HTTP families.
-pub const HTTP_FAMILIES: &[MetricDesc] = &[
-    HTTP_SERVER_REQUEST_DURATION_SECONDS,
-    HTTP_CLIENT_REQUEST_DURATION_SECONDS,
-    HUBBLE_HTTP_REQUESTS,
-    HUBBLE_HTTP_RESPONSES,
-    HUBBLE_HTTP_REQUEST_DURATION_SECONDS,
-    OSPREY_HTTP_UNPARSED,
-    OSPREY_HTTP_UNANSWERED_REQUESTS,
-    OSPREY_HTTP_LOST_EVENTS,
-    OSPREY_HTTP_SPANS_SENT,
-    OSPREY_HTTP_SPANS_DROPPED,
-    OSPREY_HTTP_SPANS_RETRIES,
-];
-
-pub const OSPREY_BPF_PROGRAM_INFO: MetricDesc = MetricDesc {
-    name: "osprey_bpf_program_info",
-    help: "Kernel programs loaded by this agent, with their kernel ids",
-    unit: None,
-};
-
-pub const OSPREY_BPF_PROGRAM_RUNS: MetricDesc = MetricDesc {
-    name: "osprey_bpf_program_runs",
-    help: "Runs of each kernel program (counted while kernel BPF stats are enabled)",
-    unit: Some("{run}"),
-};
-
-pub const OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS: MetricDesc = MetricDesc {
-    name: "osprey_bpf_program_run_time_nanoseconds",
-    help: "Time spent in each kernel program, from the kernel's own statistics",
-    unit: Some("ns"),
-};
-
-/// The agent's metrics about itself.
-pub const AGENT_FAMILIES: &[MetricDesc] = &[
-    OSPREY_BPF_PROGRAM_INFO,
-    OSPREY_BPF_PROGRAM_RUNS,
-    OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS,
-];
+    /// Whether this pattern generates `name`: the prefix, as many non-empty
+    /// `_`-separated parts as it takes (a part may hold `_` itself), the
+    /// suffix.
+    pub fn generates(&self, name: &str) -> bool {
+        let Some(middle) = name
+            .strip_prefix(self.prefix)
+            .and_then(|n| n.strip_suffix(self.suffix))
+        else {
+            return false;
+        };
+        !middle.starts_with('_')
+            && !middle.ends_with('_')
+            && middle.split('_').filter(|p| !p.is_empty()).count() >= self.parts().max(1)
+    }
+}
 
 /// Every list of the catalogue.
-pub const CATALOGUE: &[&[MetricDesc]] =
-    &[FLOW_FAMILIES, DNS_FAMILIES, HTTP_FAMILIES, AGENT_FAMILIES];
+pub const CATALOGUE: &[&[MetricDesc]] = &[
+    FLOW_FAMILIES,
+    DNS_FAMILIES,
+    HTTP_FAMILIES,
+    NODE_FAMILIES,
+    CONTAINER_FAMILIES,
+    AGENT_FAMILIES,
+];
 
-/// The catalogue's description of the family named `name`: its bare name, or
-/// the name as exposed (a counter's carries `_total`, as the OTLP rendering's
-/// names do).
-pub fn describe(name: &str) -> Option<&'static MetricDesc> {
-    let find = |n: &str| {
+/// Every list of generated families.
+pub const PATTERNS: &[&[MetricPattern]] = &[NODE_PATTERNS];
+
+/// What the catalogue says of an exposed name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Description {
+    /// The name is this family's.
+    Family(&'static MetricDesc),
+    /// The name is generated through this pattern.
+    Generated(&'static MetricPattern),
+}
+
+impl Description {
+    pub fn unit(&self) -> Option<&'static str> {
+        match self {
+            Self::Family(d) => d.unit,
+            Self::Generated(p) => p.unit,
+        }
+    }
+}
+
+/// The catalogue's description of the family named `name` (its bare name, or
+/// the name as exposed: a counter's carries `_total`, as the OTLP
+/// rendering's names do): the family of that name, else the pattern that
+/// generates it (the most specific, when several do: the longest prefix and
+/// suffix).
+pub fn describe(name: &str) -> Option<Description> {
+    let bare = name.strip_suffix("_total");
+    let names = || std::iter::once(name).chain(bare);
+    let family = |n: &str| {
         CATALOGUE
             .iter()
             .flat_map(|l| l.iter())
             .find(|d| d.name == n)
     };
-    find(name).or_else(|| find(name.strip_suffix("_total")?))
+    let pattern = |n: &str| {
+        PATTERNS
+            .iter()
+            .flat_map(|l| l.iter())
+            .filter(|p| p.generates(n))
+            .max_by_key(|p| p.prefix.len() + p.suffix.len())
+    };
+    names()
+        .find_map(family)
+        .map(Description::Family)
+        .or_else(|| names().find_map(pattern).map(Description::Generated))
 }
 
 /// The UCUM unit of the family named `name` (bare or exposed), if the
-/// catalogue has the family and gives it a unit.
+/// catalogue has the family (or its pattern) and gives it a unit.
 pub fn unit_of(name: &str) -> Option<&'static str> {
-    describe(name)?.unit
+    describe(name)?.unit()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn families() -> impl Iterator<Item = &'static MetricDesc> {
+        CATALOGUE.iter().flat_map(|l| l.iter())
+    }
+
+    fn patterns() -> impl Iterator<Item = &'static MetricPattern> {
+        PATTERNS.iter().flat_map(|l| l.iter())
+    }
+
     #[test]
     fn names_are_unique_and_bare() {
-        let all: Vec<_> = CATALOGUE.iter().flat_map(|l| l.iter()).collect();
+        let all: Vec<_> = families().collect();
         let mut names: Vec<_> = all.iter().map(|d| d.name).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), all.len());
         assert!(names.iter().all(|n| !n.ends_with("_total")));
+        // A pattern generates no constant family's name: a name is
+        // described one way.
+        for d in families() {
+            assert!(!patterns().any(|p| p.generates(d.name)), "{}", d.name);
+        }
     }
 
     #[test]
@@ -364,28 +255,109 @@ mod tests {
             unit_of("osprey_bpf_program_run_time_nanoseconds_total"),
             Some("ns")
         );
+        assert_eq!(unit_of("node_cpu_seconds_total"), Some("s"));
+        assert_eq!(unit_of("container_memory_rss"), Some("By"));
+        assert_eq!(unit_of("osprey_otlp_queue_bytes"), Some("By"));
         // In the catalogue without a unit; not in the catalogue.
         assert_eq!(unit_of("osprey_bpf_program_info"), None);
-        assert!(describe("osprey_bpf_program_info").is_some());
-        assert_eq!(unit_of("node_cpu_seconds_total"), None);
+        assert_eq!(
+            describe("osprey_bpf_program_info"),
+            Some(Description::Family(&OSPREY_BPF_PROGRAM_INFO))
+        );
+        assert_eq!(unit_of("requests_total"), None);
+        assert_eq!(describe("requests_total"), None);
         assert_eq!(unit_of("_total"), None);
     }
 
+    /// A generated name is found through its pattern: the most specific
+    /// one, when several generate it.
+    #[test]
+    fn generated_names_are_found_through_their_patterns() {
+        assert_eq!(unit_of("node_memory_MemTotal_bytes"), Some("By"));
+        assert_eq!(
+            describe("node_memory_Active_anon_bytes"),
+            Some(Description::Generated(&NODE_MEMORY))
+        );
+        assert_eq!(
+            describe("node_netstat_Tcp_ActiveOpens"),
+            Some(Description::Generated(&NODE_NETSTAT))
+        );
+        assert_eq!(unit_of("node_netstat_Tcp_ActiveOpens"), None);
+        assert_eq!(
+            describe("node_sockstat_TCP_inuse"),
+            Some(Description::Generated(&NODE_SOCKSTAT))
+        );
+        assert_eq!(
+            describe("node_sockstat_TCP_mem_bytes"),
+            Some(Description::Generated(&NODE_SOCKSTAT_MEM_BYTES))
+        );
+        assert_eq!(unit_of("node_sockstat_TCP_mem_bytes"), Some("By"));
+        for name in [
+            "node_memory__bytes",
+            "node_memory_bytes",
+            "node_netstat_Tcp",
+            "node_netstat_Tcp_",
+            "node_sockstat_",
+        ] {
+            assert_eq!(describe(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn patterns_build_node_exporter_names_and_help() {
+        assert_eq!(NODE_NETSTAT.parts(), 2);
+        assert_eq!(
+            NODE_NETSTAT.name(&["Tcp", "ActiveOpens"]),
+            "node_netstat_Tcp_ActiveOpens"
+        );
+        assert_eq!(
+            NODE_NETSTAT.help(&["Tcp", "ActiveOpens"]),
+            "Statistic TcpActiveOpens."
+        );
+        assert_eq!(
+            NODE_MEMORY.name(&["MemTotal"]),
+            "node_memory_MemTotal_bytes"
+        );
+        assert_eq!(
+            NODE_MEMORY.help(&["MemTotal"]),
+            "Memory information field MemTotal_bytes."
+        );
+        assert_eq!(
+            NODE_SOCKSTAT.help(&["sockets", "used"]),
+            "Number of sockets_used sockets in state."
+        );
+        assert_eq!(
+            NODE_SOCKSTAT_MEM_BYTES.name(&["TCP"]),
+            "node_sockstat_TCP_mem_bytes"
+        );
+        assert_eq!(
+            NODE_SOCKSTAT_MEM_BYTES.help(&["TCP"]),
+            "Number of TCP_mem_bytes sockets in state."
+        );
+        for p in patterns() {
+            let parts = vec!["A_b"; p.parts()];
+            let name = p.name(&parts);
+            assert_eq!(describe(&name), Some(Description::Generated(p)), "{name}");
+        }
+    }
+
     /// A seconds family's unit is seconds, a bytes family's bytes: the unit
-    /// agrees with the suffix dashboards read.
+    /// agrees with the suffix dashboards read, for generated names too.
     #[test]
     fn units_agree_with_name_suffixes() {
-        for d in CATALOGUE.iter().flat_map(|l| l.iter()) {
-            let want = if d.name.ends_with("_seconds") {
+        let named = families().map(|d| (d.name, d.unit));
+        let generated = patterns().map(|p| (p.suffix, p.unit));
+        for (name, unit) in named.chain(generated) {
+            let want = if name.ends_with("_seconds") {
                 Some("s")
-            } else if d.name.ends_with("_nanoseconds") {
+            } else if name.ends_with("_nanoseconds") {
                 Some("ns")
-            } else if d.name.ends_with("_bytes") {
+            } else if name.ends_with("_bytes") {
                 Some("By")
             } else {
                 continue;
             };
-            assert_eq!(d.unit, want, "{}", d.name);
+            assert_eq!(unit, want, "{name}");
         }
     }
 }

@@ -5,8 +5,9 @@
 //!   the `overflow` fold, and idle expiry.
 //! - [`record`] and [`event`]: the flow records and resource events the
 //!   agent streams, as wire types the agent, the CLI and the collector share.
-//! - [`catalogue`]: the families' names, help and units, through which the
-//!   agent registers them; [`labels`]: their typed label sets.
+//! - [`catalogue`]: the name, help and unit of every family the agent
+//!   exposes (flows, DNS, HTTP, node-exporter's, cAdvisor's, its own), through
+//!   which it registers and encodes them; [`labels`]: their typed label sets.
 //! - [`exemplar`]: trace-carrying counters and histograms.
 //! - [`otlp`]: the registry that `/metrics` encodes, rendered as OTLP metrics
 //!   (exemplars included) from the same snapshot.

@@ -367,14 +367,33 @@ mod tests {
         );
     }
 
-    /// Units come from the catalogue, for OTLP only: the exposition is unchanged.
+    /// Units come from the catalogue, for OTLP only: the exposition is
+    /// unchanged. Node and cgroup families have theirs, and a generated
+    /// node-exporter name its pattern's.
     #[test]
     fn catalogue_families_carry_their_units() {
-        use crate::catalogue::{OSPREY_FLOW_BYTES, OSPREY_TCP_RTT_SECONDS};
+        use crate::catalogue::{
+            CONTAINER_MEMORY_RSS, NODE_CPU_SECONDS, NODE_MEMORY, NODE_NETSTAT, OSPREY_FLOW_BYTES,
+            OSPREY_TCP_RTT_SECONDS,
+        };
         let mut registry = Registry::default();
         OSPREY_FLOW_BYTES.register(&mut registry, Counter::<u64>::default());
         let rtt = prometheus_client::metrics::histogram::Histogram::new([0.1]);
         OSPREY_TCP_RTT_SECONDS.register(&mut registry, rtt);
+        NODE_CPU_SECONDS.register(&mut registry, Counter::<u64>::default());
+        CONTAINER_MEMORY_RSS.register(&mut registry, PGauge::<i64>::default());
+        let memory = ["MemTotal"];
+        registry.register(
+            NODE_MEMORY.name(&memory),
+            NODE_MEMORY.help(&memory),
+            PGauge::<i64>::default(),
+        );
+        let netstat = ["Tcp", "ActiveOpens"];
+        registry.register(
+            NODE_NETSTAT.name(&netstat),
+            NODE_NETSTAT.help(&netstat),
+            PGauge::<i64>::default(),
+        );
         registry.register("requests", "Requests", Counter::<u64>::default());
         let metrics = render(&registry, UNIX_EPOCH, UNIX_EPOCH).unwrap();
         let units: Vec<_> = metrics.iter().map(|m| (&*m.name, &*m.unit)).collect();
@@ -383,12 +402,21 @@ mod tests {
             [
                 ("osprey_flow_bytes_total", "By"),
                 ("osprey_tcp_rtt_seconds", "s"),
+                ("node_cpu_seconds_total", "s"),
+                ("container_memory_rss", "By"),
+                ("node_memory_MemTotal_bytes", "By"),
+                // A pattern without a unit: none.
+                ("node_netstat_Tcp_ActiveOpens", ""),
                 ("requests_total", "")
             ]
         );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(!text.contains("# UNIT"), "{text}");
+        assert!(
+            text.contains("# HELP node_netstat_Tcp_ActiveOpens Statistic TcpActiveOpens."),
+            "{text}"
+        );
     }
 
     #[test]

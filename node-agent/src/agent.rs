@@ -9,7 +9,10 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use osprey_abi::{DnsEvent, HttpEvent, OomEvent};
-use osprey_model::{BudgetMetrics, SeriesBudget};
+use osprey_model::{
+    BudgetMetrics, SeriesBudget,
+    catalogue::{OSPREY_FLOW_BYTES, OSPREY_OOM_EVENTS_MALFORMED},
+};
 
 use crate::{
     cgroup, config,
@@ -125,7 +128,11 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     let mut flow_series = FlowSeries::new(
         flow_metrics.clone(),
         ttl,
-        SeriesBudget::new("osprey_flow_bytes", config.series_budget, &budget_metrics),
+        SeriesBudget::new(
+            OSPREY_FLOW_BYTES.name,
+            config.series_budget,
+            &budget_metrics,
+        ),
     )
     .with_ports(ports.clone());
     let mut handlers = Handlers::default()
@@ -177,11 +184,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     registry.register_collector(Box::new(resources::node::NodeCollector));
     let event_hub = events::hub(config.observe_buffer, &mut registry);
     let oom_malformed = prometheus_client::metrics::counter::Counter::default();
-    registry.register(
-        "osprey_oom_events_malformed",
-        "OOM ring buffer records too short to be an OomEvent",
-        oom_malformed.clone(),
-    );
+    OSPREY_OOM_EVENTS_MALFORMED.register(&mut registry, oom_malformed.clone());
     if config.cgroup_metrics_limit > 0 {
         match resources::cgroupfs::Layout::detect() {
             Some(layout) => {

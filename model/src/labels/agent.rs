@@ -1,4 +1,5 @@
-//! Label sets of the agent's metrics about itself (`osprey_bpf_program_*`).
+//! Label sets of the agent's metrics about itself: its kernel programs, its
+//! series budgets, and the reasons its exporters retry or drop.
 
 use prometheus_client::encoding::EncodeLabelSet;
 
@@ -15,4 +16,21 @@ pub struct ProgramLabels {
 pub struct ProgramInfoLabels {
     pub program: String,
     pub id: u32,
+}
+
+/// `osprey_metric_series_folded_total`: the family whose series budget
+/// folded a new series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FoldedLabels {
+    pub metric: &'static str,
+}
+
+/// `osprey_otlp_retries_total`, `osprey_otlp_dropped_batches_total`,
+/// `osprey_otlp_dropped_data_points_total` and
+/// `osprey_http_spans_dropped_total`: why an export was retried or dropped
+/// (`queue_full`, `rejected`, `timeout`, …; each family's help lists its
+/// reasons).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ExportReasonLabels {
+    pub reason: &'static str,
 }

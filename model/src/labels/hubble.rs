@@ -2,7 +2,11 @@
 //! have them: the context labels (`source` / `destination`, present only when
 //! context options are configured) first, then the family's own.
 
-use prometheus_client::encoding::{EncodeLabel, LabelSetEncoder};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{
+    EncodeLabel, EncodeLabelSet, EncodeLabelValue, LabelSetEncoder, LabelValueEncoder,
+};
 
 use super::flow::Protocol;
 
@@ -86,6 +90,33 @@ pub struct TcpFlagLabels {
     pub family: &'static str,
 }
 labels_with_context!(TcpFlagLabels { flag => "flag", family => "family" });
+
+/// Where `hubble_lost_events_total` counts its losses, by Hubble's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LostEventsSource {
+    /// In the kernel: a full map or ring buffer.
+    PerfEventRingBuffer,
+    /// In the channel from a ring buffer's reader to its tracker.
+    ObserverEventsQueue,
+    /// Records a live follower missed because it fell behind.
+    HubbleRingBuffer,
+}
+
+impl EncodeLabelValue for LostEventsSource {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            Self::PerfEventRingBuffer => "perf_event_ring_buffer",
+            Self::ObserverEventsQueue => "observer_events_queue",
+            Self::HubbleRingBuffer => "hubble_ring_buffer",
+        })
+    }
+}
+
+/// `hubble_lost_events_total`: where the events were lost.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LostEventsLabels {
+    pub source: LostEventsSource,
+}
 
 #[cfg(test)]
 mod tests {

@@ -9,18 +9,27 @@
 //!   (`source` / `destination`) their context options configure.
 //! - [`dns`]: Hubble's DNS families and the DNS latency histogram.
 //! - [`http`]: the HTTP request families and their trace exemplars.
+//! - [`node`]: node-exporter's families (per CPU, device, filesystem).
+//! - [`container`]: cAdvisor's per-cgroup families, led by the kubelet's
+//!   cgroup labels, and the resource probes' losses.
 //! - [`agent`]: the agent's metrics about itself.
 //!
 //! These are pure label types: building them from what the agent observes
-//! (kernel keys, enriched flows, pods) is the agent's business.
+//! (kernel keys, enriched flows, pods, cgroups) is the agent's business.
 
 pub mod agent;
+pub mod container;
 pub mod dns;
 pub mod flow;
 pub mod http;
 pub mod hubble;
+pub mod node;
 
-pub use agent::{ProgramInfoLabels, ProgramLabels};
+pub use agent::{ExportReasonLabels, FoldedLabels, ProgramInfoLabels, ProgramLabels};
+pub use container::{
+    CgroupDeviceLabels, CgroupLabels, ContainerLabels, InterfaceLabels, PodLabels,
+    ResourceLossLabels, ResourceLossReason,
+};
 pub use dns::{DnsLabels, RcodeLabels};
 pub use flow::{
     ConnLabels, Direction, DropLabels, FlowLabels, LossLabels, LossReason, ProbeLabels, Protocol,
@@ -31,5 +40,7 @@ pub use http::{
     HubbleHttpResponseLabels, Reporter, TraceExemplar, TraceLabel, UnparsedLabels,
 };
 pub use hubble::{
-    ContextLabels, FlowsProcessedLabels, HubbleDropLabels, IcmpLabels, TcpFlagLabels,
+    ContextLabels, FlowsProcessedLabels, HubbleDropLabels, IcmpLabels, LostEventsLabels,
+    LostEventsSource, TcpFlagLabels,
 };
+pub use node::{CpuLabels, DeviceLabels, FilesystemLabels};

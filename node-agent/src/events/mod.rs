@@ -12,7 +12,6 @@ pub fn hub(capacity: usize, registry: &mut prometheus_client::registry::Registry
     EventHub::with_lost_metric(
         capacity,
         registry,
-        "osprey_events_lost_records",
-        "Resource events a live follower (events --follow) missed because it fell behind",
+        &osprey_model::catalogue::OSPREY_EVENTS_LOST_RECORDS,
     )
 }

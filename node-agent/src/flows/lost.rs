@@ -8,7 +8,10 @@
 //! - `hubble_ring_buffer`: flow records a live follower (`observe --follow`,
 //!   the flow log) missed because it fell behind.
 
-use osprey_model::labels::{LossLabels, LossReason, ProbeLabels};
+use osprey_model::{
+    catalogue::HUBBLE_LOST_EVENTS,
+    labels::{LossLabels, LossReason, LostEventsLabels, LostEventsSource, ProbeLabels},
+};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, NoLabelSet},
@@ -45,19 +48,14 @@ impl HubbleLostEvents {
 
 impl Collector for HubbleLostEvents {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut family = encoder.encode_descriptor(
-            "hubble_lost_events",
-            "Flow events lost (kernel maps and ring buffers, event queue, live followers)",
-            None,
-            MetricType::Counter,
-        )?;
+        let mut family = HUBBLE_LOST_EVENTS.encode_descriptor(&mut encoder, MetricType::Counter)?;
         for (source, value) in [
-            ("perf_event_ring_buffer", self.kernel()),
-            ("observer_events_queue", self.dns_queue.get()),
-            ("hubble_ring_buffer", self.followers.get()),
+            (LostEventsSource::PerfEventRingBuffer, self.kernel()),
+            (LostEventsSource::ObserverEventsQueue, self.dns_queue.get()),
+            (LostEventsSource::HubbleRingBuffer, self.followers.get()),
         ] {
             family
-                .encode_family(&[("source", source)])?
+                .encode_family(&LostEventsLabels { source })?
                 .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
         }
         Ok(())

@@ -17,11 +17,11 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status},
 };
-use osprey_model::catalogue::{
-    OSPREY_HTTP_SPANS_DROPPED, OSPREY_HTTP_SPANS_RETRIES, OSPREY_HTTP_SPANS_SENT,
+use osprey_model::{
+    catalogue::{OSPREY_HTTP_SPANS_DROPPED, OSPREY_HTTP_SPANS_RETRIES, OSPREY_HTTP_SPANS_SENT},
+    labels::ExportReasonLabels,
 };
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
@@ -52,15 +52,10 @@ pub enum HttpSpans {
     All,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
 #[derive(Clone, Default)]
 pub struct SpanMetrics {
     sent: Counter,
-    dropped: Family<ReasonLabels, Counter>,
+    dropped: Family<ExportReasonLabels, Counter>,
     retries: Counter,
 }
 
@@ -78,7 +73,7 @@ impl SpanMetrics {
             return;
         }
         self.dropped
-            .get_or_create(&ReasonLabels { reason })
+            .get_or_create(&ExportReasonLabels { reason })
             .inc_by(n as u64);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::{io::Write, path::PathBuf};
 
+use osprey_model::catalogue::OSPREY_FLOW_LOG_WRITE_ERRORS;
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{info, warn};
@@ -19,11 +20,7 @@ pub struct FlowLogMetrics {
 impl FlowLogMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register(
-            "osprey_flow_log_write_errors",
-            "Flow records the flow log (flow_log) could not write: each is lost to the log",
-            m.write_errors.clone(),
-        );
+        OSPREY_FLOW_LOG_WRITE_ERRORS.register(registry, m.write_errors.clone());
         m
     }
 }

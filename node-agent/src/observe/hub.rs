@@ -8,6 +8,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use osprey_model::catalogue::{MetricDesc, OSPREY_OBSERVE_LOST_RECORDS};
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use tokio::sync::broadcast;
 
@@ -36,24 +37,19 @@ impl<T> Clone for Hub<T> {
 
 impl FlowHub {
     pub fn new(capacity: usize, registry: &mut Registry) -> Self {
-        Self::with_lost_metric(
-            capacity,
-            registry,
-            "osprey_observe_lost_records",
-            "Flow records a live follower (observe --follow, flow log) missed because it fell behind",
-        )
+        Self::with_lost_metric(capacity, registry, &OSPREY_OBSERVE_LOST_RECORDS)
     }
 }
 
 impl<T> Hub<T> {
+    /// A hub whose followers' losses are counted as the family `lost_metric`.
     pub fn with_lost_metric(
         capacity: usize,
         registry: &mut Registry,
-        name: &str,
-        help: &str,
+        lost_metric: &MetricDesc,
     ) -> Self {
         let lost = Counter::default();
-        registry.register(name, help, lost.clone());
+        lost_metric.register(registry, lost.clone());
         Self {
             recent: Arc::new(Mutex::new(VecDeque::with_capacity(capacity))),
             capacity,

@@ -11,6 +11,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
     runtime::{WatchStreamExt, watcher},
 };
+use osprey_model::catalogue::{OSPREY_KUBERNETES_PODS, OSPREY_KUBERNETES_WATCH_ERRORS};
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
     registry::Registry,
@@ -43,16 +44,8 @@ pub struct PodMetrics {
 impl PodMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register(
-            "osprey_kubernetes_pods",
-            "Pods known from the Kubernetes API (this node's, or the cluster's: see pod_scope)",
-            m.pods.clone(),
-        );
-        registry.register(
-            "osprey_kubernetes_watch_errors",
-            "Errors of the pod watch (each is retried with backoff; pods keep their last known identity meanwhile)",
-            m.errors.clone(),
-        );
+        OSPREY_KUBERNETES_PODS.register(registry, m.pods.clone());
+        OSPREY_KUBERNETES_WATCH_ERRORS.register(registry, m.errors.clone());
         m
     }
 }

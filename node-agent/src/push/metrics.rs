@@ -1,21 +1,23 @@
 //! `osprey_otlp_*`: what the push exporter sent, retried and dropped.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use osprey_model::{
+    catalogue::{
+        OSPREY_OTLP_DROPPED_BATCHES, OSPREY_OTLP_DROPPED_DATA_POINTS, OSPREY_OTLP_QUEUE_BATCHES,
+        OSPREY_OTLP_QUEUE_BYTES, OSPREY_OTLP_RETRIES, OSPREY_OTLP_SENT_BATCHES,
+        OSPREY_OTLP_SENT_DATA_POINTS,
+    },
+    labels::ExportReasonLabels,
+};
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
 use prometheus_client::registry::Registry;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
 
 #[derive(Clone, Default)]
 pub struct PushMetrics {
     batches: Counter,
     points: Counter,
-    retries: Family<ReasonLabels, Counter>,
-    dropped_batches: Family<ReasonLabels, Counter>,
-    dropped_points: Family<ReasonLabels, Counter>,
+    retries: Family<ExportReasonLabels, Counter>,
+    dropped_batches: Family<ExportReasonLabels, Counter>,
+    dropped_points: Family<ExportReasonLabels, Counter>,
     queue_batches: Gauge,
     queue_bytes: Gauge,
 }
@@ -23,37 +25,13 @@ pub struct PushMetrics {
 impl PushMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register(
-            "osprey_otlp_sent_batches",
-            "OTLP export requests the endpoint accepted",
-            m.batches.clone(),
-        );
-        registry.register(
-            "osprey_otlp_sent_data_points",
-            "Data points the OTLP endpoint accepted",
-            m.points.clone(),
-        );
-        registry.register(
-            "osprey_otlp_retries",
-            "OTLP export attempts retried, by reason (connection, timeout, unavailable, 429, 5xx)",
-            m.retries.clone(),
-        );
-        registry.register("osprey_otlp_dropped_batches", "OTLP export requests dropped, by reason (queue_full, rejected, partial_success, shutdown)", m.dropped_batches.clone());
-        registry.register(
-            "osprey_otlp_dropped_data_points",
-            "Data points dropped, by reason (as osprey_otlp_dropped_batches)",
-            m.dropped_points.clone(),
-        );
-        registry.register(
-            "osprey_otlp_queue_batches",
-            "OTLP export requests waiting to be sent",
-            m.queue_batches.clone(),
-        );
-        registry.register(
-            "osprey_otlp_queue_bytes",
-            "Bytes of OTLP export requests waiting to be sent",
-            m.queue_bytes.clone(),
-        );
+        OSPREY_OTLP_SENT_BATCHES.register(registry, m.batches.clone());
+        OSPREY_OTLP_SENT_DATA_POINTS.register(registry, m.points.clone());
+        OSPREY_OTLP_RETRIES.register(registry, m.retries.clone());
+        OSPREY_OTLP_DROPPED_BATCHES.register(registry, m.dropped_batches.clone());
+        OSPREY_OTLP_DROPPED_DATA_POINTS.register(registry, m.dropped_points.clone());
+        OSPREY_OTLP_QUEUE_BATCHES.register(registry, m.queue_batches.clone());
+        OSPREY_OTLP_QUEUE_BYTES.register(registry, m.queue_bytes.clone());
         m
     }
 
@@ -62,7 +40,7 @@ impl PushMetrics {
         self.points.inc_by(points);
         if rejected > 0 {
             self.dropped_points
-                .get_or_create(&ReasonLabels {
+                .get_or_create(&ExportReasonLabels {
                     reason: "partial_success",
                 })
                 .inc_by(rejected);
@@ -70,15 +48,17 @@ impl PushMetrics {
     }
 
     pub fn retried(&self, reason: &'static str) {
-        self.retries.get_or_create(&ReasonLabels { reason }).inc();
+        self.retries
+            .get_or_create(&ExportReasonLabels { reason })
+            .inc();
     }
 
     pub fn dropped(&self, points: u64, reason: &'static str) {
         self.dropped_batches
-            .get_or_create(&ReasonLabels { reason })
+            .get_or_create(&ExportReasonLabels { reason })
             .inc();
         self.dropped_points
-            .get_or_create(&ReasonLabels { reason })
+            .get_or_create(&ExportReasonLabels { reason })
             .inc_by(points);
     }
 

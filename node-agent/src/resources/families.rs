@@ -1,6 +1,7 @@
-//! cAdvisor's per-cgroup metric families: name, help, type and where each
-//! takes its value from.
+//! cAdvisor's per-cgroup metric families: the catalogue's description of
+//! each, its type and where it takes its value from.
 
+use osprey_model::catalogue::*;
 use prometheus_client::metrics::MetricType;
 
 use super::{
@@ -10,119 +11,80 @@ use super::{
 
 type Getter = fn(&CgroupStats) -> Option<f64>;
 
-/// (name, help, type, value): cAdvisor's families.
-pub(super) const FAMILIES: &[(&str, &str, MetricType, Getter)] = &[
+/// (family, type, value): cAdvisor's families.
+pub(super) const FAMILIES: &[(&MetricDesc, MetricType, Getter)] = &[
+    (&CONTAINER_CPU_USAGE_SECONDS, MetricType::Counter, |s| {
+        s.cpu_usage_seconds
+    }),
+    (&CONTAINER_CPU_USER_SECONDS, MetricType::Counter, |s| {
+        s.cpu_user_seconds
+    }),
+    (&CONTAINER_CPU_SYSTEM_SECONDS, MetricType::Counter, |s| {
+        s.cpu_system_seconds
+    }),
+    (&CONTAINER_CPU_CFS_PERIODS, MetricType::Counter, |s| {
+        s.cfs_periods.map(|v| v as f64)
+    }),
     (
-        "container_cpu_usage_seconds",
-        "Cumulative cpu time consumed",
-        MetricType::Counter,
-        |s| s.cpu_usage_seconds,
-    ),
-    (
-        "container_cpu_user_seconds",
-        "Cumulative user cpu time consumed",
-        MetricType::Counter,
-        |s| s.cpu_user_seconds,
-    ),
-    (
-        "container_cpu_system_seconds",
-        "Cumulative system cpu time consumed",
-        MetricType::Counter,
-        |s| s.cpu_system_seconds,
-    ),
-    (
-        "container_cpu_cfs_periods",
-        "Number of elapsed enforcement period intervals",
-        MetricType::Counter,
-        |s| s.cfs_periods.map(|v| v as f64),
-    ),
-    (
-        "container_cpu_cfs_throttled_periods",
-        "Number of throttled period intervals",
+        &CONTAINER_CPU_CFS_THROTTLED_PERIODS,
         MetricType::Counter,
         |s| s.cfs_throttled_periods.map(|v| v as f64),
     ),
     (
-        "container_cpu_cfs_throttled_seconds",
-        "Total time duration the container has been throttled",
+        &CONTAINER_CPU_CFS_THROTTLED_SECONDS,
         MetricType::Counter,
         |s| s.cfs_throttled_seconds,
     ),
+    (&CONTAINER_MEMORY_USAGE_BYTES, MetricType::Gauge, |s| {
+        s.memory_usage_bytes.map(|v| v as f64)
+    }),
     (
-        "container_memory_usage_bytes",
-        "Current memory usage in bytes, including all memory regardless of when it was accessed",
-        MetricType::Gauge,
-        |s| s.memory_usage_bytes.map(|v| v as f64),
-    ),
-    (
-        "container_memory_working_set_bytes",
-        "Current working set in bytes",
+        &CONTAINER_MEMORY_WORKING_SET_BYTES,
         MetricType::Gauge,
         |s| s.memory_working_set_bytes.map(|v| v as f64),
     ),
+    (&CONTAINER_MEMORY_RSS, MetricType::Gauge, |s| {
+        s.memory_rss_bytes.map(|v| v as f64)
+    }),
+    (&CONTAINER_MEMORY_CACHE, MetricType::Gauge, |s| {
+        s.memory_cache_bytes.map(|v| v as f64)
+    }),
+    (&CONTAINER_SPEC_MEMORY_LIMIT_BYTES, MetricType::Gauge, |s| {
+        s.memory_limit_bytes.map(|v| v as f64)
+    }),
+    (&CONTAINER_PROCESSES, MetricType::Gauge, |s| {
+        s.processes.map(|v| v as f64)
+    }),
+    (&CONTAINER_THREADS, MetricType::Gauge, |s| {
+        s.threads.map(|v| v as f64)
+    }),
     (
-        "container_memory_rss",
-        "Size of RSS in bytes",
-        MetricType::Gauge,
-        |s| s.memory_rss_bytes.map(|v| v as f64),
-    ),
-    (
-        "container_memory_cache",
-        "Number of bytes of page cache memory",
-        MetricType::Gauge,
-        |s| s.memory_cache_bytes.map(|v| v as f64),
-    ),
-    (
-        "container_spec_memory_limit_bytes",
-        "Memory limit for the container",
-        MetricType::Gauge,
-        |s| s.memory_limit_bytes.map(|v| v as f64),
-    ),
-    (
-        "container_processes",
-        "Number of processes running inside the container",
-        MetricType::Gauge,
-        |s| s.processes.map(|v| v as f64),
-    ),
-    (
-        "container_threads",
-        "Number of threads running inside the container",
-        MetricType::Gauge,
-        |s| s.threads.map(|v| v as f64),
-    ),
-    (
-        "container_pressure_cpu_waiting_seconds",
-        "Total time duration tasks in the container have waited due to CPU congestion",
+        &CONTAINER_PRESSURE_CPU_WAITING_SECONDS,
         MetricType::Counter,
         |s| s.pressure.cpu.map(|p| p.0),
     ),
     (
-        "container_pressure_cpu_stalled_seconds",
-        "Total time duration no tasks in the container could make progress due to CPU congestion",
+        &CONTAINER_PRESSURE_CPU_STALLED_SECONDS,
         MetricType::Counter,
         |s| s.pressure.cpu.and_then(|p| p.1),
     ),
     (
-        "container_pressure_memory_waiting_seconds",
-        "Total time duration tasks in the container have waited due to memory congestion",
+        &CONTAINER_PRESSURE_MEMORY_WAITING_SECONDS,
         MetricType::Counter,
         |s| s.pressure.memory.map(|p| p.0),
     ),
     (
-        "container_pressure_memory_stalled_seconds",
-        "Total time duration no tasks in the container could make progress due to memory congestion",
+        &CONTAINER_PRESSURE_MEMORY_STALLED_SECONDS,
         MetricType::Counter,
         |s| s.pressure.memory.and_then(|p| p.1),
     ),
     (
-        "container_pressure_io_waiting_seconds",
-        "Total time duration tasks in the container have waited due to IO congestion",
+        &CONTAINER_PRESSURE_IO_WAITING_SECONDS,
         MetricType::Counter,
         |s| s.pressure.io.map(|p| p.0),
     ),
     (
-        "container_pressure_io_stalled_seconds",
-        "Total time duration no tasks in the container could make progress due to IO congestion",
+        &CONTAINER_PRESSURE_IO_STALLED_SECONDS,
         MetricType::Counter,
         |s| s.pressure.io.and_then(|p| p.1),
     ),
@@ -131,71 +93,25 @@ pub(super) const FAMILIES: &[(&str, &str, MetricType, Getter)] = &[
 type NetGetter = fn(&NetDev) -> u64;
 
 /// cAdvisor's per-interface network families.
-pub(super) const NETWORK: &[(&str, &str, NetGetter)] = &[
-    (
-        "container_network_receive_bytes",
-        "Cumulative count of bytes received",
-        |n| n.rx_bytes,
-    ),
-    (
-        "container_network_receive_packets",
-        "Cumulative count of packets received",
-        |n| n.rx_packets,
-    ),
-    (
-        "container_network_receive_packets_dropped",
-        "Cumulative count of packets dropped while receiving",
-        |n| n.rx_dropped,
-    ),
-    (
-        "container_network_receive_errors",
-        "Cumulative count of errors encountered while receiving",
-        |n| n.rx_errors,
-    ),
-    (
-        "container_network_transmit_bytes",
-        "Cumulative count of bytes transmitted",
-        |n| n.tx_bytes,
-    ),
-    (
-        "container_network_transmit_packets",
-        "Cumulative count of packets transmitted",
-        |n| n.tx_packets,
-    ),
-    (
-        "container_network_transmit_packets_dropped",
-        "Cumulative count of packets dropped while transmitting",
-        |n| n.tx_dropped,
-    ),
-    (
-        "container_network_transmit_errors",
-        "Cumulative count of errors encountered while transmitting",
-        |n| n.tx_errors,
-    ),
+pub(super) const NETWORK: &[(&MetricDesc, NetGetter)] = &[
+    (&CONTAINER_NETWORK_RECEIVE_BYTES, |n| n.rx_bytes),
+    (&CONTAINER_NETWORK_RECEIVE_PACKETS, |n| n.rx_packets),
+    (&CONTAINER_NETWORK_RECEIVE_PACKETS_DROPPED, |n| n.rx_dropped),
+    (&CONTAINER_NETWORK_RECEIVE_ERRORS, |n| n.rx_errors),
+    (&CONTAINER_NETWORK_TRANSMIT_BYTES, |n| n.tx_bytes),
+    (&CONTAINER_NETWORK_TRANSMIT_PACKETS, |n| n.tx_packets),
+    (&CONTAINER_NETWORK_TRANSMIT_PACKETS_DROPPED, |n| {
+        n.tx_dropped
+    }),
+    (&CONTAINER_NETWORK_TRANSMIT_ERRORS, |n| n.tx_errors),
 ];
 
 type IoGetter = fn(&Io) -> u64;
 
 /// cAdvisor's per-device block IO families.
-pub(super) const IO: [(&str, &str, IoGetter); 4] = [
-    (
-        "container_fs_reads_bytes",
-        "Cumulative count of bytes read",
-        |v| v.read_bytes,
-    ),
-    (
-        "container_fs_writes_bytes",
-        "Cumulative count of bytes written",
-        |v| v.write_bytes,
-    ),
-    (
-        "container_fs_reads",
-        "Cumulative count of reads completed",
-        |v| v.reads,
-    ),
-    (
-        "container_fs_writes",
-        "Cumulative count of writes completed",
-        |v| v.writes,
-    ),
+pub(super) const IO: [(&MetricDesc, IoGetter); 4] = [
+    (&CONTAINER_FS_READS_BYTES, |v| v.read_bytes),
+    (&CONTAINER_FS_WRITES_BYTES, |v| v.write_bytes),
+    (&CONTAINER_FS_READS, |v| v.reads),
+    (&CONTAINER_FS_WRITES, |v| v.writes),
 ];

@@ -10,6 +10,11 @@
 //! through `files` with the `v1` or `v2` readers, joined with the kernel
 //! maps and pod identity) and a render (`render`, with the `families`
 //! tables) of what was gathered.
+//!
+//! Names and help, node-exporter's and cAdvisor's alike, are the model
+//! catalogue's (`osprey_model::catalogue`: `NODE_FAMILIES`, `NODE_PATTERNS`,
+//! `CONTAINER_FAMILIES`), and label sets its `labels::{node, container}`;
+//! this module reads the figures and encodes them under those.
 
 pub mod cgroupfs;
 mod families;

@@ -2,35 +2,26 @@
 //! with the procfs crate at scrape time: cpu, loadavg, meminfo, netdev, pressure;
 //! filesystem and diskstats in `node_storage`, netstat and sockstat in `node_net`.
 
+use osprey_model::{
+    catalogue::*,
+    labels::{CpuLabels, DeviceLabels},
+};
 use procfs::{Current, CurrentSI, KernelStats, LoadAverage, Meminfo};
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet},
+    encoding::{DescriptorEncoder, NoLabelSet},
     metrics::MetricType,
 };
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct CpuLabels {
-    cpu: String,
-    mode: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct DeviceLabels {
-    device: String,
-}
 
 #[derive(Debug, Default)]
 pub struct NodeCollector;
 
 fn gauge(
     encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
+    desc: &MetricDesc,
     value: f64,
 ) -> Result<(), std::fmt::Error> {
-    encoder
-        .encode_descriptor(name, help, None, MetricType::Gauge)?
+    desc.encode_descriptor(encoder, MetricType::Gauge)?
         .encode_gauge(&value)
 }
 
@@ -40,12 +31,7 @@ impl NodeCollector {
             return Ok(());
         };
         let tps = procfs::ticks_per_second() as f64;
-        let mut family = encoder.encode_descriptor(
-            "node_cpu_seconds",
-            "Seconds the CPUs spent in each mode.",
-            None,
-            MetricType::Counter,
-        )?;
+        let mut family = NODE_CPU_SECONDS.encode_descriptor(encoder, MetricType::Counter)?;
         for (i, t) in stats.cpu_time.iter().enumerate() {
             let modes = [
                 ("user", Some(t.user)),
@@ -59,10 +45,7 @@ impl NodeCollector {
             ];
             for (mode, ticks) in modes {
                 let Some(ticks) = ticks else { continue };
-                let labels = CpuLabels {
-                    cpu: i.to_string(),
-                    mode,
-                };
+                let labels = CpuLabels { cpu: i, mode };
                 family
                     .encode_family(&labels)?
                     .encode_counter::<NoLabelSet, _, f64>(&(ticks as f64 / tps), None)?;
@@ -77,14 +60,9 @@ impl NodeCollector {
         };
         // /proc/loadavg has two decimals; drop the f32 noise.
         let two = |v: f32| (f64::from(v) * 100.0).round() / 100.0;
-        gauge(encoder, "node_load1", "1m load average.", two(load.one))?;
-        gauge(encoder, "node_load5", "5m load average.", two(load.five))?;
-        gauge(
-            encoder,
-            "node_load15",
-            "15m load average.",
-            two(load.fifteen),
-        )
+        gauge(encoder, &NODE_LOAD1, two(load.one))?;
+        gauge(encoder, &NODE_LOAD5, two(load.five))?;
+        gauge(encoder, &NODE_LOAD15, two(load.fifteen))
     }
 
     fn memory(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -107,9 +85,10 @@ impl NodeCollector {
         ];
         for (field, value) in fields {
             let Some(value) = value else { continue };
-            let name = format!("node_memory_{field}_bytes");
-            let help = format!("Memory information field {field}_bytes.");
-            gauge(encoder, &name, &help, value as f64)?;
+            let (name, help) = (NODE_MEMORY.name(&[field]), NODE_MEMORY.help(&[field]));
+            encoder
+                .encode_descriptor(&name, &help, None, MetricType::Gauge)?
+                .encode_gauge(&(value as f64))?;
         }
         Ok(())
     }
@@ -121,55 +100,21 @@ impl NodeCollector {
         let mut devices: Vec<_> = devices.into_values().collect();
         devices.sort_by(|a, b| a.name.cmp(&b.name));
         type Get = fn(&procfs::net::DeviceStatus) -> u64;
-        let families: [(&str, &str, Get); 8] = [
-            (
-                "node_network_receive_bytes",
-                "Network device statistic receive_bytes.",
-                |d| d.recv_bytes,
-            ),
-            (
-                "node_network_receive_packets",
-                "Network device statistic receive_packets.",
-                |d| d.recv_packets,
-            ),
-            (
-                "node_network_receive_errs",
-                "Network device statistic receive_errs.",
-                |d| d.recv_errs,
-            ),
-            (
-                "node_network_receive_drop",
-                "Network device statistic receive_drop.",
-                |d| d.recv_drop,
-            ),
-            (
-                "node_network_transmit_bytes",
-                "Network device statistic transmit_bytes.",
-                |d| d.sent_bytes,
-            ),
-            (
-                "node_network_transmit_packets",
-                "Network device statistic transmit_packets.",
-                |d| d.sent_packets,
-            ),
-            (
-                "node_network_transmit_errs",
-                "Network device statistic transmit_errs.",
-                |d| d.sent_errs,
-            ),
-            (
-                "node_network_transmit_drop",
-                "Network device statistic transmit_drop.",
-                |d| d.sent_drop,
-            ),
+        let families: [(&MetricDesc, Get); 8] = [
+            (&NODE_NETWORK_RECEIVE_BYTES, |d| d.recv_bytes),
+            (&NODE_NETWORK_RECEIVE_PACKETS, |d| d.recv_packets),
+            (&NODE_NETWORK_RECEIVE_ERRS, |d| d.recv_errs),
+            (&NODE_NETWORK_RECEIVE_DROP, |d| d.recv_drop),
+            (&NODE_NETWORK_TRANSMIT_BYTES, |d| d.sent_bytes),
+            (&NODE_NETWORK_TRANSMIT_PACKETS, |d| d.sent_packets),
+            (&NODE_NETWORK_TRANSMIT_ERRS, |d| d.sent_errs),
+            (&NODE_NETWORK_TRANSMIT_DROP, |d| d.sent_drop),
         ];
-        for (name, help, get) in families {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (desc, get) in families {
+            let mut family = desc.encode_descriptor(encoder, MetricType::Counter)?;
             for d in &devices {
                 family
-                    .encode_family(&DeviceLabels {
-                        device: d.name.clone(),
-                    })?
+                    .encode_family(&DeviceLabels { device: &d.name })?
                     .encode_counter::<NoLabelSet, _, f64>(&(get(d) as f64), None)?;
             }
         }
@@ -181,41 +126,20 @@ impl NodeCollector {
     /// PSI, where the kernel provides it (/proc/pressure).
     fn pressure(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use procfs::{CpuPressure, IoPressure, MemoryPressure};
-        let mut totals: Vec<(&str, &str, u64)> = Vec::new();
+        let mut totals: Vec<(&MetricDesc, u64)> = Vec::new();
         if let Ok(p) = CpuPressure::current() {
-            totals.push((
-                "node_pressure_cpu_waiting_seconds",
-                "Total time in seconds that processes have waited for CPU time",
-                p.some.total,
-            ));
+            totals.push((&NODE_PRESSURE_CPU_WAITING_SECONDS, p.some.total));
         }
         if let Ok(p) = IoPressure::current() {
-            totals.push((
-                "node_pressure_io_waiting_seconds",
-                "Total time in seconds that processes have waited due to IO congestion",
-                p.some.total,
-            ));
-            totals.push((
-                "node_pressure_io_stalled_seconds",
-                "Total time in seconds no process could make progress due to IO congestion",
-                p.full.total,
-            ));
+            totals.push((&NODE_PRESSURE_IO_WAITING_SECONDS, p.some.total));
+            totals.push((&NODE_PRESSURE_IO_STALLED_SECONDS, p.full.total));
         }
         if let Ok(p) = MemoryPressure::current() {
-            totals.push((
-                "node_pressure_memory_waiting_seconds",
-                "Total time in seconds that processes have waited for memory",
-                p.some.total,
-            ));
-            totals.push((
-                "node_pressure_memory_stalled_seconds",
-                "Total time in seconds no process could make progress due to memory congestion",
-                p.full.total,
-            ));
+            totals.push((&NODE_PRESSURE_MEMORY_WAITING_SECONDS, p.some.total));
+            totals.push((&NODE_PRESSURE_MEMORY_STALLED_SECONDS, p.full.total));
         }
-        for (name, help, micros) in totals {
-            encoder
-                .encode_descriptor(name, help, None, MetricType::Counter)?
+        for (desc, micros) in totals {
+            desc.encode_descriptor(encoder, MetricType::Counter)?
                 .encode_counter::<NoLabelSet, _, f64>(&(micros as f64 / 1e6), None)?;
         }
         Ok(())
@@ -254,5 +178,21 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle}");
         }
+        // The catalogue describes every family: a constant one with its
+        // help, a generated one through its pattern.
+        let mut families = 0;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# HELP ") else {
+                continue;
+            };
+            let (name, help) = rest.split_once(' ').unwrap();
+            match describe(name) {
+                Some(Description::Family(d)) => assert_eq!(d.help, help, "{name}"),
+                Some(Description::Generated(_)) => {}
+                None => panic!("{name}: not in the catalogue"),
+            }
+            families += 1;
+        }
+        assert!(families > 20, "{text}");
     }
 }

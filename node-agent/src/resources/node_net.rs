@@ -2,6 +2,7 @@
 //! socket counters of the host network namespace, same names and default
 //! field selection (`--collector.netstat.fields`).
 
+use osprey_model::catalogue::{NODE_NETSTAT, NODE_SOCKSTAT, NODE_SOCKSTAT_MEM_BYTES};
 use prometheus_client::{encoding::DescriptorEncoder, metrics::MetricType};
 
 /// `Proto: names…` / `Proto: values…` line pairs (/proc/net/snmp, /proc/net/netstat).
@@ -73,8 +74,8 @@ pub fn encode_netstat(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::E
         if !wanted(&proto, &key) {
             continue;
         }
-        let name = format!("node_netstat_{proto}_{key}");
-        let help = format!("Statistic {proto}{key}.");
+        let parts = [proto.as_str(), key.as_str()];
+        let (name, help) = (NODE_NETSTAT.name(&parts), NODE_NETSTAT.help(&parts));
         encoder
             .encode_descriptor(&name, &help, None, MetricType::Unknown)?
             .encode_gauge(&value)?;
@@ -82,8 +83,9 @@ pub fn encode_netstat(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::E
     Ok(())
 }
 
-/// /proc/net/sockstat(6): `TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1`.
-fn sockstat(text: &str, page_size: f64) -> Vec<(String, f64)> {
+/// /proc/net/sockstat(6): `TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1`, as
+/// (name, help, value); `mem` (pages) is also given in bytes.
+fn sockstat(text: &str, page_size: f64) -> Vec<(String, String, f64)> {
     let mut out = Vec::new();
     for line in text.lines() {
         let Some((proto, rest)) = line.split_once(':') else {
@@ -93,9 +95,11 @@ fn sockstat(text: &str, page_size: f64) -> Vec<(String, f64)> {
         for kv in fields.chunks(2) {
             let [k, v] = kv else { continue };
             let Ok(v) = v.parse::<f64>() else { continue };
-            out.push((format!("node_sockstat_{proto}_{k}"), v));
+            let parts = [proto, k];
+            out.push((NODE_SOCKSTAT.name(&parts), NODE_SOCKSTAT.help(&parts), v));
             if *k == "mem" {
-                out.push((format!("node_sockstat_{proto}_mem_bytes"), v * page_size));
+                let p = NODE_SOCKSTAT_MEM_BYTES;
+                out.push((p.name(&[proto]), p.help(&[proto]), v * page_size));
             }
         }
     }
@@ -107,11 +111,7 @@ pub fn encode_sockstat(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let mut stats = sockstat(&read("/proc/net/sockstat"), page_size);
     stats.extend(sockstat(&read("/proc/net/sockstat6"), page_size));
-    for (name, value) in stats {
-        let help = format!(
-            "Number of {} sockets in state.",
-            &name["node_sockstat_".len()..]
-        );
+    for (name, help, value) in stats {
         encoder
             .encode_descriptor(&name, &help, None, MetricType::Gauge)?
             .encode_gauge(&value)?;
@@ -138,7 +138,15 @@ mod tests {
             "sockets: used 120\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 3\n",
             4096.0,
         );
-        assert!(s.contains(&("node_sockstat_sockets_used".into(), 120.0)));
-        assert!(s.contains(&("node_sockstat_TCP_mem_bytes".into(), 3.0 * 4096.0)));
+        assert!(s.contains(&(
+            "node_sockstat_sockets_used".into(),
+            "Number of sockets_used sockets in state.".into(),
+            120.0
+        )));
+        assert!(s.contains(&(
+            "node_sockstat_TCP_mem_bytes".into(),
+            "Number of TCP_mem_bytes sockets in state.".into(),
+            3.0 * 4096.0
+        )));
     }
 }

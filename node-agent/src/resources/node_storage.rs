@@ -3,6 +3,10 @@
 
 use std::ffi::CString;
 
+use osprey_model::{
+    catalogue::*,
+    labels::{DeviceLabels, FilesystemLabels},
+};
 use prometheus_client::{
     encoding::{DescriptorEncoder, NoLabelSet},
     metrics::MetricType,
@@ -138,52 +142,30 @@ fn filesystems() -> Vec<Fs> {
 pub fn encode_filesystems(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let fss = filesystems();
     type Get = fn(&Fs) -> Option<f64>;
-    let families: [(&str, &str, Get); 7] = [
-        (
-            "node_filesystem_size_bytes",
-            "Filesystem size in bytes.",
-            |f| f.stat.map(|s| s[0] as f64),
-        ),
-        (
-            "node_filesystem_free_bytes",
-            "Filesystem free space in bytes.",
-            |f| f.stat.map(|s| s[1] as f64),
-        ),
-        (
-            "node_filesystem_avail_bytes",
-            "Filesystem space available to non-root users in bytes.",
-            |f| f.stat.map(|s| s[2] as f64),
-        ),
-        (
-            "node_filesystem_files",
-            "Filesystem total file nodes.",
-            |f| f.stat.map(|s| s[3] as f64),
-        ),
-        (
-            "node_filesystem_files_free",
-            "Filesystem total free file nodes.",
-            |f| f.stat.map(|s| s[4] as f64),
-        ),
-        (
-            "node_filesystem_readonly",
-            "Filesystem read-only status.",
-            |f| Some(if f.readonly { 1.0 } else { 0.0 }),
-        ),
-        (
-            "node_filesystem_device_error",
-            "Whether an error occurred while getting statistics for the given device.",
-            |f| Some(if f.stat.is_none() { 1.0 } else { 0.0 }),
-        ),
+    let families: [(&MetricDesc, Get); 7] = [
+        (&NODE_FILESYSTEM_SIZE_BYTES, |f| f.stat.map(|s| s[0] as f64)),
+        (&NODE_FILESYSTEM_FREE_BYTES, |f| f.stat.map(|s| s[1] as f64)),
+        (&NODE_FILESYSTEM_AVAIL_BYTES, |f| {
+            f.stat.map(|s| s[2] as f64)
+        }),
+        (&NODE_FILESYSTEM_FILES, |f| f.stat.map(|s| s[3] as f64)),
+        (&NODE_FILESYSTEM_FILES_FREE, |f| f.stat.map(|s| s[4] as f64)),
+        (&NODE_FILESYSTEM_READONLY, |f| {
+            Some(if f.readonly { 1.0 } else { 0.0 })
+        }),
+        (&NODE_FILESYSTEM_DEVICE_ERROR, |f| {
+            Some(if f.stat.is_none() { 1.0 } else { 0.0 })
+        }),
     ];
-    for (name, help, get) in families {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (desc, get) in families {
+        let mut family = desc.encode_descriptor(encoder, MetricType::Gauge)?;
         for f in &fss {
             let Some(v) = get(f) else { continue };
-            let labels = [
-                ("device", f.device.as_str()),
-                ("fstype", f.fstype.as_str()),
-                ("mountpoint", f.mountpoint.as_str()),
-            ];
+            let labels = FilesystemLabels {
+                device: &f.device,
+                fstype: &f.fstype,
+                mountpoint: &f.mountpoint,
+            };
             family.encode_family(&labels)?.encode_gauge(&v)?;
         }
     }
@@ -201,106 +183,59 @@ pub fn encode_disks(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Err
     const SECTOR: f64 = 512.0;
     const MS: f64 = 1e-3;
     type Get = fn(&procfs::DiskStat) -> Option<f64>;
-    let counters: [(&str, &str, Get); 16] = [
-        (
-            "node_disk_reads_completed",
-            "The total number of reads completed successfully.",
-            |d| Some(d.reads as f64),
-        ),
-        (
-            "node_disk_reads_merged",
-            "The total number of reads merged.",
-            |d| Some(d.merged as f64),
-        ),
-        (
-            "node_disk_read_bytes",
-            "The total number of bytes read successfully.",
-            |d| Some(d.sectors_read as f64 * SECTOR),
-        ),
-        (
-            "node_disk_read_time_seconds",
-            "The total number of seconds spent by all reads.",
-            |d| Some(d.time_reading as f64 * MS),
-        ),
-        (
-            "node_disk_writes_completed",
-            "The total number of writes completed successfully.",
-            |d| Some(d.writes as f64),
-        ),
-        (
-            "node_disk_writes_merged",
-            "The number of writes merged.",
-            |d| Some(d.writes_merged as f64),
-        ),
-        (
-            "node_disk_written_bytes",
-            "The total number of bytes written successfully.",
-            |d| Some(d.sectors_written as f64 * SECTOR),
-        ),
-        (
-            "node_disk_write_time_seconds",
-            "This is the total number of seconds spent by all writes.",
-            |d| Some(d.time_writing as f64 * MS),
-        ),
-        (
-            "node_disk_io_time_seconds",
-            "Total seconds spent doing I/Os.",
-            |d| Some(d.time_in_progress as f64 * MS),
-        ),
-        (
-            "node_disk_io_time_weighted_seconds",
-            "The weighted # of seconds spent doing I/Os.",
-            |d| Some(d.weighted_time_in_progress as f64 * MS),
-        ),
-        (
-            "node_disk_discards_completed",
-            "The total number of discards completed successfully.",
-            |d| d.discards.map(|v| v as f64),
-        ),
-        (
-            "node_disk_discards_merged",
-            "The total number of discards merged.",
-            |d| d.discards_merged.map(|v| v as f64),
-        ),
-        (
-            "node_disk_discarded_sectors",
-            "The total number of sectors discarded successfully.",
-            |d| d.sectors_discarded.map(|v| v as f64),
-        ),
-        (
-            "node_disk_discard_time_seconds",
-            "This is the total number of seconds spent by all discards.",
-            |d| d.time_discarding.map(|v| v as f64 * MS),
-        ),
-        (
-            "node_disk_flush_requests",
-            "The total number of flush requests completed successfully",
-            |d| d.flushes.map(|v| v as f64),
-        ),
-        (
-            "node_disk_flush_requests_time_seconds",
-            "This is the total number of seconds spent by all flush requests.",
-            |d| d.time_flushing.map(|v| v as f64 * MS),
-        ),
+    let counters: [(&MetricDesc, Get); 16] = [
+        (&NODE_DISK_READS_COMPLETED, |d| Some(d.reads as f64)),
+        (&NODE_DISK_READS_MERGED, |d| Some(d.merged as f64)),
+        (&NODE_DISK_READ_BYTES, |d| {
+            Some(d.sectors_read as f64 * SECTOR)
+        }),
+        (&NODE_DISK_READ_TIME_SECONDS, |d| {
+            Some(d.time_reading as f64 * MS)
+        }),
+        (&NODE_DISK_WRITES_COMPLETED, |d| Some(d.writes as f64)),
+        (&NODE_DISK_WRITES_MERGED, |d| Some(d.writes_merged as f64)),
+        (&NODE_DISK_WRITTEN_BYTES, |d| {
+            Some(d.sectors_written as f64 * SECTOR)
+        }),
+        (&NODE_DISK_WRITE_TIME_SECONDS, |d| {
+            Some(d.time_writing as f64 * MS)
+        }),
+        (&NODE_DISK_IO_TIME_SECONDS, |d| {
+            Some(d.time_in_progress as f64 * MS)
+        }),
+        (&NODE_DISK_IO_TIME_WEIGHTED_SECONDS, |d| {
+            Some(d.weighted_time_in_progress as f64 * MS)
+        }),
+        (&NODE_DISK_DISCARDS_COMPLETED, |d| {
+            d.discards.map(|v| v as f64)
+        }),
+        (&NODE_DISK_DISCARDS_MERGED, |d| {
+            d.discards_merged.map(|v| v as f64)
+        }),
+        (&NODE_DISK_DISCARDED_SECTORS, |d| {
+            d.sectors_discarded.map(|v| v as f64)
+        }),
+        (&NODE_DISK_DISCARD_TIME_SECONDS, |d| {
+            d.time_discarding.map(|v| v as f64 * MS)
+        }),
+        (&NODE_DISK_FLUSH_REQUESTS, |d| d.flushes.map(|v| v as f64)),
+        (&NODE_DISK_FLUSH_REQUESTS_TIME_SECONDS, |d| {
+            d.time_flushing.map(|v| v as f64 * MS)
+        }),
     ];
-    for (name, help, get) in counters {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (desc, get) in counters {
+        let mut family = desc.encode_descriptor(encoder, MetricType::Counter)?;
         for d in &disks {
             let Some(v) = get(d) else { continue };
             family
-                .encode_family(&[("device", d.name.as_str())])?
+                .encode_family(&DeviceLabels { device: &d.name })?
                 .encode_counter::<NoLabelSet, _, f64>(&v, None)?;
         }
     }
-    let mut family = encoder.encode_descriptor(
-        "node_disk_io_now",
-        "The number of I/Os currently in progress.",
-        None,
-        MetricType::Gauge,
-    )?;
+    let mut family = NODE_DISK_IO_NOW.encode_descriptor(encoder, MetricType::Gauge)?;
     for d in &disks {
         family
-            .encode_family(&[("device", d.name.as_str())])?
+            .encode_family(&DeviceLabels { device: &d.name })?
             .encode_gauge(&(d.in_progress as f64))?;
     }
     Ok(())

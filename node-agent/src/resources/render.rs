@@ -1,8 +1,18 @@
 //! The render of a scrape: the gathered figures → metric families under
 //! cAdvisor's names and the kubelet's labels. Reads nothing.
 
+use osprey_model::{
+    catalogue::{
+        CONTAINER_CPU_RUNQUEUE_LATENCY_SECONDS, CONTAINER_OOM_EVENTS, OSPREY_CGROUP_OPEN_FILES,
+        OSPREY_RESOURCE_PROBE_LOST,
+    },
+    labels::{
+        CgroupDeviceLabels, CgroupLabels, ContainerLabels, InterfaceLabels, PodLabels,
+        ResourceLossLabels, ResourceLossReason,
+    },
+};
 use prometheus_client::{
-    encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet},
+    encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet},
     metrics::MetricType,
 };
 
@@ -11,36 +21,29 @@ use super::{
     gather::{Owner, Scrape},
 };
 
-type Labels<'a> = Vec<(&'static str, &'a str)>;
-
-/// The kubelet's labels of a cgroup: `id`, then `namespace`, `pod`, and for
-/// a container's cgroup `container`, `image` and `name` (the runtime's
-/// container id), once the pod watch knows them (an absent label and an
-/// empty one are the same to PromQL, so unknown ones are left out rather
-/// than sent empty on every series).
-fn labels<'a>(id: &'a str, owner: &'a Owner) -> Labels<'a> {
-    let mut l = vec![("id", id)];
-    if let Some((pod, container)) = owner {
-        l.push(("namespace", pod.namespace.as_str()));
-        l.push(("pod", pod.name.as_str()));
-        if let Some(c) = container.map(|i| &pod.containers[i]) {
-            l.push(("container", c.name.as_str()));
-            l.push(("image", c.image.as_str()));
-            l.push(("name", c.id.as_str()));
-        }
+/// The kubelet's labels of a cgroup: its `id`, and its pod and container
+/// once the pod watch knows them.
+fn labels<'a>(id: &'a str, owner: &'a Owner) -> CgroupLabels<'a> {
+    CgroupLabels {
+        id,
+        pod: owner.as_ref().map(|(pod, container)| PodLabels {
+            namespace: &pod.namespace,
+            pod: &pod.name,
+            container: container.map(|i| {
+                let c = &pod.containers[i];
+                ContainerLabels {
+                    container: &c.name,
+                    image: &c.image,
+                    name: &c.id,
+                }
+            }),
+        }),
     }
-    l
-}
-
-fn with<'a>(base: &Labels<'a>, key: &'static str, value: &'a str) -> Labels<'a> {
-    let mut l = base.clone();
-    l.push((key, value));
-    l
 }
 
 fn counter(
     family: &mut MetricEncoder<'_>,
-    labels: &Labels<'_>,
+    labels: &impl EncodeLabelSet,
     value: f64,
 ) -> Result<(), std::fmt::Error> {
     family
@@ -67,14 +70,14 @@ fn runq_buckets(h: &osprey_abi::RunqHist) -> Vec<(f64, u64)> {
 
 /// Encodes a gathered scrape.
 pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
-    let base: Vec<Labels<'_>> = scrape
+    let base: Vec<CgroupLabels<'_>> = scrape
         .cgroups
         .iter()
         .map(|c| labels(&c.id, &c.owner))
         .collect();
     let cgroups = || base.iter().zip(&scrape.cgroups);
-    for (name, help, metric_type, get) in FAMILIES {
-        let mut family = encoder.encode_descriptor(name, help, None, *metric_type)?;
+    for (desc, metric_type, get) in FAMILIES {
+        let mut family = desc.encode_descriptor(encoder, *metric_type)?;
         for (labels, c) in cgroups() {
             let Some(value) = get(&c.stats) else { continue };
             let mut metric = family.encode_family(labels)?;
@@ -84,42 +87,32 @@ pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::f
             }
         }
     }
-    encoder
-        .encode_descriptor(
-            "osprey_cgroup_open_files",
-            "Cgroup files kept open between scrapes (see cgroup_open_files)",
-            None,
-            MetricType::Gauge,
-        )?
+    OSPREY_CGROUP_OPEN_FILES
+        .encode_descriptor(encoder, MetricType::Gauge)?
         .encode_gauge(&(scrape.open_files as i64))?;
-    for (name, help, get) in NETWORK {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for (labels, c) in cgroups() {
+    for (desc, get) in NETWORK {
+        let mut family = desc.encode_descriptor(encoder, MetricType::Counter)?;
+        for (cgroup, c) in cgroups() {
             for dev in &c.stats.network {
-                counter(
-                    &mut family,
-                    &with(labels, "interface", &dev.interface),
-                    get(dev) as f64,
-                )?;
+                let labels = InterfaceLabels {
+                    cgroup,
+                    interface: &dev.interface,
+                };
+                counter(&mut family, &labels, get(dev) as f64)?;
             }
         }
     }
-    for (name, help, get) in IO {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (desc, get) in IO {
+        let mut family = desc.encode_descriptor(encoder, MetricType::Counter)?;
         for ((i, device), v) in &scrape.io {
-            counter(
-                &mut family,
-                &with(&base[*i], "device", device),
-                get(v) as f64,
-            )?;
+            let labels = CgroupDeviceLabels {
+                cgroup: &base[*i],
+                device,
+            };
+            counter(&mut family, &labels, get(v) as f64)?;
         }
     }
-    let mut family = encoder.encode_descriptor(
-        "container_oom_events",
-        "Count of out of memory events observed for the container",
-        None,
-        MetricType::Counter,
-    )?;
+    let mut family = CONTAINER_OOM_EVENTS.encode_descriptor(encoder, MetricType::Counter)?;
     for (labels, c) in cgroups() {
         if let Some(v) = c.oom_kills {
             counter(&mut family, labels, v as f64)?;
@@ -128,32 +121,159 @@ pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::f
     let Some(probes) = &scrape.probes else {
         return Ok(());
     };
-    let mut family = encoder.encode_descriptor(
-        "container_cpu_runqueue_latency_seconds",
-        "Time the container's tasks waited for a CPU after becoming runnable (eBPF sched tracepoints)",
-        None,
-        MetricType::Histogram,
-    )?;
+    let mut family =
+        CONTAINER_CPU_RUNQUEUE_LATENCY_SECONDS.encode_descriptor(encoder, MetricType::Histogram)?;
     for (i, h) in &probes.runq {
         let buckets = runq_buckets(h);
         family
             .encode_family(&base[*i])?
             .encode_histogram::<NoLabelSet>(h.sum_ns as f64 / 1e9, h.count, &buckets, None)?;
     }
-    let mut family = encoder.encode_descriptor(
-        "osprey_resource_probe_lost",
-        "Events the resource probes could not account, by reason (a kernel map or ring buffer was full)",
-        None,
-        MetricType::Counter,
-    )?;
+    let mut family = OSPREY_RESOURCE_PROBE_LOST.encode_descriptor(encoder, MetricType::Counter)?;
     let l = probes.loss;
     for (reason, v) in [
-        ("runq_start_map_full", l.runq_start_full),
-        ("runq_latency_map_full", l.runq_hist_full),
-        ("block_io_map_full", l.block_map_full),
-        ("oom_ring_full", l.oom_ring_full),
+        (ResourceLossReason::RunqStartMapFull, l.runq_start_full),
+        (ResourceLossReason::RunqLatencyMapFull, l.runq_hist_full),
+        (ResourceLossReason::BlockIoMapFull, l.block_map_full),
+        (ResourceLossReason::OomRingFull, l.oom_ring_full),
     ] {
-        counter(&mut family, &vec![("reason", reason)], v as f64)?;
+        counter(&mut family, &ResourceLossLabels { reason }, v as f64)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use osprey_abi::{ResourceLoss, RunqHist};
+    use osprey_model::catalogue::CONTAINER_FAMILIES;
+    use prometheus_client::{collector::Collector, registry::Registry};
+
+    use super::*;
+    use crate::{
+        pods::{PodMeta, meta::ContainerMeta},
+        resources::{
+            gather::{Cgroup, Io, Probes},
+            stats::{CgroupStats, NetDev, Pressure},
+        },
+    };
+
+    struct Fixed(Scrape);
+
+    impl std::fmt::Debug for Fixed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Fixed")
+        }
+    }
+
+    impl Collector for Fixed {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+            render(&self.0, &mut encoder)
+        }
+    }
+
+    fn scrape() -> Scrape {
+        let pod = Arc::new(PodMeta {
+            namespace: "shop".into(),
+            name: "web-0".into(),
+            uid: "u1".into(),
+            workload: "web".into(),
+            workload_kind: "StatefulSet".into(),
+            ips: Vec::new(),
+            containers: vec![ContainerMeta {
+                id: "c1".into(),
+                name: "web".into(),
+                image: "nginx:1".into(),
+            }],
+        });
+        let full = Some((1.0, Some(0.5)));
+        let stats = CgroupStats {
+            cpu_usage_seconds: Some(1.0),
+            cpu_user_seconds: Some(1.0),
+            cpu_system_seconds: Some(1.0),
+            cfs_periods: Some(1),
+            cfs_throttled_periods: Some(1),
+            cfs_throttled_seconds: Some(1.0),
+            memory_usage_bytes: Some(1),
+            memory_working_set_bytes: Some(1),
+            memory_rss_bytes: Some(1),
+            memory_cache_bytes: Some(1),
+            memory_limit_bytes: Some(1),
+            processes: Some(1),
+            oom_kills: Some(1),
+            threads: Some(1),
+            pressure: Pressure {
+                cpu: full,
+                memory: full,
+                io: full,
+            },
+            io: Vec::new(),
+            network: vec![NetDev {
+                interface: "eth0".into(),
+                rx_bytes: 10,
+                ..Default::default()
+            }],
+        };
+        Scrape {
+            cgroups: vec![
+                Cgroup {
+                    id: "/kubepods/pod-u1/c1".into(),
+                    owner: Some((pod.clone(), Some(0))),
+                    stats,
+                    oom_kills: Some(2),
+                },
+                Cgroup {
+                    id: "/system.slice".into(),
+                    owner: None,
+                    stats: CgroupStats::default(),
+                    oom_kills: None,
+                },
+            ],
+            io: [((1, "vda".to_owned()), Io::default())].into(),
+            open_files: 3,
+            probes: Some(Probes {
+                runq: [(
+                    0,
+                    RunqHist {
+                        buckets: [0; osprey_abi::RUNQ_BUCKETS],
+                        sum_ns: 0,
+                        count: 0,
+                    },
+                )]
+                .into(),
+                loss: ResourceLoss {
+                    oom_ring_full: 4,
+                    ..Default::default()
+                },
+            }),
+        }
+    }
+
+    /// Every family of the catalogue's container list is rendered, under
+    /// the kubelet's labels in the kubelet's order.
+    #[test]
+    fn renders_every_container_family_with_the_kubelets_labels() {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Fixed(scrape())));
+        let text = crate::test_support::exposition(&registry);
+        for d in CONTAINER_FAMILIES {
+            assert!(text.contains(&format!("# TYPE {} ", d.name)), "{}", d.name);
+            assert!(
+                text.contains(&format!("# HELP {} {}\n", d.name, d.help)),
+                "{}",
+                d.name
+            );
+        }
+        for want in [
+            "container_network_receive_bytes_total{id=\"/kubepods/pod-u1/c1\",namespace=\"shop\",pod=\"web-0\",container=\"web\",image=\"nginx:1\",name=\"c1\",interface=\"eth0\"} 10",
+            "container_oom_events_total{id=\"/kubepods/pod-u1/c1\",namespace=\"shop\",pod=\"web-0\",container=\"web\",image=\"nginx:1\",name=\"c1\"} 2",
+            "container_fs_reads_total{id=\"/system.slice\",device=\"vda\"} 0",
+            "osprey_cgroup_open_files 3",
+            "osprey_resource_probe_lost_total{reason=\"oom_ring_full\"} 4",
+            "osprey_resource_probe_lost_total{reason=\"runq_start_map_full\"} 0",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
+    }
 }

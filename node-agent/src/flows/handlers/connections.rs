@@ -44,7 +44,7 @@ impl ConnAggregator {
         Self {
             series: SeriesStore::new(
                 family,
-                SeriesBudget::new("osprey_tcp_connections", series_budget, budgets),
+                SeriesBudget::new(OSPREY_TCP_CONNECTIONS.name, series_budget, budgets),
                 idle_ttl,
             ),
         }

@@ -44,7 +44,7 @@ impl Drops {
             hubble,
             flows: SeriesStore::new(
                 flows,
-                SeriesBudget::new("osprey_flow_drops", series_budget, budgets),
+                SeriesBudget::new(OSPREY_FLOW_DROPS.name, series_budget, budgets),
                 idle_ttl,
             ),
             ignored,

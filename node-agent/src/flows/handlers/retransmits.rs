@@ -30,7 +30,7 @@ impl Retransmits {
         Self {
             series: SeriesStore::new(
                 family,
-                SeriesBudget::new("osprey_tcp_retransmits", series_budget, budgets),
+                SeriesBudget::new(OSPREY_TCP_RETRANSMITS.name, series_budget, budgets),
                 idle_ttl,
             ),
             ports,
