@@ -51,10 +51,12 @@ const DNS_CHANNEL: usize = 4096;
 /// tracker; when it is full the ring reader waits, and records wait in the
 /// ring.
 const HTTP_CHANNEL: usize = 16;
-/// The HTTP ring is read this often, and whenever 6 MiB of its 8 are
+/// The HTTP ring is read this often, and whenever 1.5 MiB of its 2 are
 /// waiting (the programs wake the reader only then: a wake-up per record
-/// would cost more than the record).
-const HTTP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// would cost more than the record). A ring 4× larger read 4× less often
+/// costs the same per record, and 12 MiB more RSS (the reader maps it
+/// twice).
+const HTTP_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// Raises the soft limit on open files to the hard limit (as Go programs
 /// do): the agent keeps cgroup files open between scrapes.

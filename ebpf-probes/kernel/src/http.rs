@@ -25,11 +25,11 @@ use crate::{offsets, payload::capture};
 #[unsafe(no_mangle)]
 static HTTP_CAPTURE_BYTES: u32 = 0;
 
-/// 8 MiB of kernel memory: 100 ms of records (the agent's poll) at
-/// ~500k records/s of ~120 bytes (a small request or response) before
-/// `WAKE_AT` is reached.
+/// 2 MiB of kernel memory (mapped twice by the reader, so 4 MiB of its
+/// RSS): 25 ms of records (the agent's poll) at ~500k records/s of ~120
+/// bytes (a small request or response) before `WAKE_AT` is reached.
 #[map]
-static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
 
 /// Where a record is filled before it is sent (see `payload`).
 #[map]
@@ -41,7 +41,7 @@ static HTTP_SCRATCH: PerCpuArray<HttpEvent> = PerCpuArray::with_max_entries(1, 0
 /// a VM is an exit) costs several times the rest of a record's work. Woken
 /// at 256 KiB, the bench's requests cost +2.2 µs each in the kernel; at ¾ of
 /// the ring, +0.2–0.4 µs (`cargo xtask bench --only http`).
-const WAKE_AT: u64 = 6 * 1024 * 1024;
+const WAKE_AT: u64 = 1536 * 1024;
 
 /// The shortest start: `GET / HTTP/1.1\r\n` (a status line is longer).
 const MIN_START: usize = 16;
