@@ -26,7 +26,7 @@ use crate::{offsets, payload::capture};
 static HTTP_CAPTURE_BYTES: u32 = 0;
 
 /// 2 MiB of kernel memory (mapped twice by the reader, so 4 MiB of its
-/// RSS): 25 ms of records (the agent's poll) at ~500k records/s of ~120
+/// RSS): 25 ms of records (5× the agent's poll) at ~500k records/s of ~120
 /// bytes (a small request or response) before `WAKE_AT` is reached.
 #[map]
 static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
