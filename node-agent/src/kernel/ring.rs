@@ -48,8 +48,17 @@ pub async fn read<T: Record>(
     .await
 }
 
-/// As [`read`], and also every `poll` without a wake-up: for a ring whose
-/// programs wake userspace only once much is waiting. Records go to the
+/// How often a ring whose programs rarely wake its reader is read: every
+/// `busy` while records keep coming, backing off (doubling) to `idle` while
+/// none do, so that an idle agent does not poll 200 times a second.
+#[derive(Debug, Clone, Copy)]
+pub struct Poll {
+    pub busy: std::time::Duration,
+    pub idle: std::time::Duration,
+}
+
+/// As [`read`], and also on a [`Poll`] timer without a wake-up: for a ring
+/// whose programs wake userspace only once much is waiting. Records go to the
 /// sink [`CHUNK`] at a time, and the ring is read on only once the sink's
 /// future is done: a slow consumer leaves records in the ring (where a full
 /// ring is counted by the programs), not in memory.
@@ -57,11 +66,17 @@ pub async fn read_polling<T: Record, F: Future<Output = ()>>(
     what: &'static str,
     ring: RingBuf<MapData>,
     malformed: Counter,
-    poll: Option<std::time::Duration>,
+    poll: Option<Poll>,
     mut sink: impl FnMut(Vec<T>) -> F,
 ) {
-    let mut tick = tokio::time::interval(poll.unwrap_or(std::time::Duration::from_secs(3600)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let idle = std::time::Duration::from_secs(3600);
+    let every = |e: std::time::Duration| {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + e, e);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    };
+    let mut period = poll.map_or(idle, |p| p.busy);
+    let mut tick = every(period);
     // SAFETY: the ring buffer owns its map fd and keeps it open, unreplaced,
     // for as long as the AsyncFd owns the ring buffer.
     let mut fd = match unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) } {
@@ -84,13 +99,26 @@ pub async fn read_polling<T: Record, F: Future<Output = ()>>(
             },
             _ = tick.tick(), if poll.is_some() => {}
         }
+        let mut read = false;
         loop {
             let (records, emptied) = drain(fd.get_mut(), &malformed);
             if !records.is_empty() {
+                read = true;
                 sink(records).await;
             }
             if emptied {
                 break;
+            }
+        }
+        if let Some(p) = poll {
+            let next = if read {
+                p.busy
+            } else {
+                (period * 2).min(p.idle)
+            };
+            if next != period {
+                period = next;
+                tick = every(period);
             }
         }
     }
