@@ -56,6 +56,11 @@ enum Task {
         /// same invocation in the flows and scrape parts: before vs after.
         #[arg(long)]
         against: Option<std::path::PathBuf>,
+        /// Measure this agent binary (its probe object beside it) as "this
+        /// build" in the flows and scrape parts, e.g. one commit against
+        /// another, instead of the tree's own build.
+        #[arg(long)]
+        agent: Option<std::path::PathBuf>,
     },
     /// (Used by bench, inside a namespace) send `rate` new UDP flows per second.
     #[command(hide = true)]
@@ -128,9 +133,21 @@ fn main() -> Result<()> {
             secs,
             only,
             against,
+            agent: given,
         } => {
             setup::setup()?;
-            let agent = build::all()?;
+            let built = build::all()?;
+            let agent = match given {
+                Some(a)
+                    if only
+                        .as_deref()
+                        .is_some_and(|o| ["flows", "scrape"].contains(&o)) =>
+                {
+                    a
+                }
+                Some(_) => anyhow::bail!("--agent is for --only flows or --only scrape"),
+                None => built,
+            };
             let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
             if let Some(o) = only.as_deref()
                 && !["probes", "flows", "scrape", "collector", "http"].contains(&o)
