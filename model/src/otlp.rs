@@ -403,7 +403,7 @@ mod tests {
                 ("osprey_flow_bytes_total", "By"),
                 ("osprey_tcp_rtt_seconds", "s"),
                 ("node_cpu_seconds_total", "s"),
-                ("container_memory_rss", "By"),
+                ("container_memory_rss", ""),
                 ("node_memory_MemTotal_bytes", "By"),
                 // A pattern without a unit: none.
                 ("node_netstat_Tcp_ActiveOpens", ""),

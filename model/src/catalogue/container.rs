@@ -53,18 +53,20 @@ pub const CONTAINER_MEMORY_WORKING_SET_BYTES: MetricDesc = MetricDesc {
     unit: Some("By"),
 };
 
-/// In bytes, though cAdvisor's name has no `_bytes`.
+/// In bytes, but without a unit: cAdvisor's name has no `_bytes`, and
+/// Prometheus' OTLP translation would add one to a `By` family, so pushed
+/// series would not be the ones dashboards query.
 pub const CONTAINER_MEMORY_RSS: MetricDesc = MetricDesc {
     name: "container_memory_rss",
     help: "Size of RSS in bytes",
-    unit: Some("By"),
+    unit: None,
 };
 
-/// In bytes, though cAdvisor's name has no `_bytes`.
+/// In bytes, without a unit (see [`CONTAINER_MEMORY_RSS`]).
 pub const CONTAINER_MEMORY_CACHE: MetricDesc = MetricDesc {
     name: "container_memory_cache",
     help: "Number of bytes of page cache memory",
-    unit: Some("By"),
+    unit: None,
 };
 
 pub const CONTAINER_SPEC_MEMORY_LIMIT_BYTES: MetricDesc = MetricDesc {
