@@ -19,40 +19,62 @@ use prometheus_client::metrics::{
 
 use crate::budget::{Foldable, SeriesBudget};
 
-/// The metric families a store's label sets index: a series that expires
-/// is removed from each of them.
+/// The metric families a store's label sets index: a new series is created
+/// in each of them once, and a series that expires is removed from each.
 pub trait Families<L> {
+    /// A series' metrics in these families: handles that share the
+    /// families' values (prometheus-client's metrics are `Arc`s inside).
+    type Series;
+    /// Gets or creates the series of `labels` in every family.
+    fn series(&self, labels: &L) -> Self::Series;
     fn remove(&self, labels: &L);
 }
 
 impl<L, M, C> Families<L> for Family<L, M, C>
 where
     L: Clone + Eq + Hash,
+    M: Clone,
     C: MetricConstructor<M>,
 {
+    type Series = M;
+
+    fn series(&self, labels: &L) -> M {
+        self.get_or_create(labels).clone()
+    }
+
     fn remove(&self, labels: &L) {
         Family::remove(self, labels);
     }
 }
 
 impl<L, A: Families<L>, B: Families<L>> Families<L> for (A, B) {
+    type Series = (A::Series, B::Series);
+
+    fn series(&self, labels: &L) -> Self::Series {
+        (self.0.series(labels), self.1.series(labels))
+    }
+
     fn remove(&self, labels: &L) {
         self.0.remove(labels);
         self.1.remove(labels);
     }
 }
 
-#[derive(Debug, Clone)]
-struct Entry<S> {
+/// A live series: its metrics (looked up in the families once, when it
+/// was created: recording into a live series hashes its labels once, in
+/// the store, not again in every family), when it was last active, and the
+/// caller's state.
+struct Entry<M, S> {
+    metrics: M,
     last_active: Instant,
     state: S,
 }
 
 /// Series of one or more families indexed by the same label set `L`, with a
 /// budget and an idle TTL; `S` is per-series state of the caller's.
-pub struct SeriesStore<L, F, S = ()> {
+pub struct SeriesStore<L, F: Families<L>, S = ()> {
     families: F,
-    series: HashMap<L, Entry<S>>,
+    series: HashMap<L, Entry<F::Series, S>>,
     budget: SeriesBudget,
     idle_ttl: Duration,
     expired: Option<Counter>,
@@ -81,23 +103,31 @@ where
     }
 
     /// Records into the series of `labels` (or its overflow form, past the
-    /// budget), marking it active at `now`: `f` gets the families, the labels
-    /// to record under, and the series' state.
-    pub fn record(&mut self, labels: L, now: Instant, f: impl FnOnce(&F, &L, &mut S)) {
+    /// budget), marking it active at `now`: `f` gets the series' metrics
+    /// and its state.
+    pub fn record(&mut self, labels: L, now: Instant, f: impl FnOnce(&F::Series, &mut S)) {
         // A live series (the common case, every drain) is found without
         // copying its labels; only a new one is cloned, for its entry.
         if let Some(entry) = self.series.get_mut(&labels) {
             entry.last_active = now;
-            f(&self.families, &labels, &mut entry.state);
+            f(&entry.metrics, &mut entry.state);
             return;
         }
         let labels = self.budget.admit(labels, false, self.series.len());
-        let entry = self.series.entry(labels.clone()).or_insert_with(|| Entry {
-            last_active: now,
-            state: S::default(),
-        });
+        let families = &self.families;
+        let entry = match self.series.entry(labels) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let metrics = families.series(e.key());
+                e.insert(Entry {
+                    metrics,
+                    last_active: now,
+                    state: S::default(),
+                })
+            }
+        };
         entry.last_active = now;
-        f(&self.families, &labels, &mut entry.state);
+        f(&entry.metrics, &mut entry.state);
     }
 
     /// Removes the series idle for the TTL or longer at `now`, from the store
@@ -202,15 +232,11 @@ mod tests {
         .counting_expired(expired.clone());
         let t0 = Instant::now();
         let put = |store: &mut SeriesStore<Peer, _, u64>, p: &str, n: u64, at| {
-            store.record(
-                peer(p),
-                at,
-                |(b, p): &(Family<Peer, Counter>, Family<Peer, Counter>), l, s| {
-                    b.get_or_create(l).inc_by(n * 100);
-                    p.get_or_create(l).inc_by(n);
-                    *s += n;
-                },
-            )
+            store.record(peer(p), at, |(b, p): &(Counter, Counter), s| {
+                b.inc_by(n * 100);
+                p.inc_by(n);
+                *s += n;
+            })
         };
         put(&mut store, "a", 1, t0);
         put(&mut store, "b", 2, t0 + Duration::from_secs(5));
@@ -251,8 +277,8 @@ mod tests {
             Duration::from_secs(10),
         );
         let t0 = Instant::now();
-        store.record(peer("a"), t0, |f, l, _| {
-            f.get_or_create(l).observe(
+        store.record(peer("a"), t0, |h, _| {
+            h.observe(
                 0.05,
                 Some(Trace {
                     trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),

@@ -24,8 +24,8 @@ use prost::Message;
 
 use crate::bench::{cpu_and_rss, median, terminate};
 
-const SERIES: u64 = 2_000;
-const REQUESTS: u64 = 250;
+pub(crate) const SERIES: u64 = 2_000;
+pub(crate) const REQUESTS: u64 = 250;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -115,9 +115,9 @@ fn wait_http(url: &str) -> Result<()> {
 }
 
 /// A sender under test: where it takes OTLP/HTTP metrics and reports itself.
-struct Sender {
+pub(crate) struct Sender {
     proc: Proc,
-    otlp_url: String,
+    pub(crate) otlp_url: String,
     metrics_url: String,
     kind: Kind,
 }
@@ -129,11 +129,24 @@ enum Kind {
 }
 
 fn osprey(bin: &Path, write_url: &str, version: &str, fsync: &str) -> Result<Sender> {
+    osprey_with(bin, write_url, version, fsync, "")
+}
+
+/// `osprey` with `external` (TOML `key = "value"` lines) as the exporter's
+/// external labels.
+pub(crate) fn osprey_with(
+    bin: &Path,
+    write_url: &str,
+    version: &str,
+    fsync: &str,
+    external: &str,
+) -> Result<Sender> {
     let dir = tmp("collector")?;
     let (own, http) = (free_port(), free_port());
     let cfg = format!(
         "listen = \"127.0.0.1:{own}\"\notlp_grpc_listen = \"127.0.0.1:0\"\notlp_http_listen = \"127.0.0.1:{http}\"\nwal_dir = {:?}\n\
-         [[remote_write]]\nname = \"bench\"\nurl = {write_url:?}\nversion = {version:?}\n[remote_write.queue]\nfsync = {fsync:?}\n",
+         [[remote_write]]\nname = \"bench\"\nurl = {write_url:?}\nversion = {version:?}\n[remote_write.queue]\nfsync = {fsync:?}\n\
+         [remote_write.external_labels]\n{external}\n",
         dir.join("wal").display().to_string()
     );
     std::fs::write(dir.join("c.toml"), cfg)?;
@@ -182,7 +195,7 @@ fn vmagent(bin: &Path, write_url: &str) -> Result<Sender> {
 }
 
 impl Sender {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.proc.child.id()
     }
 
@@ -208,30 +221,26 @@ impl Sender {
 /// (`<run>-0`, `<run>-1`) so every series' samples arrive in order;
 /// median request latency (ms).
 fn load(url: &str, run: &str, n: u64, t0_ms: u64) -> Result<f64> {
-    let handles: Vec<_> = (0..2)
-        .map(|k| {
-            let url = url.to_owned();
-            let bodies: Vec<Vec<u8>> = (0..n / 2)
+    load_to(&[vec![url.to_owned()], vec![url.to_owned()]], run, n, t0_ms)
+}
+
+/// `load` with thread `k` posting each of its requests to every URL in
+/// `targets[k]` (one replica each, or both of an HA pair).
+pub(crate) fn load_to(targets: &[Vec<String>], run: &str, n: u64, t0_ms: u64) -> Result<f64> {
+    let per_thread = n / targets.len() as u64;
+    let handles: Vec<_> = targets
+        .iter()
+        .enumerate()
+        .map(|(k, urls)| {
+            let urls = urls.clone();
+            let bodies: Vec<Vec<u8>> = (0..per_thread)
                 .map(|i| request(&format!("{run}-{k}"), i, t0_ms))
                 .collect();
             std::thread::spawn(move || -> Result<Vec<f64>> {
                 let mut lat = Vec::new();
                 for body in &bodies {
-                    loop {
-                        let t = Instant::now();
-                        match ureq::post(&url)
-                            .set("Content-Type", "application/x-protobuf")
-                            .send_bytes(body)
-                        {
-                            Ok(_) => {
-                                lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                                break;
-                            }
-                            Err(ureq::Error::Status(429 | 503, _)) => {
-                                sleep(Duration::from_millis(100))
-                            }
-                            Err(e) => bail!("POST {url}: {e}"),
-                        }
+                    for url in &urls {
+                        lat.push(post(url, body)?);
                     }
                 }
                 Ok(lat)
@@ -245,7 +254,23 @@ fn load(url: &str, run: &str, n: u64, t0_ms: u64) -> Result<f64> {
     Ok(median(all))
 }
 
-fn query(prom: &str, q: &str) -> f64 {
+/// Posts one OTLP body until it is taken (backing off on 429 / 503);
+/// the accepted attempt's latency (ms).
+fn post(url: &str, body: &[u8]) -> Result<f64> {
+    loop {
+        let t = Instant::now();
+        match ureq::post(url)
+            .set("Content-Type", "application/x-protobuf")
+            .send_bytes(body)
+        {
+            Ok(_) => return Ok(t.elapsed().as_secs_f64() * 1000.0),
+            Err(ureq::Error::Status(429 | 503, _)) => sleep(Duration::from_millis(100)),
+            Err(e) => bail!("POST {url}: {e}"),
+        }
+    }
+}
+
+pub(crate) fn query(prom: &str, q: &str) -> f64 {
     ureq::get(&format!("{prom}/api/v1/query"))
         .query("query", q)
         .call()
@@ -417,6 +442,7 @@ pub fn run(collector: &Path, prometheus3: &Path, vmagent_bin: &Path, reps: usize
             (max - min) / med * 100.0
         );
     }
+    crate::bench_scale::run(collector, &purl, &write, reps)?;
     drop(prom);
     Ok(())
 }

@@ -5,6 +5,7 @@ mod bench;
 mod bench_collector;
 mod bench_http;
 mod bench_probes;
+mod bench_scale;
 mod bench_scrape;
 mod build;
 mod setup;

@@ -221,28 +221,35 @@ fn latest_loss(
     *last
 }
 
-/// The map's flows with the slots' added: one delta per flow.
+/// The map's flows with the slots' added: one delta per flow. Only the
+/// slots (a few per CPU) are indexed, not the map's flows.
 fn merge_flows(
     flows: Vec<(FlowKey, FlowStats)>,
     slots: Vec<(FlowKey, FlowStats)>,
 ) -> Vec<FlowDelta> {
-    if slots.is_empty() {
-        return flows
-            .into_iter()
-            .map(|(key, stats)| FlowDelta::new(key, stats))
-            .collect();
-    }
-    let mut by_key: HashMap<FlowKey, FlowStats> = flows.into_iter().collect();
+    let mut by_key: HashMap<FlowKey, FlowStats> = HashMap::with_capacity(slots.len());
+    // Two CPUs' slots can hold the same flow.
     for (key, stats) in slots {
         by_key
             .entry(key)
             .and_modify(|s| *s = sum_stats(&[*s, stats]))
             .or_insert(stats);
     }
-    by_key
-        .into_iter()
-        .map(|(key, stats)| FlowDelta::new(key, stats))
-        .collect()
+    let mut slots = by_key;
+    let mut out = Vec::with_capacity(flows.len() + slots.len());
+    for (key, stats) in flows {
+        let stats = match slots.remove(&key) {
+            Some(slot) => sum_stats(&[stats, slot]),
+            None => stats,
+        };
+        out.push(FlowDelta::new(key, stats));
+    }
+    out.extend(
+        slots
+            .into_iter()
+            .map(|(key, stats)| FlowDelta::new(key, stats)),
+    );
+    out
 }
 
 /// Reads and deletes every entry of a per-CPU map, folding each entry's

@@ -63,7 +63,7 @@ impl HttpMetrics {
         series_budget: usize,
         budgets: &BudgetMetrics,
     ) -> Self {
-        fn store<L, M: 'static, C>(
+        fn store<L, M: Clone + 'static, C>(
             registry: &mut Registry,
             desc: &osprey_model::catalogue::MetricDesc,
             family: Family<L, M, C>,
@@ -153,10 +153,8 @@ pub fn observe<L>(
 ) where
     L: osprey_model::Foldable + Clone + Eq + std::hash::Hash,
 {
-    store.record(labels, now, |family, labels, ()| {
-        family
-            .get_or_create(labels)
-            .observe(seconds, exemplar, Some(at))
+    store.record(labels, now, |histogram, ()| {
+        histogram.observe(seconds, exemplar, Some(at))
     });
 }
 
@@ -170,7 +168,7 @@ pub fn count<L>(
 ) where
     L: osprey_model::Foldable + Clone + Eq + std::hash::Hash,
 {
-    store.record(labels, now, |family, labels, ()| {
-        family.get_or_create(labels).inc_by(1, exemplar, Some(at));
+    store.record(labels, now, |counter, ()| {
+        counter.inc_by(1, exemplar, Some(at));
     });
 }

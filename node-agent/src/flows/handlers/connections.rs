@@ -60,8 +60,8 @@ impl FlowHandler for ConnAggregator {
                 destination_port: flow.destination.port,
                 outcome: outcome_name(*outcome),
             };
-            self.series.record(labels, now, |family, labels, ()| {
-                family.get_or_create(labels).inc_by(*count);
+            self.series.record(labels, now, |counter, ()| {
+                counter.inc_by(*count);
             });
         }
         self.series.expire(now);

@@ -89,13 +89,8 @@ impl FlowHandler for Drops {
                 protocol: flow.protocol,
                 reason: drop.reason.clone(),
             };
-            self.flows.record(labels, now, |family, labels, last| {
-                exemplar::inc(
-                    &family.get_or_create(labels),
-                    count,
-                    drop.flow.trace.as_ref(),
-                    last,
-                );
+            self.flows.record(labels, now, |counter, last| {
+                exemplar::inc(counter, count, drop.flow.trace.as_ref(), last);
             });
         }
         self.flows.expire(now);

@@ -85,14 +85,9 @@ impl FlowSeries {
             let labels = self.ports.labels(flow);
             let (bytes, packets) = (delta.stats.bytes, delta.stats.packets);
             self.series
-                .record(labels, now, |(b, p): &FlowFamilies, labels, totals| {
-                    exemplar::inc(
-                        &b.get_or_create(labels),
-                        bytes,
-                        flow.trace.as_ref(),
-                        &mut totals.trace,
-                    );
-                    p.get_or_create(labels).inc_by(packets);
+                .record(labels, now, |(b, p): &(TracedCounter, Counter), totals| {
+                    exemplar::inc(b, bytes, flow.trace.as_ref(), &mut totals.trace);
+                    p.inc_by(packets);
                     totals.bytes += bytes;
                     totals.packets += packets;
                     totals.last_interval_bytes += bytes;
@@ -146,25 +141,27 @@ impl FlowSeries {
     }
 
     /// The `n` busiest series: most bytes in the last interval, then most in
-    /// total.
+    /// total. Only the winners' labels are copied.
     pub fn top(&self, n: usize) -> Vec<TopFlow> {
-        let mut all: Vec<TopFlow> = self
-            .series
-            .iter()
+        let order = |a: &(&FlowLabels, &Totals), b: &(&FlowLabels, &Totals)| {
+            (b.1.last_interval_bytes, b.1.bytes)
+                .cmp(&(a.1.last_interval_bytes, a.1.bytes))
+                .then_with(|| a.0.cmp(b.0))
+        };
+        let mut all: Vec<(&FlowLabels, &Totals)> = self.series.iter().collect();
+        if all.len() > n && n > 0 {
+            all.select_nth_unstable_by(n - 1, order);
+        }
+        all.truncate(n);
+        all.sort_by(order);
+        all.into_iter()
             .map(|(labels, s)| TopFlow {
                 labels: labels.clone(),
                 bytes: s.bytes,
                 packets: s.packets,
                 recent_bytes: s.last_interval_bytes,
             })
-            .collect();
-        all.sort_by(|a, b| {
-            (b.recent_bytes, b.bytes)
-                .cmp(&(a.recent_bytes, a.bytes))
-                .then_with(|| a.labels.cmp(&b.labels))
-        });
-        all.truncate(n);
-        all
+            .collect()
     }
 }
 

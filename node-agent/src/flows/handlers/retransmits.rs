@@ -48,13 +48,8 @@ impl FlowHandler for Retransmits {
                 destination_ip: flow.destination_ip,
                 destination_port: flow.destination_port,
             };
-            self.series.record(labels, now, |family, labels, last| {
-                exemplar::inc(
-                    &family.get_or_create(labels),
-                    *count,
-                    identity.trace.as_ref(),
-                    last,
-                );
+            self.series.record(labels, now, |counter, last| {
+                exemplar::inc(counter, *count, identity.trace.as_ref(), last);
             });
         }
         self.series.expire(now);
