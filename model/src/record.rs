@@ -29,6 +29,10 @@ pub struct FlowRecord {
     /// written to the flow log.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub drop_ignored: bool,
+    /// The kernel function that freed a dropped packet (`skb:kfree_skb`'s
+    /// location, named by `/proc/kallsyms`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub drop_location: Option<String>,
     /// TCP, UDP, ICMPv4, ICMPv6, Other.
     pub protocol: String,
     pub source_ip: String,
@@ -131,6 +135,7 @@ impl FlowRecord {
             verdict,
             drop_reason: None,
             drop_ignored: false,
+            drop_location: None,
             protocol: protocol.to_owned(),
             source_ip: source.0,
             source_port: source.1,
@@ -199,7 +204,11 @@ impl FlowRecord {
         }
         match (&self.verdict, &self.drop_reason) {
             (Verdict::Dropped, Some(reason)) => {
-                let _ = write!(out, " DROPPED ({reason}) packets={}", self.packets);
+                let _ = write!(out, " DROPPED ({reason}");
+                if let Some(at) = &self.drop_location {
+                    let _ = write!(out, " at {at}");
+                }
+                let _ = write!(out, ") packets={}", self.packets);
             }
             _ => {
                 let _ = write!(
@@ -313,6 +322,7 @@ mod tests {
             verdict: Verdict::Dropped,
             drop_reason: Some("NETFILTER_DROP".into()),
             drop_ignored: false,
+            drop_location: Some("nf_hook_slow".into()),
             protocol: "UDP".into(),
             source_ip: "10.0.0.1".into(),
             source_port: 4000,
@@ -416,7 +426,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<FlowRecord>(&json).unwrap(), r);
         assert_eq!(
             r.compact(),
-            "2026-11-21T16:00:00.000Z: 10.0.0.1:4000 -> 10.0.0.2:53 UDP DROPPED (NETFILTER_DROP) packets=3"
+            "2026-11-21T16:00:00.000Z: 10.0.0.1:4000 -> 10.0.0.2:53 UDP DROPPED (NETFILTER_DROP at nf_hook_slow) packets=3"
         );
         let named = FlowRecord {
             source_pod: Some("web-1".into()),

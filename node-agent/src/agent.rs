@@ -122,6 +122,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     };
     let (enricher, unknown) = Enricher::new(pods.clone(), probes.drop_reasons.clone())
         .ignoring(&config.drop_reasons_ignored);
+    let enricher = enricher.counting_locations(&config.drop_locations_counted);
     if !unknown.is_empty() {
         // Kernels differ in their reasons: a name this one lacks is not an
         // error, but it ignores nothing.

@@ -130,6 +130,11 @@ pub struct RunArgs {
     #[arg(long, env = "OSPREY_DROP_REASONS_IGNORED", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop_reasons_ignored: Option<Vec<String>>,
+    /// Kernel functions whose drops count whatever their reason, comma
+    /// separated (e.g. a driver's function that frees without a reason).
+    #[arg(long, env = "OSPREY_DROP_LOCATIONS_COUNTED", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_locations_counted: Option<Vec<String>>,
     /// Read the scheduler tracepoints' fields with helper calls at tracefs
     /// offsets even where plain loads apply (the portable path, for tests).
     #[arg(long, hide = true)]

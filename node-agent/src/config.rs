@@ -97,8 +97,17 @@ pub struct Config {
     /// `osprey_flow_drops_total` or the flow records. The default keeps out
     /// what sockets free at teardown (unread data when a socket closes, queues
     /// purged), which every local connection produces and Hubble, counting
-    /// its datapath's drops, does not show. `[]` counts every reason.
+    /// its datapath's drops, does not show; and `NOT_SPECIFIED`, a free
+    /// whose caller gave no reason: on a bridged node these are multicast
+    /// frames not for this host (`ip6_mc_input`: neighbour discovery and MLD
+    /// to groups a pod has not joined) and the like, not losses. Each is
+    /// still counted, by reason and the kernel function that freed it.
+    /// `[]` counts every reason.
     pub drop_reasons_ignored: Vec<String>,
+    /// Kernel functions (`/proc/kallsyms` names) whose drops count as drops
+    /// whatever their reason: a path known to drop without giving a reason
+    /// (see `osprey_drops_ignored_total{location}`) is counted by naming it.
+    pub drop_locations_counted: Vec<String>,
     /// Print a live summary of the top flows to the terminal every this many
     /// seconds (0: off).
     pub summary_interval_secs: u64,
@@ -206,7 +215,12 @@ impl Default for Config {
             observe_buffer: 4_096,
             bpf_stats: false,
             runqueue_latency: true,
-            drop_reasons_ignored: vec!["SOCKET_CLOSE".to_owned(), "QUEUE_PURGE".to_owned()],
+            drop_reasons_ignored: vec![
+                "SOCKET_CLOSE".to_owned(),
+                "QUEUE_PURGE".to_owned(),
+                "NOT_SPECIFIED".to_owned(),
+            ],
+            drop_locations_counted: Vec::new(),
             summary_interval_secs: 0,
             shutdown_grace_secs: 5,
             kubernetes: KubernetesMode::Auto,

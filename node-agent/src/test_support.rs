@@ -36,6 +36,7 @@ pub fn drops_of(flow: FlowKey, drops: &[(u32, u64)]) -> crate::flows::drain::Flo
                         flow,
                         reason,
                         _pad: 0,
+                        location: 0,
                     },
                     n,
                 )

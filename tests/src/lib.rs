@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod apiserver;
+pub mod bridge;
 pub mod cgroup;
 pub mod collector;
 pub mod exposition;

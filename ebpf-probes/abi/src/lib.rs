@@ -191,15 +191,18 @@ pub struct FlowLoss {
 pub const DEFAULT_EVENT_MAP_ENTRIES: u32 = 16_384;
 
 /// A packet the kernel dropped (`skb:kfree_skb`): its flow as far as its
-/// headers tell (`direction` is 0, `cgroup_id` 0) and the kernel's drop reason
+/// headers tell (`direction` is 0, `cgroup_id` 0), the kernel's drop reason
 /// (`enum skb_drop_reason`, whose numbering differs between kernels: names
-/// come from the running kernel's BTF).
+/// come from the running kernel's BTF) and where it was freed (the
+/// tracepoint's `location`, a kernel text address: `/proc/kallsyms` names
+/// the function).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DropKey {
     pub flow: FlowKey,
     pub reason: u32,
     pub _pad: u32,
+    pub location: u64,
 }
 
 /// Bytes of a DNS message copied into a `DnsEvent` (queries and answers past
@@ -342,6 +345,7 @@ pub mod offsets {
     pub const DROP_SKBADDR: &str = "OFF_DROP_SKBADDR";
     pub const DROP_PROTOCOL: &str = "OFF_DROP_PROTOCOL";
     pub const DROP_REASON: &str = "OFF_DROP_REASON";
+    pub const DROP_LOCATION: &str = "OFF_DROP_LOCATION";
     /// `struct sk_buff` members.
     pub const SKB_HEAD: &str = "OFF_SKB_HEAD";
     pub const SKB_NETWORK_HEADER: &str = "OFF_SKB_NETWORK_HEADER";
@@ -428,7 +432,7 @@ mod tests {
             8 + size_of::<FlowKey>() + 8 + DNS_PAYLOAD_MAX
         );
         assert_eq!(size_of::<ConnKey>(), size_of::<FlowKey>() + 8);
-        assert_eq!(size_of::<DropKey>(), size_of::<FlowKey>() + 8);
+        assert_eq!(size_of::<DropKey>(), size_of::<FlowKey>() + 16);
         assert_eq!(size_of::<RunqHist>(), 8 * (RUNQ_BUCKETS + 2));
         assert_eq!(size_of::<BlockKey>(), 16);
         assert_eq!(size_of::<BlockStats>(), 16);

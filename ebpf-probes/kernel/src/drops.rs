@@ -15,7 +15,9 @@ use osprey_abi::{
 
 use crate::{
     net::{ETH_P_IP, ETH_P_IPV6, Ipv4Hdr, Ipv6Hdr, Ports},
-    offsets::{self, DROP_PROTOCOL, DROP_REASON, DROP_SKBADDR, SKB_HEAD, SKB_NETWORK_HEADER},
+    offsets::{
+        self, DROP_LOCATION, DROP_PROTOCOL, DROP_REASON, DROP_SKBADDR, SKB_HEAD, SKB_NETWORK_HEADER,
+    },
     shared::{add_count, first_map_active},
 };
 
@@ -36,11 +38,12 @@ pub fn skb_drop(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn try_skb_drop(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: offsets come from this kernel's tracepoint format.
-    let (skb, reason, protocol) = unsafe {
+    let (skb, reason, protocol, location) = unsafe {
         (
             ctx.read_at::<u64>(offsets::get(&DROP_SKBADDR))?,
             ctx.read_at::<u32>(offsets::get(&DROP_REASON))?,
             ctx.read_at::<u16>(offsets::get(&DROP_PROTOCOL))?,
+            ctx.read_at::<u64>(offsets::get(&DROP_LOCATION))?,
         )
     };
     let flow = flow_of(skb, protocol).unwrap_or_default();
@@ -48,6 +51,7 @@ fn try_skb_drop(ctx: &TracePointContext) -> Result<(), i64> {
         flow,
         reason,
         _pad: 0,
+        location,
     };
     let map = if first_map_active() {
         &DROPS_0

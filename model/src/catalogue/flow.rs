@@ -108,8 +108,9 @@ pub const OSPREY_FLOW_MAP_DRAIN_ERRORS: MetricDesc = MetricDesc {
 pub const OSPREY_DROPS_IGNORED: MetricDesc = MetricDesc {
     name: "osprey_drops_ignored",
     help: "Packets the kernel freed with a drop reason the config ignores \
-           (drop_reasons_ignored): counted here only, not in hubble_drop_total, \
-           osprey_flow_drops_total or the flow records",
+           (drop_reasons_ignored), by reason and the kernel function that freed \
+           them (unless drop_locations_counted names it): counted here only, not in \
+           hubble_drop_total, osprey_flow_drops_total or the flow log",
     unit: Some("{packet}"),
 };
 

@@ -117,10 +117,12 @@ impl Foldable for DropLabels {
     }
 }
 
-/// `osprey_drops_ignored_total`: drops whose reason the config ignores.
+/// `osprey_drops_ignored_total`: drops whose reason the config ignores, by
+/// reason and the kernel function that freed them (a few dozen at most).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
+    pub location: String,
 }
 
 /// `osprey_tcp_retransmits_total`: the retransmitting flow.

@@ -6,10 +6,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
-use osprey_abi::{DIR_EGRESS, FAMILY_V4, FlowKey, FlowLoss, PROTO_TCP};
+use osprey_abi::{DIR_EGRESS, DropKey, FAMILY_V4, FlowKey, FlowLoss, PROTO_TCP};
 use osprey_model::labels::{Direction, Protocol, TraceExemplar};
 
 use super::{
@@ -17,7 +17,10 @@ use super::{
     labels,
     traces::TraceIndex,
 };
-use crate::pods::{PodIndex, PodMeta};
+use crate::{
+    kernel::kallsyms::Kallsyms,
+    pods::{PodIndex, PodMeta},
+};
 
 /// A cgroup v2 id, as the kernel's `bpf_skb_cgroup_id` gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -56,8 +59,12 @@ pub struct Drop {
     /// The kernel's name (`enum skb_drop_reason` without its prefix), or
     /// `UNKNOWN_<code>`.
     pub reason: String,
-    /// A reason the config ignores (`drop_reasons_ignored`): counted apart,
-    /// not as a drop.
+    /// The kernel function that freed the packets (`/proc/kallsyms`), or
+    /// `unknown`.
+    pub location: Arc<str>,
+    /// A reason the config ignores (`drop_reasons_ignored`) from a function
+    /// it does not count (`drop_locations_counted`): counted apart, not as a
+    /// drop.
     pub ignored: bool,
     pub packets: u64,
 }
@@ -82,6 +89,9 @@ pub struct Enricher {
     pods: PodIndex,
     reasons: Arc<BTreeMap<u32, String>>,
     ignored: Arc<BTreeSet<u32>>,
+    /// Functions whose drops count whatever their reason.
+    counted_locations: Arc<BTreeSet<String>>,
+    locations: Arc<Mutex<Kallsyms>>,
     traces: TraceIndex,
 }
 
@@ -91,8 +101,24 @@ impl Enricher {
             pods,
             reasons: Arc::new(reasons),
             ignored: Arc::default(),
+            counted_locations: Arc::default(),
+            locations: Arc::default(),
             traces: TraceIndex::default(),
         }
+    }
+
+    /// Drops freed in these kernel functions are counted even when their
+    /// reason is ignored (e.g. `NOT_SPECIFIED` frees of a driver known to
+    /// drop without a reason).
+    pub fn counting_locations(mut self, functions: &[String]) -> Self {
+        self.counted_locations = Arc::new(functions.iter().map(|f| f.trim().to_owned()).collect());
+        self
+    }
+
+    /// Names kernel addresses from `path` instead of `/proc/kallsyms`.
+    pub fn with_kallsyms(self, path: impl Into<std::path::PathBuf>) -> Self {
+        *self.locations.lock().unwrap_or_else(|e| e.into_inner()) = Kallsyms::at(path);
+        self
     }
 
     /// The connections' traces, which the HTTP tracker notes.
@@ -165,6 +191,30 @@ impl Enricher {
             .unwrap_or_else(|| format!("UNKNOWN_{reason}"))
     }
 
+    /// Drops with their reasons and locations named (new locations looked
+    /// up together, one pass over kallsyms).
+    fn drops(&self, drops: &[(DropKey, u64)]) -> Vec<Drop> {
+        if drops.is_empty() {
+            return Vec::new();
+        }
+        let mut locations = self.locations.lock().unwrap_or_else(|e| e.into_inner());
+        locations.resolve(drops.iter().map(|(k, _)| k.location));
+        drops
+            .iter()
+            .map(|(key, packets)| {
+                let location = locations.name(key.location);
+                Drop {
+                    flow: self.flow(&key.flow),
+                    reason: self.reason_name(key.reason),
+                    ignored: self.ignored.contains(&key.reason)
+                        && !self.counted_locations.contains(&*location),
+                    location,
+                    packets: *packets,
+                }
+            })
+            .collect()
+    }
+
     pub fn batch(&self, batch: FlowBatch) -> EnrichedBatch {
         EnrichedBatch {
             flows: batch
@@ -172,16 +222,7 @@ impl Enricher {
                 .into_iter()
                 .map(|d| (self.flow(&d.key), d))
                 .collect(),
-            drops: batch
-                .drops
-                .iter()
-                .map(|(key, packets)| Drop {
-                    flow: self.flow(&key.flow),
-                    reason: self.reason_name(key.reason),
-                    ignored: self.ignored.contains(&key.reason),
-                    packets: *packets,
-                })
-                .collect(),
+            drops: self.drops(&batch.drops),
             retransmits: batch
                 .retransmits
                 .iter()

@@ -93,6 +93,7 @@ impl KernelLayout {
             (offsets::DROP_SKBADDR, tp(&drop, "skbaddr", 8)?),
             (offsets::DROP_PROTOCOL, tp(&drop, "protocol", 2)?),
             (offsets::DROP_REASON, tp(&drop, "reason", 4)?),
+            (offsets::DROP_LOCATION, tp(&drop, "location", 8)?),
             (offsets::SKB_HEAD, skb("head")?),
             (offsets::SKB_NETWORK_HEADER, skb("network_header")?),
             (offsets::RTX_SPORT, tp(&rtx, "sport", 2)?),

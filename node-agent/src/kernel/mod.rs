@@ -7,6 +7,7 @@ pub mod batch;
 pub mod clock;
 pub mod hook_floor;
 pub mod info;
+pub mod kallsyms;
 pub mod layout;
 pub mod maps;
 pub mod probes;

@@ -89,6 +89,7 @@ pub fn dropped(drop: &Drop, time: SystemTime) -> FlowRecord {
     FlowRecord {
         drop_reason: Some(drop.reason.clone()),
         drop_ignored: drop.ignored,
+        drop_location: Some(drop.location.to_string()),
         ..of_flow(&drop.flow, Verdict::Dropped, drop.packets, time)
     }
 }

@@ -62,6 +62,7 @@ impl FlowHandler for Drops {
                 self.ignored
                     .get_or_create(&ReasonLabels {
                         reason: drop.reason.clone(),
+                        location: drop.location.to_string(),
                     })
                     .inc_by(count);
                 continue;

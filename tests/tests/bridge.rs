@@ -1,0 +1,272 @@
+//! A bridged node as a bridge CNI makes it (pods on a Linux bridge, IPv6
+//! left on, ARP, neighbour discovery and MLD as the kernel does them, no
+//! firewall): what the kernel frees there without a reason (multicast not
+//! for a pod: `ip6_mc_input`) stays out of the drop families and is counted
+//! apart with where it was freed, while real drops on the same bridge (UDP to
+//! a closed port, a full socket receive buffer) count exactly.
+
+use std::{
+    io::{Read, Write},
+    net::{IpAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsRawFd,
+    time::Duration,
+};
+
+use osprey_e2e::{
+    agent,
+    bridge::BridgedNode,
+    exposition::{Sample, samples, sum},
+    settle,
+};
+
+const SERVER_UDP: u16 = 7100;
+const SERVER_TCP: u16 = 7101;
+const CLOSED: u16 = 7102;
+const SMALL_BUFFER: u16 = 7103;
+
+/// Ordinary traffic from pod `from` to the server pod (0): UDP echoed back,
+/// and TCP requests answered, `n` of each.
+fn ordinary(node: &BridgedNode, from: usize, n: usize) {
+    let server = node.ips[0];
+    node.pods[from]
+        .run(move || {
+            let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
+            udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 64];
+            for _ in 0..n {
+                udp.send_to(b"ping", (server, SERVER_UDP)).unwrap();
+                udp.recv_from(&mut buf).expect("the UDP echo");
+                let mut tcp = TcpStream::connect((server, SERVER_TCP)).unwrap();
+                tcp.write_all(b"GET / HTTP/1.1\r\nHost: s\r\n\r\n").unwrap();
+                let mut answer = [0u8; 2];
+                tcp.read_exact(&mut answer).expect("the TCP answer");
+            }
+        })
+        .join()
+        .unwrap();
+}
+
+/// The server pod's UDP echo and TCP answers (threads that end with the
+/// test process).
+fn serve(node: &BridgedNode) {
+    node.pods[0].run(|| {
+        let udp = UdpSocket::bind(("0.0.0.0", SERVER_UDP)).unwrap();
+        let tcp = TcpListener::bind(("0.0.0.0", SERVER_TCP)).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(&buf[..n], from);
+            }
+        });
+        for conn in tcp.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut req = [0u8; 27];
+            if conn.read_exact(&mut req).is_ok() {
+                let _ = conn.write_all(b"ok");
+            }
+        }
+    });
+}
+
+/// A UDP socket in pod 0 with the smallest receive buffer, never read; its
+/// drop count from the pod's own `/proc/net/udp` (the socket's `drops`).
+fn small_buffer(node: &BridgedNode) -> UdpSocket {
+    node.pods[0]
+        .run(|| {
+            let s = UdpSocket::bind(("0.0.0.0", SMALL_BUFFER)).unwrap();
+            let size: libc::c_int = 1;
+            // SAFETY: setsockopt with a valid fd and an int option.
+            let rc = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&raw const size).cast(),
+                    size_of::<libc::c_int>() as u32,
+                )
+            };
+            assert_eq!(rc, 0);
+            s
+        })
+        .join()
+        .unwrap()
+}
+
+fn socket_drops(node: &BridgedNode, port: u16) -> u64 {
+    node.pods[0]
+        .run(move || {
+            let text = std::fs::read_to_string("/proc/thread-self/net/udp").unwrap();
+            let local = format!(":{port:04X}");
+            text.lines()
+                .skip(1)
+                .find(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|a| a.ends_with(&local))
+                })
+                .and_then(|l| l.split_whitespace().last()?.parse().ok())
+                .expect("the socket in /proc/net/udp")
+        })
+        .join()
+        .unwrap()
+}
+
+fn send(node: &BridgedNode, from: usize, port: u16, count: usize, size: usize) {
+    let to = node.ips[0];
+    node.pods[from]
+        .run(move || {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..count {
+                s.send_to(&vec![7u8; size], (to, port)).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+}
+
+/// Counted drops (either family) with one of `addrs` at either end.
+fn counted_on(s: &[Sample], addrs: &[String]) -> Vec<String> {
+    s.iter()
+        .filter(|x| x.name == "osprey_flow_drops_total" || x.name == "hubble_drop_total")
+        .filter(|x| {
+            ["source_ip", "destination_ip", "source", "destination"]
+                .iter()
+                .any(|k| x.labels.get(*k).is_some_and(|v| addrs.contains(v)))
+        })
+        .map(|x| format!("{} {:?} {}", x.name, x.labels, x.value))
+        .collect()
+}
+
+fn drops(s: &[Sample], src: IpAddr, port: u16, reason: &str) -> (f64, f64) {
+    let (src, dst) = (src.to_string(), port.to_string());
+    (
+        sum(
+            s,
+            "osprey_flow_drops_total",
+            &[
+                ("source_ip", &src),
+                ("destination_port", &dst),
+                ("reason", reason),
+            ],
+        ),
+        sum(
+            s,
+            "hubble_drop_total",
+            &[("source", &src), ("reason", reason), ("protocol", "UDP")],
+        ),
+    )
+}
+
+#[test]
+fn a_bridged_node_shows_real_drops_only_and_counts_the_rest_apart() {
+    let Some(agent) = agent::for_test(&[
+        "--drain-interval-ms",
+        "200",
+        "--hubble-source-context",
+        "ip",
+        "--hubble-destination-context",
+        "ip",
+    ]) else {
+        return;
+    };
+    // Links come up with the agent watching: DAD, router solicitations
+    // and MLD reports go to multicast groups the other pods have not joined.
+    let node = BridgedNode::new("bd", "10.217.0", 4);
+    let ours: Vec<IpAddr> = (0..4).flat_map(|i| node.addresses(i, 10)).collect();
+    let link_local: Vec<IpAddr> = ours.iter().filter(|a| a.is_ipv6()).copied().collect();
+    assert_eq!(
+        link_local.len(),
+        4,
+        "each pod has its IPv6 link-local: {ours:?}"
+    );
+    let ours_text: Vec<String> = ours.iter().map(ToString::to_string).collect();
+
+    serve(&node);
+    std::thread::sleep(Duration::from_millis(300));
+    for from in 1..4 {
+        ordinary(&node, from, 10);
+    }
+
+    // Real drops on the same bridge: no socket on a closed UDP port, and a
+    // receive buffer that is full.
+    const CLOSED_SENT: usize = 25;
+    send(&node, 1, CLOSED, CLOSED_SENT, 100);
+    let _held = small_buffer(&node);
+    send(&node, 2, SMALL_BUFFER, 200, 1000);
+    let full = socket_drops(&node, SMALL_BUFFER);
+    assert!(full > 0, "the small buffer overflowed");
+
+    // Router solicitations repeat for ~8 s after link-up; MLD reports too.
+    let not_drops = |agent: &agent::Agent| -> Vec<serde_json::Value> {
+        link_local
+            .iter()
+            .flat_map(|ip| {
+                agent.observe(&[
+                    "--from-ip",
+                    &ip.to_string(),
+                    "--drop-reason",
+                    "NOT_SPECIFIED",
+                ])
+            })
+            .collect()
+    };
+    let (pod1, pod2) = (node.ips[1], node.ips[2]);
+    settle(20, || {
+        let s = samples(&agent.scrape().1);
+        let done = drops(&s, pod1, CLOSED, "NO_SOCKET").0 >= CLOSED_SENT as f64
+            && drops(&s, pod2, SMALL_BUFFER, "SOCKET_RCVBUFF").0 >= full as f64
+            && !not_drops(&agent).is_empty();
+        (done, ())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let s = samples(&agent.scrape().1);
+
+    assert_eq!(
+        drops(&s, pod1, CLOSED, "NO_SOCKET"),
+        (CLOSED_SENT as f64, CLOSED_SENT as f64),
+        "every datagram to the closed port, in both drop families"
+    );
+    assert_eq!(
+        drops(&s, pod2, SMALL_BUFFER, "SOCKET_RCVBUFF"),
+        (full as f64, full as f64),
+        "every datagram the full buffer refused, as the socket itself counted them"
+    );
+    let mut counted = counted_on(&s, &ours_text);
+    counted.retain(|c| !c.contains("NO_SOCKET") && !c.contains("SOCKET_RCVBUFF"));
+    assert!(
+        counted.is_empty(),
+        "nothing else on the bridge counts as a drop: {counted:#?}"
+    );
+
+    // Set apart, not lost: the pods' multicast frees, with the function.
+    let records = not_drops(&agent);
+    assert!(
+        !records.is_empty(),
+        "the pods' NOT_SPECIFIED frees are in the records"
+    );
+    for r in &records {
+        assert_eq!(r["drop_ignored"], true, "{r}");
+        // Neighbour discovery is ICMPv6; MLD reports start with a
+        // hop-by-hop header, so their protocol is Other.
+        assert!(
+            ["ICMPv6", "Other"].contains(&r["protocol"].as_str().unwrap()),
+            "{r}"
+        );
+        assert!(
+            r["destination_ip"].as_str().unwrap().starts_with("ff02::"),
+            "{r}"
+        );
+        assert_eq!(r["drop_location"], "ip6_mc_input", "{r}");
+    }
+    assert!(
+        sum(
+            &s,
+            "osprey_drops_ignored_total",
+            &[("reason", "NOT_SPECIFIED"), ("location", "ip6_mc_input")]
+        ) >= records
+            .iter()
+            .map(|r| r["packets"].as_f64().unwrap())
+            .sum::<f64>(),
+        "counted in osprey_drops_ignored_total by reason and location"
+    );
+}
