@@ -8,7 +8,8 @@ use std::{net::IpAddr, process::Command};
 
 use crate::netns::{IFACE, Netns};
 
-/// Pods on one bridge, addressed `<prefix>.1`, `<prefix>.2`, … /24.
+/// Pods on one bridge, addressed `<prefix>.1`, `<prefix>.2`, … /24, their
+/// default route the node (`<prefix>.254`, forwarding on).
 pub struct BridgedNode {
     pub pods: Vec<Netns>,
     pub ips: Vec<IpAddr>,
@@ -24,7 +25,17 @@ impl BridgedNode {
     pub fn new(tag: &str, prefix: &str, n: usize) -> Self {
         let node = Netns::new(&format!("{tag}n"));
         node.exec(&["ip", "link", "add", "br0", "type", "bridge"]);
+        node.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{prefix}.254/24"),
+            "dev",
+            "br0",
+        ]);
         node.exec(&["ip", "link", "set", "br0", "up"]);
+        // The node routes between its pods and what lies beyond.
+        node.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
         let mut pods = Vec::new();
         let mut ips = Vec::new();
         for i in 1..=n {
@@ -38,6 +49,14 @@ impl BridgedNode {
             let ip = format!("{prefix}.{i}");
             pod.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", IFACE]);
             pod.exec(&["ip", "link", "set", IFACE, "up"]);
+            pod.exec(&[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("{prefix}.254"),
+            ]);
             ips.push(ip.parse().unwrap());
             pods.push(pod);
         }

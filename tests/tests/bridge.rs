@@ -23,6 +23,12 @@ const SERVER_UDP: u16 = 7100;
 const SERVER_TCP: u16 = 7101;
 const CLOSED: u16 = 7102;
 const SMALL_BUFFER: u16 = 7103;
+const TTL_PORT: u16 = 7104;
+const NO_ROUTE_PORT: u16 = 7105;
+/// The kernel's reasons for a forwarded packet whose TTL ran out, and for
+/// one with no route (`enum skb_drop_reason`).
+const TTL_EXPIRED: &str = "IP_INHDR";
+const NO_ROUTE: &str = "IP_INNOROUTES";
 
 /// Ordinary traffic from pod `from` to the server pod (0): UDP echoed back,
 /// and TCP requests answered, `n` of each.
@@ -112,10 +118,24 @@ fn socket_drops(node: &BridgedNode, port: u16) -> u64 {
 }
 
 fn send(node: &BridgedNode, from: usize, port: u16, count: usize, size: usize) {
-    let to = node.ips[0];
+    send_to(node, from, node.ips[0], port, count, size, None);
+}
+
+fn send_to(
+    node: &BridgedNode,
+    from: usize,
+    to: IpAddr,
+    port: u16,
+    count: usize,
+    size: usize,
+    ttl: Option<u32>,
+) {
     node.pods[from]
         .run(move || {
             let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            if let Some(ttl) = ttl {
+                s.set_ttl(ttl).unwrap();
+            }
             for _ in 0..count {
                 s.send_to(&vec![7u8; size], (to, port)).unwrap();
             }
@@ -137,6 +157,8 @@ fn counted_on(s: &[Sample], addrs: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// A flow's drops for one reason: (`osprey_flow_drops_total`,
+/// `hubble_drop_total`).
 fn drops(s: &[Sample], src: IpAddr, port: u16, reason: &str) -> (f64, f64) {
     let (src, dst) = (src.to_string(), port.to_string());
     (
@@ -195,6 +217,21 @@ fn a_bridged_node_shows_real_drops_only_and_counts_the_rest_apart() {
     send(&node, 2, SMALL_BUFFER, 200, 1000);
     let full = socket_drops(&node, SMALL_BUFFER);
     assert!(full > 0, "the small buffer overflowed");
+    // And at the node, forwarding: a TTL that runs out (the node routes
+    // 10.216.0.0/24 to a link of its own), and a destination it has no
+    // route to.
+    let n = node.node();
+    n.exec(&[
+        "ip", "link", "add", "out0", "type", "veth", "peer", "name", "out1",
+    ]);
+    n.exec(&["ip", "addr", "add", "10.216.0.1/24", "dev", "out0"]);
+    n.exec(&["ip", "link", "set", "out0", "up"]);
+    n.exec(&["ip", "link", "set", "out1", "up"]);
+    const FORWARDED_SENT: usize = 15;
+    let beyond: IpAddr = "10.216.0.9".parse().unwrap();
+    let nowhere: IpAddr = "10.215.0.9".parse().unwrap();
+    send_to(&node, 3, beyond, TTL_PORT, FORWARDED_SENT, 100, Some(1));
+    send_to(&node, 3, nowhere, NO_ROUTE_PORT, FORWARDED_SENT, 100, None);
 
     // Router solicitations repeat for ~8 s after link-up; MLD reports too.
     let not_drops = |agent: &agent::Agent| -> Vec<serde_json::Value> {
@@ -210,11 +247,13 @@ fn a_bridged_node_shows_real_drops_only_and_counts_the_rest_apart() {
             })
             .collect()
     };
-    let (pod1, pod2) = (node.ips[1], node.ips[2]);
+    let (pod1, pod2, pod3) = (node.ips[1], node.ips[2], node.ips[3]);
     settle(20, || {
         let s = samples(&agent.scrape().1);
         let done = drops(&s, pod1, CLOSED, "NO_SOCKET").0 >= CLOSED_SENT as f64
             && drops(&s, pod2, SMALL_BUFFER, "SOCKET_RCVBUFF").0 >= full as f64
+            && drops(&s, pod3, TTL_PORT, TTL_EXPIRED).0 >= FORWARDED_SENT as f64
+            && drops(&s, pod3, NO_ROUTE_PORT, NO_ROUTE).0 >= FORWARDED_SENT as f64
             && !not_drops(&agent).is_empty();
         (done, ())
     });
@@ -231,8 +270,27 @@ fn a_bridged_node_shows_real_drops_only_and_counts_the_rest_apart() {
         (full as f64, full as f64),
         "every datagram the full buffer refused, as the socket itself counted them"
     );
+    assert_eq!(
+        drops(&s, pod3, TTL_PORT, TTL_EXPIRED),
+        (FORWARDED_SENT as f64, FORWARDED_SENT as f64),
+        "every datagram whose TTL ran out at the node"
+    );
+    assert_eq!(
+        drops(&s, pod3, NO_ROUTE_PORT, NO_ROUTE),
+        (FORWARDED_SENT as f64, FORWARDED_SENT as f64),
+        "every datagram the node had no route for"
+    );
     let mut counted = counted_on(&s, &ours_text);
-    counted.retain(|c| !c.contains("NO_SOCKET") && !c.contains("SOCKET_RCVBUFF"));
+    counted.retain(|c| {
+        ![
+            "\"NO_SOCKET\"",
+            "\"SOCKET_RCVBUFF\"",
+            &format!("\"{TTL_EXPIRED}\""),
+            &format!("\"{NO_ROUTE}\""),
+        ]
+        .iter()
+        .any(|r| c.contains(r))
+    });
     assert!(
         counted.is_empty(),
         "nothing else on the bridge counts as a drop: {counted:#?}"
