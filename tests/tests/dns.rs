@@ -15,7 +15,7 @@ use osprey_e2e::{
     netns::PodPair,
     require, settle,
 };
-use simple_dns::{CLASS, Name, Packet, PacketFlag, Question, TYPE};
+use simple_dns::{CLASS, Name, Packet, PacketFlag, Question, TYPE, rdata::OPT};
 
 struct Dnsmasq(Child);
 
@@ -28,27 +28,46 @@ impl Drop for Dnsmasq {
 
 /// An A query for `name` with recursion desired, as wire bytes.
 fn a_query(name: &'static str, id: u16) -> Vec<u8> {
+    query(name, id, TYPE::A, false)
+}
+
+/// A `qtype` query for `name`; with `edns`, an OPT record offering 4096-byte
+/// UDP answers (EDNS0), as resolvers send by default.
+fn query(name: &'static str, id: u16, qtype: TYPE, edns: bool) -> Vec<u8> {
     let mut query = Packet::new_query(id);
     query.set_flags(PacketFlag::RECURSION_DESIRED);
     query.questions.push(Question::new(
         Name::new_unchecked(name),
-        TYPE::A.into(),
+        qtype.into(),
         CLASS::IN.into(),
         false,
     ));
+    if edns {
+        *query.opt_mut() = Some(OPT {
+            opt_codes: Vec::new(),
+            udp_packet_size: 4096,
+            version: 0,
+        });
+    }
     query.build_bytes_vec().unwrap()
 }
 
 /// Sends an A query for `name` from pod A; returns (rcode, answers, client-side latency).
 fn resolve(pair: &PodPair, name: &'static str, id: u16) -> (simple_dns::RCODE, usize, Duration) {
+    let (rcode, answers, _, latency) = resolve_udp(pair, a_query(name, id));
+    (rcode, answers, latency)
+}
+
+/// Sends a query from pod A over UDP; returns (rcode, answers, answer
+/// bytes, client-side latency).
+fn resolve_udp(pair: &PodPair, bytes: Vec<u8>) -> (simple_dns::RCODE, usize, usize, Duration) {
     let (a, b) = (pair.a_ip, pair.b_ip);
     pair.a
         .run(move || {
             let sock = UdpSocket::bind(SocketAddr::new(a, 0)).unwrap();
             sock.set_read_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
-            let bytes = a_query(name, id);
-            let mut buf = [0u8; 1500];
+            let mut buf = [0u8; 4096];
             // dnsmasq may still be starting: retry until it answers.
             for _ in 0..50 {
                 let start = Instant::now();
@@ -56,7 +75,7 @@ fn resolve(pair: &PodPair, name: &'static str, id: u16) -> (simple_dns::RCODE, u
                 if let Ok(n) = sock.recv(&mut buf) {
                     let elapsed = start.elapsed();
                     let reply = Packet::parse(&buf[..n]).unwrap();
-                    return (reply.rcode(), reply.answers.len(), elapsed);
+                    return (reply.rcode(), reply.answers.len(), n, elapsed);
                 }
             }
             panic!("dnsmasq never answered");
@@ -138,6 +157,8 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
                 "--listen-address=10.214.0.2",
                 "--local=/osprey.test/",
                 "--address=/web.osprey.test/10.9.9.9",
+                // Three 250-byte strings: an answer of ~800 bytes.
+                &format!("--txt-record=big.osprey.test,{0},{0},{0}", "x".repeat(250)),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -156,14 +177,33 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
     assert_eq!((nx_rcode, nx_answers), (simple_dns::RCODE::NameError, 0));
     let (tcp_rcode, tcp_answers, tcp_latency) = resolve_tcp(&pair, "web.osprey.test", 0x0a03);
     assert_eq!((tcp_rcode, tcp_answers), (simple_dns::RCODE::NoError, 1));
+    // Past the classic 512 bytes, over UDP with EDNS0.
+    let (big_rcode, big_answers, big_bytes, big_latency) =
+        resolve_udp(&pair, query("big.osprey.test", 0x0a04, TYPE::TXT, true));
+    assert_eq!((big_rcode, big_answers), (simple_dns::RCODE::NoError, 1));
+    assert!(big_bytes > 512, "the TXT answer is {big_bytes} bytes");
 
     let delta = |s: &[Sample], name: &str, labels: &[(&str, &str)]| {
         total(s, name, labels) - total(&before, name, labels)
     };
     let s = settle(10, || {
         let s = samples(&agent.scrape().1);
-        (delta(&s, "hubble_dns_responses_total", &[]) >= 3.0, s)
+        (delta(&s, "hubble_dns_responses_total", &[]) >= 4.0, s)
     });
+    assert_eq!(
+        delta(
+            &s,
+            "hubble_dns_responses_total",
+            &[("rcode", "No Error"), ("qtypes", "TXT")]
+        ),
+        1.0,
+        "the long answer, matched to its query"
+    );
+    assert_eq!(
+        delta(&s, "osprey_dns_malformed_packets_total", &[]),
+        0.0,
+        "nothing malformed"
+    );
     // Two over UDP, one over TCP.
     assert_eq!(
         delta(&s, "hubble_dns_queries_total", &[("qtypes", "A")]),
@@ -194,8 +234,8 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
         ("source", client.as_str()),
         ("destination", server.as_str()),
     ];
-    assert_eq!(delta(&s, "hubble_dns_queries_total", &ends), 3.0);
-    assert_eq!(delta(&s, "hubble_dns_responses_total", &ends), 3.0);
+    assert_eq!(delta(&s, "hubble_dns_queries_total", &ends), 4.0);
+    assert_eq!(delta(&s, "hubble_dns_responses_total", &ends), 4.0);
     // The kernel timestamps lie between the clients' sends and receives.
     let latency_sum = delta(
         &s,
@@ -208,10 +248,10 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
             "osprey_dns_latency_seconds_count",
             &[("rcode", "No Error")]
         ),
-        2.0,
-        "the UDP and the TCP answer"
+        3.0,
+        "the UDP, the TCP and the long answer"
     );
-    let clients = ok_latency + tcp_latency;
+    let clients = ok_latency + tcp_latency + big_latency;
     assert!(
         latency_sum > 0.0 && latency_sum <= clients.as_secs_f64(),
         "agent {latency_sum}s vs clients {clients:?}"

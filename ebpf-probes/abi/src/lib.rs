@@ -205,9 +205,12 @@ pub struct DropKey {
     pub location: u64,
 }
 
-/// Bytes of a DNS message copied into a `DnsEvent` (queries and answers past
-/// this are truncated; the header and question always fit).
-pub const DNS_PAYLOAD_MAX: usize = 512;
+/// Bytes of a DNS message copied into a `DnsEvent`: 4096, the UDP payload
+/// size EDNS0 clients commonly offer, so answers longer than the classic 512
+/// bytes (many records, DNSSEC, long TXT) arrive whole. A record takes only
+/// the bytes copied, so a short message costs no more than before. A longer
+/// message (over TCP) is cut; its header and question still fit.
+pub const DNS_PAYLOAD_MAX: usize = 4096;
 
 /// A UDP packet to or from port 53, as a socket sent or received it.
 #[repr(C)]

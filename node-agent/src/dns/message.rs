@@ -79,13 +79,19 @@ impl DnsMessage {
         } else {
             captured
         };
-        let packet = Packet::parse(message).map_err(|_| {
-            if tcp {
-                Skip::Continuation
-            } else {
-                Skip::Malformed
+        let cut = (event.payload_len as usize) > captured.len();
+        let question_only;
+        let packet = match Packet::parse(message) {
+            Ok(packet) => packet,
+            // A message longer than the copy: its records run past the
+            // end, but its header and question are whole. Read those.
+            Err(_) if cut && message.len() >= 12 => {
+                question_only = header_and_question(message);
+                Packet::parse(&question_only).map_err(|_| Skip::Malformed)?
             }
-        })?;
+            Err(_) if tcp => return Err(Skip::Continuation),
+            Err(_) => return Err(Skip::Malformed),
+        };
         let question = packet.questions.first().ok_or(Skip::Malformed)?;
         let response = packet.has_flags(PacketFlag::RESPONSE);
         let ips = packet
@@ -111,6 +117,15 @@ impl DnsMessage {
             ips,
         })
     }
+}
+
+/// A copy of `message` that claims only its question: the answer,
+/// authority and additional counts zeroed, so a parser stops after the
+/// question and ignores the cut records behind it.
+fn header_and_question(message: &[u8]) -> Vec<u8> {
+    let mut copy = message.to_vec();
+    copy[6..12].fill(0);
+    copy
 }
 
 #[cfg(test)]
@@ -212,5 +227,37 @@ mod tests {
         let mut garbage = event(DIR_EGRESS, 40000, 53, &Packet::new_query(1));
         garbage.captured = 3;
         assert_eq!(DnsMessage::from_event(&garbage), Err(Skip::Malformed));
+    }
+
+    /// An answer of 60 A records (~1 KiB, past the classic 512 bytes) is
+    /// read whole; cut short of its records (a longer message than the
+    /// copy), its question and code still are.
+    #[test]
+    fn long_answers_are_read_and_cut_ones_keep_their_question() {
+        let mut reply = query(0x5151, "many.osprey.test", TYPE::A).into_reply();
+        for i in 0..60u8 {
+            reply.answers.push(ResourceRecord::new(
+                Name::new_unchecked("many.osprey.test"),
+                CLASS::IN,
+                60,
+                RData::A(rdata::A {
+                    address: u32::from(std::net::Ipv4Addr::new(10, 8, 0, i)),
+                }),
+            ));
+        }
+        let mut e = event(DIR_INGRESS, 53, 40000, &reply);
+        assert!(e.payload_len > 512, "{}", e.payload_len);
+        let r = DnsMessage::from_event(&e).unwrap();
+        assert_eq!((r.id, r.rcode, r.ips.len()), (0x5151, Some("No Error"), 60));
+
+        e.captured = 100;
+        let r = DnsMessage::from_event(&e).unwrap();
+        assert_eq!(
+            (r.id, r.response, r.rcode, r.qname.as_str(), r.ips.len()),
+            (0x5151, true, Some("No Error"), "many.osprey.test", 0)
+        );
+        // Cut inside the question: nothing to read.
+        e.captured = 20;
+        assert_eq!(DnsMessage::from_event(&e), Err(Skip::Malformed));
     }
 }
