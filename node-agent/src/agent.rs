@@ -143,10 +143,19 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         ),
     )
     .with_ports(ports.clone());
+    let limits = flows::handlers::Limits {
+        idle_ttl: ttl,
+        series_budget: config.series_budget,
+        budgets: budget_metrics.clone(),
+    };
     let mut handlers = Handlers::default()
-        .with(FlowsProcessed::register(&mut registry, contexts.clone()))
-        .with(TcpFlags::register(&mut registry, contexts.clone()))
-        .with(Icmp::register(&mut registry, contexts.clone()))
+        .with(FlowsProcessed::register(
+            &mut registry,
+            contexts.clone(),
+            &limits,
+        ))
+        .with(TcpFlags::register(&mut registry, contexts.clone(), &limits))
+        .with(Icmp::register(&mut registry, contexts.clone(), &limits))
         .with(Drops::register(
             &mut registry,
             contexts.clone(),

@@ -120,6 +120,21 @@ impl Drop for Agent {
 /// The agent for an end-to-end test, started with `args`; None (the test
 /// skips, with the reason printed) when not root or not built, except with
 /// `CI=true`, where that fails the test. An agent that cannot start fails it.
+/// `for_test` with a 200 ms drain and both ends of the Hubble families
+/// named by address (no pods here), plus `extra` flags.
+pub fn for_test_by_ip(extra: &[&str]) -> Option<Agent> {
+    let mut args = vec![
+        "--drain-interval-ms",
+        "200",
+        "--hubble-source-context",
+        "ip",
+        "--hubble-destination-context",
+        "ip",
+    ];
+    args.extend_from_slice(extra);
+    for_test(&args)
+}
+
 pub fn for_test(args: &[&str]) -> Option<Agent> {
     crate::require!(
         crate::is_root(),

@@ -181,14 +181,7 @@ fn drops(s: &[Sample], src: IpAddr, port: u16, reason: &str) -> (f64, f64) {
 
 #[test]
 fn a_bridged_node_shows_real_drops_only_and_counts_the_rest_apart() {
-    let Some(agent) = agent::for_test(&[
-        "--drain-interval-ms",
-        "200",
-        "--hubble-source-context",
-        "ip",
-        "--hubble-destination-context",
-        "ip",
-    ]) else {
+    let Some(agent) = agent::for_test_by_ip(&[]) else {
         return;
     };
     // Links come up with the agent watching: DAD, router solicitations

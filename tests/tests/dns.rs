@@ -125,14 +125,7 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
     );
     // Hubble context options: the client is the source of queries and of
     // responses alike.
-    let Some(agent) = agent::for_test(&[
-        "--drain-interval-ms",
-        "200",
-        "--hubble-source-context",
-        "ip",
-        "--hubble-destination-context",
-        "ip",
-    ]) else {
+    let Some(agent) = agent::for_test_by_ip(&[]) else {
         return;
     };
     let pair = PodPair::new("dn", "10.214.0.1", "10.214.0.2", 24);

@@ -63,16 +63,7 @@ fn plan() -> (Vec<Vec<Step>>, Vec<Traced>) {
 }
 
 fn run(tag: &str, a: &str, b: &str, prefix: u8, trace_label: &str) {
-    let Some(agent) = agent::for_test(&[
-        "--drain-interval-ms",
-        "200",
-        "--hubble-source-context",
-        "ip",
-        "--hubble-destination-context",
-        "ip",
-        "--exemplar-trace-label",
-        trace_label,
-    ]) else {
+    let Some(agent) = agent::for_test_by_ip(&["--exemplar-trace-label", trace_label]) else {
         return;
     };
     require!(

@@ -59,14 +59,7 @@ fn processed(s: &[Sample], src: &str, dst: &str, protocol: &str, subtype: &str) 
 
 #[test]
 fn tcp_flags_icmp_types_and_processed_flows_match_the_traffic() {
-    let Some(agent) = agent::for_test(&[
-        "--drain-interval-ms",
-        "200",
-        "--hubble-source-context",
-        "ip",
-        "--hubble-destination-context",
-        "ip",
-    ]) else {
+    let Some(agent) = agent::for_test_by_ip(&[]) else {
         return;
     };
     let pair = PodPair::new("hb", A, B, 64);

@@ -9,18 +9,6 @@ use serde::{Deserialize, Serialize};
 use super::hubble::{ContextLabels, labels_with_context};
 use crate::{Foldable, OVERFLOW};
 
-/// The context labels' overflow form: configured labels say `overflow`.
-fn fold(context: &ContextLabels) -> ContextLabels {
-    ContextLabels {
-        source: context.source.as_ref().map(|_| OVERFLOW.to_owned()),
-        destination: context.destination.as_ref().map(|_| OVERFLOW.to_owned()),
-    }
-}
-
-fn folded(context: &ContextLabels) -> bool {
-    context.source.as_deref() == Some(OVERFLOW) || context.destination.as_deref() == Some(OVERFLOW)
-}
-
 /// `http_{server,client}_request_duration_seconds`: the context labels, then
 /// the semantic conventions' `http_request_method`,
 /// `http_response_status_code`, `http_route` (only when routes are
@@ -49,7 +37,7 @@ impl EncodeLabelSet for HttpDurationLabels {
 impl Foldable for HttpDurationLabels {
     fn overflow(&self) -> Self {
         Self {
-            context: fold(&self.context),
+            context: self.context.overflow(),
             method: self.method.clone(),
             status: self.status,
             route: self.route.as_ref().map(|_| OVERFLOW.to_owned()),
@@ -107,24 +95,6 @@ pub struct HubbleHttpDurationLabels {
     pub reporter: &'static str,
 }
 labels_with_context!(HubbleHttpDurationLabels { method => "method", reporter => "reporter" });
-
-macro_rules! fold_context {
-    ($($ty:ty),*) => {$(
-        impl Foldable for $ty {
-            fn overflow(&self) -> Self {
-                Self { context: fold(&self.context), ..self.clone() }
-            }
-            fn is_overflow(&self) -> bool {
-                folded(&self.context)
-            }
-        }
-    )*};
-}
-fold_context!(
-    HubbleHttpRequestLabels,
-    HubbleHttpResponseLabels,
-    HubbleHttpDurationLabels
-);
 
 /// `osprey_http_unparsed_total`: why a start (or a part of it) was not
 /// understood.

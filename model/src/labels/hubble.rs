@@ -19,6 +19,22 @@ pub struct ContextLabels {
 }
 
 impl ContextLabels {
+    /// Each configured end as `overflow`; none configured: unchanged (the
+    /// family is bounded by its own labels then).
+    pub fn overflow(&self) -> Self {
+        let fold = |v: &Option<String>| v.as_ref().map(|_| crate::budget::OVERFLOW.to_owned());
+        Self {
+            source: fold(&self.source),
+            destination: fold(&self.destination),
+        }
+    }
+
+    pub fn is_overflow(&self) -> bool {
+        [&self.source, &self.destination]
+            .iter()
+            .any(|v| v.as_deref() == Some(crate::budget::OVERFLOW))
+    }
+
     /// Encodes the configured labels, in Hubble's order (before the family's own).
     pub fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         if let Some(v) = &self.source {
@@ -44,6 +60,21 @@ macro_rules! labels_with_context {
                 self.context.encode(encoder)?;
                 $( ($name, self.$field.clone()).encode(encoder.encode_label())?; )*
                 Ok(())
+            }
+        }
+
+        /// Past the series budget the context (the ends, which grow with
+        /// the addresses and pods a node talks to) folds into `overflow`;
+        /// the family's own labels stay.
+        impl $crate::budget::Foldable for $ty {
+            fn overflow(&self) -> Self {
+                Self {
+                    context: self.context.overflow(),
+                    ..self.clone()
+                }
+            }
+            fn is_overflow(&self) -> bool {
+                self.context.is_overflow()
             }
         }
     };

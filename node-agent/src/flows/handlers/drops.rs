@@ -18,7 +18,7 @@ use super::FlowHandler;
 use crate::flows::{context::Contexts, enrich::EnrichedBatch, labels::PortFold};
 
 pub struct Drops {
-    hubble: Family<HubbleDropLabels, TracedCounter>,
+    hubble: SeriesStore<HubbleDropLabels, Family<HubbleDropLabels, TracedCounter>>,
     flows: SeriesStore<DropLabels, Family<DropLabels, TracedCounter>, LastTrace>,
     ignored: Family<ReasonLabels, Counter>,
     contexts: Contexts,
@@ -41,7 +41,11 @@ impl Drops {
         let ignored = Family::default();
         OSPREY_DROPS_IGNORED.register(registry, ignored.clone());
         Self {
-            hubble,
+            hubble: SeriesStore::new(
+                hubble,
+                SeriesBudget::new(HUBBLE_DROP.name, series_budget, budgets),
+                idle_ttl,
+            ),
             flows: SeriesStore::new(
                 flows,
                 SeriesBudget::new(OSPREY_FLOW_DROPS.name, series_budget, budgets),
@@ -75,13 +79,14 @@ impl FlowHandler for Drops {
                 .trace
                 .as_ref()
                 .map(|_| std::time::SystemTime::now());
-            self.hubble
-                .get_or_create(&HubbleDropLabels {
-                    context: self.contexts.labels(&drop.flow),
-                    reason: drop.reason.clone(),
-                    protocol: flow.protocol,
-                })
-                .inc_by(count, drop.flow.trace.clone(), at);
+            let hubble = HubbleDropLabels {
+                context: self.contexts.labels(&drop.flow),
+                reason: drop.reason.clone(),
+                protocol: flow.protocol,
+            };
+            self.hubble.record(hubble, now, |c, ()| {
+                c.inc_by(count, drop.flow.trace.clone(), at);
+            });
             let labels = DropLabels {
                 source_ip: flow.source_ip,
                 source_port: flow.source_port,
@@ -95,5 +100,6 @@ impl FlowHandler for Drops {
             });
         }
         self.flows.expire(now);
+        self.hubble.expire(now);
     }
 }

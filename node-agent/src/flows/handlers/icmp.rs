@@ -5,13 +5,14 @@ use osprey_model::catalogue::HUBBLE_ICMP;
 use std::time::Instant;
 
 use osprey_abi::{PROTO_ICMP, PROTO_ICMPV6};
+use osprey_model::SeriesStore;
 use osprey_model::labels::IcmpLabels;
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
-use super::{FlowHandler, family_name};
+use super::{FlowHandler, Limits, counter_store, family_name};
 use crate::flows::{context::Contexts, enrich::EnrichedBatch};
 
 /// Hubble's names for the ICMP types it reports; others by number.
@@ -33,32 +34,38 @@ fn icmp_type(v4: bool, t: u16) -> String {
 }
 
 pub struct Icmp {
-    family: Family<IcmpLabels, Counter>,
+    family: SeriesStore<IcmpLabels, Family<IcmpLabels, Counter>>,
     contexts: Contexts,
 }
 
 impl Icmp {
-    pub fn register(registry: &mut Registry, contexts: Contexts) -> Self {
-        let family = Family::default();
-        HUBBLE_ICMP.register(registry, family.clone());
-        Self { family, contexts }
+    pub fn register(registry: &mut Registry, contexts: Contexts, limits: &Limits) -> Self {
+        Self {
+            family: counter_store(registry, &HUBBLE_ICMP, limits),
+            contexts,
+        }
     }
 }
 
 impl FlowHandler for Icmp {
-    fn handle(&mut self, batch: &EnrichedBatch, _now: Instant) {
+    fn handle(&mut self, batch: &EnrichedBatch, now: Instant) {
         for (flow, delta) in &batch.flows {
             if !matches!(flow.protocol_number, PROTO_ICMP | PROTO_ICMPV6) {
                 continue;
             }
-            self.family
-                .get_or_create(&IcmpLabels {
+            self.family.record(
+                IcmpLabels {
                     context: self.contexts.labels(flow),
                     family: family_name(flow.v4),
                     // The flow key's source "port" is the ICMP type.
                     r#type: icmp_type(flow.v4, flow.source.port),
-                })
-                .inc_by(delta.stats.packets);
+                },
+                now,
+                |c, ()| {
+                    c.inc_by(delta.stats.packets);
+                },
+            );
         }
+        self.family.expire(now);
     }
 }

@@ -12,9 +12,47 @@ pub mod retransmits;
 pub mod rtt;
 pub mod tcp_flags;
 
-use std::time::Instant;
+use std::{
+    hash::Hash,
+    time::{Duration, Instant},
+};
+
+use osprey_model::{BudgetMetrics, Foldable, SeriesBudget, SeriesStore, catalogue::MetricDesc};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
 
 use super::enrich::EnrichedBatch;
+
+/// What bounds every family whose series grow with traffic and identities:
+/// each family's series budget (past it new series fold into `overflow`,
+/// counted), and the idle TTL after which a series leaves.
+#[derive(Clone)]
+pub struct Limits {
+    pub idle_ttl: Duration,
+    pub series_budget: usize,
+    pub budgets: BudgetMetrics,
+}
+
+/// A counter family registered as `desc`, its series kept within `limits`.
+pub fn counter_store<L>(
+    registry: &mut Registry,
+    desc: &MetricDesc,
+    limits: &Limits,
+) -> SeriesStore<L, Family<L, Counter>>
+where
+    L: Foldable + EncodeLabelSet + Clone + Eq + Hash + std::fmt::Debug + Send + Sync + 'static,
+{
+    let family = Family::<L, Counter>::default();
+    desc.register(registry, family.clone());
+    SeriesStore::new(
+        family,
+        SeriesBudget::new(desc.name, limits.series_budget, &limits.budgets),
+        limits.idle_ttl,
+    )
+}
 
 /// A metric family fed from the flow pipeline.
 pub trait FlowHandler: Send {
@@ -70,13 +108,23 @@ mod tests {
     /// The Hubble-named handlers and the drop handler, as the agent wires them.
     fn handlers(registry: &mut Registry, contexts: Contexts) -> Handlers {
         let budgets = BudgetMetrics::register(registry);
+        let limits = Limits {
+            idle_ttl: Duration::from_secs(60),
+            series_budget: 100,
+            budgets: budgets.clone(),
+        };
         Handlers::default()
             .with(flows_processed::FlowsProcessed::register(
                 registry,
                 contexts.clone(),
+                &limits,
             ))
-            .with(tcp_flags::TcpFlags::register(registry, contexts.clone()))
-            .with(icmp::Icmp::register(registry, contexts.clone()))
+            .with(tcp_flags::TcpFlags::register(
+                registry,
+                contexts.clone(),
+                &limits,
+            ))
+            .with(icmp::Icmp::register(registry, contexts.clone(), &limits))
             .with(drops::Drops::register(
                 registry,
                 contexts,
@@ -141,6 +189,69 @@ mod tests {
         assert!(!text.contains("flag=\"RST\""));
     }
 
+    /// With context labels the Hubble families grow with the addresses a
+    /// node talks to: past the budget the ends fold into `overflow`
+    /// (counted), and idle series leave after the TTL.
+    #[test]
+    fn hubble_series_fold_past_the_budget_and_expire_when_idle() {
+        let mut registry = Registry::default();
+        let limits = Limits {
+            idle_ttl: Duration::from_secs(60),
+            series_budget: 2,
+            budgets: BudgetMetrics::register(&mut registry),
+        };
+        let contexts = Contexts {
+            source: spec("ip"),
+            destination: spec("ip"),
+        };
+        let mut h = flows_processed::FlowsProcessed::register(&mut registry, contexts, &limits);
+        let flows = (1..=3u8)
+            .map(|i| FlowDelta {
+                key: FlowKey {
+                    direction: DIR_EGRESS,
+                    ..v4_flow([10, 0, 0, i], 4000, [10, 0, 9, 9], 53, PROTO_UDP)
+                },
+                stats: FlowStats {
+                    packets: u64::from(i),
+                    ..FlowStats::default()
+                },
+                ..FlowDelta::default()
+            })
+            .collect();
+        let t0 = Instant::now();
+        h.handle(
+            &Enricher::default().batch(FlowBatch {
+                flows,
+                ..FlowBatch::default()
+            }),
+            t0,
+        );
+        let text = exposition(&registry);
+        let series = |from: &str, to: &str| {
+            format!(
+                "hubble_flows_processed_total{{source=\"{from}\",destination=\"{to}\",protocol=\"UDP\",type=\"Trace\",subtype=\"from-endpoint\",verdict=\"FORWARDED\"}}"
+            )
+        };
+        // Both configured ends fold.
+        for (from, to, n) in [
+            ("10.0.0.1", "10.0.9.9", 1),
+            ("10.0.0.2", "10.0.9.9", 2),
+            ("overflow", "overflow", 3),
+        ] {
+            let line = format!("{} {n}", series(from, to));
+            assert!(text.contains(&line), "{line}:\n{text}");
+        }
+        assert!(
+            text.contains("osprey_metric_series_folded_total{metric=\"hubble_flows_processed\"} 1"),
+            "{text}"
+        );
+        h.handle(&EnrichedBatch::default(), t0 + Duration::from_secs(60));
+        assert!(
+            !exposition(&registry).contains("source=\""),
+            "idle series left"
+        );
+    }
+
     #[test]
     fn drops_are_named_by_the_kernel_table_and_counted_per_flow_and_per_reason() {
         let mut registry = Registry::default();
@@ -188,7 +299,9 @@ mod tests {
         h.handle(&batch, Instant::now());
         let text = exposition(&registry);
         assert!(
-            text.contains("osprey_drops_ignored_total{reason=\"SOCKET_CLOSE\"} 4"),
+            text.contains(
+                "osprey_drops_ignored_total{reason=\"SOCKET_CLOSE\",location=\"unknown\"} 4"
+            ),
             "{text}"
         );
         assert!(!text.contains("reason=\"SOCKET_CLOSE\",protocol"), "{text}");

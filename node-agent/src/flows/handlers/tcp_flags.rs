@@ -4,30 +4,32 @@ use osprey_model::catalogue::HUBBLE_TCP_FLAGS;
 use std::time::Instant;
 
 use osprey_abi::PROTO_TCP;
+use osprey_model::SeriesStore;
 use osprey_model::labels::TcpFlagLabels;
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
-use super::{FlowHandler, family_name};
+use super::{FlowHandler, Limits, counter_store, family_name};
 use crate::flows::{context::Contexts, enrich::EnrichedBatch};
 
 pub struct TcpFlags {
-    family: Family<TcpFlagLabels, Counter>,
+    family: SeriesStore<TcpFlagLabels, Family<TcpFlagLabels, Counter>>,
     contexts: Contexts,
 }
 
 impl TcpFlags {
-    pub fn register(registry: &mut Registry, contexts: Contexts) -> Self {
-        let family = Family::default();
-        HUBBLE_TCP_FLAGS.register(registry, family.clone());
-        Self { family, contexts }
+    pub fn register(registry: &mut Registry, contexts: Contexts, limits: &Limits) -> Self {
+        Self {
+            family: counter_store(registry, &HUBBLE_TCP_FLAGS, limits),
+            contexts,
+        }
     }
 }
 
 impl FlowHandler for TcpFlags {
-    fn handle(&mut self, batch: &EnrichedBatch, _now: Instant) {
+    fn handle(&mut self, batch: &EnrichedBatch, now: Instant) {
         for (flow, delta) in &batch.flows {
             if flow.protocol_number != PROTO_TCP {
                 continue;
@@ -41,15 +43,20 @@ impl FlowHandler for TcpFlags {
                 ("RST", s.rst),
             ] {
                 if n > 0 {
-                    self.family
-                        .get_or_create(&TcpFlagLabels {
+                    self.family.record(
+                        TcpFlagLabels {
                             context: context.clone(),
                             flag,
                             family: family_name(flow.v4),
-                        })
-                        .inc_by(u64::from(n));
+                        },
+                        now,
+                        |c, ()| {
+                            c.inc_by(u64::from(n));
+                        },
+                    );
                 }
             }
         }
+        self.family.expire(now);
     }
 }
