@@ -277,6 +277,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
                 hub.clone(),
                 contexts.clone(),
                 enricher.clone(),
+                &limits,
             )
             .run(rx),
         );

@@ -4,11 +4,12 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use osprey_abi::DnsEvent;
 use osprey_model::{
+    SeriesBudget, SeriesStore,
     catalogue::{
         HUBBLE_DNS_QUERIES, HUBBLE_DNS_RESPONSES, OSPREY_DNS_LATENCY_SECONDS,
         OSPREY_DNS_LOST_EVENTS, OSPREY_DNS_MALFORMED_PACKETS, OSPREY_DNS_UNANSWERED_QUERIES,
@@ -23,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::message::{DnsMessage, Skip};
 use crate::{
-    flows::{context::Contexts, enrich::Enricher},
+    flows::{context::Contexts, enrich::Enricher, handlers::Limits},
     observe::{
         hub::FlowHub,
         record::{DnsInfo, FlowRecord, Verdict, with_peers},
@@ -69,8 +70,14 @@ impl DnsMetrics {
 
 type PendingKey = (IpAddr, u16, IpAddr, u16);
 
+/// Hubble's DNS family: its series grow with the clients and servers a
+/// node's pods talk to, so they are kept within the series budget and TTL.
+type DnsSeries = SeriesStore<DnsLabels, Family<DnsLabels, Counter>>;
+
 pub struct DnsTracker {
     metrics: DnsMetrics,
+    queries: DnsSeries,
+    responses: DnsSeries,
     hub: FlowHub,
     contexts: Contexts,
     enricher: Enricher,
@@ -79,8 +86,23 @@ pub struct DnsTracker {
 }
 
 impl DnsTracker {
-    pub fn new(metrics: DnsMetrics, hub: FlowHub, contexts: Contexts, enricher: Enricher) -> Self {
+    pub fn new(
+        metrics: DnsMetrics,
+        hub: FlowHub,
+        contexts: Contexts,
+        enricher: Enricher,
+        limits: &Limits,
+    ) -> Self {
+        let store = |family: &Family<DnsLabels, Counter>, name| {
+            SeriesStore::new(
+                family.clone(),
+                SeriesBudget::new(name, limits.series_budget, &limits.budgets),
+                limits.idle_ttl,
+            )
+        };
         Self {
+            queries: store(&metrics.queries, HUBBLE_DNS_QUERIES.name),
+            responses: store(&metrics.responses, HUBBLE_DNS_RESPONSES.name),
             metrics,
             hub,
             contexts,
@@ -97,7 +119,11 @@ impl DnsTracker {
                     Some(event) => self.observe(&event, SystemTime::now()),
                     None => return,
                 },
-                _ = tick.tick() => self.expire(SystemTime::now()),
+                _ = tick.tick() => {
+                    self.expire(SystemTime::now());
+                    self.queries.expire(Instant::now());
+                    self.responses.expire(Instant::now());
+                }
             }
         }
     }
@@ -118,15 +144,15 @@ impl DnsTracker {
         let mut latency = None;
         if msg.response {
             let rcode = msg.rcode.unwrap_or("Other").to_owned();
-            self.metrics
-                .responses
-                .get_or_create(&DnsLabels {
-                    context: context.clone(),
-                    rcode: rcode.clone(),
-                    qtypes: msg.qtype.clone(),
-                    ips_returned: msg.ips.len().to_string(),
-                })
-                .inc();
+            let labels = DnsLabels {
+                context: context.clone(),
+                rcode: rcode.clone(),
+                qtypes: msg.qtype.clone(),
+                ips_returned: msg.ips.len().to_string(),
+            };
+            self.responses.record(labels, Instant::now(), |c, ()| {
+                c.inc();
+            });
             if let Some((sent_ns, _)) = self.pending.remove(&key) {
                 let seconds = msg.ts_ns.saturating_sub(sent_ns) as f64 / 1e9;
                 self.metrics
@@ -136,15 +162,15 @@ impl DnsTracker {
                 latency = Some(seconds * 1e3);
             }
         } else {
-            self.metrics
-                .queries
-                .get_or_create(&DnsLabels {
-                    context,
-                    rcode: String::new(),
-                    qtypes: msg.qtype.clone(),
-                    ips_returned: "0".into(),
-                })
-                .inc();
+            let labels = DnsLabels {
+                context,
+                rcode: String::new(),
+                qtypes: msg.qtype.clone(),
+                ips_returned: "0".into(),
+            };
+            self.queries.record(labels, Instant::now(), |c, ()| {
+                c.inc();
+            });
             self.pending.insert(key, (msg.ts_ns, now));
         }
         let record = record(&msg, latency, now);
@@ -191,5 +217,69 @@ fn record(msg: &DnsMessage, latency_ms: Option<f64>, now: SystemTime) -> FlowRec
             latency_ms,
         }),
         ..FlowRecord::new(now, Verdict::Forwarded, msg.transport, src, dst, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use osprey_abi::{DIR_EGRESS, DNS_PAYLOAD_MAX, FlowKey, PROTO_UDP};
+    use osprey_model::BudgetMetrics;
+    use simple_dns::{CLASS, Name, Packet, Question, TYPE};
+
+    use super::*;
+    use crate::test_support::{exposition, v4_flow};
+
+    fn query_from(client: [u8; 4], id: u16) -> DnsEvent {
+        let mut q = Packet::new_query(id);
+        q.questions.push(Question::new(
+            Name::new_unchecked("web.osprey.test"),
+            TYPE::A.into(),
+            CLASS::IN.into(),
+            false,
+        ));
+        let bytes = q.build_bytes_vec().unwrap();
+        let mut payload = [0u8; DNS_PAYLOAD_MAX];
+        payload[..bytes.len()].copy_from_slice(&bytes);
+        DnsEvent {
+            ts_ns: 1,
+            flow: FlowKey {
+                direction: DIR_EGRESS,
+                ..v4_flow(client, 40000, [10, 0, 0, 53], 53, PROTO_UDP)
+            },
+            payload_len: bytes.len() as u32,
+            captured: bytes.len() as u32,
+            payload,
+        }
+    }
+
+    /// Each client address is a series of the DNS families: past the
+    /// budget new clients fold into `overflow`, and idle series leave.
+    #[test]
+    fn dns_series_fold_past_the_budget_and_expire_when_idle() {
+        let mut registry = Registry::default();
+        let limits = Limits {
+            idle_ttl: Duration::from_secs(60),
+            series_budget: 1,
+            budgets: BudgetMetrics::register(&mut registry),
+        };
+        let metrics = DnsMetrics::register(&mut registry);
+        let hub = FlowHub::new(16, &mut registry);
+        let contexts = Contexts {
+            source: "ip".parse().unwrap(),
+            destination: Default::default(),
+        };
+        let mut t = DnsTracker::new(metrics, hub, contexts, Enricher::default(), &limits);
+        t.observe(&query_from([10, 0, 0, 1], 1), SystemTime::now());
+        t.observe(&query_from([10, 0, 0, 2], 2), SystemTime::now());
+        t.observe(&query_from([10, 0, 0, 3], 3), SystemTime::now());
+        let text = exposition(&registry);
+        for line in [
+            "hubble_dns_queries_total{source=\"10.0.0.1\",rcode=\"\",qtypes=\"A\",ips_returned=\"0\"} 1",
+            "hubble_dns_queries_total{source=\"overflow\",rcode=\"\",qtypes=\"A\",ips_returned=\"0\"} 2",
+        ] {
+            assert!(text.contains(line), "{line}:\n{text}");
+        }
+        t.queries.expire(Instant::now() + Duration::from_secs(60));
+        assert!(!exposition(&registry).contains("source="));
     }
 }
