@@ -160,9 +160,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
             &mut registry,
             contexts.clone(),
             ports.clone(),
-            ttl,
-            config.series_budget,
-            &budget_metrics,
+            &limits,
         ))
         .with(Retransmits::register(
             &mut registry,

@@ -9,7 +9,7 @@ use std::{
 
 use osprey_abi::DnsEvent;
 use osprey_model::{
-    SeriesBudget, SeriesStore,
+    SeriesStore,
     catalogue::{
         HUBBLE_DNS_QUERIES, HUBBLE_DNS_RESPONSES, OSPREY_DNS_LATENCY_SECONDS,
         OSPREY_DNS_LOST_EVENTS, OSPREY_DNS_MALFORMED_PACKETS, OSPREY_DNS_UNANSWERED_QUERIES,
@@ -93,16 +93,9 @@ impl DnsTracker {
         enricher: Enricher,
         limits: &Limits,
     ) -> Self {
-        let store = |family: &Family<DnsLabels, Counter>, name| {
-            SeriesStore::new(
-                family.clone(),
-                SeriesBudget::new(name, limits.series_budget, &limits.budgets),
-                limits.idle_ttl,
-            )
-        };
         Self {
-            queries: store(&metrics.queries, HUBBLE_DNS_QUERIES.name),
-            responses: store(&metrics.responses, HUBBLE_DNS_RESPONSES.name),
+            queries: limits.store(metrics.queries.clone(), HUBBLE_DNS_QUERIES.name),
+            responses: limits.store(metrics.responses.clone(), HUBBLE_DNS_RESPONSES.name),
             metrics,
             hub,
             contexts,

@@ -4,17 +4,17 @@
 //! ignores: counted there only).
 
 use osprey_model::catalogue::{HUBBLE_DROP, OSPREY_DROPS_IGNORED, OSPREY_FLOW_DROPS};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use osprey_model::SeriesStore;
 use osprey_model::exemplar::{self, LastTrace, TracedCounter};
 use osprey_model::labels::{DropLabels, HubbleDropLabels, ReasonLabels};
-use osprey_model::{BudgetMetrics, SeriesBudget, SeriesStore};
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
-use super::FlowHandler;
+use super::{FlowHandler, Limits};
 use crate::flows::{context::Contexts, enrich::EnrichedBatch, labels::PortFold};
 
 pub struct Drops {
@@ -30,9 +30,7 @@ impl Drops {
         registry: &mut Registry,
         contexts: Contexts,
         ports: PortFold,
-        idle_ttl: Duration,
-        series_budget: usize,
-        budgets: &BudgetMetrics,
+        limits: &Limits,
     ) -> Self {
         let hubble = Family::default();
         HUBBLE_DROP.register(registry, hubble.clone());
@@ -41,16 +39,8 @@ impl Drops {
         let ignored = Family::default();
         OSPREY_DROPS_IGNORED.register(registry, ignored.clone());
         Self {
-            hubble: SeriesStore::new(
-                hubble,
-                SeriesBudget::new(HUBBLE_DROP.name, series_budget, budgets),
-                idle_ttl,
-            ),
-            flows: SeriesStore::new(
-                flows,
-                SeriesBudget::new(OSPREY_FLOW_DROPS.name, series_budget, budgets),
-                idle_ttl,
-            ),
+            hubble: limits.store(hubble, HUBBLE_DROP.name),
+            flows: limits.store(flows, OSPREY_FLOW_DROPS.name),
             ignored,
             contexts,
             ports,

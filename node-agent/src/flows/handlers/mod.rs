@@ -36,6 +36,23 @@ pub struct Limits {
     pub budgets: BudgetMetrics,
 }
 
+impl Limits {
+    /// A store over `families` (already registered) whose series count
+    /// against the budget of `metric`.
+    pub fn store<L, F, S>(&self, families: F, metric: &'static str) -> SeriesStore<L, F, S>
+    where
+        L: Foldable + Clone + Eq + Hash,
+        F: osprey_model::Families<L>,
+        S: Default,
+    {
+        SeriesStore::new(
+            families,
+            SeriesBudget::new(metric, self.series_budget, &self.budgets),
+            self.idle_ttl,
+        )
+    }
+}
+
 /// A counter family registered as `desc`, its series kept within `limits`.
 pub fn counter_store<L>(
     registry: &mut Registry,
@@ -47,11 +64,7 @@ where
 {
     let family = Family::<L, Counter>::default();
     desc.register(registry, family.clone());
-    SeriesStore::new(
-        family,
-        SeriesBudget::new(desc.name, limits.series_budget, &limits.budgets),
-        limits.idle_ttl,
-    )
+    limits.store(family, desc.name)
 }
 
 /// A metric family fed from the flow pipeline.
@@ -129,9 +142,7 @@ mod tests {
                 registry,
                 contexts,
                 PortFold::default(),
-                Duration::from_secs(60),
-                100,
-                &budgets,
+                &limits,
             ))
     }
 
