@@ -5,9 +5,17 @@
 //! (`--http-capture-bytes 0`), and with it on. Rounds interleave the three;
 //! medians are reported.
 //!
+//! Two layouts: `shared` (everything on every CPU, the load saturating
+//! them, so the agent's own CPU comes out of the workload's) and `pinned`
+//! (wrk and the server on CPU 1, the agent on CPU 0: what the probes cost
+//! the workload in its own context, the agent's CPU reported beside it).
+//!
 //! - requests/s and p99 latency, from wrk;
 //! - kernel ns per request: the flow programs' run time (kernel BPF stats,
-//!   in a separate pass with stats on) over the requests wrk completed;
+//!   in a separate pass with stats on, pinned so the agent does not preempt
+//!   a program mid-run and inflate its time) over the requests wrk
+//!   completed. Both ends are on this node, so each request is seen twice
+//!   (four HTTP starts); per side is half of it;
 //! - agent CPU per 1k requests/s, from /proc.
 
 use std::{
@@ -66,8 +74,43 @@ struct Load {
     p99_ms: f64,
 }
 
-fn wrk(secs: u64) -> Result<Load> {
-    let out = sh::output(Command::new("ip").args([
+/// Where the load and the agent run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Shared,
+    Pinned,
+}
+
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Layout::Shared => "shared CPUs",
+            Layout::Pinned => "pinned (load on CPU 1, agent on CPU 0)",
+        }
+    }
+
+    /// The CPUs of the load and of the agent (`taskset` lists).
+    fn cpus(self) -> (&'static str, &'static str) {
+        match self {
+            Layout::Shared => ("0-1023", "0-1023"),
+            Layout::Pinned => ("1", "0"),
+        }
+    }
+}
+
+/// Sets the CPUs of every thread of `pid` (threads started later inherit it).
+fn pin(pid: u32, cpus: &str) -> Result<()> {
+    sh::output(
+        Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus])
+            .arg(pid.to_string()),
+    )
+    .map(drop)
+    .with_context(|| format!("taskset {cpus} {pid}"))
+}
+
+fn wrk(secs: u64, cpus: &str) -> Result<Load> {
+    let out = sh::output(Command::new("taskset").args(["-c", cpus, "ip"]).args([
         "netns",
         "exec",
         NS_A,
@@ -133,47 +176,35 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
     let _pods = Pods::create()?;
     let mut server = Server::start()?;
     let setups = [Setup::Detached, Setup::HttpOff, Setup::HttpOn];
-    let mut rate = vec![Vec::new(); 3];
-    let mut p99 = vec![Vec::new(); 3];
-    let mut mcpu = vec![Vec::new(); 3];
-    for round in 0..reps {
-        for (i, setup) in setups.iter().enumerate() {
-            let running = setup.start(agent, false)?;
-            sleep(Duration::from_millis(800));
-            let before = match &running {
-                Some(a) => cpu_and_rss(a.child.id())?.0,
-                None => 0.0,
-            };
-            let load = wrk(secs)?;
-            if let Some(a) = &running {
-                let cpu = cpu_and_rss(a.child.id())?.0 - before;
-                // mCPU per 1k requests/s = CPU-s per second / (k requests per second) × 1000.
-                mcpu[i].push(cpu / secs as f64 / (load.per_sec / 1e3) * 1e3);
-            }
-            eprintln!(
-                "xtask: http round {} {:>16}: {:.0} req/s, p99 {:.3} ms",
-                round + 1,
-                setup.name(),
-                load.per_sec,
-                load.p99_ms
-            );
-            rate[i].push(load.per_sec);
-            p99[i].push(load.p99_ms);
-        }
+    let layouts = if std::thread::available_parallelism()?.get() >= 2 {
+        vec![Layout::Shared, Layout::Pinned]
+    } else {
+        vec![Layout::Shared]
+    };
+    let mut tables = Vec::new();
+    for &layout in &layouts {
+        tables.push((layout, measure(agent, &server, layout, reps, secs)?));
     }
     // Kernel time per request, with the kernel's stats on (they cost a
     // little themselves, equally in both).
+    let kernel_layout = *layouts.last().expect("a layout");
+    let (load_cpus, agent_cpus) = kernel_layout.cpus();
+    pin(server.0.id(), load_cpus)?;
     let mut kernel_ns = vec![Vec::new(); 3];
     for _ in 0..reps {
         for (i, setup) in [Setup::HttpOff, Setup::HttpOn].iter().enumerate() {
-            let _running = setup.start(agent, true)?;
+            let running = setup.start(agent, true)?;
+            if let Some(a) = &running {
+                pin(a.child.id(), agent_cpus)?;
+            }
             sleep(Duration::from_millis(800));
             let before = flow_program_ns(agent)?;
-            let load = wrk(secs)?;
+            let load = wrk(secs, load_cpus)?;
             let after = flow_program_ns(agent)?;
             kernel_ns[i + 1].push((after - before) / load.requests);
         }
     }
+    pin(server.0.id(), Layout::Shared.cpus().0)?;
     // What the test for an HTTP start costs packets that are not HTTP: a
     // TCP bulk stream (iperf3), ns per program run, HTTP off and on.
     let mut bulk_ns = vec![Vec::new(); 3];
@@ -189,43 +220,54 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
     }
     server.stop();
 
-    let ratio = |i: usize| median(rate[i].clone()) / median(rate[0].clone());
+    let kernel = |i: usize| median(kernel_ns[i].clone());
     println!();
     println!(
         "HTTP read from the wire ({CONNECTIONS} keep-alive connections, 2-byte responses, {reps} rounds of {secs} s; medians)"
     );
-    println!();
-    println!(
-        "| | requests/s | vs detached | p99 latency | kernel ns / request | agent mCPU per 1k req/s |"
-    );
-    println!("|---|---|---|---|---|---|");
-    for (i, setup) in setups.iter().enumerate() {
-        let cell = |v: &Vec<f64>, f: &dyn Fn(f64) -> String| {
-            if v.is_empty() {
-                "–".to_owned()
-            } else {
-                f(median(v.clone()))
-            }
-        };
+    for (layout, t) in &tables {
+        println!();
+        println!("{}:", layout.name());
+        println!();
         println!(
-            "| {} | {:.0} | {:.3} | {:.3} ms | {} | {} |",
-            setup.name(),
-            median(rate[i].clone()),
-            ratio(i),
-            median(p99[i].clone()),
-            cell(&kernel_ns[i], &|v| format!("{v:.0}")),
-            cell(&mcpu[i], &|v| format!("{v:.1}")),
+            "| | requests/s | vs detached | p99 latency | kernel ns / request | agent mCPU per 1k req/s |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for (i, setup) in setups.iter().enumerate() {
+            let cell = |v: &Vec<f64>, f: &dyn Fn(f64) -> String| {
+                if v.is_empty() {
+                    "–".to_owned()
+                } else {
+                    f(median(v.clone()))
+                }
+            };
+            println!(
+                "| {} | {:.0} | {:.3} | {:.3} ms | {} | {} |",
+                setup.name(),
+                median(t.rate[i].clone()),
+                median(t.rate[i].clone()) / median(t.rate[0].clone()),
+                median(t.p99[i].clone()),
+                cell(&kernel_ns[i], &|v| format!("{v:.0}")),
+                cell(&t.mcpu[i], &|v| format!("{v:.1}")),
+            );
+        }
+        println!();
+        println!(
+            "HTTP parsing ({}): requests/s on/off {:.3} (target ≥ 0.98); p99 {:+.3} ms; agent {:+.1} mCPU per 1k req/s over HTTP off, {:.1} in all (target ≤ 10)",
+            layout.name(),
+            median(t.rate[2].clone()) / median(t.rate[1].clone()),
+            median(t.p99[2].clone()) - median(t.p99[1].clone()),
+            median(t.mcpu[2].clone()) - median(t.mcpu[1].clone()),
+            median(t.mcpu[2].clone()),
         );
     }
-    let on_off = median(rate[2].clone()) / median(rate[1].clone());
+    let extra = kernel(2) - kernel(1);
     println!();
     println!(
-        "HTTP parsing: requests/s on/off {:.3} (target ≥ 0.98); p99 {:+.3} ms; kernel {:+.0} ns/request (target ≤ 200); agent {:+.1} mCPU per 1k req/s over HTTP off, {:.1} in all (target ≤ 10)",
-        on_off,
-        median(p99[2].clone()) - median(p99[1].clone()),
-        median(kernel_ns[2].clone()) - median(kernel_ns[1].clone()),
-        median(mcpu[2].clone()) - median(mcpu[1].clone()),
-        median(mcpu[2].clone()),
+        "Kernel ({}): {:+.0} ns per request with both ends on this node (four starts), {:+.0} ns per request seen from one side (target ≤ 200)",
+        kernel_layout.name(),
+        extra,
+        extra / 2.0,
     );
     println!(
         "Not HTTP (iperf3 TCP bulk, default offloads): flow programs {:.0} ns per run with HTTP off, {:.0} with it on ({:+.0} ns per socket-layer segment for the test of an HTTP start)",
@@ -234,6 +276,55 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
         median(bulk_ns[2].clone()) - median(bulk_ns[1].clone()),
     );
     Ok(())
+}
+
+/// requests/s, p99 and agent mCPU per 1k requests/s, per setup.
+struct Table {
+    rate: Vec<Vec<f64>>,
+    p99: Vec<Vec<f64>>,
+    mcpu: Vec<Vec<f64>>,
+}
+
+/// `reps` interleaved rounds of the three setups in one layout.
+fn measure(agent: &Path, server: &Server, layout: Layout, reps: usize, secs: u64) -> Result<Table> {
+    let setups = [Setup::Detached, Setup::HttpOff, Setup::HttpOn];
+    let (load_cpus, agent_cpus) = layout.cpus();
+    pin(server.0.id(), load_cpus)?;
+    let mut t = Table {
+        rate: vec![Vec::new(); 3],
+        p99: vec![Vec::new(); 3],
+        mcpu: vec![Vec::new(); 3],
+    };
+    for round in 0..reps {
+        for (i, setup) in setups.iter().enumerate() {
+            let running = setup.start(agent, false)?;
+            if let Some(a) = &running {
+                pin(a.child.id(), agent_cpus)?;
+            }
+            sleep(Duration::from_millis(800));
+            let before = match &running {
+                Some(a) => cpu_and_rss(a.child.id())?.0,
+                None => 0.0,
+            };
+            let load = wrk(secs, load_cpus)?;
+            if let Some(a) = &running {
+                let cpu = cpu_and_rss(a.child.id())?.0 - before;
+                // mCPU per 1k requests/s = CPU-s per second / (k requests per second) × 1000.
+                t.mcpu[i].push(cpu / secs as f64 / (load.per_sec / 1e3) * 1e3);
+            }
+            eprintln!(
+                "xtask: http {} round {} {:>16}: {:.0} req/s, p99 {:.3} ms",
+                layout.name(),
+                round + 1,
+                setup.name(),
+                load.per_sec,
+                load.p99_ms
+            );
+            t.rate[i].push(load.per_sec);
+            t.p99[i].push(load.p99_ms);
+        }
+    }
+    Ok(t)
 }
 
 /// `xtask httpd` inside pod B.

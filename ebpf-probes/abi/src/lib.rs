@@ -239,7 +239,8 @@ pub const HTTP_PAYLOAD_MAX: usize = 1024;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct HttpEvent {
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the socket layer saw it.
+    /// CLOCK_MONOTONIC ns when the socket layer saw it: TCP's own departure
+    /// stamp on egress, `bpf_ktime_get_ns()` on ingress.
     pub ts_ns: u64,
     /// Its flow, with `direction` and `cgroup_id` set.
     pub flow: FlowKey,

@@ -35,6 +35,7 @@ pub fn capture(ctx: &SkBuffContext, flow: &FlowKey, offset: usize) {
         DnsEvent,
         DNS_PAYLOAD_MAX,
         flow,
+        aya_ebpf::helpers::bpf_ktime_get_ns(),
         offset,
         available,
         DNS_PAYLOAD_MAX,

@@ -11,12 +11,12 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::bpf_skb_load_bytes,
+    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::map,
     maps::{PerCpuArray, RingBuf},
     programs::SkBuffContext,
 };
-use osprey_abi::{FlowKey, HTTP_PAYLOAD_MAX, HttpEvent};
+use osprey_abi::{DIR_EGRESS, FlowKey, HTTP_PAYLOAD_MAX, HttpEvent};
 
 use crate::{offsets, payload::capture};
 
@@ -84,6 +84,27 @@ fn is_start(first: u64) -> bool {
     false
 }
 
+/// When the socket layer saw the segment, in CLOCK_MONOTONIC ns. A segment
+/// TCP sends already carries it: `__tcp_transmit_skb` stamps every segment
+/// with its departure time (`skb->tstamp`, from the socket's clock, which
+/// `tcp_write_xmit` refreshes just before), in the same call chain as the
+/// egress hook. Reading it instead of `bpf_ktime_get_ns` saves the clock
+/// read (≈ 25 ns here, a TSC read behind a seqcount) on half the starts. An
+/// ingress `tstamp` is wall-clock time or 0, so ingress reads the clock.
+#[inline(always)]
+fn seen_at(ctx: &SkBuffContext, flow: &FlowKey) -> u64 {
+    // SAFETY: a context field read (rewritten by the verifier); a helper
+    // without arguments.
+    unsafe {
+        let sent = if flow.direction == DIR_EGRESS {
+            (*ctx.skb.skb).tstamp
+        } else {
+            0
+        };
+        if sent != 0 { sent } else { bpf_ktime_get_ns() }
+    }
+}
+
 /// Looks at the TCP payload that starts at `offset`; copies it when it
 /// starts an HTTP request or response.
 #[inline(always)]
@@ -129,6 +150,7 @@ pub fn capture(ctx: &SkBuffContext, flow: &FlowKey, offset: usize) {
         HttpEvent,
         HTTP_PAYLOAD_MAX,
         flow,
+        seen_at(ctx, flow),
         offset,
         available,
         cap,

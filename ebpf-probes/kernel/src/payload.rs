@@ -10,14 +10,15 @@
 //! and copied with `bpf_ringbuf_output`, whose size may vary; reserve's may
 //! not.
 
-/// Fills this CPU's `$scratch` `$event` with a kernel timestamp, `$flow`,
+/// Fills this CPU's `$scratch` `$event` with the timestamp `$ts` (kernel
+/// CLOCK_MONOTONIC ns), `$flow`,
 /// and the first `$limit` (≤ `$max`) of the `$available` payload bytes at
 /// `$offset`, then sends it cut after the copied bytes to `$ring` with
 /// `$flags`. Evaluates to whether it was sent: nothing to copy or a failed
 /// copy send nothing; a full ring is counted by `$full`, a closure over
 /// `FlowLoss`.
 macro_rules! capture {
-    ($ctx:expr, $ring:expr, $scratch:expr, $event:ty, $max:expr, $flow:expr, $offset:expr, $available:expr, $limit:expr, $flags:expr, $full:expr) => {{
+    ($ctx:expr, $ring:expr, $scratch:expr, $event:ty, $max:expr, $flow:expr, $ts:expr, $offset:expr, $available:expr, $limit:expr, $flags:expr, $full:expr) => {{
         let copy = ($available).min($limit).min($max) as u64;
         // Hidden from LLVM so that both bound checks below stay, which the
         // verifier needs to see the length is in [1, $max].
@@ -28,7 +29,7 @@ macro_rules! capture {
                 // SAFETY: this CPU's value of a per-CPU array, sized for the
                 // event; nothing else runs on this CPU meanwhile.
                 let rc = unsafe {
-                    (*event).ts_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
+                    (*event).ts_ns = $ts;
                     (*event).flow = *$flow;
                     (*event).payload_len = $available as u32;
                     (*event).captured = copy as u32;
