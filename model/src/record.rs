@@ -69,6 +69,10 @@ pub struct FlowRecord {
     pub destination_namespace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub destination_pod: Option<String>,
+    /// The Service (`namespace/name`) whose ClusterIP the destination is, as
+    /// the client's socket sent to it before kube-proxy rewrote it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub destination_service: Option<String>,
 }
 
 /// The DNS part of a record (Hubble's `l7.dns`).
@@ -154,6 +158,7 @@ impl FlowRecord {
             source_pod: None,
             destination_namespace: None,
             destination_pod: None,
+            destination_service: None,
         }
     }
 
@@ -168,12 +173,15 @@ impl FlowRecord {
                 &self.source_namespace,
                 &self.source_pod
             ),
-            side(
-                &self.destination_ip,
-                self.destination_port,
-                &self.destination_namespace,
-                &self.destination_pod
-            ),
+            match &self.destination_service {
+                Some(service) => format!("{service}:{}", self.destination_port),
+                None => side(
+                    &self.destination_ip,
+                    self.destination_port,
+                    &self.destination_namespace,
+                    &self.destination_pod,
+                ),
+            },
             self.protocol,
         );
         if !self.tcp_flags.is_empty() {
@@ -249,6 +257,8 @@ pub struct FlowFilter {
     pub to_namespace: Option<String>,
     pub from_pod: Option<String>,
     pub to_pod: Option<String>,
+    /// Records to this Service (`namespace/name`), `hubble observe --to-service`.
+    pub to_service: Option<String>,
     /// HTTP records with this response status code (`hubble observe --http-status`).
     pub http_status: Option<u16>,
     /// HTTP records with this request method (case-insensitive).
@@ -291,7 +301,8 @@ impl FlowFilter {
             && name(&self.from_namespace, &r.source_namespace)
             && name(&self.to_namespace, &r.destination_namespace)
             && name(&self.from_pod, &r.source_pod)
-            && name(&self.to_pod, &r.destination_pod);
+            && name(&self.to_pod, &r.destination_pod)
+            && name(&self.to_service, &r.destination_service);
         let http_ok = self
             .http_status
             .is_none_or(|s| r.http.as_ref().is_some_and(|h| h.status == s))
@@ -341,6 +352,7 @@ mod tests {
             source_pod: None,
             destination_namespace: None,
             destination_pod: None,
+            destination_service: None,
         }
     }
 
@@ -416,6 +428,22 @@ mod tests {
             from_pod: Some("web".into()),
             ..Default::default()
         });
+        no(FlowFilter {
+            to_service: Some("shop/web".into()),
+            ..Default::default()
+        });
+        let to_service = FlowRecord {
+            destination_service: Some("shop/web".into()),
+            ..r.clone()
+        };
+        assert!(
+            FlowFilter {
+                to_service: Some("shop/web".into()),
+                ..Default::default()
+            }
+            .matches(&to_service)
+        );
+        assert!(to_service.compact().contains(" -> shop/web:53 UDP"));
     }
 
     #[test]

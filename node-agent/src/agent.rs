@@ -491,11 +491,10 @@ async fn watch_pods(
     registry: &mut Registry,
     health: &Health,
 ) -> Result<pods::PodIndex> {
-    let index = pods::PodIndex::default();
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
     if !config.watch_pods(in_cluster) {
         info!("standalone: no Kubernetes API; flows are named by IP, cgroups by path");
-        return Ok(index);
+        return Ok(pods::PodIndex::standalone());
     }
     let client = match pods::watch::client(config.kubeconfig.as_deref()).await {
         Ok(client) => client,
@@ -504,7 +503,7 @@ async fn watch_pods(
             if config.kubernetes == config::KubernetesMode::Auto && config.kubeconfig.is_none() =>
         {
             warn!(error = %e, "cannot reach the Kubernetes API: standalone, flows named by IP");
-            return Ok(index);
+            return Ok(pods::PodIndex::standalone());
         }
         Err(e) => return Err(e).context("pod identity from the Kubernetes API"),
     };
@@ -512,11 +511,22 @@ async fn watch_pods(
         config::PodScope::Node => config.node_name.clone(),
         config::PodScope::Cluster => None,
     };
+    let index = pods::PodIndex::for_cluster(config.node_name.clone(), config.service_cidrs.clone());
     let metrics = pods::watch::PodMetrics::register(registry);
     supervise::spawn(
         health,
         "pod-watch",
-        pods::watch::run(client, node, index.clone(), metrics),
+        pods::watch::run(client.clone(), node, index.clone(), metrics.clone()),
+    );
+    supervise::spawn(
+        health,
+        "service-watch",
+        pods::watch::run_services(client.clone(), index.clone(), metrics.clone()),
+    );
+    supervise::spawn(
+        health,
+        "node-watch",
+        pods::watch::run_nodes(client, index.clone(), metrics),
     );
     Ok(index)
 }

@@ -161,6 +161,11 @@ pub struct RunArgs {
     #[arg(long, env = "NODE_NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// The cluster's Service ranges, comma separated (e.g. 10.96.0.0/12):
+    /// their addresses are not reserved:world.
+    #[arg(long, env = "OSPREY_SERVICE_CIDRS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_cidrs: Option<Vec<String>>,
     /// Push metrics as OTLP: http://HOST:4317 (gRPC) or …/v1/metrics (HTTP).
     #[arg(long, env = "OSPREY_OTLP_ENDPOINT")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -132,6 +132,11 @@ pub struct Config {
     /// This node's name (the DaemonSet sets it from `spec.nodeName`); needed
     /// by `pod_scope = "node"`.
     pub node_name: Option<String>,
+    /// The cluster's Service ranges (the API server's
+    /// `--service-cluster-ip-range`, which the API does not publish): an
+    /// address in them that no listed Service has yet is not
+    /// `reserved:world`. Nodes' pod ranges come from their Node objects.
+    pub service_cidrs: Vec<crate::pods::Cidr>,
     /// Push the metrics `/metrics` serves, as OTLP, to this endpoint:
     /// `http://HOST:4317` is gRPC, a URL whose path ends in `/v1/metrics`
     /// HTTP/protobuf (the collector, or any OTLP receiver). Unset: off;
@@ -227,6 +232,7 @@ impl Default for Config {
             kubeconfig: None,
             pod_scope: PodScope::Cluster,
             node_name: None,
+            service_cidrs: Vec::new(),
             otlp_endpoint: None,
             otlp_interval_secs: 15,
             otlp_queue_batches: 20,

@@ -1,9 +1,12 @@
 //! A stand-in for the Kubernetes API server, which cannot run here (no
 //! kube-apiserver, k3s or kind in any reachable registry): it serves
-//! `GET /api/v1/pods` as a list and as a watch (chunked JSON lines of
-//! ADDED / MODIFIED / DELETED events), honouring `fieldSelector=spec.nodeName=…`
-//! and `resourceVersion`, so the agent's real kube-rs client runs its real
-//! list-then-watch path over HTTP.
+//! `GET /api/v1/{pods,services,nodes}` as a list and as a watch (chunked
+//! JSON lines of ADDED / MODIFIED / DELETED events, and BOOKMARKs when asked
+//! for), honouring `fieldSelector=spec.nodeName=…` and `resourceVersion`:
+//! a watch from a version older than the last [`FakeApiServer::compact`]
+//! gets `410 Gone`, as etcd's compaction gives it, and while
+//! [`FakeApiServer::set_down`] holds every connection closes unanswered. The agent's
+//! real kube-rs client runs its real list-then-watch path over HTTP.
 
 use std::{
     collections::BTreeMap,
@@ -22,12 +25,51 @@ use serde_json::{Value, json};
 #[derive(Default)]
 struct State {
     rv: u64,
-    /// uid → pod
-    pods: BTreeMap<String, Value>,
-    /// (resourceVersion, event)
-    events: Vec<(u64, Value)>,
+    /// (kind: pods, services or nodes; key: a pod's uid, a service's
+    /// namespace/name, a node's name) → object
+    objects: BTreeMap<(String, String), Value>,
+    /// (resourceVersion, kind, event)
+    events: Vec<(u64, String, Value)>,
+    /// Watches from before this version get 410 Gone.
+    compacted: u64,
+    down: bool,
     /// Request targets, in order.
     requests: Vec<String>,
+}
+
+/// The kind (path segment) and key of an API object.
+fn kind_and_key(object: &Value) -> (String, String) {
+    let m = &object["metadata"];
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    match object["kind"].as_str() {
+        Some("Service") => (
+            "services".into(),
+            format!("{}/{}", s(&m["namespace"]), s(&m["name"])),
+        ),
+        Some("Node") => ("nodes".into(), s(&m["name"])),
+        _ => ("pods".into(), s(&m["uid"])),
+    }
+}
+
+/// A Service `namespace/name` with `cluster_ip` and one TCP port.
+pub fn service(namespace: &str, name: &str, cluster_ip: &str, port: u16) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"namespace": namespace, "name": name, "uid": format!("svc-{namespace}-{name}")},
+        "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
+            "ports": [{"port": port, "protocol": "TCP"}]}
+    })
+}
+
+/// A Node with an InternalIP and a pod range.
+pub fn node(name: &str, internal_ip: &str, pod_cidr: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "uid": format!("node-{name}")},
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
+        "status": {"addresses": [{"type": "InternalIP", "address": internal_ip},
+            {"type": "Hostname", "address": name}]}
+    })
 }
 
 pub struct FakeApiServer {
@@ -123,36 +165,65 @@ impl FakeApiServer {
         self.kubeconfig.to_str().unwrap()
     }
 
-    /// Creates or updates a pod; watchers get ADDED or MODIFIED.
-    pub fn apply(&self, mut pod: Value) {
+    /// Creates or updates an object (a Pod, Service or Node, by its
+    /// `kind`); watchers get ADDED or MODIFIED.
+    pub fn apply(&self, mut object: Value) {
         let (lock, cvar) = &*self.state;
         let mut s = lock.lock().unwrap();
         s.rv += 1;
         let rv = s.rv;
-        pod["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let uid = pod["metadata"]["uid"].as_str().unwrap().to_owned();
-        let kind = if s.pods.contains_key(&uid) {
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let key = kind_and_key(&object);
+        let change = if s.objects.contains_key(&key) {
             "MODIFIED"
         } else {
             "ADDED"
         };
-        s.pods.insert(uid, pod.clone());
-        s.events.push((rv, json!({"type": kind, "object": pod})));
+        s.objects.insert(key.clone(), object.clone());
+        s.events
+            .push((rv, key.0, json!({"type": change, "object": object})));
         cvar.notify_all();
     }
 
-    /// Deletes a pod; watchers get DELETED.
+    /// Deletes a pod by uid; watchers get DELETED.
     pub fn delete(&self, uid: &str) {
+        self.delete_object("pods", uid);
+    }
+
+    /// Deletes an object of `kind` (pods, services, nodes) by its key (uid,
+    /// namespace/name, name); watchers get DELETED.
+    pub fn delete_object(&self, kind: &str, key: &str) {
         let (lock, cvar) = &*self.state;
         let mut s = lock.lock().unwrap();
-        let Some(mut pod) = s.pods.remove(uid) else {
+        let Some(mut object) = s.objects.remove(&(kind.to_owned(), key.to_owned())) else {
             return;
         };
         s.rv += 1;
-        pod["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        object["metadata"]["resourceVersion"] = json!(s.rv.to_string());
         let rv = s.rv;
-        s.events
-            .push((rv, json!({"type": "DELETED", "object": pod})));
+        s.events.push((
+            rv,
+            kind.to_owned(),
+            json!({"type": "DELETED", "object": object}),
+        ));
+        cvar.notify_all();
+    }
+
+    /// Forgets the event history, as etcd's compaction does: open watches
+    /// end, and a watch resumed from an older version gets 410 Gone (so the
+    /// client must list again). Changes made meanwhile are only in a list.
+    pub fn compact(&self) {
+        let (lock, cvar) = &*self.state;
+        let mut s = lock.lock().unwrap();
+        s.compacted = s.rv + 1;
+        s.events.clear();
+        cvar.notify_all();
+    }
+
+    /// While down, every connection closes unanswered and open watches end.
+    pub fn set_down(&self, down: bool) {
+        let (lock, cvar) = &*self.state;
+        lock.lock().unwrap().down = down;
         cvar.notify_all();
     }
 
@@ -195,8 +266,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn on_node(pod: &Value, node: Option<&str>) -> bool {
-    node.is_none_or(|n| pod["spec"]["nodeName"].as_str() == Some(n))
+fn on_node(object: &Value, node: Option<&str>) -> bool {
+    node.is_none_or(|n| object["spec"]["nodeName"].as_str() == Some(n))
 }
 
 fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>, stop: &AtomicBool) {
@@ -220,9 +291,22 @@ fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>, stop: &AtomicBoo
         .map(|(k, v)| (k.to_owned(), percent_decode(v)))
         .collect();
     let (lock, cvar) = &**state;
-    lock.lock().unwrap().requests.push(target.clone());
+    let down = {
+        let mut s = lock.lock().unwrap();
+        s.requests.push(target.clone());
+        s.down
+    };
+    if down {
+        // As an API server that is gone: the connection closes unanswered.
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        return;
+    }
     let mut out = conn;
-    if path != "/api/v1/pods" {
+    let Some(kind) = path
+        .strip_prefix("/api/v1/")
+        .filter(|k| ["pods", "services", "nodes"].contains(k))
+        .map(str::to_owned)
+    else {
         let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
             "reason": "NotFound", "code": 404, "message": format!("{path} not served")})
         .to_string();
@@ -232,7 +316,12 @@ fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>, stop: &AtomicBoo
             body.len()
         );
         return;
-    }
+    };
+    let kind_name = match kind.as_str() {
+        "services" => "Service",
+        "nodes" => "Node",
+        _ => "Pod",
+    };
     let node = params
         .get("fieldSelector")
         .and_then(|f| f.strip_prefix("spec.nodeName="))
@@ -253,23 +342,48 @@ fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>, stop: &AtomicBoo
         {
             return;
         }
+        let bookmarks = params
+            .get("allowWatchBookmarks")
+            .is_some_and(|b| b == "true");
         let mut sent = from;
+        let compacted_at = lock.lock().unwrap().compacted;
+        if from < compacted_at {
+            let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+                "status": "Failure", "reason": "Expired", "code": 410,
+                "message": format!("too old resource version: {from} ({compacted_at})")}})
+            .to_string()
+                + "\n";
+            let _ = write!(out, "{:x}\r\n{gone}\r\n0\r\n\r\n", gone.len());
+            return;
+        }
         while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            let (last, batch): (u64, Vec<String>) = {
+            let (last, batch, end): (u64, Vec<String>, bool) = {
                 let s = lock.lock().unwrap();
                 let s = if s.rv > sent {
                     s
                 } else {
                     cvar.wait_timeout(s, Duration::from_millis(500)).unwrap().0
                 };
-                let batch = s
+                let mut batch: Vec<String> = s
                     .events
                     .iter()
-                    .filter(|(rv, e)| *rv > sent && on_node(&e["object"], node.as_deref()))
-                    .map(|(_, e)| format!("{e}\n"))
+                    .filter(|(rv, k, e)| {
+                        *rv > sent && *k == kind && on_node(&e["object"], node.as_deref())
+                    })
+                    .map(|(_, _, e)| format!("{e}\n"))
                     .collect();
-                (s.rv.max(sent), batch)
+                if batch.is_empty() && bookmarks {
+                    batch.push(format!(
+                        "{}\n",
+                        json!({"type": "BOOKMARK", "object": {"kind": kind_name, "apiVersion": "v1",
+                            "metadata": {"resourceVersion": s.rv.max(sent).to_string()}}})
+                    ));
+                }
+                (s.rv.max(sent), batch, s.down || s.compacted > compacted_at)
             };
+            if end {
+                break;
+            }
             for text in batch {
                 if write!(out, "{:x}\r\n{text}\r\n", text.len()).is_err() {
                     return;
@@ -284,11 +398,12 @@ fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>, stop: &AtomicBoo
     let body = {
         let s = lock.lock().unwrap();
         let items: Vec<&Value> = s
-            .pods
-            .values()
-            .filter(|p| on_node(p, node.as_deref()))
+            .objects
+            .iter()
+            .filter(|((k, _), o)| *k == kind && on_node(o, node.as_deref()))
+            .map(|(_, o)| o)
             .collect();
-        json!({"apiVersion": "v1", "kind": "PodList",
+        json!({"apiVersion": "v1", "kind": format!("{kind_name}List"),
             "metadata": {"resourceVersion": s.rv.to_string()}, "items": items})
         .to_string()
     };

@@ -58,6 +58,18 @@ pub const OSPREY_KUBERNETES_PODS: MetricDesc = MetricDesc {
     unit: Some("{pod}"),
 };
 
+pub const OSPREY_KUBERNETES_SERVICES: MetricDesc = MetricDesc {
+    name: "osprey_kubernetes_services",
+    help: "Services with a cluster address known from the Kubernetes API",
+    unit: Some("{service}"),
+};
+
+pub const OSPREY_KUBERNETES_NODES: MetricDesc = MetricDesc {
+    name: "osprey_kubernetes_nodes",
+    help: "Nodes known from the Kubernetes API",
+    unit: Some("{node}"),
+};
+
 pub const OSPREY_KUBERNETES_WATCH_ERRORS: MetricDesc = MetricDesc {
     name: "osprey_kubernetes_watch_errors",
     help: "Errors of the pod watch (each is retried with backoff; pods keep their last known identity meanwhile)",
@@ -117,6 +129,8 @@ pub const AGENT_FAMILIES: &[MetricDesc] = &[
     OSPREY_EVENTS_LOST_RECORDS,
     OSPREY_OOM_EVENTS_MALFORMED,
     OSPREY_KUBERNETES_PODS,
+    OSPREY_KUBERNETES_SERVICES,
+    OSPREY_KUBERNETES_NODES,
     OSPREY_KUBERNETES_WATCH_ERRORS,
     OSPREY_OTLP_SENT_BATCHES,
     OSPREY_OTLP_SENT_DATA_POINTS,

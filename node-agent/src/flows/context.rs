@@ -1,10 +1,13 @@
 //! Hubble's context options: which identity names the source and the
 //! destination of a flow in the `hubble_*` families. A spec is a list of
 //! options separated by `|`, tried in order: `namespace`, `pod`, `workload`,
-//! `ip`. An address no pod of this node owns (another node's pod, a service,
-//! the outside world; or any address when standalone) resolves only `ip`, so
-//! `pod|ip` gives the address and `pod` alone gives an empty value (which
-//! Prometheus treats as no label).
+//! `service` (a ClusterIP's `namespace/service`), `reserved-identity`
+//! (`reserved:host`, `reserved:remote-node`, `reserved:world`,
+//! `reserved:unknown`, for an address that is no pod or Service) and `ip`.
+//! An address no known pod owns resolves only the options it has a value
+//! for, so `pod|ip` gives the address and `pod` alone gives an empty value
+//! (which Prometheus treats as no label); `pod|service|reserved-identity`
+//! keeps the label's values bounded by the cluster's objects.
 
 use std::str::FromStr;
 
@@ -12,13 +15,14 @@ use osprey_model::labels::ContextLabels;
 use serde::Deserialize;
 
 use super::enrich::{FlowIdentity, Peer};
-use crate::pods::PodMeta;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContextOption {
     Namespace,
     Pod,
     Workload,
+    Service,
+    ReservedIdentity,
     Ip,
 }
 
@@ -28,7 +32,9 @@ pub enum ContextOption {
 pub struct ContextSpec(Vec<ContextOption>);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown context option {0:?} (expected namespace, pod, workload or ip, separated by |)")]
+#[error(
+    "unknown context option {0:?} (expected namespace, pod, workload, service, reserved-identity or ip, separated by |)"
+)]
 pub struct ContextError(String);
 
 impl FromStr for ContextSpec {
@@ -43,6 +49,8 @@ impl FromStr for ContextSpec {
                 "namespace" => Ok(ContextOption::Namespace),
                 "pod" => Ok(ContextOption::Pod),
                 "workload" => Ok(ContextOption::Workload),
+                "service" => Ok(ContextOption::Service),
+                "reserved-identity" => Ok(ContextOption::ReservedIdentity),
                 "ip" => Ok(ContextOption::Ip),
                 other => Err(ContextError(other.to_owned())),
             })
@@ -58,6 +66,8 @@ impl std::fmt::Display for ContextSpec {
                 ContextOption::Namespace => "namespace",
                 ContextOption::Pod => "pod",
                 ContextOption::Workload => "workload",
+                ContextOption::Service => "service",
+                ContextOption::ReservedIdentity => "reserved-identity",
                 ContextOption::Ip => "ip",
             };
             write!(f, "{}{name}", if i == 0 { "" } else { "|" })?;
@@ -88,6 +98,9 @@ pub struct Endpoint<'a> {
     pub namespace: Option<&'a str>,
     pub pod: Option<&'a str>,
     pub workload: Option<&'a str>,
+    /// A Service's namespace and name.
+    pub service: Option<(&'a str, &'a str)>,
+    pub reserved: Option<&'static str>,
 }
 
 impl ContextSpec {
@@ -109,6 +122,8 @@ impl ContextSpec {
                     (Some(ns), Some(w)) => Some(format!("{ns}/{w}")),
                     _ => None,
                 },
+                ContextOption::Service => e.service.map(|(ns, name)| format!("{ns}/{name}")),
+                ContextOption::ReservedIdentity => e.reserved.map(str::to_owned),
                 ContextOption::Ip => Some(e.ip.to_owned()),
             })
             .unwrap_or_default()
@@ -133,7 +148,7 @@ impl Contexts {
         let side = |spec: &ContextSpec, peer: &Peer| {
             spec.is_enabled().then(|| {
                 let ip = peer.ip.to_string();
-                spec.resolve(&Endpoint::of(&ip, peer.pod.as_deref()))
+                spec.resolve(&Endpoint::of(&ip, peer))
             })
         };
         ContextLabels {
@@ -144,13 +159,19 @@ impl Contexts {
 }
 
 impl<'a> Endpoint<'a> {
-    /// An address and the pod that owns it, if any.
-    pub fn of(ip: &'a str, pod: Option<&'a PodMeta>) -> Self {
+    /// A peer, its address written as `ip`.
+    pub fn of(ip: &'a str, peer: &'a Peer) -> Self {
+        let pod = peer.pod.as_deref();
         Self {
             ip,
             namespace: pod.map(|p| p.namespace.as_str()),
             pod: pod.map(|p| p.name.as_str()),
             workload: pod.map(|p| p.workload.as_str()),
+            service: peer
+                .service
+                .as_deref()
+                .map(|s| (s.namespace.as_str(), s.name.as_str())),
+            reserved: peer.reserved.map(|r| r.as_str()),
         }
     }
 }
@@ -184,7 +205,23 @@ mod tests {
             namespace: Some("shop"),
             pod: Some("web-1"),
             workload: Some("web"),
+            ..Default::default()
         };
+        let service = Endpoint {
+            ip: "10.96.0.10",
+            service: Some(("shop", "web")),
+            ..Default::default()
+        };
+        let outside = Endpoint {
+            ip: "192.0.2.1",
+            reserved: Some("reserved:world"),
+            ..Default::default()
+        };
+        let bounded: ContextSpec = "pod|service|reserved-identity".parse().unwrap();
+        assert_eq!(bounded.resolve(&known), "shop/web-1");
+        assert_eq!(bounded.resolve(&service), "shop/web");
+        assert_eq!(bounded.resolve(&outside), "reserved:world");
+        assert_eq!(bounded.to_string(), "pod|service|reserved-identity");
         let spec: ContextSpec = "pod|ip".parse().unwrap();
         assert_eq!(spec.resolve(&bare), "10.0.0.1");
         assert_eq!(spec.resolve(&known), "shop/web-1");

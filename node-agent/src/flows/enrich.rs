@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     kernel::kallsyms::Kallsyms,
-    pods::{PodIndex, PodMeta},
+    pods::{PodIndex, PodMeta, Reserved, ServiceMeta},
 };
 
 /// A cgroup v2 id, as the kernel's `bpf_skb_cgroup_id` gives it.
@@ -32,8 +32,14 @@ pub struct Peer {
     pub ip: IpAddr,
     /// For ICMP: the type (source) or code (destination).
     pub port: u16,
-    /// The pod of this node that owns the address, if any.
+    /// The pod that owns the address, if any.
     pub pod: Option<Arc<PodMeta>>,
+    /// The Service whose ClusterIP the address is (a client's egress sees
+    /// it before kube-proxy rewrites it), if any.
+    pub service: Option<Arc<ServiceMeta>>,
+    /// For an address that is neither: `host`, `remote-node`, `world`, or
+    /// `unknown` before the API's first lists.
+    pub reserved: Option<Reserved>,
 }
 
 /// A flow key, typed and named.
@@ -156,10 +162,13 @@ impl Enricher {
 
     /// An address and the pod of this node that owns it.
     pub fn peer(&self, ip: IpAddr, port: u16) -> Peer {
+        let id = self.pods.identify(&ip);
         Peer {
             ip,
             port,
-            pod: self.pods.by_ip(&ip),
+            pod: id.pod,
+            service: id.service,
+            reserved: id.reserved,
         }
     }
 

@@ -36,6 +36,7 @@ pub struct ObserveQuery {
     pub to_namespace: Option<String>,
     pub from_pod: Option<String>,
     pub to_pod: Option<String>,
+    pub to_service: Option<String>,
     pub http_status: Option<u16>,
     pub http_method: Option<String>,
 }
@@ -56,6 +57,7 @@ impl ObserveQuery {
             to_namespace: self.to_namespace.clone(),
             from_pod: self.from_pod.clone(),
             to_pod: self.to_pod.clone(),
+            to_service: self.to_service.clone(),
             http_status: self.http_status,
             http_method: self.http_method.clone(),
         }

@@ -89,6 +89,9 @@ pub struct ObserveArgs {
     pub from_pod: Option<String>,
     #[arg(long)]
     pub to_pod: Option<String>,
+    /// Records to this Service (namespace/name), as the client sent them.
+    #[arg(long)]
+    pub to_service: Option<String>,
     /// HTTP records with this response status code.
     #[arg(long)]
     pub http_status: Option<u16>,
@@ -116,6 +119,7 @@ pub fn run(args: ObserveArgs) -> Result<()> {
         ("to_namespace", args.to_namespace.clone()),
         ("from_pod", args.from_pod.clone()),
         ("to_pod", args.to_pod.clone()),
+        ("to_service", args.to_service.clone()),
         ("http_status", args.http_status.map(|v| v.to_string())),
         ("http_method", args.http_method.clone()),
     ];

@@ -55,6 +55,9 @@ pub fn with_peers(mut record: FlowRecord, source: &Peer, destination: &Peer) -> 
         record.destination_namespace = Some(p.namespace.clone());
         record.destination_pod = Some(p.name.clone());
     }
+    if let Some(s) = &destination.service {
+        record.destination_service = Some(s.key());
+    }
     record
 }
 
