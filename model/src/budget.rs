@@ -2,18 +2,28 @@
 //! it, a new series is folded into an overflow series (address and port labels
 //! become "overflow"; low-cardinality labels are kept so totals still add up),
 //! and `osprey_metric_series_folded_total{metric}` counts the folded series.
+//! `osprey_series{family}` shows each family's live series, and a warning is
+//! logged when a family starts folding (again at most every
+//! [`FOLD_LOG_EVERY`] while it goes on).
 
 use std::{
     collections::HashSet,
     hash::{BuildHasher, Hash},
+    time::{Duration, Instant},
 };
 
 use prometheus_client::{
-    metrics::{counter::Counter, family::Family},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 
-use crate::{catalogue::OSPREY_METRIC_SERIES_FOLDED, labels::FoldedLabels};
+use crate::{
+    catalogue::{OSPREY_METRIC_SERIES_FOLDED, OSPREY_SERIES},
+    labels::{FoldedLabels, SeriesFamilyLabels},
+};
+
+/// While a family keeps folding, its warning is repeated at most this often.
+pub const FOLD_LOG_EVERY: Duration = Duration::from_secs(300);
 
 /// The label value that replaces high-cardinality labels of folded series.
 pub const OVERFLOW: &str = "overflow";
@@ -30,34 +40,51 @@ pub trait Foldable {
 #[derive(Clone, Default)]
 pub struct BudgetMetrics {
     folded: Family<FoldedLabels, Counter>,
+    live: Family<SeriesFamilyLabels, Gauge>,
 }
 
 impl BudgetMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         OSPREY_METRIC_SERIES_FOLDED.register(registry, m.folded.clone());
+        OSPREY_SERIES.register(registry, m.live.clone());
         m
     }
 }
 
 pub struct SeriesBudget {
+    metric: &'static str,
     limit: usize,
     folded: HashSet<u64>,
     counter: Counter,
+    live: Gauge,
+    /// When the last fold warning was logged.
+    warned: Option<Instant>,
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl SeriesBudget {
     pub fn new(metric: &'static str, limit: usize, metrics: &BudgetMetrics) -> Self {
         Self {
+            metric,
             limit,
             folded: HashSet::new(),
             counter: metrics
                 .folded
                 .get_or_create(&FoldedLabels { metric })
                 .clone(),
+            live: metrics
+                .live
+                .get_or_create(&SeriesFamilyLabels { family: metric })
+                .clone(),
+            warned: None,
             hasher: Default::default(),
         }
+    }
+
+    /// The family has `live` series now (`osprey_series{family}`).
+    pub fn set_live(&self, live: usize) {
+        self.live.set(live as i64);
     }
 
     /// The labels to record under: `labels` itself if it is live or fits in
@@ -69,6 +96,20 @@ impl SeriesBudget {
         let hash = self.hasher.hash_one(&labels);
         if self.folded.len() >= MAX_REMEMBERED || self.folded.insert(hash) {
             self.counter.inc();
+        }
+        let now = Instant::now();
+        if self
+            .warned
+            .is_none_or(|at| now.duration_since(at) >= FOLD_LOG_EVERY)
+        {
+            self.warned = Some(now);
+            tracing::warn!(
+                family = self.metric,
+                series_budget = self.limit,
+                folded = self.counter.get(),
+                "series budget reached: new series of this family fold into its overflow series \
+                 (osprey_metric_series_folded_total; raise series_budget or narrow the context options)"
+            );
         }
         labels.overflow()
     }

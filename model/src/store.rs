@@ -128,6 +128,7 @@ where
         };
         entry.last_active = now;
         f(&entry.metrics, &mut entry.state);
+        self.budget.set_live(self.series.len());
     }
 
     /// Removes the series idle for the TTL or longer at `now`, from the store
@@ -144,6 +145,7 @@ where
             keep
         });
         let expired = before - self.series.len();
+        self.budget.set_live(self.series.len());
         if let Some(counter) = &self.expired {
             counter.inc_by(expired as u64);
         }
@@ -250,6 +252,7 @@ mod tests {
             out.contains("osprey_metric_series_folded_total{metric=\"b\"} 2"),
             "{out}"
         );
+        assert!(out.contains("osprey_series{family=\"b\"} 3"), "{out}");
         assert_eq!(store.len(), 3);
         let states: u64 = store.iter().map(|(_, s)| *s).sum();
         assert_eq!(states, 31);
@@ -261,6 +264,7 @@ mod tests {
         assert_eq!(expired.get(), 3);
         let out = text(&registry);
         assert!(!out.contains("peer="), "{out}");
+        assert!(out.contains("osprey_series{family=\"b\"} 0"), "{out}");
     }
 
     #[test]

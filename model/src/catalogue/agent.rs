@@ -22,6 +22,12 @@ pub const OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS: MetricDesc = MetricDesc {
     unit: Some("ns"),
 };
 
+pub const OSPREY_SERIES: MetricDesc = MetricDesc {
+    name: "osprey_series",
+    help: "Live label sets of each family under a series budget (what series_budget bounds; a histogram's label set is one set of buckets)",
+    unit: Some("{series}"),
+};
+
 pub const OSPREY_METRIC_SERIES_FOLDED: MetricDesc = MetricDesc {
     name: "osprey_metric_series_folded",
     help: "New series folded into the overflow series because their family hit its series budget",
@@ -124,6 +130,7 @@ pub const AGENT_FAMILIES: &[MetricDesc] = &[
     OSPREY_BPF_PROGRAM_RUNS,
     OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS,
     OSPREY_METRIC_SERIES_FOLDED,
+    OSPREY_SERIES,
     OSPREY_OBSERVE_LOST_RECORDS,
     OSPREY_FLOW_LOG_WRITE_ERRORS,
     OSPREY_EVENTS_LOST_RECORDS,

@@ -25,6 +25,12 @@ pub struct FoldedLabels {
     pub metric: &'static str,
 }
 
+/// `osprey_series`: a family under a series budget.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SeriesFamilyLabels {
+    pub family: &'static str,
+}
+
 /// `osprey_otlp_retries_total`, `osprey_otlp_dropped_batches_total`,
 /// `osprey_otlp_dropped_data_points_total` and
 /// `osprey_http_spans_dropped_total`: why an export was retried or dropped

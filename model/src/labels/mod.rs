@@ -25,7 +25,9 @@ pub mod http;
 pub mod hubble;
 pub mod node;
 
-pub use agent::{ExportReasonLabels, FoldedLabels, ProgramInfoLabels, ProgramLabels};
+pub use agent::{
+    ExportReasonLabels, FoldedLabels, ProgramInfoLabels, ProgramLabels, SeriesFamilyLabels,
+};
 pub use container::{
     CgroupDeviceLabels, CgroupLabels, ContainerLabels, InterfaceLabels, PodLabels,
     ResourceLossLabels, ResourceLossReason,
