@@ -395,16 +395,31 @@ fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>, stop: &AtomicBoo
         let _ = out.write_all(b"0\r\n\r\n");
         return;
     }
+    // Pages of `limit`, as the real server cuts a list (kube-rs asks for
+    // 500 at a time), the `continue` token being the next item's index.
+    let limit: usize = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
+    let from: usize = params
+        .get("continue")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let body = {
         let s = lock.lock().unwrap();
-        let items: Vec<&Value> = s
+        let mut items = s
             .objects
             .iter()
             .filter(|((k, _), o)| *k == kind && on_node(o, node.as_deref()))
             .map(|(_, o)| o)
-            .collect();
+            .skip(from);
+        let page: Vec<&Value> = items.by_ref().take(limit).collect();
+        let mut metadata = json!({"resourceVersion": s.rv.to_string()});
+        if items.next().is_some() {
+            metadata["continue"] = json!((from + page.len()).to_string());
+        }
         json!({"apiVersion": "v1", "kind": format!("{kind_name}List"),
-            "metadata": {"resourceVersion": s.rv.to_string()}, "items": items})
+            "metadata": metadata, "items": page})
         .to_string()
     };
     let _ = write!(

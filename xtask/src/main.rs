@@ -4,6 +4,7 @@
 mod bench;
 mod bench_collector;
 mod bench_http;
+mod bench_identity;
 mod bench_probes;
 mod bench_scale;
 mod bench_scrape;
@@ -50,7 +51,9 @@ enum Task {
         #[arg(long, default_value_t = 4)]
         secs: u64,
         /// Run one part only: `probes` (throughput, ns/packet), `flows` (agent
-        /// cost per flow rate) or `scrape` (node + cgroups vs node-exporter).
+        /// cost per flow rate), `scrape` (node + cgroups vs node-exporter),
+        /// `collector` (vs vmagent), `http` (HTTP parsing) or `identity`
+        /// (10k pods, 1k Services, 100 Nodes: RSS and lookup ns).
         #[arg(long)]
         only: Option<String>,
         /// Another agent binary (its probe object beside it) measured in the
@@ -151,9 +154,11 @@ fn main() -> Result<()> {
             };
             let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
             if let Some(o) = only.as_deref()
-                && !["probes", "flows", "scrape", "collector", "http"].contains(&o)
+                && !["probes", "flows", "scrape", "collector", "http", "identity"].contains(&o)
             {
-                anyhow::bail!("--only takes probes, flows, scrape, collector or http, not {o}");
+                anyhow::bail!(
+                    "--only takes probes, flows, scrape, collector, http or identity, not {o}"
+                );
             }
             bench::no_other_agent()?;
             if part("probes") {
@@ -167,6 +172,9 @@ fn main() -> Result<()> {
             }
             if part("http") {
                 bench_http::run(&agent, reps, secs + 4)?;
+            }
+            if part("identity") {
+                bench_identity::run(&agent, reps)?;
             }
             if part("collector") {
                 let peers: std::collections::HashMap<_, _> =
