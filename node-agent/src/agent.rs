@@ -230,13 +230,18 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
                         None
                     }
                 };
-                registry.register_collector(Box::new(resources::CgroupCollector::new(
-                    layout,
-                    config.cgroup_metrics_limit,
-                    config.cgroup_open_files,
-                    kernel,
-                    pods.clone(),
-                )))
+                registry.register_collector(Box::new(
+                    resources::CgroupCollector::new(
+                        layout,
+                        config.cgroup_metrics_limit,
+                        config.cgroup_open_files,
+                        kernel,
+                        pods.clone(),
+                    )
+                    .sandbox_metrics(
+                        config.container_sandbox_metrics == config::SandboxMetrics::All,
+                    ),
+                ))
             }
             None => warn!(
                 "no cgroup v1 cpu/cpuacct/memory or v2 mount found: container_* metrics are off"

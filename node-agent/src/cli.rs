@@ -115,6 +115,11 @@ pub struct RunArgs {
     #[arg(long, env = "OSPREY_CGROUP_METRICS_LIMIT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_metrics_limit: Option<usize>,
+    /// A pod's sandbox (pause) container: minimal (CPU usage, working set,
+    /// network, OOM) or all container_* families.
+    #[arg(long, env = "OSPREY_CONTAINER_SANDBOX_METRICS", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_sandbox_metrics: Option<crate::config::SandboxMetrics>,
     #[arg(long, env = "OSPREY_CGROUP_OPEN_FILES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_open_files: Option<usize>,

@@ -73,6 +73,11 @@ pub struct Config {
     /// families, read from cgroupfs at scrape time) for at most this many
     /// cgroups; 0 turns them off.
     pub cgroup_metrics_limit: usize,
+    /// What a pod's sandbox (pause) container publishes: `minimal` (default:
+    /// CPU usage and working set, the part of the pod's totals dashboards
+    /// sum, plus network and OOM kills) or `all` (every `container_*`
+    /// family, as cAdvisor does: ~20 more series per pod).
+    pub container_sandbox_metrics: SandboxMetrics,
     /// Cgroup files kept open between scrapes and re-read from offset 0,
     /// which saves an open and a close per file per scrape (about 11 files
     /// per cgroup; ~20-30 µs of CPU per cgroup per scrape, a third of a
@@ -191,6 +196,15 @@ pub enum FlowPorts {
     Both,
 }
 
+/// See [`Config::container_sandbox_metrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMetrics {
+    #[default]
+    Minimal,
+    All,
+}
+
 /// When to watch pods on the Kubernetes API.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -213,6 +227,7 @@ impl Default for Config {
             series_budget: 10_000,
             flow_ports: FlowPorts::Server,
             cgroup_metrics_limit: 1_000,
+            container_sandbox_metrics: SandboxMetrics::Minimal,
             cgroup_open_files: 2_048,
             hubble_source_context: ContextSpec::default(),
             hubble_destination_context: ContextSpec::default(),

@@ -118,6 +118,19 @@ impl Drop for RunningAgent {
     }
 }
 
+/// The value of an unlabelled sample on the agent's /metrics.
+pub(crate) fn gauge(agent: &RunningAgent, name: &str) -> f64 {
+    ureq::get(&agent.url)
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
 /// Starts an osprey-agent command with warnings only, and returns it with
 /// the first line it prints (what it says once it is ready).
 pub(crate) fn spawn_quiet(cmd: &mut Command) -> Result<(Child, String)> {

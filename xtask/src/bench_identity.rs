@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    bench::{RunningAgent, cpu_and_rss, median, range, spawn_quiet, terminate},
+    bench::{RunningAgent, cpu_and_rss, gauge, median, range, spawn_quiet, terminate},
     sh,
 };
 
@@ -56,19 +56,6 @@ impl Drop for ApiServer {
     fn drop(&mut self) {
         terminate(&mut self.child);
     }
-}
-
-/// The value of an unlabelled sample on the agent's /metrics.
-fn gauge(agent: &RunningAgent, name: &str) -> f64 {
-    ureq::get(&agent.url)
-        .call()
-        .ok()
-        .and_then(|r| r.into_string().ok())
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
 }
 
 fn rss_mib(agent: &RunningAgent) -> Result<f64> {

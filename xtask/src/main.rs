@@ -8,6 +8,7 @@ mod bench_identity;
 mod bench_probes;
 mod bench_scale;
 mod bench_scrape;
+mod bench_series;
 mod build;
 mod setup;
 mod sh;
@@ -52,8 +53,9 @@ enum Task {
         secs: u64,
         /// Run one part only: `probes` (throughput, ns/packet), `flows` (agent
         /// cost per flow rate), `scrape` (node + cgroups vs node-exporter),
-        /// `collector` (vs vmagent), `http` (HTTP parsing) or `identity`
-        /// (10k pods, 1k Services, 100 Nodes: RSS and lookup ns).
+        /// `collector` (vs vmagent), `http` (HTTP parsing), `identity`
+        /// (10k pods, 1k Services, 100 Nodes: RSS and lookup ns) or `series`
+        /// (series, bytes, RSS and CPU per pod at 10, 50, 100 pods).
         #[arg(long)]
         only: Option<String>,
         /// Another agent binary (its probe object beside it) measured in the
@@ -154,10 +156,19 @@ fn main() -> Result<()> {
             };
             let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
             if let Some(o) = only.as_deref()
-                && !["probes", "flows", "scrape", "collector", "http", "identity"].contains(&o)
+                && ![
+                    "probes",
+                    "flows",
+                    "scrape",
+                    "collector",
+                    "http",
+                    "identity",
+                    "series",
+                ]
+                .contains(&o)
             {
                 anyhow::bail!(
-                    "--only takes probes, flows, scrape, collector, http or identity, not {o}"
+                    "--only takes probes, flows, scrape, collector, http, identity or series, not {o}"
                 );
             }
             bench::no_other_agent()?;
@@ -175,6 +186,9 @@ fn main() -> Result<()> {
             }
             if part("identity") {
                 bench_identity::run(&agent, reps)?;
+            }
+            if part("series") {
+                bench_series::run(&agent, secs * 5)?;
             }
             if part("collector") {
                 let peers: std::collections::HashMap<_, _> =

@@ -24,6 +24,11 @@ pub struct Cgroup {
     pub stats: CgroupStats,
     /// OOM kills: from the oom tracepoint when the probes run, else cgroupfs.
     pub oom_kills: Option<u64>,
+    /// A pod's sandbox (pause) container: a container cgroup of a known pod
+    /// that is none of its listed containers. It publishes only what
+    /// dashboards sum into pod totals, unless `container_sandbox_metrics =
+    /// "all"`.
+    pub sandbox: bool,
 }
 
 /// Block IO of one cgroup on one device.
@@ -158,14 +163,21 @@ impl CgroupCollector {
             .into_iter()
             .zip(stats)
             .enumerate()
-            .map(|(i, (id, stats))| Cgroup {
-                owner: self.pods.by_cgroup(&id),
-                oom_kills: match &view {
-                    Some(view) => Some(view.oom.get(&i).copied().unwrap_or(0)),
-                    None => stats.oom_kills,
-                },
-                id,
-                stats,
+            .map(|(i, (id, stats))| {
+                let owner = self.pods.by_cgroup(&id);
+                let sandbox = !self.sandbox_all
+                    && owner.as_ref().is_some_and(|(_, c)| c.is_none())
+                    && crate::pods::cgroup::owner(&id).is_some_and(|(_, c)| c.is_some());
+                Cgroup {
+                    owner,
+                    sandbox,
+                    oom_kills: match &view {
+                        Some(view) => Some(view.oom.get(&i).copied().unwrap_or(0)),
+                        None => stats.oom_kills,
+                    },
+                    id,
+                    stats,
+                }
             })
             .collect();
         Scrape {

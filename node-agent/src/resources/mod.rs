@@ -49,6 +49,8 @@ pub struct CgroupCollector {
     opened: std::sync::Mutex<HashMap<String, Arc<Opened>>>,
     budget: Arc<FileBudget>,
     pods: PodIndex,
+    /// Every family for sandbox (pause) cgroups too.
+    sandbox_all: bool,
 }
 
 impl std::fmt::Debug for CgroupCollector {
@@ -77,7 +79,15 @@ impl CgroupCollector {
             pods,
             opened: Default::default(),
             budget: FileBudget::new(open_files),
+            sandbox_all: false,
         }
+    }
+
+    /// Publishes every family for pods' sandbox (pause) cgroups too, not
+    /// only [`render::SANDBOX_FAMILIES`].
+    pub fn sandbox_metrics(mut self, all: bool) -> Self {
+        self.sandbox_all = all;
+        self
     }
 }
 

@@ -68,6 +68,14 @@ fn runq_buckets(h: &osprey_abi::RunqHist) -> Vec<(f64, u64)> {
         .collect()
 }
 
+/// The families a pod's sandbox (pause) cgroup publishes by default: what
+/// cAdvisor users sum into a pod's totals. Its network and OOM kills are
+/// published as for any cgroup.
+pub const SANDBOX_FAMILIES: [&str; 2] = [
+    osprey_model::catalogue::CONTAINER_CPU_USAGE_SECONDS.name,
+    osprey_model::catalogue::CONTAINER_MEMORY_WORKING_SET_BYTES.name,
+];
+
 /// Encodes a gathered scrape.
 pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
     let base: Vec<CgroupLabels<'_>> = scrape
@@ -78,7 +86,11 @@ pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::f
     let cgroups = || base.iter().zip(&scrape.cgroups);
     for (desc, metric_type, get) in FAMILIES {
         let mut family = desc.encode_descriptor(encoder, *metric_type)?;
+        let sandbox_too = SANDBOX_FAMILIES.contains(&desc.name);
         for (labels, c) in cgroups() {
+            if c.sandbox && !sandbox_too {
+                continue;
+            }
             let Some(value) = get(&c.stats) else { continue };
             let mut metric = family.encode_family(labels)?;
             match metric_type {
@@ -124,6 +136,9 @@ pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::f
     let mut family =
         CONTAINER_CPU_RUNQUEUE_LATENCY_SECONDS.encode_descriptor(encoder, MetricType::Histogram)?;
     for (i, h) in &probes.runq {
+        if scrape.cgroups[*i].sandbox {
+            continue;
+        }
         let buckets = runq_buckets(h);
         family
             .encode_family(&base[*i])?
@@ -220,14 +235,23 @@ mod tests {
                 Cgroup {
                     id: "/kubepods/pod-u1/c1".into(),
                     owner: Some((pod.clone(), Some(0))),
-                    stats,
+                    stats: stats.clone(),
                     oom_kills: Some(2),
+                    sandbox: false,
                 },
                 Cgroup {
                     id: "/system.slice".into(),
                     owner: None,
                     stats: CgroupStats::default(),
                     oom_kills: None,
+                    sandbox: false,
+                },
+                Cgroup {
+                    id: "/kubepods/pod-u1/pause1".into(),
+                    owner: Some((pod.clone(), None)),
+                    stats,
+                    oom_kills: Some(0),
+                    sandbox: true,
                 },
             ],
             io: [((1, "vda".to_owned()), Io::default())].into(),
@@ -275,5 +299,28 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} in\n{text}");
         }
+        // The sandbox: what pod totals sum, its network and OOM kills only.
+        let sandbox: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("pause1"))
+            .map(|l| l.split('{').next().unwrap())
+            .collect();
+        assert_eq!(
+            sandbox,
+            [
+                "container_cpu_usage_seconds_total",
+                "container_memory_working_set_bytes",
+                "container_network_receive_bytes_total",
+                "container_network_receive_packets_total",
+                "container_network_receive_packets_dropped_total",
+                "container_network_receive_errors_total",
+                "container_network_transmit_bytes_total",
+                "container_network_transmit_packets_total",
+                "container_network_transmit_packets_dropped_total",
+                "container_network_transmit_errors_total",
+                "container_oom_events_total",
+            ],
+            "{text}"
+        );
     }
 }
