@@ -178,6 +178,17 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         .with(RttHistogram::register(&mut registry))
         .with(probe_loss);
     let mut program_metrics = ProgramMetrics::register(&mut registry);
+    let maps_footprint = probes.map_footprints();
+    info!(
+        memory_bytes = maps_footprint.iter().map(|m| m.memory_bytes).sum::<u64>(),
+        entries = %maps_footprint
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.max_entries))
+            .collect::<Vec<_>>()
+            .join(","),
+        "kernel maps loaded (osprey_bpf_map_memory_bytes has each map's memory)"
+    );
+    crate::self_metrics::register_maps(&mut registry, &maps_footprint);
     let flow_log_metrics = observe::flowlog::FlowLogMetrics::register(&mut registry);
     let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
     let span_metrics =

@@ -48,6 +48,14 @@ pub enum Command {
     /// each (the kernel's statistics, for the bench).
     #[command(hide = true)]
     ProgStats,
+    /// The running agent's kernel maps (those of the programs in the probe
+    /// object): definition, memory here, and projected to 16, 64 and 128
+    /// possible CPUs (for the memory bench).
+    #[command(hide = true)]
+    MapMemory {
+        #[arg(long, env = "OSPREY_PROBES")]
+        probes: Option<PathBuf>,
+    },
     /// Time the flow programs (and the empty ones) on built packets with the
     /// kernel's BPF_PROG_TEST_RUN: each program's own cost, without traffic.
     #[command(hide = true)]

@@ -37,6 +37,10 @@ fn main() -> Result<()> {
             let path = agent::probes_path(&probes.unwrap_or_default())?;
             return prog_bench::run(path, repeat, rounds);
         }
+        Some(cli::Command::MapMemory { probes }) => {
+            let path = agent::probes_path(&probes.unwrap_or_default())?;
+            return map_memory(&path);
+        }
         Some(cli::Command::ProgStats) => {
             for (name, runs, ns) in hook_floor::loaded_program_stats()? {
                 println!("{name} {runs} {ns}");
@@ -73,5 +77,52 @@ fn hook_floor(
         .enable_all()
         .build()?
         .block_on(agent::shutdown_signal());
+    Ok(())
+}
+
+/// `osprey-agent map-memory`: a line per map of the running agent, then the
+/// totals: `name type key value entries memory per_cpu at16 at64 at128`.
+fn map_memory(probes: &std::path::Path) -> Result<()> {
+    use node_agent::kernel::map_memory::{of_loaded, possible_cpus};
+    let object = std::fs::read(probes)?;
+    let object = aya_obj::Object::parse(&object)?;
+    let names: Vec<String> = object.programs.keys().cloned().collect();
+    let maps = of_loaded(&names);
+    if maps.is_empty() {
+        anyhow::bail!(
+            "no loaded program of {} (is the agent running?)",
+            probes.display()
+        );
+    }
+    let here = possible_cpus();
+    let mut totals = [0u64; 4];
+    for m in &maps {
+        let row = [
+            m.memory_bytes,
+            m.projected(here, 16),
+            m.projected(here, 64),
+            m.projected(here, 128),
+        ];
+        println!(
+            "{} {} {} {} {} {} {} {} {} {}",
+            m.name,
+            m.map_type,
+            m.key_size,
+            m.value_size,
+            m.max_entries,
+            row[0],
+            m.per_cpu_bytes(),
+            row[1],
+            row[2],
+            row[3]
+        );
+        for (t, v) in totals.iter_mut().zip(row) {
+            *t += v;
+        }
+    }
+    println!(
+        "TOTAL cpus={here} {} {} {} {}",
+        totals[0], totals[1], totals[2], totals[3]
+    );
     Ok(())
 }

@@ -1,14 +1,16 @@
-//! The agent's metrics about itself: per-program kernel run statistics.
+//! The agent's metrics about itself: per-program kernel run statistics and
+//! per-map kernel memory.
 
 use std::collections::HashMap;
 
-use crate::kernel::probes::ProgramStats;
+use crate::kernel::{map_memory::MapFootprint, probes::ProgramStats};
 
 use osprey_model::{
     catalogue::{
-        OSPREY_BPF_PROGRAM_INFO, OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS, OSPREY_BPF_PROGRAM_RUNS,
+        OSPREY_BPF_MAP_ENTRIES_MAX, OSPREY_BPF_MAP_MEMORY_BYTES, OSPREY_BPF_PROGRAM_INFO,
+        OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS, OSPREY_BPF_PROGRAM_RUNS,
     },
-    labels::{ProgramInfoLabels, ProgramLabels},
+    labels::{MapLabels, ProgramInfoLabels, ProgramLabels},
 };
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -60,4 +62,20 @@ impl ProgramMetrics {
             self.seen.insert(program.clone(), (*runs, *nanos));
         }
     }
+}
+
+/// `osprey_bpf_map_memory_bytes{map}` and `osprey_bpf_map_entries_max{map}`:
+/// fixed once the probes are loaded, so set once.
+pub fn register_maps(registry: &mut Registry, maps: &[MapFootprint]) {
+    let memory = Family::<MapLabels, Gauge>::default();
+    let entries = Family::<MapLabels, Gauge>::default();
+    for m in maps {
+        let labels = MapLabels {
+            map: m.name.clone(),
+        };
+        memory.get_or_create(&labels).set(m.memory_bytes as i64);
+        entries.get_or_create(&labels).set(i64::from(m.max_entries));
+    }
+    OSPREY_BPF_MAP_MEMORY_BYTES.register(registry, memory);
+    OSPREY_BPF_MAP_ENTRIES_MAX.register(registry, entries);
 }

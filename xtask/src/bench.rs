@@ -227,7 +227,7 @@ pub(crate) fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
 }
 
 /// Agent CPU and RSS while pod A opens `rate` new flows per second.
-fn agent_cost(agent: &Path, rate: u32, secs: u64) -> Result<(f64, f64)> {
+pub(crate) fn agent_cost(agent: &Path, rate: u32, secs: u64) -> Result<(f64, f64)> {
     let running = RunningAgent::start(agent, false)?;
     // Past start-up (the first cgroup walk, the first drains).
     sleep(Duration::from_millis(2000));

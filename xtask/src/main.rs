@@ -5,6 +5,7 @@ mod bench;
 mod bench_collector;
 mod bench_http;
 mod bench_identity;
+mod bench_memory;
 mod bench_probes;
 mod bench_scale;
 mod bench_scrape;
@@ -54,8 +55,9 @@ enum Task {
         /// Run one part only: `probes` (throughput, ns/packet), `flows` (agent
         /// cost per flow rate), `scrape` (node + cgroups vs node-exporter),
         /// `collector` (vs vmagent), `http` (HTTP parsing), `identity`
-        /// (10k pods, 1k Services, 100 Nodes: RSS and lookup ns) or `series`
-        /// (series, bytes, RSS and CPU per pod at 10, 50, 100 pods).
+        /// (10k pods, 1k Services, 100 Nodes: RSS and lookup ns), `series`
+        /// (series, bytes, RSS and CPU per pod at 10, 50, 100 pods) or
+        /// `memory` (kernel maps and RSS, projected to 16/64/128 CPUs).
         #[arg(long)]
         only: Option<String>,
         /// Another agent binary (its probe object beside it) measured in the
@@ -164,11 +166,12 @@ fn main() -> Result<()> {
                     "http",
                     "identity",
                     "series",
+                    "memory",
                 ]
                 .contains(&o)
             {
                 anyhow::bail!(
-                    "--only takes probes, flows, scrape, collector, http, identity or series, not {o}"
+                    "--only takes probes, flows, scrape, collector, http, identity, series or memory, not {o}"
                 );
             }
             bench::no_other_agent()?;
@@ -189,6 +192,9 @@ fn main() -> Result<()> {
             }
             if part("series") {
                 bench_series::run(&agent, secs * 5)?;
+            }
+            if part("memory") {
+                bench_memory::run(&agent, reps, secs + 2)?;
             }
             if part("collector") {
                 let peers: std::collections::HashMap<_, _> =

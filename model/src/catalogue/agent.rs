@@ -4,6 +4,18 @@
 
 use super::MetricDesc;
 
+pub const OSPREY_BPF_MAP_MEMORY_BYTES: MetricDesc = MetricDesc {
+    name: "osprey_bpf_map_memory_bytes",
+    help: "Kernel memory of each eBPF map of this agent (memlock in its fdinfo, charged to the agent's memory cgroup), at this host's possible CPUs",
+    unit: Some("By"),
+};
+
+pub const OSPREY_BPF_MAP_ENTRIES_MAX: MetricDesc = MetricDesc {
+    name: "osprey_bpf_map_entries_max",
+    help: "Maximum entries of each eBPF map of this agent (bytes for a ring buffer)",
+    unit: None,
+};
+
 pub const OSPREY_BPF_PROGRAM_INFO: MetricDesc = MetricDesc {
     name: "osprey_bpf_program_info",
     help: "Kernel programs loaded by this agent, with their kernel ids",
@@ -126,6 +138,8 @@ pub const OSPREY_OTLP_QUEUE_BYTES: MetricDesc = MetricDesc {
 
 /// The agent's metrics about itself.
 pub const AGENT_FAMILIES: &[MetricDesc] = &[
+    OSPREY_BPF_MAP_MEMORY_BYTES,
+    OSPREY_BPF_MAP_ENTRIES_MAX,
     OSPREY_BPF_PROGRAM_INFO,
     OSPREY_BPF_PROGRAM_RUNS,
     OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS,

@@ -4,6 +4,12 @@
 use prometheus_client::encoding::EncodeLabelSet;
 
 /// `osprey_bpf_program_runs_total` and
+/// `osprey_bpf_map_memory_bytes`, `osprey_bpf_map_entries_max`: per map.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct MapLabels {
+    pub map: String,
+}
+
 /// `osprey_bpf_program_run_time_nanoseconds_total`: per kernel program.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ProgramLabels {

@@ -26,7 +26,8 @@ pub mod hubble;
 pub mod node;
 
 pub use agent::{
-    ExportReasonLabels, FoldedLabels, ProgramInfoLabels, ProgramLabels, SeriesFamilyLabels,
+    ExportReasonLabels, FoldedLabels, MapLabels, ProgramInfoLabels, ProgramLabels,
+    SeriesFamilyLabels,
 };
 pub use container::{
     CgroupDeviceLabels, CgroupLabels, ContainerLabels, InterfaceLabels, PodLabels,

@@ -9,6 +9,7 @@ pub mod hook_floor;
 pub mod info;
 pub mod kallsyms;
 pub mod layout;
+pub mod map_memory;
 pub mod maps;
 pub mod probes;
 pub mod prog_bench;

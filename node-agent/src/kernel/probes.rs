@@ -252,6 +252,16 @@ impl Probes {
         ))
     }
 
+    /// The kernel maps of the loaded programs, with their memory.
+    pub fn map_footprints(&self) -> Vec<super::map_memory::MapFootprint> {
+        let infos: Vec<_> = self
+            .ebpf
+            .programs()
+            .filter_map(|(_, p)| p.info().ok())
+            .collect();
+        super::map_memory::of_programs(infos.iter())
+    }
+
     /// Per-program kernel identity and statistics. Runs and run time are
     /// non-zero only while `kernel.bpf_stats_enabled` is on.
     pub fn run_stats(&self) -> Vec<ProgramStats> {
