@@ -1,17 +1,16 @@
 //! The lookup cost of identity per flow end, for `cargo xtask bench --only
-//! identity`: the agent's index (`PodIndex`) filled as the watches fill it
-//! with `PODS SERVICES NODES` (default 10,000, 1,000, 100), then
-//! `identify` over shuffled addresses of each kind, beside a standalone
-//! index (the agent without Kubernetes). Median of 5 passes, ns per lookup;
-//! enrichment does one lookup per end, two per flow.
+//! identity`: the agent's index (`PodIndex`) filled from the stand-in API
+//! server's generated cluster (`osprey_e2e::apiserver::cluster`, the objects
+//! the bench's `fake-apiserver` serves; `PODS SERVICES NODES`, default
+//! 10,000, 1,000, 100) as the watches fill it, then `identify` over shuffled
+//! addresses of each kind, beside a standalone index (the agent without
+//! Kubernetes). Median of 5 passes, ns per lookup; enrichment does one
+//! lookup per end, two per flow.
 
 use std::{hint::black_box, net::IpAddr, time::Instant};
 
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use node_agent::pods::{NodeMeta, PodIndex, PodMeta, ServiceMeta};
-
-fn ip(s: String) -> IpAddr {
-    s.parse().expect("a generated address")
-}
 
 fn main() {
     let arg = |i: usize, default: usize| {
@@ -20,58 +19,26 @@ fn main() {
             .and_then(|a| a.parse().ok())
             .unwrap_or(default)
     };
-    let (pods, services, nodes) = (arg(1, 10_000), arg(2, 1_000), arg(3, 100));
-    let node_ip = |n: usize| ip(format!("192.168.{}.{}", n / 250, n % 250 + 1));
-    let pod_ip = |p: usize| {
-        let n = p % nodes;
-        ip(format!(
-            "10.{}.{}.{}",
-            n / 256 + 64,
-            n % 256,
-            (p / nodes + 1) % 254 + 1
-        ))
-    };
-    let index = PodIndex::for_cluster(Some("node-0".into()), vec!["10.96.0.0/12".parse().unwrap()]);
-    index.replace_nodes(
-        (0..nodes)
-            .map(|n| NodeMeta {
-                name: format!("node-{n}"),
-                addresses: vec![node_ip(n)],
-                pod_cidrs: vec![
-                    format!("10.{}.{}.0/24", n / 256 + 64, n % 256)
-                        .parse()
-                        .unwrap(),
-                ],
-            })
-            .collect(),
+    let (mut pods, mut services, mut nodes) = (Vec::new(), Vec::new(), Vec::new());
+    for object in osprey_e2e::apiserver::cluster(arg(1, 10_000), arg(2, 1_000), arg(3, 100)) {
+        match object["kind"].as_str() {
+            Some("Pod") => pods.extend(PodMeta::from_pod(
+                &serde_json::from_value::<Pod>(object).unwrap(),
+            )),
+            Some("Service") => services.extend(ServiceMeta::from_service(
+                &serde_json::from_value::<Service>(object).unwrap(),
+            )),
+            _ => nodes.extend(NodeMeta::from_node(
+                &serde_json::from_value::<Node>(object).unwrap(),
+            )),
+        }
+    }
+    let title = format!(
+        "{} pods, {} Services, {} Nodes",
+        pods.len(),
+        services.len(),
+        nodes.len()
     );
-    index.replace(
-        (0..pods)
-            .map(|p| PodMeta {
-                namespace: format!("ns-{}", p % 50),
-                name: format!("app-{}-5f6d7c-{p:05}", p % 500),
-                uid: format!("uid-{p:08}"),
-                workload: format!("app-{}", p % 500),
-                workload_kind: "Deployment".into(),
-                ips: vec![pod_ip(p)],
-                containers: Vec::new(),
-            })
-            .collect(),
-    );
-    index.replace_services(
-        (0..services)
-            .map(|s| ServiceMeta {
-                namespace: format!("ns-{}", s % 50),
-                name: format!("svc-{s}"),
-                cluster_ips: vec![ip(format!("10.96.{}.{}", s / 250, s % 250 + 1))],
-            })
-            .collect(),
-    );
-    index.synced(|s| {
-        s.pods = true;
-        s.services = true;
-        s.nodes = true;
-    });
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut shuffled = |mut v: Vec<IpAddr>| {
         for i in (1..v.len()).rev() {
@@ -82,17 +49,33 @@ fn main() {
         }
         v
     };
+    let unknown_pod = |n: &NodeMeta| match n.pod_cidrs[0].network() {
+        IpAddr::V4(v4) => IpAddr::from((u32::from(v4) + 255).to_be_bytes()),
+        v6 => v6,
+    };
     let kinds: Vec<(&str, Vec<IpAddr>)> = vec![
-        ("a pod", shuffled((0..pods).map(pod_ip).collect())),
+        (
+            "a pod",
+            shuffled(pods.iter().flat_map(|p| p.ips.clone()).collect()),
+        ),
         (
             "a Service",
             shuffled(
-                (0..services)
-                    .map(|s| ip(format!("10.96.{}.{}", s / 250, s % 250 + 1)))
+                services
+                    .iter()
+                    .flat_map(|s| s.cluster_ips.clone())
                     .collect(),
             ),
         ),
-        ("another node", shuffled((1..nodes).map(node_ip).collect())),
+        (
+            "another node",
+            shuffled(
+                nodes[1..]
+                    .iter()
+                    .flat_map(|n| n.addresses.clone())
+                    .collect(),
+            ),
+        ),
         (
             "the world",
             shuffled(
@@ -103,13 +86,21 @@ fn main() {
         ),
         (
             "an unknown pod address",
-            shuffled(
-                (0..nodes)
-                    .map(|n| ip(format!("10.{}.{}.255", n / 256 + 64, n % 256)))
-                    .collect(),
-            ),
+            shuffled(nodes.iter().map(unknown_pod).collect()),
         ),
     ];
+    let index = PodIndex::for_cluster(
+        Some(nodes[0].name.clone()),
+        vec!["10.96.0.0/12".parse().unwrap()],
+    );
+    index.replace_nodes(nodes);
+    index.replace(pods);
+    index.replace_services(services);
+    index.synced(|s| {
+        s.pods = true;
+        s.services = true;
+        s.nodes = true;
+    });
     let standalone = PodIndex::standalone();
     let measure = |index: &PodIndex, addrs: &[IpAddr]| {
         let mut passes: Vec<f64> = (0..5)
@@ -127,9 +118,7 @@ fn main() {
         passes.sort_by(f64::total_cmp);
         passes[2]
     };
-    println!(
-        "Identity lookup per flow end ({pods} pods, {services} Services, {nodes} Nodes; median of 5 passes)"
-    );
+    println!("Identity lookup per flow end ({title}; median of 5 passes)");
     println!();
     println!("| address | with the cluster | standalone | ratio |");
     println!("|---|---|---|---|");

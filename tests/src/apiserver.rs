@@ -61,6 +61,46 @@ pub fn service(namespace: &str, name: &str, cluster_ip: &str, port: u16) -> Valu
     })
 }
 
+/// A generated cluster, for benches: `nodes` Nodes (`node-<n>`, InternalIP
+/// `192.168.<n/250>.<n%250+1>`, pods in `10.<64+n/256>.<n%256>.0/24`),
+/// `pods` pods spread over them (Deployments `app-0`…`app-499` in
+/// namespaces `ns-0`…`ns-49`) and `services` Services (ClusterIPs
+/// `10.96.<s/250>.<s%250+1>`).
+pub fn cluster(pods: usize, services: usize, nodes: usize) -> Vec<Value> {
+    let nodes = nodes.max(1);
+    let mut objects = Vec::with_capacity(pods + services + nodes);
+    for n in 0..nodes {
+        objects.push(node(
+            &format!("node-{n}"),
+            &format!("192.168.{}.{}", n / 250, n % 250 + 1),
+            &format!("10.{}.{}.0/24", n / 256 + 64, n % 256),
+        ));
+    }
+    for p in 0..pods {
+        let (n, slot) = (p % nodes, p / nodes + 1);
+        let app = format!("app-{}", p % 500);
+        objects.push(pod(
+            &format!("ns-{}", p % 50),
+            &format!("{app}-5f6d7c-{p:05}"),
+            &format!("uid-{p:08}"),
+            &format!("node-{n}"),
+            &format!("10.{}.{}.{}", n / 256 + 64, n % 256, slot % 254 + 1),
+            Some(("ReplicaSet", &format!("{app}-5f6d7c"))),
+            &[("pod-template-hash", "5f6d7c"), ("app", &app)],
+            &format!("{p:064x}"),
+        ));
+    }
+    for s in 0..services {
+        objects.push(service(
+            &format!("ns-{}", s % 50),
+            &format!("svc-{s}"),
+            &format!("10.96.{}.{}", s / 250, s % 250 + 1),
+            80,
+        ));
+    }
+    objects
+}
+
 /// A Node with an InternalIP and a pod range.
 pub fn node(name: &str, internal_ip: &str, pod_cidr: &str) -> Value {
     json!({

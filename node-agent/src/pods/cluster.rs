@@ -148,6 +148,11 @@ impl serde::Serialize for Cidr {
 }
 
 impl Cidr {
+    /// The range's first address.
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
     pub fn contains(&self, ip: &IpAddr) -> bool {
         match (self.network, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
