@@ -269,9 +269,12 @@ pub struct ConnKey {
 }
 
 /// Buckets of a per-cgroup run-queue latency histogram: bucket `i` counts
-/// waits in [2^i, 2^(i+1)) µs (bucket 0 also holds waits under 1 µs, the
-/// last one everything from 2^(RUNQ_BUCKETS-1) µs ≈ 8.4 s up).
-pub const RUNQ_BUCKETS: usize = 24;
+/// waits in [4^i, 4^(i+1)) µs (bucket 0 also holds waits under 1 µs, the
+/// last one everything from 4^(RUNQ_BUCKETS-1) µs ≈ 4.2 s up): the ×4
+/// resolution `container_cpu_runqueue_latency_seconds` exposes, kept in
+/// the kernel as exposed (a value per cgroup and possible CPU, so every
+/// bucket costs 8 bytes × entries × CPUs).
+pub const RUNQ_BUCKETS: usize = 12;
 
 /// Run-queue latency of one cgroup (v2 id): how long its tasks were runnable
 /// (woken, or preempted) before a CPU ran them. Per CPU, cumulative.

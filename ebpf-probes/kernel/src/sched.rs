@@ -177,7 +177,8 @@ fn charge(cgroup_id: u64, wait_ns: u64) {
     let bucket = if us == 0 {
         0
     } else {
-        ((63 - us.leading_zeros()) as usize).min(RUNQ_BUCKETS - 1)
+        // log4 of the wait in µs.
+        ((63 - us.leading_zeros()) as usize / 2).min(RUNQ_BUCKETS - 1)
     };
     if let Some(h) = RUNQ_LATENCY.get_ptr_mut(&cgroup_id) {
         // SAFETY: per-CPU value; only this CPU writes it.

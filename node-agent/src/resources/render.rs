@@ -51,19 +51,19 @@ fn counter(
         .encode_counter::<NoLabelSet, _, f64>(&value, None)
 }
 
-/// The kernel's log2 buckets merged in pairs: upper bounds 4 µs, 16 µs, …,
-/// 4^11 µs ≈ 4.2 s, then +Inf (12 buckets, a resolution of ×4 per bucket).
+/// The kernel's buckets with their upper bounds: 4 µs, 16 µs, …, 4^11 µs ≈
+/// 4.2 s, then +Inf (12 buckets, a resolution of ×4 per bucket).
 fn runq_buckets(h: &osprey_abi::RunqHist) -> Vec<(f64, u64)> {
     h.buckets
-        .chunks(2)
+        .iter()
         .enumerate()
-        .map(|(i, pair)| {
-            let le = if (i + 1) * 2 >= osprey_abi::RUNQ_BUCKETS {
+        .map(|(i, n)| {
+            let le = if i + 1 >= osprey_abi::RUNQ_BUCKETS {
                 f64::INFINITY
             } else {
                 (1u64 << ((i + 1) * 2)) as f64 / 1e6
             };
-            (le, pair.iter().sum())
+            (le, *n)
         })
         .collect()
 }
@@ -272,6 +272,22 @@ mod tests {
                 },
             }),
         }
+    }
+
+    #[test]
+    fn runqueue_buckets_are_powers_of_four_microseconds() {
+        let mut h = RunqHist {
+            buckets: [1; osprey_abi::RUNQ_BUCKETS],
+            sum_ns: 0,
+            count: 12,
+        };
+        h.buckets[11] = 5;
+        let b = runq_buckets(&h);
+        assert_eq!(b.len(), 12);
+        assert_eq!(b[0], (4e-6, 1));
+        assert_eq!(b[1].0, 16e-6);
+        assert_eq!(b[10].0, (1u64 << 22) as f64 / 1e6);
+        assert_eq!(b[11], (f64::INFINITY, 5));
     }
 
     /// Every family of the catalogue's container list is rendered, under
