@@ -6,7 +6,7 @@
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::{map, tracepoint},
-    maps::PerCpuHashMap,
+    maps::HashMap,
     programs::TracePointContext,
 };
 use osprey_abi::{
@@ -31,12 +31,12 @@ const ETIMEDOUT: i32 = 110;
 const ECONNREFUSED: i32 = 111;
 
 #[map]
-static CONNECTIONS_0: PerCpuHashMap<ConnKey, u64> =
-    PerCpuHashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
+static CONNECTIONS_0: HashMap<ConnKey, u64> =
+    HashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
 
 #[map]
-static CONNECTIONS_1: PerCpuHashMap<ConnKey, u64> =
-    PerCpuHashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
+static CONNECTIONS_1: HashMap<ConnKey, u64> =
+    HashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
 
 #[tracepoint]
 pub fn tcp_state(ctx: TracePointContext) -> u32 {

@@ -5,7 +5,7 @@
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::{map, tracepoint},
-    maps::PerCpuHashMap,
+    maps::HashMap,
     programs::TracePointContext,
 };
 use osprey_abi::{
@@ -22,12 +22,10 @@ use crate::{
 };
 
 #[map]
-static DROPS_0: PerCpuHashMap<DropKey, u64> =
-    PerCpuHashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
+static DROPS_0: HashMap<DropKey, u64> = HashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
 
 #[map]
-static DROPS_1: PerCpuHashMap<DropKey, u64> =
-    PerCpuHashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
+static DROPS_1: HashMap<DropKey, u64> = HashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
 
 #[tracepoint]
 pub fn skb_drop(ctx: TracePointContext) -> u32 {

@@ -1,6 +1,9 @@
 //! Osprey's kernel programs. One program, one purpose, one file.
 #![no_std]
 #![no_main]
+// BPF atomic adds (see `shared::atomic_add`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod block;
 mod clock;

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     macros::{map, tracepoint},
-    maps::PerCpuHashMap,
+    maps::HashMap,
     programs::TracePointContext,
 };
 use osprey_abi::{DEFAULT_EVENT_MAP_ENTRIES, DIR_EGRESS, FAMILY_V4, FAMILY_V6, FlowKey, PROTO_TCP};
@@ -17,12 +17,12 @@ use crate::{
 };
 
 #[map]
-static RETRANSMITS_0: PerCpuHashMap<FlowKey, u64> =
-    PerCpuHashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
+static RETRANSMITS_0: HashMap<FlowKey, u64> =
+    HashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
 
 #[map]
-static RETRANSMITS_1: PerCpuHashMap<FlowKey, u64> =
-    PerCpuHashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
+static RETRANSMITS_1: HashMap<FlowKey, u64> =
+    HashMap::with_max_entries(DEFAULT_EVENT_MAP_ENTRIES, 0);
 
 #[tracepoint]
 pub fn tcp_retransmit(ctx: TracePointContext) -> u32 {

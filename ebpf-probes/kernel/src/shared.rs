@@ -43,16 +43,21 @@ pub fn count_resource_loss(f: impl FnOnce(&mut ResourceLoss)) {
 }
 
 /// Adds `n` to `map[key]`, inserting it if new; counts a full map with `full`.
+/// The map is shared by every CPU (one value per key, not one per CPU: its
+/// memory does not grow with the CPU count), so the add is atomic; these
+/// are rare events (drops, retransmits, connection outcomes), so CPUs
+/// seldom meet on one key.
 #[inline(always)]
 pub fn add_count<K>(
-    map: &aya_ebpf::maps::PerCpuHashMap<K, u64>,
+    map: &aya_ebpf::maps::HashMap<K, u64>,
     key: &K,
     n: u64,
     full: impl FnOnce(&mut FlowLoss),
 ) {
     if let Some(v) = map.get_ptr_mut(key) {
-        // SAFETY: per-CPU value: only this CPU writes it.
-        unsafe { *v += n };
+        // SAFETY: a map value, valid while the program runs; every writer
+        // adds atomically.
+        unsafe { atomic_add(v, n) };
         return;
     }
     match map.insert(key, &n, aya_ebpf::bindings::BPF_NOEXIST as u64) {
@@ -60,9 +65,21 @@ pub fn add_count<K>(
         Err(e) if e == -17 => {
             if let Some(v) = map.get_ptr_mut(key) {
                 // SAFETY: as above.
-                unsafe { *v += n };
+                unsafe { atomic_add(v, n) };
             }
         }
         Err(_) => count_loss(full),
     }
+}
+
+/// `*v += n` as one BPF atomic add (`lock xadd`): `core`'s atomics have no
+/// read-modify-write on this target, the intrinsic does.
+#[inline(always)]
+unsafe fn atomic_add(v: *mut u64, n: u64) {
+    // SAFETY: the caller's pointer to a live map value.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            v, n,
+        )
+    };
 }

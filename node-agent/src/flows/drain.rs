@@ -139,20 +139,14 @@ impl FlowDrainer {
             flow.first_seen_ns = self.maps.clock.mono_ns(flow.stats.first_seen);
             flow.last_seen_ns = self.maps.clock.mono_ns(flow.stats.last_seen);
         }
-        batch.drops = drain_map(
-            &mut self.maps.drops[idle as usize],
-            &mut batch.read_errors,
-            sum_counts,
-        );
-        batch.retransmits = drain_map(
+        batch.drops = drain_counts(&mut self.maps.drops[idle as usize], &mut batch.read_errors);
+        batch.retransmits = drain_counts(
             &mut self.maps.retransmits[idle as usize],
             &mut batch.read_errors,
-            sum_counts,
         );
-        batch.connections = drain_map(
+        batch.connections = drain_counts(
             &mut self.maps.connections[idle as usize],
             &mut batch.read_errors,
-            sum_counts,
         );
         let loss = self.maps.loss.get(&0, 0).map(|l| sum_loss(l.iter()));
         batch.loss = latest_loss(loss, &mut self.loss, &mut batch.read_errors);
@@ -311,8 +305,57 @@ fn drain_map<K: aya::Pod, V: aya::Pod>(
     out
 }
 
-fn sum_counts(cpus: &[u64]) -> u64 {
-    cpus.iter().sum()
+/// Reads and deletes every count of a map shared by the CPUs (one value
+/// per key), in batches like `drain_map`, key by key where the kernel has no
+/// batch operations.
+fn drain_counts<K: aya::Pod>(
+    map: &mut aya::maps::HashMap<MapData, K, u64>,
+    errors: &mut u64,
+) -> Vec<(K, u64)> {
+    use aya::maps::IterableMap;
+    use std::os::fd::AsFd;
+    static NO_BATCH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !NO_BATCH.load(std::sync::atomic::Ordering::Relaxed) {
+        // A shared map's batch layout is a per-CPU map's with one CPU.
+        match crate::kernel::batch::drain_per_cpu_hash(map.map().fd().as_fd(), 1, |v: &[u64]| v[0])
+        {
+            Ok(drained) => {
+                if let Some(e) = drained.error {
+                    warn!(error = %e, "batch drain stopped; the rest waits for the next drain");
+                    *errors += 1;
+                }
+                return drained.entries;
+            }
+            Err(e) => {
+                warn!(error = %e, "no batch map operations in this kernel: draining key by key");
+                NO_BATCH.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    for key in map.keys() {
+        match key {
+            Ok(key) => keys.push(key),
+            Err(_) => {
+                *errors += 1;
+                break;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        // As in `drain_map`: an entry is delivered only once removed.
+        let Ok(n) = map.get(&key, 0) else {
+            *errors += 1;
+            continue;
+        };
+        if map.remove(&key).is_err() {
+            *errors += 1;
+            continue;
+        }
+        out.push((key, n));
+    }
+    out
 }
 
 /// Sums per-CPU stats: counters add, first seen is the earliest, last seen

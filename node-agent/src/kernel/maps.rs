@@ -1,7 +1,7 @@
 //! The map handles the probes hand over once loaded: the flow maps to the
 //! drain stage, the resource maps to the scrape-time readers.
 
-use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use osprey_abi::{
     BlockKey, BlockStats, ConnKey, DropKey, FlowKey, FlowLoss, FlowSlots, FlowStats, ResourceLoss,
     RunqHist,
@@ -14,9 +14,10 @@ pub struct FlowMaps {
     pub flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
     /// The per-CPU last-flow slots of both map indexes (see `osprey_abi::FlowSlot`).
     pub slots: PerCpuArray<MapData, FlowSlots>,
-    pub drops: [PerCpuHashMap<MapData, DropKey, u64>; 2],
-    pub retransmits: [PerCpuHashMap<MapData, FlowKey, u64>; 2],
-    pub connections: [PerCpuHashMap<MapData, ConnKey, u64>; 2],
+    /// Counts shared by every CPU (atomic adds: rare events).
+    pub drops: [HashMap<MapData, DropKey, u64>; 2],
+    pub retransmits: [HashMap<MapData, FlowKey, u64>; 2],
+    pub connections: [HashMap<MapData, ConnKey, u64>; 2],
     /// Taken by the DNS reader.
     pub dns: Option<RingBuf<MapData>>,
     /// Taken by the HTTP reader (None when HTTP is off).
