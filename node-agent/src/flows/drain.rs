@@ -7,7 +7,10 @@
 
 use std::{
     collections::HashMap,
-    sync::mpsc::{Receiver, RecvTimeoutError},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError},
+    },
     time::Duration,
 };
 
@@ -258,102 +261,99 @@ fn drain_map<K: aya::Pod, V: aya::Pod>(
     fold: impl Fn(&[V]) -> V,
 ) -> Vec<(K, V)> {
     use aya::maps::IterableMap;
-    use std::os::fd::AsFd;
-    static NO_BATCH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !NO_BATCH.load(std::sync::atomic::Ordering::Relaxed)
-        && let Ok(cpus) = aya::util::nr_cpus()
+    static NO_BATCH: AtomicBool = AtomicBool::new(false);
+    if let Ok(cpus) = aya::util::nr_cpus()
+        && let Some(entries) = drain_batch(map.map(), cpus, &fold, &NO_BATCH, errors)
     {
-        match crate::kernel::batch::drain_per_cpu_hash(map.map().fd().as_fd(), cpus, &fold) {
-            Ok(drained) => {
-                if let Some(e) = drained.error {
-                    warn!(error = %e, "batch drain stopped; the rest waits for the next drain");
-                    *errors += 1;
-                }
-                return drained.entries;
-            }
-            Err(e) => {
-                warn!(error = %e, "no batch map operations in this kernel: draining key by key");
-                NO_BATCH.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
+        return entries;
     }
-    let mut keys = Vec::new();
-    for key in map.keys() {
-        match key {
-            Ok(key) => keys.push(key),
-            // The keys not listed wait for the next drain.
-            Err(_) => {
-                *errors += 1;
-                break;
-            }
-        }
-    }
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        // An entry that cannot be read is not removed, and one that cannot
-        // be removed is not delivered: either stays for the next drain.
-        let Ok(per_cpu) = map.get(&key, 0) else {
-            *errors += 1;
-            continue;
-        };
-        if map.remove(&key).is_err() {
-            *errors += 1;
-            continue;
-        }
-        out.push((key, fold(&per_cpu)));
-    }
-    out
+    let keys = list_keys(map.keys(), errors);
+    drain_keys(keys, errors, |key| {
+        let per_cpu = map.get(key, 0).ok()?;
+        map.remove(key).ok()?;
+        Some(fold(&per_cpu))
+    })
 }
 
 /// Reads and deletes every count of a map shared by the CPUs (one value
-/// per key), in batches like `drain_map`, key by key where the kernel has no
-/// batch operations.
+/// per key), as `drain_map` does a per-CPU map's.
 fn drain_counts<K: aya::Pod>(
     map: &mut aya::maps::HashMap<MapData, K, u64>,
     errors: &mut u64,
 ) -> Vec<(K, u64)> {
     use aya::maps::IterableMap;
+    static NO_BATCH: AtomicBool = AtomicBool::new(false);
+    // A shared map's batch layout is a per-CPU map's with one CPU.
+    if let Some(entries) = drain_batch(map.map(), 1, &|v: &[u64]| v[0], &NO_BATCH, errors) {
+        return entries;
+    }
+    let keys = list_keys(map.keys(), errors);
+    drain_keys(keys, errors, |key| {
+        let n = map.get(key, 0).ok()?;
+        map.remove(key).ok()?;
+        Some(n)
+    })
+}
+
+/// Every entry of `map` in batches (values of `cpus` CPUs folded with
+/// `fold`), or None when this kernel has no batch operations (remembered in
+/// `no_batch`, so the caller drains key by key from then on).
+fn drain_batch<K: Copy, V: Copy>(
+    map: &MapData,
+    cpus: usize,
+    fold: &impl Fn(&[V]) -> V,
+    no_batch: &AtomicBool,
+    errors: &mut u64,
+) -> Option<Vec<(K, V)>> {
     use std::os::fd::AsFd;
-    static NO_BATCH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !NO_BATCH.load(std::sync::atomic::Ordering::Relaxed) {
-        // A shared map's batch layout is a per-CPU map's with one CPU.
-        match crate::kernel::batch::drain_per_cpu_hash(map.map().fd().as_fd(), 1, |v: &[u64]| v[0])
-        {
-            Ok(drained) => {
-                if let Some(e) = drained.error {
-                    warn!(error = %e, "batch drain stopped; the rest waits for the next drain");
-                    *errors += 1;
-                }
-                return drained.entries;
+    if no_batch.load(Ordering::Relaxed) {
+        return None;
+    }
+    match crate::kernel::batch::drain_per_cpu_hash(map.fd().as_fd(), cpus, fold) {
+        Ok(drained) => {
+            if let Some(e) = drained.error {
+                warn!(error = %e, "batch drain stopped; the rest waits for the next drain");
+                *errors += 1;
             }
-            Err(e) => {
-                warn!(error = %e, "no batch map operations in this kernel: draining key by key");
-                NO_BATCH.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+            Some(drained.entries)
+        }
+        Err(e) => {
+            warn!(error = %e, "no batch map operations in this kernel: draining key by key");
+            no_batch.store(true, Ordering::Relaxed);
+            None
         }
     }
-    let mut keys = Vec::new();
-    for key in map.keys() {
+}
+
+/// The keys listed before the first error (the rest wait for the next drain).
+fn list_keys<K>(keys: impl Iterator<Item = Result<K, MapError>>, errors: &mut u64) -> Vec<K> {
+    let mut out = Vec::new();
+    for key in keys {
         match key {
-            Ok(key) => keys.push(key),
+            Ok(key) => out.push(key),
             Err(_) => {
                 *errors += 1;
                 break;
             }
         }
     }
+    out
+}
+
+/// Each key's value through `take` (read, then remove): an entry that
+/// cannot be read is not removed, and one that cannot be removed is not
+/// delivered; either stays for the next drain, counted in `errors`.
+fn drain_keys<K, V>(
+    keys: Vec<K>,
+    errors: &mut u64,
+    mut take: impl FnMut(&K) -> Option<V>,
+) -> Vec<(K, V)> {
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
-        // As in `drain_map`: an entry is delivered only once removed.
-        let Ok(n) = map.get(&key, 0) else {
-            *errors += 1;
-            continue;
-        };
-        if map.remove(&key).is_err() {
-            *errors += 1;
-            continue;
+        match take(&key) {
+            Some(v) => out.push((key, v)),
+            None => *errors += 1,
         }
-        out.push((key, n));
     }
     out
 }
