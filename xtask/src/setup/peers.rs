@@ -1,5 +1,6 @@
 //! Test peers newer than bookworm's packages: Prometheus 3 (Debian sid) and
-//! VictoriaMetrics with vmagent (Debian trixie), unpacked into
+//! VictoriaMetrics with vmagent (Debian trixie), helm (npm, see `super::helm`),
+//! kubernetes-validate (PyPI), unpacked into
 //! `${XDG_CACHE_HOME:-$HOME/.cache}/osprey/peers` (it survives `cargo clean`
 //! and is shared by every clone), and rotel (PyPI, see `super::python`).
 //! `cargo xtask test` hands their paths to the tests through [`env`].
@@ -148,6 +149,11 @@ pub fn env() -> Result<Vec<(&'static str, PathBuf)>> {
         ),
         ("OSPREY_VMAGENT", VICTORIA_METRICS.bin("vmagent")),
         ("OSPREY_ROTEL", rotel_agent()?),
+        ("OSPREY_HELM", super::helm::bin()),
+        (
+            "OSPREY_KUBERNETES_VALIDATE",
+            python_script("kubernetes-validate")?,
+        ),
     ];
     for (var, path) in &vars {
         if !path.is_file() {
@@ -168,4 +174,15 @@ pub fn rotel_agent() -> Result<PathBuf> {
     ]))
     .context("the Python package rotel is not installed (run `cargo xtask setup`)")?;
     Ok(Path::new(dir.trim()).join("rotel-agent"))
+}
+
+/// A console script a pip-installed package put in the interpreter's scripts
+/// directory (`kubernetes-validate`).
+pub fn python_script(name: &str) -> Result<PathBuf> {
+    let dir = sh::output(Command::new("python3").args([
+        "-c",
+        "import sysconfig; print(sysconfig.get_path('scripts'))",
+    ]))
+    .context("python3 cannot name its scripts directory")?;
+    Ok(Path::new(dir.trim()).join(name))
 }
