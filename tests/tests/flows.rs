@@ -473,3 +473,104 @@ fn thousands_of_flows_in_one_interval_are_all_counted() {
         "none lost"
     );
 }
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for the calling thread (0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+            0,
+            "pinning to CPU {cpu}"
+        );
+    }
+}
+
+/// Two CPUs send at once through one socket — a thread pinned to each — on
+/// one flow and on 64 more (each thread cycles through the same ports), so
+/// both CPUs add to the same entries of the shared flow map, while the agent
+/// drains every 100 ms. Every packet and byte is counted: against what the
+/// threads sent and what the veth transmitted (or dropped).
+#[test]
+fn two_cpus_on_the_same_flows_are_counted_exactly() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    osprey_e2e::require!(cpus >= 2, "one CPU: no contention to test");
+    let Some(agent) = agent::for_test(&["--drain-interval-ms", "100"]) else {
+        return;
+    };
+    let pair = PodPair::new("cc", "10.223.0.1", "10.223.0.2", 24);
+    const SAME: u16 = 30_000;
+    const OTHERS: u16 = 64;
+    const PER_PORT: usize = 100;
+    const SIZE: usize = 32;
+    // Per thread: half to the one flow, half spread over the others.
+    const PER_THREAD: usize = 2 * OTHERS as usize * PER_PORT;
+    let tx = |stat| pair.a.counter(IFACE, stat);
+    let before = [tx("tx_packets"), tx("tx_dropped"), tx("tx_bytes")];
+    let (a_ip, b_ip) = (pair.a_ip, pair.b_ip);
+    pair.a
+        .run(move || {
+            let sock = std::sync::Arc::new(std::net::UdpSocket::bind((a_ip, 0)).unwrap());
+            let threads: Vec<_> = (0..2)
+                .map(|cpu| {
+                    let sock = sock.clone();
+                    std::thread::spawn(move || {
+                        pin_to(cpu);
+                        for i in 0..PER_THREAD {
+                            let port = if i % 2 == 0 {
+                                SAME
+                            } else {
+                                SAME + 1 + (i / 2 % OTHERS as usize) as u16
+                            };
+                            sock.send_to(&[7u8; SIZE], (b_ip, port)).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            threads.into_iter().for_each(|t| t.join().unwrap());
+        })
+        .join()
+        .unwrap();
+    let sent = 2 * PER_THREAD as u64;
+    let wire = SIZE as u64 + UDP_HEADER + 20;
+    let after = [tx("tx_packets"), tx("tx_dropped"), tx("tx_bytes")];
+    let [packets, dropped, bytes] = [0, 1, 2].map(|i| after[i] - before[i]);
+    // Only the test's datagrams left A (static neighbours, no IPv6): the
+    // veth transmitted or dropped each, frames with a 14-byte Ethernet header.
+    assert_eq!(packets + dropped, sent, "the veth saw every datagram");
+    assert_eq!(bytes, packets * (wire + 14), "the veth's bytes");
+
+    let a = a_ip.to_string();
+    let port_counts = |s: &[Sample], port: u16| {
+        let port = port.to_string();
+        let want = [
+            ("source_ip", a.as_str()),
+            ("direction", "egress"),
+            ("destination_port", port.as_str()),
+        ];
+        (
+            sum(s, "osprey_flow_packets_total", &want) as u64,
+            sum(s, "osprey_flow_bytes_total", &want) as u64,
+        )
+    };
+    let s = settle(15, || {
+        let s = samples(&agent.scrape().1);
+        let all = (SAME..=SAME + OTHERS)
+            .map(|p| port_counts(&s, p).0)
+            .sum::<u64>();
+        (all >= sent, s)
+    });
+    let same = (PER_THREAD as u64, PER_THREAD as u64 * wire);
+    assert_eq!(port_counts(&s, SAME), same, "the one flow (packets, bytes)");
+    for port in SAME + 1..=SAME + OTHERS {
+        let each = 2 * PER_PORT as u64;
+        assert_eq!(port_counts(&s, port), (each, each * wire), "port {port}");
+    }
+    assert_eq!(
+        sum(&s, "osprey_flow_lost_packets_total", &[]),
+        0.0,
+        "none lost"
+    );
+}

@@ -251,16 +251,23 @@ enum Setup {
     Osprey,
     /// The agent with `runqueue_latency = false`: the network probes only.
     OspreyNetwork,
+    /// The agent on probes built with the former per-CPU flow maps
+    /// (`percpu-flows`), for the before/after of the shared ones.
+    OspreyPerCpuFlows,
 }
 
-const SETUPS: [Setup; 6] = [
+const SETUPS: [Setup; 7] = [
     Setup::Detached,
     Setup::EmptyHooks,
     Setup::EmptyTc,
     Setup::EmptyTcx,
     Setup::Osprey,
     Setup::OspreyNetwork,
+    Setup::OspreyPerCpuFlows,
 ];
+
+/// The probes with per-CPU flow maps, built beside the default ones.
+const PERCPU_FLOWS_DIR: &str = "target/bpf-percpu-flows";
 
 impl Setup {
     fn name(self) -> &'static str {
@@ -271,11 +278,20 @@ impl Setup {
             Self::EmptyTcx => "empty TC pair (tcx)",
             Self::Osprey => "Osprey, all probes",
             Self::OspreyNetwork => "Osprey, network probes",
+            Self::OspreyPerCpuFlows => "Osprey, all probes, former per-CPU flow maps",
         }
     }
 
+    fn osprey(self) -> bool {
+        matches!(
+            self,
+            Self::Osprey | Self::OspreyNetwork | Self::OspreyPerCpuFlows
+        )
+    }
+
     /// Attaches the setup's programs; they stay until the value is dropped.
-    fn attach(self, agent: &Path) -> Result<Option<Box<dyn Any>>> {
+    /// `percpu_flows` is the probe object with the former flow maps.
+    fn attach(self, agent: &Path, percpu_flows: &Path) -> Result<Option<Box<dyn Any>>> {
         let attached: Option<Box<dyn Any>> = match self {
             Self::Detached => None,
             Self::EmptyHooks => Some(Box::new(EmptyHooks::cgroup(agent, false)?)),
@@ -287,6 +303,11 @@ impl Setup {
                 agent,
                 false,
                 &["--runqueue-latency", "false"],
+            )?)),
+            Self::OspreyPerCpuFlows => Some(Box::new(RunningAgent::start_with(
+                agent,
+                false,
+                &["--probes", &percpu_flows.to_string_lossy()],
             )?)),
         };
         sleep(Duration::from_millis(300));
@@ -410,6 +431,7 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
     if !sh::is_root() {
         bail!("bench loads eBPF and creates namespaces: run it as root");
     }
+    let percpu_flows = crate::build::probes_with(&["percpu-flows"], PERCPU_FLOWS_DIR)?;
     let _pods = Pods::create()?;
     println!(
         "\nOsprey flow probe cost: veth between two namespaces, {reps} reps of {secs}s, setups in a rotating order; medians (ratios: median of per-rep ratios, range in brackets)\n"
@@ -428,14 +450,15 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
         let mut cpu_ratios: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut over_empty: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cpu_over_empty: Vec<Vec<f64>> = vec![Vec::new(); n];
-        // Per program (flow egress, flow ingress, empty egress, empty ingress): ns/run, ns/packet.
-        let mut cost: [Vec<(f64, f64)>; 4] = Default::default();
+        // Per program (flow egress, flow ingress, empty egress, empty
+        // ingress, then the flow pair on per-CPU flow maps): ns/run, ns/packet.
+        let mut cost: [Vec<(f64, f64)>; 6] = Default::default();
         let mut activity: Vec<Activity> = Vec::new();
         for rep in 0..reps {
             let mut runs: Vec<Option<Run>> = (0..n).map(|_| None).collect();
             for k in 0..n {
                 let i = (rep + k) % n;
-                let _attached = SETUPS[i].attach(agent)?;
+                let _attached = SETUPS[i].attach(agent, &percpu_flows)?;
                 runs[i] = Some(iperf(stream, secs)?);
             }
             let runs: Vec<Run> = runs.into_iter().map(Option::unwrap).collect();
@@ -467,9 +490,18 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
                 cost[2].push(c[0]);
                 cost[3].push(c[1]);
             }
+            {
+                let probes = percpu_flows.to_string_lossy();
+                let _agent = RunningAgent::start_with(agent, true, &["--probes", &probes])?;
+                sleep(Duration::from_millis(300));
+                let (c, _) =
+                    program_cost(agent, stream, ["flow_egress", "flow_ingress"], stat_secs)?;
+                cost[4].push(c[0]);
+                cost[5].push(c[1]);
+            }
         }
         for (i, setup) in SETUPS.iter().enumerate() {
-            let osprey = matches!(setup, Setup::Osprey | Setup::OspreyNetwork);
+            let osprey = setup.osprey();
             let over = |r: &[f64]| if osprey { ratio_cell(r) } else { String::new() };
             println!(
                 "| {} | {} | {:.2} | {} | {:.1} | {} | {} | {} |",
@@ -503,10 +535,16 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
          |---|---|---|---|---|---|---|"
     );
     for (stream, cost, _) in &costs {
-        for (i, program) in ["flow_egress", "flow_ingress"].into_iter().enumerate() {
+        let programs = [
+            (0, "flow_egress"),
+            (1, "flow_ingress"),
+            (4, "flow_egress (per-CPU flow maps)"),
+            (5, "flow_ingress (per-CPU flow maps)"),
+        ];
+        for (i, program) in programs {
             let run = median(cost[i].iter().map(|c| c.0).collect());
             let per_packet = median(cost[i].iter().map(|c| c.1).collect());
-            let empty = median(cost[i + 2].iter().map(|c| c.0).collect());
+            let empty = median(cost[2 + i % 2].iter().map(|c| c.0).collect());
             let packets = run / per_packet;
             println!(
                 "| {} | {program} | {run:.0} | {empty:.0} | {:.0} | {packets:.1} | {:.1} |",

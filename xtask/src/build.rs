@@ -11,6 +11,12 @@ use crate::sh;
 const BPF_TARGET_DIR: &str = "target/bpf";
 
 pub fn probes() -> Result<PathBuf> {
+    probes_with(&[], BPF_TARGET_DIR)
+}
+
+/// The kernel programs built with `features` of the probes crate into their
+/// own target dir `dir` (the bench's variants: `percpu-flows`).
+pub fn probes_with(features: &[&str], dir: &str) -> Result<PathBuf> {
     let root = sh::root();
     let cargo_bin = home_cargo_bin();
     let path = format!(
@@ -28,15 +34,16 @@ pub fn probes() -> Result<PathBuf> {
                 "--target",
                 "bpfel-unknown-none",
             ])
+            .args(features.iter().flat_map(|f| ["--features", f]))
             .env("RUSTC", "/usr/bin/rustc")
             .env("RUSTC_BOOTSTRAP", "1")
             .env("RUSTFLAGS", "-C debuginfo=2 -C link-arg=--btf")
-            .env("CARGO_TARGET_DIR", root.join(BPF_TARGET_DIR))
+            .env("CARGO_TARGET_DIR", root.join(dir))
             .env_remove("RUSTC_WRAPPER")
             .env("PATH", path),
     )?;
     Ok(root
-        .join(BPF_TARGET_DIR)
+        .join(dir)
         .join("bpfel-unknown-none/release/osprey-probes"))
 }
 

@@ -49,6 +49,22 @@ pub struct FlowKey {
     pub _pad: u8,
 }
 
+/// The marker flow `handover_probe` writes into flow map `index` (IP
+/// protocol 253, reserved for experiments by RFC 3692: no real flow has it).
+pub const fn handover_key(index: u16) -> FlowKey {
+    FlowKey {
+        src_addr: [0; 4],
+        dst_addr: [0; 4],
+        cgroup_id: 0,
+        src_port: index,
+        dst_port: 0,
+        family: 0,
+        protocol: 253,
+        direction: 0,
+        _pad: 0,
+    }
+}
+
 /// The 16 address bytes of a key's address words (network order).
 pub fn addr_octets(addr: &[u32; 4]) -> [u8; 16] {
     let mut out = [0u8; 16];
@@ -80,7 +96,8 @@ pub fn addr_words(octets: &[u8]) -> [u32; 4] {
     out
 }
 
-/// Per-CPU counters of one flow since it was inserted into the active map.
+/// Counters of one flow since it was inserted into the active map (or
+/// into a CPU's flow slot).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -89,7 +106,7 @@ pub struct FlowStats {
     /// Packets on the wire: a GSO super-packet counts as its segment count.
     pub packets: u64,
     /// The kernel's tick count (`jiffies_64`, `bpf_jiffies64()`) at the
-    /// first and the last packet on this CPU: one load per packet, where a
+    /// first and the last packet: one load per packet, where a
     /// clock read costs ~6 ns. The drain turns it into CLOCK_MONOTONIC with a
     /// [`ClockSample`]; the resolution is a tick, as with a coarse clock.
     pub first_seen: u64,
@@ -102,7 +119,7 @@ pub struct FlowStats {
     pub fin: u32,
     pub rst: u32,
     /// The smoothed RTT (µs) of the flow's TCP socket (`tcp_sock.srtt_us`),
-    /// as last read on this CPU; 0 when none.
+    /// as last read; 0 when none.
     pub srtt_us: u32,
     /// When it was last read (jiffies); it is read at the flow's first
     /// packet per drain interval, then at most every `SRTT_EVERY_JIFFIES`

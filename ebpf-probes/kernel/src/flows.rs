@@ -1,18 +1,28 @@
 //! Flow accounting at the socket layer (cgroup_skb on the root cgroup v2).
 //!
 //! Every packet entering or leaving a socket on the node, in any network
-//! namespace, is accounted to a `FlowKey` in the active one of two per-CPU
-//! hash maps, through a per-CPU slot that holds the last flow of each
+//! namespace, is accounted to a `FlowKey` in the active one of two hash
+//! maps, through a per-CPU slot that holds the last flows of each
 //! direction (a stream of packets of one flow skips the hash lookup).
-//! Userspace flips `ACTIVE_FLOW_MAP` and drains the idle map and its slots,
-//! so no packet is counted twice or lost between drains. A new flow that
-//! finds the map full is counted in `FLOW_LOSS`: nothing is dropped silently.
+//! Userspace flips `ACTIVE_FLOW_MAP`, waits out an RCU grace period (every
+//! program that read the old index has finished), and drains the idle map
+//! and its slots, so no packet is counted twice or lost between drains. A
+//! new flow that finds the map full is counted in `FLOW_LOSS`: nothing is
+//! dropped silently.
+//!
+//! The maps are shared by the CPUs (one value per flow, added to with BPF
+//! atomic adds): per-CPU maps would hold a value per *possible* CPU for
+//! every entry, preallocated — 4 MiB per CPU per map at 65,536 entries,
+//! 512 MiB at 64 CPUs. The slots absorb a stream's packets, so the shared
+//! map sees one update per slot eviction, not one per packet. The
+//! `percpu-flows` feature builds the former per-CPU layout, for the probes
+//! bench's side-by-side comparison.
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_jiffies64, bpf_sk_fullsock, bpf_skb_cgroup_id, bpf_tcp_sock},
     macros::{cgroup_skb, map},
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::PerCpuArray,
     programs::SkBuffContext,
 };
 use osprey_abi::{
@@ -31,13 +41,16 @@ use crate::{
 const PASS: i32 = 1;
 const EEXIST: i32 = 17;
 
-#[map]
-static FLOWS_0: PerCpuHashMap<FlowKey, FlowStats> =
-    PerCpuHashMap::with_max_entries(DEFAULT_FLOW_MAP_ENTRIES, 0);
+#[cfg(not(feature = "percpu-flows"))]
+type FlowMap = aya_ebpf::maps::HashMap<FlowKey, FlowStats>;
+#[cfg(feature = "percpu-flows")]
+type FlowMap = aya_ebpf::maps::PerCpuHashMap<FlowKey, FlowStats>;
 
 #[map]
-static FLOWS_1: PerCpuHashMap<FlowKey, FlowStats> =
-    PerCpuHashMap::with_max_entries(DEFAULT_FLOW_MAP_ENTRIES, 0);
+static FLOWS_0: FlowMap = FlowMap::with_max_entries(DEFAULT_FLOW_MAP_ENTRIES, 0);
+
+#[map]
+static FLOWS_1: FlowMap = FlowMap::with_max_entries(DEFAULT_FLOW_MAP_ENTRIES, 0);
 
 #[cgroup_skb(ingress)]
 pub fn flow_ingress(ctx: SkBuffContext) -> i32 {
@@ -231,7 +244,7 @@ fn fresh(ctx: &SkBuffContext, sample: &Sample, now: u64, tcp: bool) -> FlowStats
 }
 
 #[inline(always)]
-fn merge(first: bool, key: &FlowKey, delta: &FlowStats) {
+pub(crate) fn merge(first: bool, key: &FlowKey, delta: &FlowStats) {
     // Two call sites, each with a constant map: the verifier can then inline
     // the hash lookup instead of an indirect call through the map's ops.
     if first {
@@ -243,7 +256,7 @@ fn merge(first: bool, key: &FlowKey, delta: &FlowStats) {
 
 /// Adds `delta` to the flow's entry in `flows`, inserting it if new.
 #[inline(always)]
-fn merge_in(flows: &PerCpuHashMap<FlowKey, FlowStats>, key: &FlowKey, delta: &FlowStats) {
+fn merge_in(flows: &FlowMap, key: &FlowKey, delta: &FlowStats) {
     if let Some(stats) = flows.get_ptr_mut(key) {
         combine(stats, delta);
         return;
@@ -264,25 +277,69 @@ fn merge_in(flows: &PerCpuHashMap<FlowKey, FlowStats>, key: &FlowKey, delta: &Fl
     }
 }
 
+/// Adds `d` to a flow's entry. Counters add atomically: another CPU may be
+/// adding to the same entry. The times and the smoothed RTT are plain
+/// loads and stores (BPF has no atomic min or max), and so is the or of the
+/// flags seen (an atomic or needs BPF v3): two CPUs merging one flow in the
+/// same instant can leave a time a tick off or miss a flag bit of
+/// `tcp_flags`; the packet, byte and per-flag counts stay exact.
+#[cfg(not(feature = "percpu-flows"))]
 #[inline(always)]
 fn combine(stats: *mut FlowStats, d: &FlowStats) {
-    // Per-CPU values: no other CPU writes here. (The BPF target has no atomic
-    // RMW in Rust's core; a softirq interrupting process context between the
-    // load and the store of the same flow on one CPU is the only, rare, race.)
+    use crate::shared::{atomic_add, atomic_add32};
+    // SAFETY: a map value, valid while the program runs; every writer of
+    // the counters adds atomically.
+    unsafe {
+        atomic_add(&raw mut (*stats).bytes, d.bytes);
+        atomic_add(&raw mut (*stats).packets, d.packets);
+        for (counter, n) in [
+            (&raw mut (*stats).syn, d.syn),
+            (&raw mut (*stats).syn_ack, d.syn_ack),
+            (&raw mut (*stats).fin, d.fin),
+            (&raw mut (*stats).rst, d.rst),
+        ] {
+            if n != 0 {
+                atomic_add32(counter, n);
+            }
+        }
+        combine_times(stats, d);
+    }
+}
+
+/// The per-CPU layout's `combine`: this CPU's value, no other CPU's.
+#[cfg(feature = "percpu-flows")]
+#[inline(always)]
+fn combine(stats: *mut FlowStats, d: &FlowStats) {
+    // SAFETY: a per-CPU value: only this CPU writes here (a softirq
+    // interrupting process context between the load and the store of the
+    // same flow is the only, rare, race).
     unsafe {
         (*stats).bytes += d.bytes;
         (*stats).packets += d.packets;
-        if d.first_seen < (*stats).first_seen {
+        (*stats).syn += d.syn;
+        (*stats).syn_ack += d.syn_ack;
+        (*stats).fin += d.fin;
+        (*stats).rst += d.rst;
+        combine_times(stats, d);
+    }
+}
+
+/// First and last seen, the flags seen and the latest RTT read.
+#[inline(always)]
+unsafe fn combine_times(stats: *mut FlowStats, d: &FlowStats) {
+    // SAFETY: the caller's map value.
+    unsafe {
+        // 0 is "not seen yet" (a per-CPU value of an entry another CPU
+        // inserted starts zeroed), not the earliest time.
+        if (*stats).first_seen == 0 || d.first_seen < (*stats).first_seen {
             (*stats).first_seen = d.first_seen;
         }
         if d.last_seen > (*stats).last_seen {
             (*stats).last_seen = d.last_seen;
         }
-        (*stats).tcp_flags |= d.tcp_flags;
-        (*stats).syn += d.syn;
-        (*stats).syn_ack += d.syn_ack;
-        (*stats).fin += d.fin;
-        (*stats).rst += d.rst;
+        if (*stats).tcp_flags | d.tcp_flags != (*stats).tcp_flags {
+            (*stats).tcp_flags |= d.tcp_flags;
+        }
         if d.srtt_us != 0 && d.srtt_read >= (*stats).srtt_read {
             (*stats).srtt_us = d.srtt_us;
             (*stats).srtt_read = d.srtt_read;

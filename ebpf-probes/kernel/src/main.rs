@@ -11,6 +11,7 @@ mod connections;
 mod dns;
 mod drops;
 mod flows;
+mod handover;
 mod headers;
 mod http;
 mod net;

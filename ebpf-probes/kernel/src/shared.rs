@@ -75,10 +75,21 @@ pub fn add_count<K>(
 /// `*v += n` as one BPF atomic add (`lock xadd`): `core`'s atomics have no
 /// read-modify-write on this target, the intrinsic does.
 #[inline(always)]
-unsafe fn atomic_add(v: *mut u64, n: u64) {
+pub unsafe fn atomic_add(v: *mut u64, n: u64) {
     // SAFETY: the caller's pointer to a live map value.
     unsafe {
         core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            v, n,
+        )
+    };
+}
+
+/// `*v += n` on a 32-bit counter, as one BPF atomic add.
+#[inline(always)]
+pub unsafe fn atomic_add32(v: *mut u32, n: u32) {
+    // SAFETY: the caller's pointer to a live map value.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u32, u32, { core::intrinsics::AtomicOrdering::Relaxed }>(
             v, n,
         )
     };

@@ -1,9 +1,10 @@
 //! Stage 1: drain the kernel flow maps.
 //!
 //! The kernel writes into the active one of two maps. Each drain flips
-//! `ACTIVE_FLOW_MAP`, waits for programs that already picked the old map to
-//! finish, then reads and deletes every entry of the now idle map. Nothing
-//! else writes to it, so every packet is counted exactly once.
+//! `ACTIVE_FLOW_MAP`, waits out an RCU grace period (`kernel::grace`: every
+//! program that picked the old map has finished), then reads and deletes
+//! every entry of the now idle map. Nothing else writes to it, so every
+//! packet is counted exactly once.
 
 use std::{
     collections::HashMap,
@@ -21,9 +22,11 @@ use osprey_model::labels::{LossLabels, LossReason};
 use tracing::warn;
 
 use super::{metrics::FlowMetrics, slots::drain_slots};
-use crate::kernel::probes::FlowMaps;
+use crate::kernel::{maps::FlowMap, probes::FlowMaps};
 
-/// A program that loaded the old index finishes in microseconds; this is ample.
+/// Where no RCU grace period can be waited for (no map-in-map): a program
+/// that loaded the old index finishes in microseconds unless its vCPU is
+/// descheduled, so this is ample but not exact.
 const FLIP_GRACE: Duration = Duration::from_millis(5);
 
 /// A drain that emptied nothing. Once the maps are flipped a drain always
@@ -125,14 +128,19 @@ impl FlowDrainer {
             .set(0, 1 - idle, 0)
             .map_err(DrainError::Flip)?;
         self.active = 1 - idle;
-        std::thread::sleep(FLIP_GRACE);
+        let waited = self.maps.grace.as_ref().map(|g| g.wait());
+        if !matches!(waited, Some(Ok(()))) {
+            if let Some(Err(e)) = waited {
+                warn!(error = %e, "cannot wait for an RCU grace period; sleeping instead");
+            }
+            std::thread::sleep(FLIP_GRACE);
+        }
 
         let mut batch = FlowBatch::default();
-        let flows = drain_map(
-            &mut self.maps.flows[idle as usize],
-            &mut batch.read_errors,
-            sum_stats,
-        );
+        let flows = match &mut self.maps.flows[idle as usize] {
+            FlowMap::Shared(map) => drain_shared(map, &mut batch.read_errors),
+            FlowMap::PerCpu(map) => drain_map(map, &mut batch.read_errors, sum_stats),
+        };
         let slots = drain_slots(&mut self.maps.slots, idle, &mut batch.read_errors);
         batch.flows = merge_flows(flows, slots);
         if let Err(e) = self.maps.clock.refresh() {
@@ -142,12 +150,12 @@ impl FlowDrainer {
             flow.first_seen_ns = self.maps.clock.mono_ns(flow.stats.first_seen);
             flow.last_seen_ns = self.maps.clock.mono_ns(flow.stats.last_seen);
         }
-        batch.drops = drain_counts(&mut self.maps.drops[idle as usize], &mut batch.read_errors);
-        batch.retransmits = drain_counts(
+        batch.drops = drain_shared(&mut self.maps.drops[idle as usize], &mut batch.read_errors);
+        batch.retransmits = drain_shared(
             &mut self.maps.retransmits[idle as usize],
             &mut batch.read_errors,
         );
-        batch.connections = drain_counts(
+        batch.connections = drain_shared(
             &mut self.maps.connections[idle as usize],
             &mut batch.read_errors,
         );
@@ -275,16 +283,16 @@ fn drain_map<K: aya::Pod, V: aya::Pod>(
     })
 }
 
-/// Reads and deletes every count of a map shared by the CPUs (one value
+/// Reads and deletes every entry of a map shared by the CPUs (one value
 /// per key), as `drain_map` does a per-CPU map's.
-fn drain_counts<K: aya::Pod>(
-    map: &mut aya::maps::HashMap<MapData, K, u64>,
+fn drain_shared<K: aya::Pod, V: aya::Pod>(
+    map: &mut aya::maps::HashMap<MapData, K, V>,
     errors: &mut u64,
-) -> Vec<(K, u64)> {
+) -> Vec<(K, V)> {
     use aya::maps::IterableMap;
     static NO_BATCH: AtomicBool = AtomicBool::new(false);
     // A shared map's batch layout is a per-CPU map's with one CPU.
-    if let Some(entries) = drain_batch(map.map(), 1, &|v: &[u64]| v[0], &NO_BATCH, errors) {
+    if let Some(entries) = drain_batch(map.map(), 1, &|v: &[V]| v[0], &NO_BATCH, errors) {
         return entries;
     }
     let keys = list_keys(map.keys(), errors);
@@ -373,10 +381,10 @@ pub fn sum_stats(per_cpu: &[FlowStats]) -> FlowStats {
         FlowStats {
             bytes: acc.bytes + s.bytes,
             packets: acc.packets + s.packets,
-            first_seen: if acc.first_seen == 0 {
-                s.first_seen
-            } else {
-                acc.first_seen.min(s.first_seen)
+            // 0 is "never stamped" (a CPU's zeroed value), not the earliest.
+            first_seen: match (acc.first_seen, s.first_seen) {
+                (0, t) | (t, 0) => t,
+                (a, b) => a.min(b),
             },
             last_seen: acc.last_seen.max(s.last_seen),
             tcp_flags: acc.tcp_flags | s.tcp_flags,
@@ -450,6 +458,19 @@ mod tests {
             .collect();
         got.sort();
         assert_eq!(got, vec![(1, 150, 4, 40, 90, 0x13), (2, 7, 1, 70, 70, 0)]);
+    }
+
+    #[test]
+    fn a_cpu_that_never_stamped_first_seen_does_not_erase_it() {
+        // Inserted on CPU 0; CPU 1's value started zeroed and only had
+        // packets added (first seen 0): the flow's first seen is CPU 0's,
+        // whichever CPU comes first.
+        let inserted = stats(100, 2, 50, 60, 0);
+        let added = stats(60, 3, 0, 70, 0);
+        for cpus in [[inserted, added], [added, inserted]] {
+            let sum = sum_stats(&cpus);
+            assert_eq!((sum.packets, sum.first_seen, sum.last_seen), (5, 50, 70));
+        }
     }
 
     #[test]

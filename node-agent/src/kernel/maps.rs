@@ -1,17 +1,35 @@
 //! The map handles the probes hand over once loaded: the flow maps to the
 //! drain stage, the resource maps to the scrape-time readers.
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf};
 use osprey_abi::{
     BlockKey, BlockStats, ConnKey, DropKey, FlowKey, FlowLoss, FlowSlots, FlowStats, ResourceLoss,
     RunqHist,
 };
 
-use crate::kernel::clock::KernelClock;
+use crate::kernel::{clock::KernelClock, grace::ProgramGrace};
+
+/// A flow map: shared by the CPUs (the probes' layout), or one value per
+/// CPU (the former layout, which the probes bench still builds to compare).
+pub enum FlowMap {
+    Shared(HashMap<MapData, FlowKey, FlowStats>),
+    PerCpu(PerCpuHashMap<MapData, FlowKey, FlowStats>),
+}
+
+impl TryFrom<Map> for FlowMap {
+    type Error = MapError;
+
+    fn try_from(map: Map) -> Result<Self, MapError> {
+        match map {
+            Map::PerCpuHashMap(_) => PerCpuHashMap::try_from(map).map(Self::PerCpu),
+            map => HashMap::try_from(map).map(Self::Shared),
+        }
+    }
+}
 
 /// Handles to the probes' maps, moved to the drain stage.
 pub struct FlowMaps {
-    pub flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
+    pub flows: [FlowMap; 2],
     /// The per-CPU last-flow slots of both map indexes (see `osprey_abi::FlowSlot`).
     pub slots: PerCpuArray<MapData, FlowSlots>,
     /// Counts shared by every CPU (atomic adds: rare events).
@@ -23,6 +41,9 @@ pub struct FlowMaps {
     /// Taken by the HTTP reader (None when HTTP is off).
     pub http: Option<RingBuf<MapData>>,
     pub active: Array<MapData, u32>,
+    /// Waits out the programs that read `active` before a flip; None where
+    /// this kernel cannot create it (the drain then sleeps a few ms).
+    pub grace: Option<ProgramGrace>,
     pub loss: PerCpuArray<MapData, FlowLoss>,
     /// Turns the flows' tick counts into time.
     pub clock: KernelClock,

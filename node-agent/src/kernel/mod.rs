@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod clock;
+pub mod grace;
 pub mod hook_floor;
 pub mod info;
 pub mod kallsyms;

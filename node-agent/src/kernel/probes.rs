@@ -7,13 +7,15 @@ use std::{collections::BTreeMap, fs::File, os::fd::OwnedFd, path::PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, RawTracePoint, TracePoint,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, ProgramFd, RawTracePoint,
+        TracePoint,
     },
 };
 use osprey_abi::FLOW_MAP_NAMES;
 use tracing::warn;
 
 use crate::kernel::clock::{self, KernelClock};
+use crate::kernel::grace::ProgramGrace;
 use crate::kernel::layout::resource_globals;
 // The layouts and map handles live in their own modules; callers keep
 // their `probes::` paths.
@@ -237,6 +239,9 @@ impl Probes {
                 .then(|| take(&mut ebpf, "HTTP_EVENTS"))
                 .transpose()?,
             active: take(&mut ebpf, "ACTIVE_FLOW_MAP")?,
+            grace: ProgramGrace::new()
+                .inspect_err(|e| warn!(error = %e, "no map-in-map here: the flow drain waits 5 ms after each flip instead of an RCU grace period"))
+                .ok(),
             loss: take(&mut ebpf, "FLOW_LOSS")?,
         };
         let drop_reasons = layout.map(|l| l.drop_reasons).unwrap_or_default();
@@ -250,6 +255,20 @@ impl Probes {
             maps,
             resource_maps,
         ))
+    }
+
+    /// Loads the raw tracepoint program `name` of the same object (its maps
+    /// are the loaded probes'), for test runs: the self-test programs
+    /// (`handover_probe`), never attached.
+    pub fn test_program(&mut self, name: &'static str) -> Result<ProgramFd, ProbeError> {
+        let mut fd = None;
+        setup::<RawTracePoint>(&mut self.ebpf, name, |p| {
+            p.load().map_err(|e| ("load (verifier)", e))?;
+            let cloned = p.fd().map_err(|e| ("fd", e))?.try_clone();
+            fd = Some(cloned.map_err(|e| ("fd", ProgramError::IOError(e)))?);
+            Ok(())
+        })?;
+        Ok(fd.expect("set by setup"))
     }
 
     /// The kernel maps of the loaded programs, with their memory.
