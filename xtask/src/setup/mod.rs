@@ -37,6 +37,14 @@ const APT_PACKAGES: &[&str] = &[
     // rotel-agent (PyPI's rotel) embeds Debian's CPython 3.11 for its
     // processor hooks.
     "libpython3.11",
+    // tests/tests/podspec.rs runs the chart's rendered agent pod with
+    // `podman kube play`: runc (crun refuses a hybrid cgroup layout) and
+    // catatonit (the pod's infra container).
+    "podman",
+    "runc",
+    "catatonit",
+    // setcap: the least-privilege image's file capabilities.
+    "libcap2-bin",
 ];
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Python packages, pinned (distribution, version): the OpenMetrics parser
