@@ -376,6 +376,16 @@ fn mask_of(caps: &[String]) -> u64 {
 
 /// statfs of a host path: size in bytes (f_blocks × f_bsize, as
 /// node-exporter and the agent compute it).
+/// `node_filesystem_device_error` of `mountpoint`, or NaN where the
+/// mount also has a size (a statted filesystem is no error).
+fn device_error(s: &[Sample], mountpoint: &str) -> f64 {
+    let want = [("mountpoint", mountpoint)];
+    match one(s, "node_filesystem_size_bytes", &want) {
+        Some(_) => f64::NAN,
+        None => one(s, "node_filesystem_device_error", &want).unwrap_or(f64::NAN),
+    }
+}
+
 fn host_size_bytes(path: &Path) -> f64 {
     let c = CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: a valid C string and a statfs buffer of the right type.
@@ -702,9 +712,9 @@ fn pod_spec_runs(mode: Mode) {
 
     // The agent stats each host mount through /proc/1/root. Where the host
     // refuses that path even to its own root (this sandbox's pid 1, a
-    // firecracker init, is sealed: EACCES), a mount only the host's
-    // namespace has cannot be statted from the pod; the agent must then
-    // say so (device_error 1, no size) rather than stat another filesystem.
+    // firecracker init, is sealed: EACCES), no host mount can be statted
+    // from the pod, `/` included (the pod's own `/` is another filesystem);
+    // the agent must then say so (device_error 1, no size).
     let pid1_root = std::fs::read_dir("/proc/1/root").is_ok();
     if !pid1_root {
         eprintln!(
@@ -739,12 +749,21 @@ fn pod_spec_runs(mode: Mode) {
                 veth_rx,
                 veth_rx,
             ),
-            (
-                "node_filesystem_size_bytes{mountpoint=/}",
-                get("node_filesystem_size_bytes", &[("mountpoint", "/")]),
-                host_size_bytes(Path::new("/")),
-                host_size_bytes(Path::new("/")),
-            ),
+            if pid1_root {
+                (
+                    "node_filesystem_size_bytes{mountpoint=/}",
+                    get("node_filesystem_size_bytes", &[("mountpoint", "/")]),
+                    host_size_bytes(Path::new("/")),
+                    host_size_bytes(Path::new("/")),
+                )
+            } else {
+                (
+                    "node_filesystem_device_error{mountpoint=/} (no size)",
+                    device_error(&s, "/"),
+                    1.0,
+                    1.0,
+                )
+            },
             if pid1_root {
                 (
                     "node_filesystem_size_bytes{mountpoint=<host tmpfs>}",
@@ -755,18 +774,7 @@ fn pod_spec_runs(mode: Mode) {
             } else {
                 (
                     "node_filesystem_device_error{mountpoint=<host tmpfs>} (no size)",
-                    one(
-                        &s,
-                        "node_filesystem_size_bytes",
-                        &[("mountpoint", mountpoint)],
-                    )
-                    .map_or(
-                        get(
-                            "node_filesystem_device_error",
-                            &[("mountpoint", mountpoint)],
-                        ),
-                        |_| f64::NAN,
-                    ),
+                    device_error(&s, mountpoint),
                     1.0,
                     1.0,
                 )

@@ -13,6 +13,7 @@ mod bench_series;
 mod build;
 mod setup;
 mod sh;
+mod stack;
 
 use std::process::Command;
 
@@ -34,6 +35,11 @@ enum Task {
     Build,
     /// Set up, build, and start the agent on this host with a live flow summary.
     Run {
+        /// The whole pipeline on loopback, as the Helm chart wires it: the
+        /// agent, the collector, Prometheus 3 (remote-write receiver and
+        /// exemplar storage on) and an OTLP traces receiver.
+        #[arg(long)]
+        stack: bool,
         /// Extra agent flags, after `--` (e.g. `-- --listen 0.0.0.0:9811`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -95,9 +101,12 @@ fn main() -> Result<()> {
             setup::setup()?;
             build::all().map(|_| ())
         }
-        Task::Run { args } => {
+        Task::Run { stack, args } => {
             setup::setup()?;
             let agent = build::all()?;
+            if stack {
+                return stack::run(&agent, &args);
+            }
             let mut cmd = Command::new(agent);
             cmd.args([
                 "--summary-interval-secs",

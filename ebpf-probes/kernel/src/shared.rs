@@ -85,6 +85,7 @@ pub unsafe fn atomic_add(v: *mut u64, n: u64) {
 }
 
 /// `*v += n` on a 32-bit counter, as one BPF atomic add.
+#[cfg_attr(feature = "percpu-flows", allow(dead_code))]
 #[inline(always)]
 pub unsafe fn atomic_add32(v: *mut u32, n: u32) {
     // SAFETY: the caller's pointer to a live map value.

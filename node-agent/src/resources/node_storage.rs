@@ -1,7 +1,7 @@
 //! node-exporter's `filesystem` and `diskstats` families: same names, labels,
 //! units and default exclusions (pseudo filesystems and partitions).
 
-use std::ffi::CString;
+use std::{ffi::CString, path::Path};
 
 use osprey_model::{
     catalogue::*,
@@ -110,12 +110,29 @@ fn statfs(path: &str) -> Option<[u64; 5]> {
 
 fn filesystems() -> Vec<Fs> {
     // The host's mounts, as node-exporter reads them: pid 1's (a DaemonSet
-    // runs with hostPID), else the agent's own.
-    let Ok(mounts) = procfs::process::Process::new(1)
-        .and_then(|p| p.mountinfo())
-        .or_else(|_| procfs::process::Process::myself().and_then(|p| p.mountinfo()))
-    else {
-        return Vec::new();
+    // runs with hostPID), each statted through pid 1's root, so a container
+    // sees the host's filesystems and not its own mount namespace; else the
+    // agent's own.
+    let own = procfs::process::Process::myself().and_then(|p| p.mountinfo());
+    let host = procfs::process::Process::new(1).and_then(|p| p.mountinfo());
+    let (mounts, root, same_namespace) = match (host, own) {
+        (Ok(host), own) => {
+            // Mount ids are system-wide: the same root mount means the same
+            // mount namespace, where a path names the same filesystem.
+            let root_id = |m: &procfs::process::MountInfos| {
+                m.iter()
+                    .find(|m| m.mount_point == Path::new("/"))
+                    .map(|m| m.mnt_id)
+            };
+            let same = own
+                .as_ref()
+                .ok()
+                .and_then(root_id)
+                .is_some_and(|id| Some(id) == root_id(&host));
+            (host, "/proc/1/root", same)
+        }
+        (Err(_), Ok(own)) => (own, "", true),
+        (Err(_), Err(_)) => return Vec::new(),
     };
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
@@ -130,7 +147,11 @@ fn filesystems() -> Vec<Fs> {
         }
         out.push(Fs {
             readonly: m.mount_options.contains_key("ro"),
-            stat: statfs(&mountpoint),
+            // Through pid 1's root; where that is refused (a sealed pid 1),
+            // the path itself only in pid 1's own mount namespace: in a
+            // container it would name another filesystem (device_error).
+            stat: statfs(&format!("{root}{mountpoint}"))
+                .or_else(|| same_namespace.then(|| statfs(&mountpoint)).flatten()),
             device,
             fstype: m.fs_type,
             mountpoint,
