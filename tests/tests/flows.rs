@@ -311,6 +311,19 @@ fn full_flow_map_counts_lost_packets() {
     let probes_lost = |s: &[Sample]| sum(s, "osprey_probe_lost_events_total", &[]) as u64;
     let first = samples(&agent.scrape().1);
     let before = (lost(&first), kernel_lost(&first), probes_lost(&first));
+    // The agent reports the maps it was given, with their kernel memory:
+    // an 8-entry shared flow map holds 8 elements (+ a spare per CPU) of
+    // 48 + 48 + 64 bytes, well under a page of the default's 11 MiB.
+    for map in ["FLOWS_0", "FLOWS_1"] {
+        let want = [("map", map)];
+        assert_eq!(
+            sum(&first, "osprey_bpf_map_entries_max", &want),
+            8.0,
+            "{map}"
+        );
+        let bytes = sum(&first, "osprey_bpf_map_memory_bytes", &want);
+        assert!((1.0..65_536.0).contains(&bytes), "{map}: {bytes} bytes");
+    }
     const FLOWS: u16 = 200;
     const SIZE: u64 = 100;
     traffic::udp_fanout_from(&cg, &pair, 20_000, FLOWS, SIZE as usize);

@@ -179,9 +179,14 @@ impl RemoteWrite {
         series: &[&Series<'_>],
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), ()> {
+        // The series without their exemplars, once a receiver refused them.
+        let mut without_exemplars: Option<Vec<Series<'_>>> = None;
         loop {
             let version = self.version();
-            let body = encode::encode(series, version);
+            let body = match &without_exemplars {
+                Some(stripped) => encode::encode(&stripped.iter().collect::<Vec<_>>(), version),
+                None => encode::encode(series, version),
+            };
             let build = || {
                 self.client
                     .post(&self.cfg.url)
@@ -243,6 +248,37 @@ impl RemoteWrite {
                     ..
                 }) if version == Version::V2 => {
                     self.fall_back("415 Unsupported Media Type");
+                }
+                // Prometheus 3 answers a 2.0 request holding an exemplar
+                // older than its series' latest (a sender's exemplars may go
+                // back in time: a folded series counting two traced
+                // connections in one millisecond) with 400 and rolls the
+                // whole request back. The samples are good: send them again
+                // without the exemplars, as a scrape would drop only those.
+                Err(Failure::Rejected {
+                    status: Some(StatusCode::BAD_REQUEST),
+                    message,
+                    ..
+                }) if without_exemplars.is_none()
+                    && body.exemplars > 0
+                    && message.contains("exemplar") =>
+                {
+                    warn!(exporter = %self.cfg.name, message, exemplars = body.exemplars, "receiver refused a request for its exemplars; resending it without them");
+                    self.metrics.dropped(
+                        &self.cfg.name,
+                        "exemplars",
+                        "exemplar_rejected",
+                        body.exemplars,
+                    );
+                    without_exemplars = Some(
+                        series
+                            .iter()
+                            .map(|s| Series {
+                                exemplars: Vec::new(),
+                                ..(*s).clone()
+                            })
+                            .collect(),
+                    );
                 }
                 Err(Failure::Rejected {
                     reason, message, ..

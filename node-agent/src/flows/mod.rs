@@ -6,6 +6,7 @@
 //! their connections.
 pub mod context;
 pub mod drain;
+mod empty;
 pub mod enrich;
 pub mod handlers;
 pub mod labels;

@@ -26,8 +26,12 @@ pub struct ProgramGrace {
 impl ProgramGrace {
     /// Creates the two maps (a few hundred bytes of kernel memory).
     pub fn new() -> io::Result<Self> {
-        let inner = create_map(bpf_map_type::BPF_MAP_TYPE_ARRAY, None)?;
-        let outer = create_map(bpf_map_type::BPF_MAP_TYPE_ARRAY_OF_MAPS, Some(&inner))?;
+        let inner = create_map(bpf_map_type::BPF_MAP_TYPE_ARRAY, None, b"GRACE_INNER")?;
+        let outer = create_map(
+            bpf_map_type::BPF_MAP_TYPE_ARRAY_OF_MAPS,
+            Some(&inner),
+            b"GRACE",
+        )?;
         Ok(Self { outer, inner })
     }
 
@@ -46,15 +50,21 @@ impl ProgramGrace {
     }
 }
 
-/// A one-entry map of 4-byte keys and values; an array-of-maps takes the
-/// layout of `inner`.
-fn create_map(map_type: bpf_map_type, inner: Option<&OwnedFd>) -> io::Result<OwnedFd> {
+/// A one-entry map of 4-byte keys and values named `name`; an
+/// array-of-maps takes the layout of `inner`.
+fn create_map(map_type: bpf_map_type, inner: Option<&OwnedFd>, name: &[u8]) -> io::Result<OwnedFd> {
     let mut attr = zeroed_attr();
     attr.__bindgen_anon_1.map_type = map_type as u32;
     attr.__bindgen_anon_1.key_size = 4;
     attr.__bindgen_anon_1.value_size = 4;
     attr.__bindgen_anon_1.max_entries = 1;
     attr.__bindgen_anon_1.inner_map_fd = inner.map_or(0, |fd| fd.as_raw_fd() as u32);
+    // The name its memory is reported under (15 bytes and a NUL at most).
+    let mut map_name = [0 as core::ffi::c_char; 16];
+    for (dst, src) in map_name.iter_mut().zip(&name[..name.len().min(15)]) {
+        *dst = *src as core::ffi::c_char;
+    }
+    attr.__bindgen_anon_1.map_name = map_name;
     // SAFETY: bpf(2) with a whole, zero-initialised `union bpf_attr` whose
     // map creation member is filled; BPF_MAP_CREATE returns the new fd.
     let fd = unsafe {

@@ -95,6 +95,76 @@ pub fn of_programs<'a>(programs: impl Iterator<Item = &'a ProgramInfo>) -> Vec<M
         .collect()
 }
 
+/// The BPF maps this process holds open, found through its own fds
+/// (`/proc/self/fd`, `fdinfo`) and named through them: no capability
+/// beyond holding the fds, where looking a map up by id needs
+/// `CAP_SYS_ADMIN` (the least-privilege pod has none). Each map once.
+pub fn of_own_fds() -> Vec<MapFootprint> {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for entry in fds.flatten() {
+        let is_map =
+            std::fs::read_link(entry.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:bpf-map");
+        let fd = entry
+            .file_name()
+            .to_str()
+            .and_then(|f| f.parse::<i32>().ok());
+        let Some(fd) = fd.filter(|_| is_map) else {
+            continue;
+        };
+        if let Some((id, map)) = footprint_of_fd(fd)
+            && seen.insert(id)
+        {
+            out.push(map);
+        }
+    }
+    out
+}
+
+/// A map fd's id and footprint, from its fdinfo and the kernel's map info.
+fn footprint_of_fd(fd: i32) -> Option<(u32, MapFootprint)> {
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        fdinfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    // SAFETY: `bpf_map_info` is plain integers; zero is its empty value.
+    let mut info: aya_obj::generated::bpf_map_info = unsafe { std::mem::zeroed() };
+    // The info member of `union bpf_attr`: the kernel writes up to
+    // `info_len` bytes into `info`, which outlives the call.
+    let mut attr = crate::kernel::test_run::zeroed_attr();
+    attr.info.bpf_fd = fd as u32;
+    attr.info.info_len = std::mem::size_of_val(&info) as u32;
+    attr.info.info = &raw mut info as u64;
+    crate::kernel::test_run::sys_bpf(
+        aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD,
+        &mut attr,
+    )
+    .ok()?;
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    Some((
+        info.id,
+        MapFootprint {
+            name: String::from_utf8_lossy(&name).into_owned(),
+            map_type: field("map_type")? as u32,
+            key_size: field("key_size")? as u32,
+            value_size: field("value_size")? as u32,
+            max_entries: field("max_entries")? as u32,
+            memory_bytes: field("memlock")?,
+        },
+    ))
+}
+
 /// The maps of the programs loaded on this host under these names (kernel
 /// names: the first 15 bytes): the running agent's, for `osprey-agent
 /// map-memory`.

@@ -271,14 +271,10 @@ impl Probes {
         Ok(fd.expect("set by setup"))
     }
 
-    /// The kernel maps of the loaded programs, with their memory.
+    /// The kernel maps this process holds (the probes' and the drain's
+    /// own), with their memory.
     pub fn map_footprints(&self) -> Vec<super::map_memory::MapFootprint> {
-        let infos: Vec<_> = self
-            .ebpf
-            .programs()
-            .filter_map(|(_, p)| p.info().ok())
-            .collect();
-        super::map_memory::of_programs(infos.iter())
+        super::map_memory::of_own_fds()
     }
 
     /// Per-program kernel identity and statistics. Runs and run time are
