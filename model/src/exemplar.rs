@@ -16,19 +16,26 @@ use crate::labels::TraceExemplar;
 pub type TracedCounter = CounterWithExemplar<TraceExemplar>;
 pub type TracedHistogram = HistogramWithExemplars<TraceExemplar>;
 
-/// A series' latest trace and when it was seen.
+/// A series' latest trace and when it was last counted.
 pub type LastTrace = Option<(TraceExemplar, SystemTime)>;
 
-/// Adds `v` to `counter`; its exemplar is `trace` (seen now) if given,
-/// else the series' `last` one.
+/// Adds `v` to `counter`; its exemplar is `trace` if given, else the
+/// series' `last` one, stamped now: the exemplar's value is this increment,
+/// so its timestamp is this increment's too. (Stamped when the trace was
+/// first seen, a later increment of the same trace would be a different
+/// exemplar — another value — at the same time, which a receiver refuses
+/// as out of order: Prometheus 3 rolls back a whole remote-write 2.0
+/// request for it.)
 pub fn inc(counter: &TracedCounter, v: u64, trace: Option<&TraceExemplar>, last: &mut LastTrace) {
-    if let Some(t) = trace
-        && last.as_ref().is_none_or(|(l, _)| l != t)
-    {
-        *last = Some((t.clone(), SystemTime::now()));
+    let now = SystemTime::now();
+    if let Some(t) = trace {
+        *last = Some((t.clone(), now));
     }
     match last {
-        Some((t, at)) => counter.inc_by(v, Some(t.clone()), Some(*at)),
+        Some((t, at)) => {
+            *at = now;
+            counter.inc_by(v, Some(t.clone()), Some(now))
+        }
         None => counter.inc_by(v, None, None),
     };
 }

@@ -10,6 +10,7 @@ pub mod exposition;
 pub mod http;
 pub mod netns;
 pub mod peers;
+pub mod podman;
 pub mod prometheus;
 pub mod rotel;
 pub mod traffic;

