@@ -173,49 +173,64 @@ fn serve_one(conn: TcpStream, served: &mut Vec<Served>) {
     }
 }
 
+/// One request as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// From just before the write that carried the request (its first
+    /// write, when split) to the end of reading its response: every
+    /// timestamp the kernel or the server can take of this request lies
+    /// inside it, whatever the scheduler does.
+    pub waited: Duration,
+}
+
 /// Runs each connection's plan from pod A, one connection after another;
-/// returns the client's local port of each.
-pub fn client(pair: &PodPair, port: u16, plans: Vec<Vec<Step>>) -> Vec<u16> {
+/// returns every request as the client saw it, in the order sent.
+pub fn client(pair: &PodPair, port: u16, plans: Vec<Vec<Step>>) -> Vec<Asked> {
     let b_ip = pair.b_ip;
     pair.a
         .run(move || {
-            plans
-                .into_iter()
-                .map(|plan| {
-                    let conn = TcpStream::connect_timeout(
-                        &SocketAddr::new(b_ip, port),
-                        Duration::from_secs(5),
-                    )
-                    .expect("connect from pod a");
-                    conn.set_nodelay(true).unwrap();
-                    let local = conn.local_addr().unwrap().port();
-                    let mut writer = conn.try_clone().unwrap();
-                    let mut reader = BufReader::new(conn);
-                    for step in plan {
-                        let reqs = match step {
-                            Step::One(r) => vec![r],
-                            Step::Pipelined(rs) => rs,
-                        };
-                        match reqs.as_slice() {
-                            [r] if r.send == Send::Split => {
-                                let head = r.head();
-                                let cut = head.find("\r\n").unwrap() + 2;
-                                writer.write_all(&head.as_bytes()[..cut]).unwrap();
-                                std::thread::sleep(Duration::from_millis(20));
-                                writer.write_all(&head.as_bytes()[cut..]).unwrap();
-                            }
-                            _ => {
-                                let all: String = reqs.iter().map(Req::head).collect();
-                                writer.write_all(all.as_bytes()).unwrap();
-                            }
+            let mut asked = Vec::new();
+            for plan in plans {
+                let conn = TcpStream::connect_timeout(
+                    &SocketAddr::new(b_ip, port),
+                    Duration::from_secs(5),
+                )
+                .expect("connect from pod a");
+                conn.set_nodelay(true).unwrap();
+                let mut writer = conn.try_clone().unwrap();
+                let mut reader = BufReader::new(conn);
+                for step in plan {
+                    let reqs = match step {
+                        Step::One(r) => vec![r],
+                        Step::Pipelined(rs) => rs,
+                    };
+                    let start = Instant::now();
+                    match reqs.as_slice() {
+                        [r] if r.send == Send::Split => {
+                            let head = r.head();
+                            let cut = head.find("\r\n").unwrap() + 2;
+                            writer.write_all(&head.as_bytes()[..cut]).unwrap();
+                            std::thread::sleep(Duration::from_millis(20));
+                            writer.write_all(&head.as_bytes()[cut..]).unwrap();
                         }
-                        for _ in &reqs {
-                            read_response(&mut reader);
+                        _ => {
+                            let all: String = reqs.iter().map(Req::head).collect();
+                            writer.write_all(all.as_bytes()).unwrap();
                         }
                     }
-                    local
-                })
-                .collect()
+                    for r in &reqs {
+                        read_response(&mut reader);
+                        asked.push(Asked {
+                            method: r.method,
+                            path: r.path,
+                            waited: start.elapsed(),
+                        });
+                    }
+                }
+            }
+            asked
         })
         .join()
         .expect("client thread")
