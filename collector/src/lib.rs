@@ -183,7 +183,7 @@ pub async fn run(cfg: Config) -> Result<()> {
 async fn serve_otlp(
     listener: TcpListener,
     app: Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<osprey_tls::TlsAcceptor>,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     match tls {

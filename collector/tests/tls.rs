@@ -1,5 +1,5 @@
 //! mTLS on OTLP/HTTP through the real binary, with certificates made by
-//! `openssl` and requests sent by `curl`: a client certificate from the
+//! `openssl` (osprey-e2e's `certs`) and requests sent by `curl`: a client certificate from the
 //! configured CA is accepted, none gets 401 (counted), one from another CA
 //! fails the handshake, and plain HTTP is not served.
 
@@ -12,79 +12,6 @@ use opentelemetry_proto::tonic::{
     metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric},
 };
 use prost::Message;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (`<ca>.pem`), and a leaf (`<leaf>.pem`, `<leaf>.key`) it signed.
-fn ca_and_leaf(dir: &Path, ca: &str, leaf: &str, ext: &str) {
-    if !dir.join(format!("{ca}.pem")).exists() {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-                "-days",
-                "1",
-                "-subj",
-                &format!("/CN={ca}"),
-            ],
-        );
-    }
-    std::fs::write(dir.join(format!("{leaf}.ext")), ext).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{leaf}.key"),
-            "-out",
-            &format!("{leaf}.csr"),
-            "-subj",
-            &format!("/CN={leaf}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{leaf}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{leaf}.pem"),
-            "-days",
-            "1",
-            "-extfile",
-            &format!("{leaf}.ext"),
-        ],
-    );
-}
 
 struct Collector(Child);
 
@@ -125,22 +52,15 @@ fn curl(dir: &Path, url: &str, extra: &[&str]) -> Option<u16> {
 
 #[test]
 fn mtls_accepts_the_cas_clients_and_answers_401_without_a_certificate() {
-    let dir = std::env::temp_dir().join(format!("osprey-tls-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    ca_and_leaf(
-        &dir,
-        "ca",
-        "server",
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
-    ca_and_leaf(&dir, "ca", "agent", "extendedKeyUsage=clientAuth\n");
-    ca_and_leaf(
-        &dir,
-        "other-ca",
-        "stranger",
-        "extendedKeyUsage=clientAuth\n",
-    );
+    use osprey_e2e::certs::{CLIENT, Certs, SERVER_ON_LOOPBACK};
+    let Some(certs) = Certs::new("collector") else {
+        return;
+    };
+    certs
+        .leaf("ca", "server", SERVER_ON_LOOPBACK)
+        .leaf("ca", "agent", CLIENT)
+        .leaf("other-ca", "stranger", CLIENT);
+    let dir = certs.path().to_owned();
     let body = ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             scope_metrics: vec![ScopeMetrics {
@@ -229,5 +149,4 @@ fn mtls_accepts_the_cas_clients_and_answers_401_without_a_certificate() {
         text.contains("osprey_collector_refused_requests_total{transport=\"http\",signal=\"metrics\",reason=\"unauthenticated\"} 1"),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

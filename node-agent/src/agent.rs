@@ -85,6 +85,14 @@ fn raise_open_file_limit() {
 
 pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()> {
     raise_open_file_limit();
+    // Read before anything is loaded: a bad certificate is a clear error now.
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            server::ServerTls::load(cert, key, config.tls_client_ca_file.as_deref())
+                .context("the endpoints' TLS (tls_cert_file, tls_key_file, tls_client_ca_file)")?,
+        ),
+        _ => None,
+    };
     let probes_path = probes_path(&config.probes)?;
     let cgroup = if config.cgroup.as_os_str().is_empty() {
         cgroup::v2_root()?
@@ -263,6 +271,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         .otlp_endpoint
         .is_some()
         .then(|| crate::push::PushMetrics::register(&mut registry));
+    let unauthenticated = server::register(&mut registry);
     let registry = Arc::new(registry);
 
     // DNS: ring buffer → tracker, beside the flow pipeline.
@@ -405,22 +414,27 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         ),
         None => None,
     };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let (addr, server) = server::bind(
         config.listen,
-        registry.clone(),
-        hub,
-        event_hub,
-        health.clone(),
+        tls,
+        server::Endpoints {
+            registry: registry.clone(),
+            hub,
+            events: event_hub,
+            health: health.clone(),
+            unauthenticated,
+        },
     )
     .await
     .with_context(|| format!("binding {}", config.listen))?;
-    println!("osprey-agent: serving http://{addr}/metrics");
+    println!("osprey-agent: serving {scheme}://{addr}/metrics");
     let server = tokio::spawn(server);
 
     if config.summary_interval_secs > 0 {
         tokio::spawn(summary_loop(
             summary_rx,
-            format!("http://{addr}/metrics"),
+            format!("{scheme}://{addr}/metrics"),
             config.summary_interval_secs,
             config.drain_interval(),
         ));

@@ -207,6 +207,18 @@ pub struct RunArgs {
     #[arg(long, env = "OSPREY_OTLP_TRACES_ENDPOINT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp_traces_endpoint: Option<String>,
+    /// Serve the endpoints over TLS with this certificate (PEM).
+    #[arg(long, env = "OSPREY_TLS_CERT_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The key (PEM) of --tls-cert-file.
+    #[arg(long, env = "OSPREY_TLS_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (all but /healthz).
+    #[arg(long, env = "OSPREY_TLS_CLIENT_CA_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 impl RunArgs {

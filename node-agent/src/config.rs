@@ -176,6 +176,18 @@ pub struct Config {
     /// Where spans go: `http://HOST:4317` (gRPC) or a URL ending in
     /// `/v1/traces` (HTTP). Unset: `otlp_endpoint`'s host (the collector).
     pub otlp_traces_endpoint: Option<String>,
+    /// Serve `listen` over TLS with this certificate chain (PEM): `/metrics`,
+    /// `/healthz` and the flow and event streams, which reveal every
+    /// connection on the node. Needs `tls_key_file`. Unset: plain HTTP.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Require a client certificate signed by this CA (PEM) on every
+    /// endpoint but `/healthz` (which a kubelet probe reaches without one):
+    /// a request without one is answered 401 and counted in
+    /// `osprey_http_unauthenticated_requests_total`, a certificate from
+    /// another CA fails the handshake. Needs `tls_cert_file`.
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 /// Which pods the agent watches.
@@ -257,6 +269,9 @@ impl Default for Config {
             exemplar_trace_label: osprey_model::labels::TraceLabel::TraceId,
             http_spans: crate::http::spans::HttpSpans::Traced,
             otlp_traces_endpoint: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }
@@ -315,6 +330,13 @@ impl Config {
         if self.pod_scope == PodScope::Node && self.node_name.is_none() {
             return Err(ConfigError::Invalid(
                 "pod_scope = \"node\" needs node_name (--node-name, NODE_NAME)",
+            ));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some()
+            || (self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none())
+        {
+            return Err(ConfigError::Invalid(
+                "tls_cert_file and tls_key_file go together, and tls_client_ca_file needs them",
             ));
         }
         if self.observe_buffer == 0 {

@@ -6,8 +6,8 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::Child,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -19,7 +19,7 @@ use std::{
 use serde_json::Value;
 use simple_dns::{CLASS, Name, Packet, PacketFlag, Question, TYPE};
 
-use crate::{cgroup::TestCgroup, eventually, netns::PodPair, traffic};
+use crate::{cgroup::TestCgroup, netns::PodPair, prometheus::Prometheus, traffic};
 
 /// The scenario's pods and ports.
 pub const A_IP: &str = "10.219.0.1";
@@ -43,68 +43,37 @@ impl Drop for Proc {
 /// chart's PodMonitor and ServiceMonitor name them, the rule overlay, the
 /// remote-write receiver and exemplar storage.
 pub struct Prom {
-    pub _child: Proc,
-    pub dir: PathBuf,
+    pub prometheus: Prometheus,
     pub base: String,
-}
-
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 impl Prom {
     pub fn start(bin: &Path, port: u16, agent: &str, collector: &str, rules: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("osprey-dashboards-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("rules.yaml"), rules).unwrap();
-        // The PodMonitor's job is `<namespace>/<name>`, the ServiceMonitor's
-        // the Service's name: what `up{job=~".*osprey.*-agent"}` expects.
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files: ['{rules}']\n\
-             scrape_configs:\n\
-             \x20 - job_name: osprey/osprey-agent\n\
-             \x20   scrape_protocols: [OpenMetricsText1.0.0, PrometheusText0.0.4]\n\
-             \x20   static_configs: [{{targets: ['{agent}']}}]\n\
-             \x20 - job_name: osprey-collector\n\
-             \x20   static_configs: [{{targets: ['{collector}']}}]\n",
-            rules = dir.join("rules.yaml").display(),
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let child = Command::new(bin)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .args([
-                "--enable-feature=exemplar-storage",
-                "--web.enable-remote-write-receiver",
-                "--log.level=warn",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let prom = Self {
-            _child: Proc(child),
-            dir,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        eventually(60, "Prometheus to be ready", || {
-            ureq::get(&format!("{}/-/ready", prom.base))
-                .timeout(Duration::from_secs(2))
-                .call()
-                .ok()
-        });
-        prom
+        let listen = format!("--web.listen-address=127.0.0.1:{port}");
+        let prometheus = Prometheus::launch(
+            bin,
+            &[&listen, "--web.enable-remote-write-receiver"],
+            |dir| {
+                std::fs::write(dir.join("rules.yaml"), rules).unwrap();
+                // The PodMonitor's job is `<namespace>/<name>`, the
+                // ServiceMonitor's the Service's name: what
+                // `up{job=~".*osprey.*-agent"}` expects.
+                format!(
+                    "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                     rule_files: ['{rules}']\n\
+                     scrape_configs:\n\
+                     \x20 - job_name: osprey/osprey-agent\n\
+                     \x20   scrape_protocols: [OpenMetricsText1.0.0, PrometheusText0.0.4]\n\
+                     \x20   static_configs: [{{targets: ['{agent}']}}]\n\
+                     \x20 - job_name: osprey-collector\n\
+                     \x20   static_configs: [{{targets: ['{collector}']}}]\n",
+                    rules = dir.join("rules.yaml").display(),
+                )
+            },
+        )
+        .unwrap_or_else(|e| panic!("Prometheus must start: {e}"));
+        let base = prometheus.base_url.clone();
+        Self { prometheus, base }
     }
 
     pub fn get(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, String> {

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod apiserver;
 pub mod bridge;
+pub mod certs;
 pub mod cgroup;
 pub mod collector;
 pub mod dashboard_stack;

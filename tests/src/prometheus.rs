@@ -45,19 +45,32 @@ impl Prometheus {
         targets: &[String],
         extra: &[&str],
     ) -> Result<Self, String> {
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        Self::launch(bin, extra, |_| {
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+                 scrape_configs:\n  - job_name: osprey\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            )
+        })
+    }
+
+    /// `bin` with exemplar storage, `extra` flags, and the configuration
+    /// `config` writes given Prometheus's own directory (where rules or
+    /// certificates it names can go). Its log is `prometheus.log` there
+    /// ([`Self::log`]), printed if the test panics.
+    pub fn launch(
+        bin: &std::path::Path,
+        extra: &[&str],
+        config: impl FnOnce(&std::path::Path) -> String,
+    ) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!(
             "osprey-prom-{}-{}",
             std::process::id(),
             free_port()
         ));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-             scrape_configs:\n  - job_name: osprey\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("prometheus.yml"), config(&dir)).map_err(|e| e.to_string())?;
         // A caller that needs the port before Prometheus starts passes it.
         let port = extra
             .iter()
@@ -68,6 +81,7 @@ impl Prometheus {
             .copied()
             .filter(|a| !a.starts_with("--web.listen-address="))
             .collect();
+        let log = std::fs::File::create(dir.join("prometheus.log")).map_err(|e| e.to_string())?;
         let child = Command::new(bin)
             .arg(format!(
                 "--config.file={}",
@@ -82,7 +96,7 @@ impl Prometheus {
             .arg("--log.level=warn")
             .args(&extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .map_err(|e| format!("starting {}: {e}", bin.display()))?;
         let prometheus = Self {
@@ -90,7 +104,7 @@ impl Prometheus {
             dir,
             base_url: format!("http://127.0.0.1:{port}"),
         };
-        crate::eventually(30, "Prometheus to be ready", || {
+        crate::eventually(60, "Prometheus to be ready", || {
             ureq::get(&format!("{}/-/ready", prometheus.base_url))
                 .timeout(Duration::from_secs(2))
                 .call()
@@ -98,6 +112,11 @@ impl Prometheus {
                 .filter(|r| r.status() == 200)
         });
         Ok(prometheus)
+    }
+
+    /// What Prometheus logged (warnings and errors).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
     }
 
     /// Instant query; returns (labels, value) per series.
@@ -146,6 +165,9 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("Prometheus' log:\n{}", self.log());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

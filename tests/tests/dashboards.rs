@@ -586,7 +586,7 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
     // count two traced connections in one millisecond) cost the request
     // its exemplars, never its samples: the collector resends it without
     // them (`exemplar_rejected`).
-    let log = std::fs::read_to_string(prom.dir.join("prometheus.log")).unwrap_or_default();
+    let log = prom.prometheus.log();
     let dropped = |kind: &str| {
         c.metric(
             "osprey_collector_dropped_total",

@@ -321,72 +321,11 @@ fn a_bad_kubeconfig_is_a_clear_error() {
 /// request's Authorization header, and a kubeconfig naming the CA file.
 #[test]
 fn the_api_is_reached_over_tls_with_a_bearer_token() {
-    let dir = std::env::temp_dir().join(format!("osprey-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let run = |args: &[&str]| {
-        let ok = Command::new(args[0])
-            .args(&args[1..])
-            .current_dir(&dir)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(ok, "{args:?}");
+    let Some(certs) = osprey_e2e::certs::Certs::new("apiserver") else {
+        return;
     };
-    osprey_e2e::require!(
-        Command::new("openssl").arg("version").output().is_ok(),
-        "openssl is not installed (cargo xtask setup installs it)"
-    );
-    run(&[
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=osprey-test-ca",
-    ]);
-    run(&[
-        "openssl",
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "openssl",
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "ext",
-    ]);
+    certs.leaf("ca", "cert", osprey_e2e::certs::SERVER_ON_LOOPBACK);
+    let dir = certs.path().to_owned();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
@@ -417,7 +356,7 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 s = http.server.ThreadingHTTPServer(("127.0.0.1", {port}), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain("cert.pem", "key.pem")
+ctx.load_cert_chain("cert.pem", "cert.key")
 s.socket = ctx.wrap_socket(s.socket, server_side=True)
 s.serve_forever()
 "#
@@ -451,7 +390,6 @@ s.serve_forever()
     });
     let _ = server.kill();
     let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
     if let Some(auth) = result {
         assert!(
             auth.lines().all(|l| l == "Bearer osprey-test-token") && !auth.is_empty(),

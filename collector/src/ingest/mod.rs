@@ -9,7 +9,7 @@
 
 pub mod grpc;
 pub mod http;
-pub mod tls;
+pub use osprey_tls as tls;
 pub mod walk;
 #[cfg(test)]
 pub(crate) mod walk_tests;

@@ -58,6 +58,12 @@ pub const OSPREY_FLOW_LOG_WRITE_ERRORS: MetricDesc = MetricDesc {
     unit: Some("{record}"),
 };
 
+pub const OSPREY_HTTP_UNAUTHENTICATED_REQUESTS: MetricDesc = MetricDesc {
+    name: "osprey_http_unauthenticated_requests",
+    help: "Requests to the agent's endpoints answered 401: no client certificate (tls_client_ca_file)",
+    unit: Some("{request}"),
+};
+
 pub const OSPREY_EVENTS_LOST_RECORDS: MetricDesc = MetricDesc {
     name: "osprey_events_lost_records",
     help: "Resource events a live follower (events --follow) missed because it fell behind",
@@ -147,6 +153,7 @@ pub const AGENT_FAMILIES: &[MetricDesc] = &[
     OSPREY_SERIES,
     OSPREY_OBSERVE_LOST_RECORDS,
     OSPREY_FLOW_LOG_WRITE_ERRORS,
+    OSPREY_HTTP_UNAUTHENTICATED_REQUESTS,
     OSPREY_EVENTS_LOST_RECORDS,
     OSPREY_OOM_EVENTS_MALFORMED,
     OSPREY_KUBERNETES_PODS,

@@ -1,6 +1,10 @@
 //! `osprey-agent observe`: the CLI client of `/api/v1/flows`, like `hubble observe`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::PathBuf,
+    sync::Arc,
+};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -24,9 +28,20 @@ pub enum VerdictArg {
 /// What `observe` and `events` share: where the agent is, what to stream, how to print it.
 #[derive(Debug, Args)]
 pub struct StreamArgs {
-    /// The agent's HTTP address.
+    /// The agent's address: http://HOST:PORT, or https:// when it serves TLS.
     #[arg(long, env = "OSPREY_SERVER", default_value = "http://127.0.0.1:9811")]
     pub server: String,
+    /// With https://: the CA (PEM) that signed the agent's certificate,
+    /// trusted instead of the system's roots.
+    #[arg(long, env = "OSPREY_CLIENT_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// With https://: the client certificate (PEM) to present, for an agent
+    /// with tls_client_ca_file. Needs --tls-key-file.
+    #[arg(long, env = "OSPREY_CLIENT_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The key (PEM) of --tls-cert-file.
+    #[arg(long, env = "OSPREY_CLIENT_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
     /// Keep printing new records as they come.
     #[arg(short, long)]
     pub follow: bool,
@@ -137,7 +152,7 @@ pub fn print_stream<T: Compact>(
 ) -> Result<()> {
     let url = format!("{}/api/v1/{path}", args.server.trim_end_matches('/'));
     let follow = if args.follow { "true" } else { "false" };
-    let mut req = ureq::get(&url).query("follow", follow);
+    let mut req = agent(args)?.get(&url).query("follow", follow);
     if let Some(last) = args.last {
         req = req.query("last", &last.to_string());
     }
@@ -174,6 +189,24 @@ pub fn print_stream<T: Compact>(
         }
     }
     Ok(())
+}
+
+/// A client that trusts `--tls-ca-file` and presents `--tls-cert-file`
+/// when given; otherwise ureq's defaults (the bundled web roots).
+fn agent(args: &StreamArgs) -> Result<ureq::Agent> {
+    let builder = ureq::AgentBuilder::new();
+    let Some(ca) = &args.tls_ca_file else {
+        if args.tls_cert_file.is_some() {
+            bail!("--tls-cert-file needs --tls-ca-file (the CA of the agent's certificate)");
+        }
+        return Ok(builder.build());
+    };
+    let identity = args
+        .tls_cert_file
+        .as_deref()
+        .zip(args.tls_key_file.as_deref());
+    let config = osprey_tls::client_config(ca, identity).context("the client's TLS files")?;
+    Ok(builder.tls_config(Arc::new(config)).build())
 }
 
 impl From<VerdictArg> for Verdict {

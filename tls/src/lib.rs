@@ -1,10 +1,11 @@
-//! TLS, and mTLS, on the OTLP listeners (off unless a certificate is set).
+//! TLS, and mTLS, for Osprey's HTTP listeners (the collector's OTLP ingest,
+//! the agent's `/metrics` and streams) and for the clients that call them.
 //!
-//! With `tls_client_ca_file`, a client certificate signed by that CA is the
+//! With a client CA, a client certificate signed by that CA is the
 //! credential: a certificate from another CA fails the handshake, and a
 //! connection without one is accepted at the TLS layer so that its requests
-//! can be answered 401 / `UNAUTHENTICATED` (and counted), as a missing
-//! bearer token is.
+//! can be answered 401 / `UNAUTHENTICATED` (and counted) by the service,
+//! which sees [`ClientCert`] on every request.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+pub use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tracing::debug;
 
@@ -31,6 +32,25 @@ pub enum TlsError {
     Pem { path: PathBuf, message: String },
     #[error("TLS configuration: {0}")]
     Rustls(String),
+}
+
+/// Reads every certificate of a PEM file.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    CertificateDer::pem_file_iter(path)
+        .map_err(pem_err(path))?
+        .collect::<Result<_, _>>()
+        .map_err(pem_err(path))
+}
+
+/// A root store of the CA certificates in `path`.
+fn roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certificates(path)? {
+        roots
+            .add(c)
+            .map_err(|e| TlsError::Rustls(format!("{}: {e}", path.display())))?;
+    }
+    Ok(roots)
 }
 
 fn pem_err(path: &Path) -> impl Fn(rustls::pki_types::pem::Error) -> TlsError + '_ {
@@ -48,10 +68,7 @@ pub fn acceptor(
     client_ca: Option<&Path>,
 ) -> Result<TlsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(pem_err(cert))?
-        .collect::<Result<_, _>>()
-        .map_err(pem_err(cert))?;
+    let chain = certificates(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err(key))?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -59,16 +76,11 @@ pub fn acceptor(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca).map_err(pem_err(ca))? {
-                roots
-                    .add(c.map_err(pem_err(ca))?)
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider)
+                    .allow_unauthenticated()
+                    .build()
                     .map_err(|e| TlsError::Rustls(e.to_string()))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| TlsError::Rustls(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -121,5 +133,27 @@ pub async fn serve(
                 .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc))
                 .await;
         });
+    }
+}
+
+/// The client side: trusts the CAs in `ca` (only them), and presents
+/// `identity` (certificate chain, key) when the server asks for one.
+pub fn client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots(ca)?);
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                certificates(cert)?,
+                PrivateKeyDer::from_pem_file(key).map_err(pem_err(key))?,
+            )
+            .map_err(|e| TlsError::Rustls(e.to_string())),
     }
 }
