@@ -30,10 +30,17 @@ const KUBERNETES: &str = "1.32.0";
 /// What a rendered chart holds beyond the API's built-in kinds.
 const CUSTOM_KINDS: [&str; 3] = ["PodMonitor", "ServiceMonitor", "PrometheusRule"];
 
-/// Every option that renders something more: TLS and a token on ingest,
-/// a remote-write target with a token, mTLS, headers and queue settings.
+/// Every option that renders something more: the agent's endpoints behind
+/// mTLS, TLS and a token on ingest, a remote-write target with a token,
+/// mTLS, headers and queue settings.
 const EVERY_OPTION: &str = r#"
-agent: {privileged: false, listenOnHostIP: false, otlpMetrics: true, networkPolicy: {enabled: true}}
+agent:
+  privileged: false
+  listenOnHostIP: false
+  otlpMetrics: true
+  networkPolicy: {enabled: true}
+  tls: {enabled: true, secretName: agent-tls, clientCA: true}
+monitoring: {podMonitor: {clientCertSecret: prometheus-client}}
 collector:
   persistence: {enabled: false}
   tls: {enabled: true, secretName: collector-tls, clientCA: true}
@@ -287,6 +294,50 @@ fn chart_renders_valid_manifests_in_every_mode() {
         }
         let pod_monitor = one(&docs, "PodMonitor", "osprey-agent");
         assert!(pod_monitor.contains("- OpenMetricsText1.0.0"), "{name}");
+        // The agent's TLS: its Secret mounted where agent.toml points, the
+        // kubelet's probes and the PodMonitor over HTTPS, Prometheus with
+        // the client certificate, checking the agents' shared name.
+        let agent_toml = block(one(&docs, "ConfigMap", "agent.toml"), "agent.toml");
+        let tls = name == "every-option";
+        for (what, text, needed) in [
+            ("DaemonSet", ds, "secretName: agent-tls"),
+            ("DaemonSet", ds, "mountPath: /etc/osprey-tls"),
+            ("DaemonSet", ds, "scheme: HTTPS"),
+            (
+                "agent.toml",
+                &agent_toml,
+                "tls_cert_file = \"/etc/osprey-tls/tls.crt\"",
+            ),
+            (
+                "agent.toml",
+                &agent_toml,
+                "tls_key_file = \"/etc/osprey-tls/tls.key\"",
+            ),
+            (
+                "agent.toml",
+                &agent_toml,
+                "tls_client_ca_file = \"/etc/osprey-tls/ca.crt\"",
+            ),
+            ("PodMonitor", pod_monitor, "scheme: https"),
+            ("PodMonitor", pod_monitor, "serverName: osprey-agent"),
+            (
+                "PodMonitor",
+                pod_monitor,
+                "name: agent-tls\n            key: ca.crt",
+            ),
+            (
+                "PodMonitor",
+                pod_monitor,
+                "name: prometheus-client\n            key: tls.crt",
+            ),
+            (
+                "PodMonitor",
+                pod_monitor,
+                "name: prometheus-client\n          key: tls.key",
+            ),
+        ] {
+            assert_eq!(text.contains(needed), tls, "{name}: {what} and {needed:?}");
+        }
         let labelled = docs
             .iter()
             .filter(|d| d.kind == "ConfigMap" && d.text.contains("grafana_dashboard: \"1\""))
@@ -299,7 +350,6 @@ fn chart_renders_valid_manifests_in_every_mode() {
         assert_eq!(rule.matches("- alert: ").count(), alerts, "{name}");
 
         // The configs name only fields the programs know, and parse.
-        let agent_toml = block(one(&docs, "ConfigMap", "agent.toml"), "agent.toml");
         for key in toml_keys(&agent_toml) {
             assert!(
                 fields.contains(&key),
