@@ -34,9 +34,8 @@ fn get(path: &str, params: &[(&str, &str)]) -> serde_json::Value {
     for (k, v) in params {
         req = req.query(k, v);
     }
-    req.call()
-        .and_then(|r| Ok(r.into_json()?))
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
+    let resp = req.call().unwrap_or_else(|e| panic!("{path}: {e}"));
+    resp.into_json().unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Instant query: each series' `job` and value.
