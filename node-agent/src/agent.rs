@@ -170,19 +170,8 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
             ports.clone(),
             &limits,
         ))
-        .with(Retransmits::register(
-            &mut registry,
-            ports,
-            ttl,
-            config.series_budget,
-            &budget_metrics,
-        ))
-        .with(ConnAggregator::register(
-            &mut registry,
-            ttl,
-            config.series_budget,
-            &budget_metrics,
-        ))
+        .with(Retransmits::register(&mut registry, ports, &limits))
+        .with(ConnAggregator::register(&mut registry, &limits))
         .with(RttHistogram::register(&mut registry))
         .with(probe_loss);
     let mut program_metrics = ProgramMetrics::register(&mut registry);
@@ -201,14 +190,8 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     let dns_metrics = dns::tracker::DnsMetrics::register(&mut registry);
     let span_metrics =
         (config.http_capture_bytes > 0).then(|| http::spans::SpanMetrics::register(&mut registry));
-    let http_metrics = (config.http_capture_bytes > 0).then(|| {
-        http::metrics::HttpMetrics::register(
-            &mut registry,
-            ttl,
-            config.series_budget,
-            &budget_metrics,
-        )
-    });
+    let http_metrics = (config.http_capture_bytes > 0)
+        .then(|| http::metrics::HttpMetrics::register(&mut registry, &limits));
     registry.register_collector(Box::new(flows::lost::HubbleLostEvents {
         flow_lost_packets: flow_metrics.lost_packets.clone(),
         probe_lost_events,

@@ -1,10 +1,12 @@
 //! The HTTP families, each a series store (budget, `overflow` fold, idle
 //! TTL) over an exemplar-carrying prometheus-client family.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
+
+use crate::flows::handlers::Limits;
 
 use osprey_model::{
-    BudgetMetrics, SeriesBudget, SeriesStore,
+    SeriesStore,
     catalogue::{
         HTTP_CLIENT_REQUEST_DURATION_SECONDS, HTTP_SERVER_REQUEST_DURATION_SECONDS,
         HUBBLE_HTTP_REQUEST_DURATION_SECONDS, HUBBLE_HTTP_REQUESTS, HUBBLE_HTTP_RESPONSES,
@@ -57,18 +59,12 @@ pub struct HttpMetrics {
 }
 
 impl HttpMetrics {
-    pub fn register(
-        registry: &mut Registry,
-        idle_ttl: Duration,
-        series_budget: usize,
-        budgets: &BudgetMetrics,
-    ) -> Self {
+    pub fn register(registry: &mut Registry, limits: &Limits) -> Self {
         fn store<L, M: Clone + 'static, C>(
             registry: &mut Registry,
             desc: &osprey_model::catalogue::MetricDesc,
             family: Family<L, M, C>,
-            budget: SeriesBudget,
-            ttl: Duration,
+            limits: &Limits,
         ) -> SeriesStore<L, Family<L, M, C>>
         where
             L: osprey_model::Foldable + Clone + Eq + std::hash::Hash + Send + Sync + 'static,
@@ -77,44 +73,28 @@ impl HttpMetrics {
             C: prometheus_client::metrics::family::MetricConstructor<M> + Clone + 'static,
         {
             desc.register(registry, family.clone());
-            SeriesStore::new(family, budget, ttl)
+            limits.store(family, desc.name)
         }
-        let budget = |name| SeriesBudget::new(name, series_budget, budgets);
         let m = Self {
             server: store(
                 registry,
                 &HTTP_SERVER_REQUEST_DURATION_SECONDS,
                 Family::new_with_constructor(semconv as fn() -> Histogram),
-                budget(HTTP_SERVER_REQUEST_DURATION_SECONDS.name),
-                idle_ttl,
+                limits,
             ),
             client: store(
                 registry,
                 &HTTP_CLIENT_REQUEST_DURATION_SECONDS,
                 Family::new_with_constructor(semconv as fn() -> Histogram),
-                budget(HTTP_CLIENT_REQUEST_DURATION_SECONDS.name),
-                idle_ttl,
+                limits,
             ),
-            requests: store(
-                registry,
-                &HUBBLE_HTTP_REQUESTS,
-                Family::default(),
-                budget(HUBBLE_HTTP_REQUESTS.name),
-                idle_ttl,
-            ),
-            responses: store(
-                registry,
-                &HUBBLE_HTTP_RESPONSES,
-                Family::default(),
-                budget(HUBBLE_HTTP_RESPONSES.name),
-                idle_ttl,
-            ),
+            requests: store(registry, &HUBBLE_HTTP_REQUESTS, Family::default(), limits),
+            responses: store(registry, &HUBBLE_HTTP_RESPONSES, Family::default(), limits),
             duration: store(
                 registry,
                 &HUBBLE_HTTP_REQUEST_DURATION_SECONDS,
                 Family::new_with_constructor(hubble as fn() -> Histogram),
-                budget(HUBBLE_HTTP_REQUEST_DURATION_SECONDS.name),
-                idle_ttl,
+                limits,
             ),
             unparsed: Family::default(),
             unanswered: Counter::default(),

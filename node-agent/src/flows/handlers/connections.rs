@@ -2,7 +2,7 @@
 //! TCP connection outcomes per socket (local → remote, local port dropped).
 
 use osprey_model::catalogue::OSPREY_TCP_CONNECTIONS;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use osprey_abi::{CONN_ERROR, CONN_ESTABLISHED, CONN_REFUSED, CONN_RESET, CONN_TIMEOUT};
 use prometheus_client::{
@@ -10,10 +10,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use osprey_model::SeriesStore;
 use osprey_model::labels::ConnLabels;
-use osprey_model::{BudgetMetrics, SeriesBudget, SeriesStore};
 
-use super::FlowHandler;
+use super::{FlowHandler, Limits};
 use crate::flows::enrich::EnrichedBatch;
 
 /// The `outcome` label of a kernel connection outcome.
@@ -33,20 +33,11 @@ pub struct ConnAggregator {
 }
 
 impl ConnAggregator {
-    pub fn register(
-        registry: &mut Registry,
-        idle_ttl: Duration,
-        series_budget: usize,
-        budgets: &BudgetMetrics,
-    ) -> Self {
+    pub fn register(registry: &mut Registry, limits: &Limits) -> Self {
         let family = Family::<ConnLabels, Counter>::default();
         OSPREY_TCP_CONNECTIONS.register(registry, family.clone());
         Self {
-            series: SeriesStore::new(
-                family,
-                SeriesBudget::new(OSPREY_TCP_CONNECTIONS.name, series_budget, budgets),
-                idle_ttl,
-            ),
+            series: limits.store(family, OSPREY_TCP_CONNECTIONS.name),
         }
     }
 }

@@ -2,14 +2,14 @@
 //! retransmitting socket sees it (tcp:tcp_retransmit_skb).
 
 use osprey_model::catalogue::OSPREY_TCP_RETRANSMITS;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use osprey_model::SeriesStore;
 use osprey_model::exemplar::{self, LastTrace, TracedCounter};
 use osprey_model::labels::RetransmitLabels;
-use osprey_model::{BudgetMetrics, SeriesBudget, SeriesStore};
 use prometheus_client::{metrics::family::Family, registry::Registry};
 
-use super::FlowHandler;
+use super::{FlowHandler, Limits};
 use crate::flows::{enrich::EnrichedBatch, labels::PortFold};
 
 pub struct Retransmits {
@@ -18,21 +18,11 @@ pub struct Retransmits {
 }
 
 impl Retransmits {
-    pub fn register(
-        registry: &mut Registry,
-        ports: PortFold,
-        idle_ttl: Duration,
-        series_budget: usize,
-        budgets: &BudgetMetrics,
-    ) -> Self {
+    pub fn register(registry: &mut Registry, ports: PortFold, limits: &Limits) -> Self {
         let family = Family::default();
         OSPREY_TCP_RETRANSMITS.register(registry, family.clone());
         Self {
-            series: SeriesStore::new(
-                family,
-                SeriesBudget::new(OSPREY_TCP_RETRANSMITS.name, series_budget, budgets),
-                idle_ttl,
-            ),
+            series: limits.store(family, OSPREY_TCP_RETRANSMITS.name),
             ports,
         }
     }
