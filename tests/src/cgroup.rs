@@ -57,6 +57,14 @@ impl TestCgroup {
         }
     }
 
+    /// Moves a running process (all its threads) into the cgroup.
+    pub fn adopt(&self, pid: u32) {
+        for d in &self.dirs {
+            std::fs::write(d.join("cgroup.procs"), pid.to_string())
+                .unwrap_or_else(|e| panic!("moving {pid} to {}: {e}", d.display()));
+        }
+    }
+
     /// A shell line that moves itself into the cgroup, then runs `cmd`.
     pub fn run(&self, cmd: &str) -> std::process::Child {
         let join: String = self

@@ -12,13 +12,14 @@
 //! dashboard's exemplar queries return the trace ids the client sent. The
 //! same Prometheus loads the chart's rule file, rewritten to short `for:`
 //! and short windows: the drop, NXDOMAIN and OOM alerts do not fire on the
-//! idle start and fire after the traffic. The few queries that cannot have
-//! data on a host without Kubernetes are listed in [`EXCEPTIONS`], printed,
-//! and must really be empty.
+//! idle start and fire after the traffic. Pods are named through the
+//! stand-in API server (no kube-apiserver runs here), each in kubelet-style
+//! cgroups: the agent itself as its DaemonSet's pod, the client as a
+//! Deployment's, the server as a StatefulSet's, so the queries that select
+//! by namespace, pod or workload have the scenario's data too.
 
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::Path,
     process::{Command, Stdio},
     sync::atomic::Ordering,
@@ -27,6 +28,7 @@ use std::{
 
 use osprey_e2e::{
     agent,
+    apiserver::{FakeApiServer, pod},
     cgroup::TestCgroup,
     collector::{self, Collector},
     dashboard_stack::*,
@@ -38,37 +40,28 @@ use osprey_e2e::{
 };
 use serde_json::Value;
 
-/// Queries that cannot return a series on a standalone host, with why:
-/// (dashboard file, panel title, refId or variable name, reason).
-const EXCEPTIONS: &[(&str, &str, &str, &str)] = &[
-    (
-        "osprey-health.json",
-        "Agent memory (working set)",
-        "A",
-        "selects the agent's pod by its `pod` label, which only Kubernetes pod identity \
-         gives a cgroup; standalone, container_* series carry only `id`",
-    ),
-    (
-        "osprey-pods.json",
-        "$namespace",
-        "namespace",
-        "label_values(…, namespace): the `namespace` label comes from Kubernetes pod \
-         identity; standalone the variable is empty and \"All\" (.*) still selects every series",
-    ),
-    (
-        "osprey-pods.json",
-        "$pod",
-        "pod",
-        "label_values(…, pod): the `pod` label comes from Kubernetes pod identity; \
-         standalone the variable is empty and \"All\" (.*) still selects every series",
-    ),
-];
+/// The node, and the pods the stand-in API server lists: (uid, container id).
+const NODE: &str = "osprey-node";
+const AGENT_POD: &str = "osprey-agent-x7k2p";
+const AGENT: (&str, &str) = (
+    "0f3c8a1e-2b4d-4c6e-8f10-00000000d001",
+    "4f2a9c00000000000000000000000000000000000000000000000000000000d1",
+);
+const WEB: (&str, &str) = (
+    "0f3c8a1e-2b4d-4c6e-8f10-00000000d002",
+    "4f2a9c00000000000000000000000000000000000000000000000000000000d2",
+);
+const DB: (&str, &str) = (
+    "0f3c8a1e-2b4d-4c6e-8f10-00000000d003",
+    "4f2a9c00000000000000000000000000000000000000000000000000000000d3",
+);
 
-fn exception(dashboard: &str, panel: &str, ref_id: &str) -> Option<&'static str> {
-    EXCEPTIONS
-        .iter()
-        .find(|e| e.0 == dashboard && e.1 == panel && e.2 == ref_id)
-        .map(|e| e.3)
+/// A pod's container cgroup as the kubelet (cgroupfs driver) lays it out.
+fn kubelet_cgroup(qos: &str, (uid, container): (&str, &str)) -> TestCgroup {
+    TestCgroup::at(&format!(
+        "osprey-kubepods-{qos}-{}/{qos}/pod{uid}/{container}",
+        std::process::id()
+    ))
 }
 
 /// Names of the alerts this test provokes: not firing before, firing after.
@@ -114,9 +107,45 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
             receiver.port
         ),
     );
+    let api = FakeApiServer::start(vec![
+        pod(
+            "osprey",
+            AGENT_POD,
+            AGENT.0,
+            NODE,
+            "10.219.9.9",
+            Some(("DaemonSet", "osprey-agent")),
+            &[],
+            AGENT.1,
+        ),
+        pod(
+            "shop",
+            "web-7d4b9c-x2x9q",
+            WEB.0,
+            NODE,
+            A_IP,
+            Some(("ReplicaSet", "web-7d4b9c")),
+            &[("pod-template-hash", "7d4b9c")],
+            WEB.1,
+        ),
+        pod(
+            "shop",
+            "db-0",
+            DB.0,
+            NODE,
+            B_IP,
+            Some(("StatefulSet", "db")),
+            &[],
+            DB.1,
+        ),
+    ]);
     // The agent as the chart configures it (values.yaml's agent.config),
     // faster, pushing to the collector as well as being scraped.
     let Some(agent) = agent::for_test(&[
+        "--kubeconfig",
+        api.kubeconfig(),
+        "--node-name",
+        NODE,
         "--drain-interval-ms",
         "500",
         "--hubble-source-context",
@@ -138,6 +167,9 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
     ]) else {
         return;
     };
+    // The agent in its pod's container cgroup, as the kubelet would start it.
+    let agent_cgroup = kubelet_cgroup("burstable", AGENT);
+    agent_cgroup.adopt(agent.pid());
     let collector_target = c.own.trim_start_matches("http://").to_owned();
     let prom = Prom::start(
         &p3bin,
@@ -202,9 +234,9 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
     let burners: Vec<Proc> = (0..2)
         .map(|_| Proc(burn.run("timeout 6 taskset -c 0 sh -c 'while :; do :; done'")))
         .collect();
-    // A "pod" whose process lives in pod A's network namespace: that
-    // namespace's interface counters are its network series.
-    let pod = TestCgroup::new("dash-pod");
+    // Pod A's app container: its process lives in pod A's network
+    // namespace, whose interface counters are its network series.
+    let pod = kubelet_cgroup("besteffort", WEB);
     let _pod_process = Proc(pod.run(&format!("ip netns exec {} sleep 300", pair.a.name)));
     // The OOM victim's cgroup, seen at 0 kills before the kill (a counter
     // born at 1 has no increase).
@@ -357,7 +389,6 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
     // Every panel query returns a series; the scenario's panels its series.
     let (targets, variables) = dashboards();
     let a_ip = A_IP.to_owned();
-    let b_ip = B_IP.to_owned();
     let http_port = HTTP_PORT.to_string();
     // (dashboard, panel, refId) → a series this test's scenario alone makes.
     let has = |label: &'static str, value: String| {
@@ -375,8 +406,8 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
         ("osprey-flows.json", "Workload pairs (packets/s)", "A"),
         Box::new({
             let (src, dst) = (
-                has("source", a_ip.clone()),
-                has("destination", b_ip.clone()),
+                has("source", "shop/web".into()),
+                has("destination", "shop/db".into()),
             );
             move |s| src(s) && dst(s)
         }),
@@ -427,7 +458,7 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
             "DNS errors (NXDOMAIN, SERVFAIL) by client",
             "A",
         ),
-        Box::new(has("source", a_ip.clone())),
+        Box::new(has("source", "shop/web".into())),
     );
     scenario.insert(
         ("osprey-http.json", "Requests/s by status", "A"),
@@ -453,7 +484,6 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
         let key = (t.dashboard.as_str(), t.panel.as_str(), t.ref_id.as_str());
         match r {
             Err(_) => false,
-            Ok(series) if exception(key.0, key.1, key.2).is_some() => series.is_empty(),
             Ok(series) => match scenario.get(&key) {
                 Some(check) => series.iter().any(check),
                 None => !series.is_empty(),
@@ -488,14 +518,7 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
                     with_data += 1;
                 }
                 eprintln!("{:>4} series  {where_}", series.len());
-                if let Some(reason) = exception(key.0, key.1, key.2) {
-                    if !series.is_empty() {
-                        failures.push(format!(
-                            "{where_}: listed as an exception ({reason}) but returns data: \
-                             remove it from EXCEPTIONS"
-                        ));
-                    }
-                } else if series.is_empty() {
+                if series.is_empty() {
                     failures.push(format!("{where_}: no series\n    {}", t.expr));
                 } else if let Some(check) = scenario.get(&key)
                     && !series.iter().any(check)
@@ -519,13 +542,8 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
             "{:>4} values  {dashboard} / ${var} (label_values({metric}, {label}))",
             values.len()
         );
-        match exception(dashboard, &format!("${var}"), var) {
-            Some(reason) if !values.is_empty() => failures.push(format!(
-                "{dashboard} ${var}: listed as an exception ({reason}) but has values"
-            )),
-            Some(_) => {}
-            None if values.is_empty() => failures.push(format!("{dashboard} ${var}: no values")),
-            None => {}
+        if values.is_empty() {
+            failures.push(format!("{dashboard} ${var}: no values"));
         }
     }
 
@@ -568,12 +586,6 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
         }
     }
 
-    // Printed past cargo's output capture, like a skip: never silent.
-    let mut listed = String::from("dashboards: queries without data on a standalone host:\n");
-    for (dashboard, panel, ref_id, reason) in EXCEPTIONS {
-        listed.push_str(&format!("  {dashboard} / {panel} / {ref_id}: {reason}\n"));
-    }
-    let _ = std::io::stderr().write_all(listed.as_bytes());
     eprintln!(
         "{} panels, {} queries: {with_data} returned data; {} variables; \
          {exemplar_queries} exemplar queries ({:.0?})",
@@ -600,7 +612,8 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
             .filter(|l| l.to_ascii_lowercase().contains("out of order exemplar")
                 || l.contains("out-of-order exemplars"))
             .count(),
-        dropped("exemplars")
+        // A sum of zeros can be -0.
+        dropped("exemplars").abs()
     );
     for kind in ["samples", "histograms"] {
         if dropped(kind) > 0.0 {
