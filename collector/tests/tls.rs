@@ -22,32 +22,15 @@ impl Drop for Collector {
     }
 }
 
+/// POSTs `body.pb` as OTLP/HTTP protobuf; the status, or None.
 fn curl(dir: &Path, url: &str, extra: &[&str]) -> Option<u16> {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-            "-H",
-            "Content-Type: application/x-protobuf",
-            "--data-binary",
-            "@body.pb",
-        ])
-        .args(extra)
-        .arg(url)
-        .current_dir(dir)
-        .output()
-        .expect("curl");
-    if !out.status.success() {
-        eprintln!("curl {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).parse().unwrap())
+    let post = [
+        "-H",
+        "Content-Type: application/x-protobuf",
+        "--data-binary",
+        "@body.pb",
+    ];
+    osprey_e2e::certs::curl_status(dir, &[&post[..], extra, &[url]].concat())
 }
 
 #[test]

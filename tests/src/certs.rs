@@ -42,23 +42,7 @@ impl Certs {
     /// A self-signed CA (made once per name).
     pub fn ca(&self, name: &str) -> &Self {
         if !self.pem(name).exists() {
-            self.openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "1",
-                "-subj",
-                &format!("/CN={name}"),
-            ]);
+            self.request(name, true);
         }
         self
     }
@@ -67,20 +51,7 @@ impl Certs {
     pub fn leaf(&self, ca: &str, name: &str, ext: &str) -> &Self {
         self.ca(ca);
         std::fs::write(self.dir.join(format!("{name}.ext")), ext).unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
+        self.request(name, false);
         self.openssl(&[
             "x509",
             "-req",
@@ -101,6 +72,24 @@ impl Certs {
         self
     }
 
+    /// A P-256 key `<name>.key` and, for `CN=<name>`, a self-signed
+    /// certificate `<name>.pem` (`self_signed`) or a request `<name>.csr`.
+    fn request(&self, name: &str, self_signed: bool) {
+        let (key, out) = if self_signed {
+            (format!("{name}.key"), format!("{name}.pem"))
+        } else {
+            (format!("{name}.key"), format!("{name}.csr"))
+        };
+        let subject = format!("/CN={name}");
+        let mut args = vec!["req"];
+        if self_signed {
+            args.extend(["-x509", "-days", "1"]);
+        }
+        args.extend(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
+        args.extend(["-nodes", "-keyout", &key, "-out", &out, "-subj", &subject]);
+        self.openssl(&args);
+    }
+
     fn openssl(&self, args: &[&str]) {
         let out = Command::new("openssl")
             .args(args)
@@ -118,6 +107,31 @@ impl Certs {
     pub fn path(&self) -> &Path {
         &self.dir
     }
+}
+
+/// `curl ARGS` run in `dir`: the HTTP status, or None when the connection
+/// or the TLS handshake failed.
+pub fn curl_status(dir: &Path, args: &[&str]) -> Option<u16> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("curl");
+    if !out.status.success() {
+        eprintln!("curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).parse().unwrap())
 }
 
 impl Drop for Certs {

@@ -9,26 +9,15 @@ use std::{path::Path, process::Command};
 
 use osprey_e2e::{
     agent,
-    certs::{CLIENT, Certs, SERVER_ON_LOOPBACK},
+    certs::{CLIENT, Certs, SERVER_ON_LOOPBACK, curl_status},
     eventually,
     netns::PodPair,
     prometheus::{self, Prometheus},
     require, traffic,
 };
 
-/// curl's HTTP status, or None when the connection or handshake failed.
 fn curl(dir: &Path, url: &str, extra: &[&str]) -> Option<u16> {
-    let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
-        .args(["--max-time", "10"])
-        .args(extra)
-        .arg(url)
-        .current_dir(dir)
-        .output()
-        .expect("curl");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).parse().unwrap())
+    curl_status(dir, &[extra, &[url]].concat())
 }
 
 #[test]
