@@ -198,7 +198,9 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         dns_queue: dns_metrics.lost.clone(),
         followers: hub.lost.clone(),
     }));
-    registry.register_collector(Box::new(resources::node::NodeCollector));
+    registry.register_collector(Box::new(resources::node::NodeCollector {
+        host_root: config.host_root.clone(),
+    }));
     let event_hub = events::hub(config.observe_buffer, &mut registry);
     let oom_malformed = prometheus_client::metrics::counter::Counter::default();
     OSPREY_OOM_EVENTS_MALFORMED.register(&mut registry, oom_malformed.clone());

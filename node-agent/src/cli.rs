@@ -207,6 +207,10 @@ pub struct RunArgs {
     #[arg(long, env = "OSPREY_OTLP_TRACES_ENDPOINT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp_traces_endpoint: Option<String>,
+    /// The host's / as mounted in the agent's container (node_filesystem_*).
+    #[arg(long, env = "OSPREY_HOST_ROOT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_root: Option<PathBuf>,
     /// Serve the endpoints over TLS with this certificate (PEM).
     #[arg(long, env = "OSPREY_TLS_CERT_FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -176,6 +176,12 @@ pub struct Config {
     /// Where spans go: `http://HOST:4317` (gRPC) or a URL ending in
     /// `/v1/traces` (HTTP). Unset: `otlp_endpoint`'s host (the collector).
     pub otlp_traces_endpoint: Option<String>,
+    /// The host's root directory as mounted into the agent's container (the
+    /// chart mounts the host's `/` at `/host/root`), as node-exporter's
+    /// `--path.rootfs`: `node_filesystem_*` stat each host mount through it
+    /// where pid 1's root (`/proc/1/root`) is refused, checking that the
+    /// path reaches the mount's own device. Unset: pid 1's root only.
+    pub host_root: Option<PathBuf>,
     /// Serve `listen` over TLS with this certificate chain (PEM): `/metrics`,
     /// `/healthz` and the flow and event streams, which reveal every
     /// connection on the node. Needs `tls_key_file`. Unset: plain HTTP.
@@ -269,6 +275,7 @@ impl Default for Config {
             exemplar_trace_label: osprey_model::labels::TraceLabel::TraceId,
             http_spans: crate::http::spans::HttpSpans::Traced,
             otlp_traces_endpoint: None,
+            host_root: None,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,

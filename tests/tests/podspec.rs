@@ -76,16 +76,6 @@ fn the_least_privilege_pod_spec_runs_and_sees_the_host() {
     pod_spec_runs(Mode::LeastPrivilege);
 }
 
-/// `node_filesystem_device_error` of `mountpoint`, or NaN where the
-/// mount also has a size (a statted filesystem is no error).
-fn device_error(s: &[Sample], mountpoint: &str) -> f64 {
-    let want = [("mountpoint", mountpoint)];
-    match one(s, "node_filesystem_size_bytes", &want) {
-        Some(_) => f64::NAN,
-        None => one(s, "node_filesystem_device_error", &want).unwrap_or(f64::NAN),
-    }
-}
-
 /// statfs of a host path: size in bytes (f_blocks × f_bsize, as
 /// node-exporter and the agent compute it).
 fn host_size_bytes(path: &Path) -> f64 {
@@ -412,17 +402,13 @@ fn pod_spec_runs(mode: Mode) {
     });
     std::thread::sleep(Duration::from_millis(300));
 
-    // The agent stats each host mount through /proc/1/root. Where the host
-    // refuses that path even to its own root (this sandbox's pid 1, a
-    // firecracker init, is sealed: EACCES), no host mount can be statted
-    // from the pod, `/` included (the pod's own `/` is another filesystem);
-    // the agent must then say so (device_error 1, no size).
-    let pid1_root = std::fs::read_dir("/proc/1/root").is_ok();
-    if !pid1_root {
-        eprintln!(
-            "NOTE: /proc/1/root is refused on this host: the host tmpfs's size cannot be \
-             read from the pod; checking that the agent reports device_error 1 instead"
-        );
+    // The agent stats each host mount through /proc/1/root, or where the
+    // host refuses that path even to its own root (this sandbox's pid 1, a
+    // firecracker init, is sealed: EACCES) through the host's / that the
+    // chart mounts at /host/root (`host_root` in the rendered config): the
+    // sizes must match the host's either way.
+    if std::fs::read_dir("/proc/1/root").is_err() {
+        eprintln!("NOTE: /proc/1/root is refused on this host: sizes come through /host/root");
     }
     let mut last = String::new();
     for round in 1..=5 {
@@ -451,36 +437,18 @@ fn pod_spec_runs(mode: Mode) {
                 veth_rx,
                 veth_rx,
             ),
-            if pid1_root {
-                (
-                    "node_filesystem_size_bytes{mountpoint=/}",
-                    get("node_filesystem_size_bytes", &[("mountpoint", "/")]),
-                    host_size_bytes(Path::new("/")),
-                    host_size_bytes(Path::new("/")),
-                )
-            } else {
-                (
-                    "node_filesystem_device_error{mountpoint=/} (no size)",
-                    device_error(&s, "/"),
-                    1.0,
-                    1.0,
-                )
-            },
-            if pid1_root {
-                (
-                    "node_filesystem_size_bytes{mountpoint=<host tmpfs>}",
-                    get("node_filesystem_size_bytes", &[("mountpoint", mountpoint)]),
-                    host_size_bytes(&mount),
-                    host_size_bytes(&mount),
-                )
-            } else {
-                (
-                    "node_filesystem_device_error{mountpoint=<host tmpfs>} (no size)",
-                    device_error(&s, mountpoint),
-                    1.0,
-                    1.0,
-                )
-            },
+            (
+                "node_filesystem_size_bytes{mountpoint=/}",
+                get("node_filesystem_size_bytes", &[("mountpoint", "/")]),
+                host_size_bytes(Path::new("/")),
+                host_size_bytes(Path::new("/")),
+            ),
+            (
+                "node_filesystem_size_bytes{mountpoint=<host tmpfs>}",
+                get("node_filesystem_size_bytes", &[("mountpoint", mountpoint)]),
+                host_size_bytes(&mount),
+                host_size_bytes(&mount),
+            ),
             (
                 "container_cpu_usage_seconds_total{id=<test pod>}",
                 get("container_cpu_usage_seconds_total", &[("id", &cg.id)]),

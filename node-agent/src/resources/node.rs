@@ -14,7 +14,10 @@ use prometheus_client::{
 };
 
 #[derive(Debug, Default)]
-pub struct NodeCollector;
+pub struct NodeCollector {
+    /// See `Config::host_root`.
+    pub host_root: Option<std::path::PathBuf>,
+}
 
 fn gauge(
     encoder: &mut DescriptorEncoder,
@@ -153,7 +156,7 @@ impl Collector for NodeCollector {
         Self::memory(&mut encoder)?;
         Self::network(&mut encoder)?;
         Self::pressure(&mut encoder)?;
-        super::node_storage::encode_filesystems(&mut encoder)?;
+        super::node_storage::encode_filesystems(&mut encoder, self.host_root.as_deref())?;
         super::node_storage::encode_disks(&mut encoder)?;
         super::node_net::encode_netstat(&mut encoder)?;
         super::node_net::encode_sockstat(&mut encoder)
@@ -168,7 +171,7 @@ mod tests {
     #[test]
     fn encodes_node_exporter_names_from_this_host() {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(NodeCollector));
+        registry.register_collector(Box::new(NodeCollector::default()));
         let text = crate::test_support::exposition(&registry);
         for needle in [
             "node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"}",

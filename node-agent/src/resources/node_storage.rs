@@ -108,11 +108,26 @@ fn statfs(path: &str) -> Option<[u64; 5]> {
     ])
 }
 
-fn filesystems() -> Vec<Fs> {
+/// statfs of `path` if the filesystem there is device `majmin` ("8:1", as
+/// mountinfo gives it): through a bind mount of the host's root that does
+/// not carry a submount, the path would name its parent's filesystem, and
+/// report that one's size as this one's.
+fn statfs_of(path: &str, majmin: &str) -> Option<[u64; 5]> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let here = format!("{}:{}", libc::major(dev), libc::minor(dev));
+    if here != majmin {
+        return None;
+    }
+    statfs(path)
+}
+
+fn filesystems(host_root: Option<&Path>) -> Vec<Fs> {
     // The host's mounts, as node-exporter reads them: pid 1's (a DaemonSet
     // runs with hostPID), each statted through pid 1's root, so a container
-    // sees the host's filesystems and not its own mount namespace; else the
-    // agent's own.
+    // sees the host's filesystems and not its own mount namespace; else
+    // through `host_root` (node-exporter's --path.rootfs: the chart mounts
+    // the host's / there); else the agent's own.
     let own = procfs::process::Process::myself().and_then(|p| p.mountinfo());
     let host = procfs::process::Process::new(1).and_then(|p| p.mountinfo());
     let (mounts, root, same_namespace) = match (host, own) {
@@ -145,12 +160,16 @@ fn filesystems() -> Vec<Fs> {
         if !seen.insert((device.clone(), mountpoint.clone())) {
             continue;
         }
+        let under = |root: &Path| format!("{}{mountpoint}", root.display());
         out.push(Fs {
             readonly: m.mount_options.contains_key("ro"),
             // Through pid 1's root; where that is refused (a sealed pid 1),
-            // the path itself only in pid 1's own mount namespace: in a
-            // container it would name another filesystem (device_error).
+            // through the host's root mounted at `host_root`, the device
+            // checked; else the path itself, only in pid 1's own mount
+            // namespace: in a container it would name another filesystem
+            // (device_error).
             stat: statfs(&format!("{root}{mountpoint}"))
+                .or_else(|| host_root.and_then(|r| statfs_of(&under(r), &m.majmin)))
                 .or_else(|| same_namespace.then(|| statfs(&mountpoint)).flatten()),
             device,
             fstype: m.fs_type,
@@ -160,8 +179,11 @@ fn filesystems() -> Vec<Fs> {
     out
 }
 
-pub fn encode_filesystems(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-    let fss = filesystems();
+pub fn encode_filesystems(
+    encoder: &mut DescriptorEncoder,
+    host_root: Option<&Path>,
+) -> Result<(), std::fmt::Error> {
+    let fss = filesystems(host_root);
     type Get = fn(&Fs) -> Option<f64>;
     let families: [(&MetricDesc, Get); 7] = [
         (&NODE_FILESYSTEM_SIZE_BYTES, |f| f.stat.map(|s| s[0] as f64)),
@@ -265,6 +287,17 @@ pub fn encode_disks(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Err
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_on_another_device_than_the_mount_is_not_statted() {
+        use std::os::unix::fs::MetadataExt;
+        let dev = std::fs::metadata("/").unwrap().dev();
+        let root = format!("{}:{}", libc::major(dev), libc::minor(dev));
+        assert!(statfs_of("/", &root).is_some());
+        // What a bind of the host's / without its submounts gives: the
+        // parent's filesystem under a submount's path.
+        assert_eq!(statfs_of("/", "999:999"), None);
+    }
 
     #[test]
     fn excludes_what_node_exporter_excludes() {
