@@ -19,7 +19,13 @@ use std::{
 use serde_json::Value;
 use simple_dns::{CLASS, Name, Packet, PacketFlag, Question, TYPE};
 
-use crate::{cgroup::TestCgroup, netns::PodPair, prometheus::Prometheus, traffic};
+use crate::{
+    apiserver::{FakeApiServer, pod},
+    cgroup::TestCgroup,
+    netns::PodPair,
+    prometheus::Prometheus,
+    traffic,
+};
 
 /// The scenario's pods and ports.
 pub const A_IP: &str = "10.219.0.1";
@@ -28,6 +34,68 @@ pub const HTTP_PORT: u16 = 7380;
 pub const DROP_PORT: u16 = 7381;
 pub const RETRANS_PORT: u16 = 7382;
 pub const CLOSED_PORT: u16 = 7383;
+
+/// The node, and the pods the stand-in API server lists: (uid, container id).
+pub const NODE: &str = "osprey-node";
+pub const AGENT_POD: &str = "osprey-agent-x7k2p";
+pub const AGENT: (&str, &str) = (
+    "0f3c8a1e-2b4d-4c6e-8f10-00000000d001",
+    "4f2a9c00000000000000000000000000000000000000000000000000000000d1",
+);
+pub const WEB: (&str, &str) = (
+    "0f3c8a1e-2b4d-4c6e-8f10-00000000d002",
+    "4f2a9c00000000000000000000000000000000000000000000000000000000d2",
+);
+pub const DB: (&str, &str) = (
+    "0f3c8a1e-2b4d-4c6e-8f10-00000000d003",
+    "4f2a9c00000000000000000000000000000000000000000000000000000000d3",
+);
+
+/// A pod's container cgroup as the kubelet (cgroupfs driver) lays it out.
+pub fn kubelet_cgroup(qos: &str, (uid, container): (&str, &str)) -> TestCgroup {
+    TestCgroup::at(&format!(
+        "osprey-kubepods-{qos}-{}/{qos}/pod{uid}/{container}",
+        std::process::id()
+    ))
+}
+
+/// The stand-in API server (no kube-apiserver runs here) with the
+/// scenario's pods: the agent as its DaemonSet's, pod A as a Deployment's,
+/// pod B as a StatefulSet's.
+pub fn pods_api() -> FakeApiServer {
+    FakeApiServer::start(vec![
+        pod(
+            "osprey",
+            AGENT_POD,
+            AGENT.0,
+            NODE,
+            "10.219.9.9",
+            Some(("DaemonSet", "osprey-agent")),
+            &[],
+            AGENT.1,
+        ),
+        pod(
+            "shop",
+            "web-7d4b9c-x2x9q",
+            WEB.0,
+            NODE,
+            A_IP,
+            Some(("ReplicaSet", "web-7d4b9c")),
+            &[("pod-template-hash", "7d4b9c")],
+            WEB.1,
+        ),
+        pod(
+            "shop",
+            "db-0",
+            DB.0,
+            NODE,
+            B_IP,
+            Some(("StatefulSet", "db")),
+            &[],
+            DB.1,
+        ),
+    ])
+}
 
 /// A child process killed on drop.
 pub struct Proc(pub Child);

@@ -28,7 +28,6 @@ use std::{
 
 use osprey_e2e::{
     agent,
-    apiserver::{FakeApiServer, pod},
     cgroup::TestCgroup,
     collector::{self, Collector},
     dashboard_stack::*,
@@ -39,30 +38,6 @@ use osprey_e2e::{
     peers, require, require_peer, settle, traffic,
 };
 use serde_json::Value;
-
-/// The node, and the pods the stand-in API server lists: (uid, container id).
-const NODE: &str = "osprey-node";
-const AGENT_POD: &str = "osprey-agent-x7k2p";
-const AGENT: (&str, &str) = (
-    "0f3c8a1e-2b4d-4c6e-8f10-00000000d001",
-    "4f2a9c00000000000000000000000000000000000000000000000000000000d1",
-);
-const WEB: (&str, &str) = (
-    "0f3c8a1e-2b4d-4c6e-8f10-00000000d002",
-    "4f2a9c00000000000000000000000000000000000000000000000000000000d2",
-);
-const DB: (&str, &str) = (
-    "0f3c8a1e-2b4d-4c6e-8f10-00000000d003",
-    "4f2a9c00000000000000000000000000000000000000000000000000000000d3",
-);
-
-/// A pod's container cgroup as the kubelet (cgroupfs driver) lays it out.
-fn kubelet_cgroup(qos: &str, (uid, container): (&str, &str)) -> TestCgroup {
-    TestCgroup::at(&format!(
-        "osprey-kubepods-{qos}-{}/{qos}/pod{uid}/{container}",
-        std::process::id()
-    ))
-}
 
 /// Names of the alerts this test provokes: not firing before, firing after.
 const PROVOKED: [&str; 5] = [
@@ -108,38 +83,7 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
             receiver.port
         ),
     );
-    let api = FakeApiServer::start(vec![
-        pod(
-            "osprey",
-            AGENT_POD,
-            AGENT.0,
-            NODE,
-            "10.219.9.9",
-            Some(("DaemonSet", "osprey-agent")),
-            &[],
-            AGENT.1,
-        ),
-        pod(
-            "shop",
-            "web-7d4b9c-x2x9q",
-            WEB.0,
-            NODE,
-            A_IP,
-            Some(("ReplicaSet", "web-7d4b9c")),
-            &[("pod-template-hash", "7d4b9c")],
-            WEB.1,
-        ),
-        pod(
-            "shop",
-            "db-0",
-            DB.0,
-            NODE,
-            B_IP,
-            Some(("StatefulSet", "db")),
-            &[],
-            DB.1,
-        ),
-    ]);
+    let api = pods_api();
     // The agent with the chart's own agent.toml (rendered from values.yaml,
     // faster intervals and BPF statistics set as a user would set them),
     // pushing to the collector as well as being scraped. The flags replace
