@@ -298,6 +298,66 @@ fn with_cluster_scope_another_nodes_pod_is_named_too() {
     );
 }
 
+/// A deleted pod's series leave after the grace period, the idle TTL
+/// (`flow_idle_ttl_secs`, 4 s here), while traffic to its address goes on
+/// under the address: nothing is named after a pod that no longer exists.
+#[test]
+fn a_deleted_pods_series_leave_after_the_grace_period() {
+    let (a_ip, b_ip) = ("10.236.0.1", "10.236.0.2");
+    let db = pod(
+        "shop",
+        "db-0",
+        DB_UID,
+        NODE,
+        b_ip,
+        Some(("StatefulSet", "db")),
+        &[],
+        "db01",
+    );
+    let api = FakeApiServer::start(vec![web_pod(a_ip), db]);
+    let Some(agent) = agent::for_test(&[
+        "--drain-interval-ms",
+        "200",
+        "--flow-idle-ttl-secs",
+        "4",
+        "--kubeconfig",
+        api.kubeconfig(),
+        "--hubble-source-context",
+        "pod|ip",
+        "--hubble-destination-context",
+        "workload|ip",
+    ]) else {
+        return;
+    };
+    let pods = || sum(&samples(&agent.scrape().1), "osprey_kubernetes_pods", &[]);
+    eventually(15, "both pods listed", || (pods() == 2.0).then_some(()));
+    let pair = blocked_pair("dg", a_ip, b_ip);
+    let source = format!("shop/{WEB}");
+    traffic::udp_send(&pair, 7000, 10, 200);
+    eventually(15, "the drops named by workload", || {
+        (hubble_drops(&samples(&agent.scrape().1), &source, "shop/db") == 10).then_some(())
+    });
+
+    api.delete(DB_UID);
+    eventually(15, "db-0's deletion", || (pods() == 1.0).then_some(()));
+    let named = |s: &[Sample]| {
+        s.iter().any(|x| {
+            x.name == "hubble_drop_total"
+                && x.labels.get("destination").map(String::as_str) == Some("shop/db")
+        })
+    };
+    // Within the grace period the series is still there (what was counted
+    // under the pod's name stays readable); traffic goes on to the deleted
+    // pod's address the whole time, under the address.
+    assert!(named(&samples(&agent.scrape().1)), "removed at once");
+    let s = eventually(20, "the deleted pod's series to leave", || {
+        traffic::udp_send(&pair, 7000, 2, 200);
+        let s = samples(&agent.scrape().1);
+        (!named(&s)).then_some(s)
+    });
+    assert!(hubble_drops(&s, &source, b_ip) >= 2, "the address's series");
+}
+
 #[test]
 fn a_bad_kubeconfig_is_a_clear_error() {
     osprey_e2e::require!(osprey_e2e::is_root(), "root is needed to load eBPF");
