@@ -5,7 +5,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{SocketAddr, TcpListener, TcpStream},
     path::Path,
     process::Child,
     sync::{
@@ -17,7 +17,6 @@ use std::{
 };
 
 use serde_json::Value;
-use simple_dns::{CLASS, Name, Packet, PacketFlag, Question, TYPE};
 
 use crate::{
     apiserver::{FakeApiServer, pod},
@@ -259,54 +258,6 @@ impl Prom {
             .count();
         (rules.len(), evaluated)
     }
-}
-
-/// An A query for `name`, recursion desired.
-pub fn a_query(name: &'static str, id: u16) -> Vec<u8> {
-    let mut q = Packet::new_query(id);
-    q.set_flags(PacketFlag::RECURSION_DESIRED);
-    q.questions.push(Question::new(
-        Name::new_unchecked(name),
-        TYPE::A.into(),
-        CLASS::IN.into(),
-        false,
-    ));
-    q.build_bytes_vec().unwrap()
-}
-
-/// Resolves each of `names` from pod A at dnsmasq in pod B, one socket;
-/// the rcodes the client got.
-pub fn resolve_all(
-    pair: &PodPair,
-    names: Vec<&'static str>,
-    first_id: u16,
-) -> Vec<simple_dns::RCODE> {
-    let (a, b) = (pair.a_ip, pair.b_ip);
-    pair.a
-        .run(move || {
-            let sock = UdpSocket::bind(SocketAddr::new(a, 0)).unwrap();
-            sock.set_read_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
-            let mut buf = [0u8; 4096];
-            let mut rcodes = Vec::new();
-            for (i, name) in names.into_iter().enumerate() {
-                let id = first_id.wrapping_add(i as u16);
-                let bytes = a_query(name, id);
-                // dnsmasq may still be starting: retry until it answers.
-                let rcode = (0..40)
-                    .find_map(|_| {
-                        sock.send_to(&bytes, SocketAddr::new(b, 53)).unwrap();
-                        let n = sock.recv(&mut buf).ok()?;
-                        let reply = Packet::parse(&buf[..n]).ok()?;
-                        (reply.id() == id).then(|| reply.rcode())
-                    })
-                    .expect("dnsmasq answers");
-                rcodes.push(rcode);
-            }
-            rcodes
-        })
-        .join()
-        .unwrap()
 }
 
 /// A traced HTTP upload from A to B whose packets a firewall rule drops

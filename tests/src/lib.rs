@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cgroup;
 pub mod collector;
 pub mod dashboard_stack;
+pub mod dns;
 pub mod exposition;
 pub mod grafana;
 pub mod http;

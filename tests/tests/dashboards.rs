@@ -18,19 +18,14 @@
 //! Deployment's, the server as a StatefulSet's, so the queries that select
 //! by namespace, pod or workload have the scenario's data too.
 
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    process::{Command, Stdio},
-    sync::atomic::Ordering,
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::Path, sync::atomic::Ordering, time::Duration};
 
 use osprey_e2e::{
     agent,
     cgroup::TestCgroup,
     collector::{self, Collector},
     dashboard_stack::*,
+    dns::{Dnsmasq, a_query, resolve_udp},
     eventually, free_port,
     grafana::*,
     http::{self, Req, Step},
@@ -156,21 +151,7 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
 
     // The scenario.
     let pair = PodPair::new("gd", A_IP, B_IP, 24);
-    let _dnsmasq = Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &pair.b.name, "dnsmasq"])
-            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts"])
-            .args(["--conf-file=/dev/null", "--pid-file=", "--user=root"])
-            .args(["--bind-interfaces", &format!("--listen-address={B_IP}")])
-            .args([
-                "--local=/osprey.test/",
-                "--address=/web.osprey.test/10.9.9.9",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting dnsmasq"),
-    );
+    let _dnsmasq = Dnsmasq::start(&pair, &[]);
     pair.b.exec(&[
         "iptables",
         "-A",
@@ -263,8 +244,9 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
         traffic::udp_send(&pair, DROP_PORT, 400, 100);
         let mut names = vec!["missing.osprey.test"; 40];
         names.extend(["web.osprey.test"; 2]);
-        for rcode in resolve_all(&pair, names, round * 100) {
-            match rcode {
+        let queries = (0..).zip(names).map(|(i, n)| a_query(n, round * 100 + i));
+        for answer in resolve_udp(&pair, queries.collect()) {
+            match answer.rcode {
                 simple_dns::RCODE::NameError => nx += 1,
                 simple_dns::RCODE::NoError => ok += 1,
                 other => panic!("dnsmasq answered {other:?}"),

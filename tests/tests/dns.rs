@@ -4,84 +4,23 @@
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpStream, UdpSocket},
-    process::{Child, Command, Stdio},
+    net::{SocketAddr, TcpStream},
     time::{Duration, Instant},
 };
 
 use osprey_e2e::{
     agent::{self},
+    dns::{self, Dnsmasq, a_query, query},
     exposition::{Sample, samples, sum},
     netns::PodPair,
     require, settle,
 };
-use simple_dns::{CLASS, Name, Packet, PacketFlag, Question, TYPE, rdata::OPT};
-
-struct Dnsmasq(Child);
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// An A query for `name` with recursion desired, as wire bytes.
-fn a_query(name: &'static str, id: u16) -> Vec<u8> {
-    query(name, id, TYPE::A, false)
-}
-
-/// A `qtype` query for `name`; with `edns`, an OPT record offering 4096-byte
-/// UDP answers (EDNS0), as resolvers send by default.
-fn query(name: &'static str, id: u16, qtype: TYPE, edns: bool) -> Vec<u8> {
-    let mut query = Packet::new_query(id);
-    query.set_flags(PacketFlag::RECURSION_DESIRED);
-    query.questions.push(Question::new(
-        Name::new_unchecked(name),
-        qtype.into(),
-        CLASS::IN.into(),
-        false,
-    ));
-    if edns {
-        *query.opt_mut() = Some(OPT {
-            opt_codes: Vec::new(),
-            udp_packet_size: 4096,
-            version: 0,
-        });
-    }
-    query.build_bytes_vec().unwrap()
-}
+use simple_dns::{Packet, TYPE};
 
 /// Sends an A query for `name` from pod A; returns (rcode, answers, client-side latency).
 fn resolve(pair: &PodPair, name: &'static str, id: u16) -> (simple_dns::RCODE, usize, Duration) {
-    let (rcode, answers, _, latency) = resolve_udp(pair, a_query(name, id));
-    (rcode, answers, latency)
-}
-
-/// Sends a query from pod A over UDP; returns (rcode, answers, answer
-/// bytes, client-side latency).
-fn resolve_udp(pair: &PodPair, bytes: Vec<u8>) -> (simple_dns::RCODE, usize, usize, Duration) {
-    let (a, b) = (pair.a_ip, pair.b_ip);
-    pair.a
-        .run(move || {
-            let sock = UdpSocket::bind(SocketAddr::new(a, 0)).unwrap();
-            sock.set_read_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
-            let mut buf = [0u8; 4096];
-            // dnsmasq may still be starting: retry until it answers.
-            for _ in 0..50 {
-                let start = Instant::now();
-                sock.send_to(&bytes, SocketAddr::new(b, 53)).unwrap();
-                if let Ok(n) = sock.recv(&mut buf) {
-                    let elapsed = start.elapsed();
-                    let reply = Packet::parse(&buf[..n]).unwrap();
-                    return (reply.rcode(), reply.answers.len(), n, elapsed);
-                }
-            }
-            panic!("dnsmasq never answered");
-        })
-        .join()
-        .unwrap()
+    let got = dns::resolve_udp(pair, vec![a_query(name, id)])[0];
+    (got.rcode, got.answers, got.latency)
 }
 
 /// The same over TCP/53 (RFC 1035 4.2.2: a 2-byte length before each message).
@@ -129,35 +68,9 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
         return;
     };
     let pair = PodPair::new("dn", "10.214.0.1", "10.214.0.2", 24);
-    let _dnsmasq = Dnsmasq(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pair.b.name,
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-            ])
-            .args([
-                "--conf-file=/dev/null",
-                "--pid-file=",
-                "--user=root",
-                "--bind-interfaces",
-            ])
-            .args([
-                "--listen-address=10.214.0.2",
-                "--local=/osprey.test/",
-                "--address=/web.osprey.test/10.9.9.9",
-                // Three 250-byte strings: an answer of ~800 bytes.
-                &format!("--txt-record=big.osprey.test,{0},{0},{0}", "x".repeat(250)),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting dnsmasq"),
-    );
+    // Three 250-byte strings: an answer of ~800 bytes.
+    let big = format!("--txt-record=big.osprey.test,{0},{0},{0}", "x".repeat(250));
+    let _dnsmasq = Dnsmasq::start(&pair, &[&big]);
     // Wait until dnsmasq answers (its first answer may take a few tries),
     // then count from a clean snapshot.
     resolve(&pair, "warmup.osprey.test", 0x0a00);
@@ -171,8 +84,14 @@ fn dns_queries_answers_nxdomain_and_latency_match_the_client() {
     let (tcp_rcode, tcp_answers, tcp_latency) = resolve_tcp(&pair, "web.osprey.test", 0x0a03);
     assert_eq!((tcp_rcode, tcp_answers), (simple_dns::RCODE::NoError, 1));
     // Past the classic 512 bytes, over UDP with EDNS0.
-    let (big_rcode, big_answers, big_bytes, big_latency) =
-        resolve_udp(&pair, query("big.osprey.test", 0x0a04, TYPE::TXT, true));
+    let (big_rcode, big_answers, big_bytes, big_latency) = match dns::resolve_udp(
+        &pair,
+        vec![query("big.osprey.test", 0x0a04, TYPE::TXT, true)],
+    )[..]
+    {
+        [got] => (got.rcode, got.answers, got.bytes, got.latency),
+        _ => unreachable!("one query, one answer"),
+    };
     assert_eq!((big_rcode, big_answers), (simple_dns::RCODE::NoError, 1));
     assert!(big_bytes > 512, "the TXT answer is {big_bytes} bytes");
 

@@ -51,6 +51,20 @@ fn web_pod(ip: &str) -> serde_json::Value {
 }
 
 /// Pods A and B, with a firewall rule in B that drops UDP to port 7000.
+/// db-0, the StatefulSet db's pod, at `ip`.
+fn db_pod(ip: &str) -> serde_json::Value {
+    pod(
+        "shop",
+        "db-0",
+        DB_UID,
+        NODE,
+        ip,
+        Some(("StatefulSet", "db")),
+        &[],
+        "db01",
+    )
+}
+
 fn blocked_pair(tag: &str, a_ip: &str, b_ip: &str) -> PodPair {
     let pair = PodPair::new(tag, a_ip, b_ip, 24);
     pair.b.exec(&[
@@ -94,16 +108,7 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
     let pods = || sum(&samples(&agent.scrape().1), "osprey_kubernetes_pods", &[]) as u64;
     eventually(15, "the initial pod list", || (pods() == 1).then_some(()));
     // The watch path: db-0 is created after the list.
-    api.apply(pod(
-        "shop",
-        "db-0",
-        DB_UID,
-        NODE,
-        b_ip,
-        Some(("StatefulSet", "db")),
-        &[],
-        "db01",
-    ));
+    api.apply(db_pod(b_ip));
     eventually(15, "db-0 from the watch", || (pods() == 2).then_some(()));
 
     let pair = blocked_pair("k8", a_ip, b_ip);
@@ -304,16 +309,7 @@ fn with_cluster_scope_another_nodes_pod_is_named_too() {
 #[test]
 fn a_deleted_pods_series_leave_after_the_grace_period() {
     let (a_ip, b_ip) = ("10.236.0.1", "10.236.0.2");
-    let db = pod(
-        "shop",
-        "db-0",
-        DB_UID,
-        NODE,
-        b_ip,
-        Some(("StatefulSet", "db")),
-        &[],
-        "db01",
-    );
+    let db = db_pod(b_ip);
     let api = FakeApiServer::start(vec![web_pod(a_ip), db]);
     let Some(agent) = agent::for_test(&[
         "--drain-interval-ms",
