@@ -74,7 +74,10 @@ struct Entry<M, S> {
 /// budget and an idle TTL; `S` is per-series state of the caller's.
 pub struct SeriesStore<L, F: Families<L>, S = ()> {
     families: F,
-    series: HashMap<L, Entry<F::Series, S>>,
+    /// Hashed with foldhash (seeded per process), not SipHash: every live
+    /// series is looked up once per drain, and SipHash alone took 5 % of
+    /// the agent's CPU at 10k flows/s.
+    series: HashMap<L, Entry<F::Series, S>, foldhash::fast::RandomState>,
     budget: SeriesBudget,
     idle_ttl: Duration,
     expired: Option<Counter>,
@@ -89,7 +92,7 @@ where
     pub fn new(families: F, budget: SeriesBudget, idle_ttl: Duration) -> Self {
         Self {
             families,
-            series: HashMap::new(),
+            series: HashMap::default(),
             budget,
             idle_ttl,
             expired: None,

@@ -43,8 +43,6 @@ use crate::{
 /// Batches waiting between drain and aggregate. A full channel blocks the
 /// drain thread, and the kernel keeps counting in its map meanwhile: no loss.
 const BATCH_CHANNEL: usize = 4;
-/// A batch of at least this many flows is followed by a `malloc_trim`.
-const TRIM_AFTER_FLOWS: usize = 1024;
 /// DNS events waiting for the tracker; past this they are counted as lost.
 const DNS_CHANNEL: usize = 4096;
 /// Batches of HTTP starts (up to `ring::CHUNK` each) waiting for the
@@ -221,7 +219,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
                                 &health,
                                 "oom-events",
                                 ring::read::<OomEvent>("oom", ring, oom_malformed, move |events| {
-                                    hub.publish(events.iter().map(|e| kernel.oom_kill(e)).collect())
+                                    hub.publish(events.iter().map(|e| kernel.oom_kill(e)))
                                 }),
                             );
                         }
@@ -350,12 +348,14 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
 
     // Stage 1: drain, on its own thread (map syscalls block).
     let (batch_tx, mut batch_rx) = mpsc::channel::<FlowBatch>(BATCH_CHANNEL);
+    // Applied batches go back to the drain, emptied, to be filled again.
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<FlowBatch>(BATCH_CHANNEL);
     // Dropping `stop` ends it after one last drain, whose batch it sends.
     let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
     let drain_thread = {
         let interval = config.drain_interval();
         let metrics = flow_metrics.clone();
-        let drainer = FlowDrainer::new(maps);
+        let drainer = FlowDrainer::new(maps).recycling(recycle_rx);
         let stage = health.stage("flow-drain");
         std::thread::Builder::new()
             .name("flow-drain".into())
@@ -370,23 +370,24 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     let (summary_tx, summary_rx) = watch::channel(Summary::default());
     let publish = hub.clone();
     let aggregate = supervise::spawn(&health, "aggregate", async move {
-        while let Some(batch) = batch_rx.recv().await {
+        // Kept from batch to batch, like the drain's buffers: a steady flow
+        // rate allocates nothing here per drain but the records.
+        let mut enriched = flows::enrich::EnrichedBatch::default();
+        while let Some(mut batch) = batch_rx.recv().await {
             let now = Instant::now();
-            let batch = enricher.batch(batch);
-            flow_series.apply(&batch, now);
-            handlers.handle(&batch, now);
-            let records =
-                observe::record::of_batch(&batch, std::time::SystemTime::now(), publish.wanted());
-            publish.publish(records);
+            enricher.batch_into(&batch, &mut enriched);
+            batch.clear();
+            // A full or closed channel: the drain makes a new one.
+            let _ = recycle_tx.try_send(batch);
+            flow_series.apply(&enriched, now);
+            handlers.handle(&enriched, now);
+            let now_wall = std::time::SystemTime::now();
+            publish.publish(observe::record::records(
+                &enriched,
+                now_wall,
+                publish.wanted(),
+            ));
             summary_tx.send_replace(flow_series.summary(10));
-            if batch.flows.len() >= TRIM_AFTER_FLOWS {
-                drop(batch);
-                // A large batch's transient copies (kernel deltas, their
-                // enriched form, records) are freed by now; hand the pages
-                // back so RSS follows the live series, not the last peak.
-                // SAFETY: malloc_trim only releases free heap memory.
-                unsafe { libc::malloc_trim(0) };
-            }
         }
     });
 

@@ -27,8 +27,8 @@ pub fn render(summary: &Summary, url: &str, interval_secs: f64) -> String {
             "{:<7} {:<8} {:>41} → {:<41} {:>12} {:>9} {:>9}/s",
             l.protocol.as_str(),
             l.direction.as_str(),
-            endpoint(&l.source_ip, l.source_port),
-            endpoint(&l.destination_ip, l.destination_port),
+            endpoint(&l.source_ip.to_string(), l.source_port),
+            endpoint(&l.destination_ip.to_string(), l.destination_port),
             human(flow.bytes as f64),
             flow.packets,
             human(rate),
@@ -55,15 +55,15 @@ fn human(bytes: f64) -> String {
 mod tests {
     use super::*;
     use crate::flows::handlers::flow_series::TopFlow;
-    use osprey_model::labels::{Direction, FlowLabels, Protocol};
+    use osprey_model::labels::{Address, Direction, FlowLabels, Protocol};
 
     #[test]
     fn renders_one_line_per_flow() {
         let top = vec![TopFlow {
             labels: FlowLabels {
-                source_ip: "fd00::1".into(),
+                source_ip: Address::Ip("fd00::1".parse().unwrap()),
                 source_port: 443,
-                destination_ip: "10.0.0.2".into(),
+                destination_ip: Address::Ip([10, 0, 0, 2].into()),
                 destination_port: 5555,
                 protocol: Protocol::Tcp,
                 direction: Direction::Egress,

@@ -4,7 +4,7 @@
 //! addresses become `overflow`, ports 0, and the low-cardinality labels stay
 //! so totals still add up.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, net::IpAddr};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
@@ -60,13 +60,55 @@ impl EncodeLabelValue for Direction {
     }
 }
 
+/// An address label (`source_ip`, `destination_ip`): the address, or
+/// `overflow` in a series folded by its budget. Kept as an address, hashed
+/// and compared as one, and written out as text only when rendered: a live
+/// series is looked up once per drain, and formatting both addresses of
+/// every flow took 5 % of the agent's CPU at 10k flows/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Address {
+    Ip(IpAddr),
+    Overflow,
+}
+
+impl From<IpAddr> for Address {
+    fn from(ip: IpAddr) -> Self {
+        Self::Ip(ip)
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Overflow => f.write_str(OVERFLOW),
+        }
+    }
+}
+
+/// As rendered: `"10.0.0.1"`, `"fd00::1"` or `"overflow"`.
+impl PartialEq<&str> for Address {
+    fn eq(&self, other: &&str) -> bool {
+        match self {
+            Self::Ip(ip) => other.parse::<IpAddr>() == Ok(*ip),
+            Self::Overflow => *other == OVERFLOW,
+        }
+    }
+}
+
+impl EncodeLabelValue for Address {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        write!(encoder, "{self}")
+    }
+}
+
 /// Labels of `osprey_flow_bytes_total` / `osprey_flow_packets_total`.
 /// For ICMP the ports carry type (source) and code (destination).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, EncodeLabelSet)]
 pub struct FlowLabels {
-    pub source_ip: String,
+    pub source_ip: Address,
     pub source_port: u16,
-    pub destination_ip: String,
+    pub destination_ip: Address,
     pub destination_port: u16,
     pub protocol: Protocol,
     pub direction: Direction,
@@ -75,9 +117,9 @@ pub struct FlowLabels {
 impl Foldable for FlowLabels {
     fn overflow(&self) -> Self {
         Self {
-            source_ip: OVERFLOW.to_owned(),
+            source_ip: Address::Overflow,
             source_port: 0,
-            destination_ip: OVERFLOW.to_owned(),
+            destination_ip: Address::Overflow,
             destination_port: 0,
             protocol: self.protocol,
             direction: self.direction,
@@ -85,16 +127,16 @@ impl Foldable for FlowLabels {
     }
 
     fn is_overflow(&self) -> bool {
-        self.source_ip == OVERFLOW
+        self.source_ip == Address::Overflow
     }
 }
 
 /// `osprey_flow_drops_total`: the flow the dropped packet belonged to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct DropLabels {
-    pub source_ip: String,
+    pub source_ip: Address,
     pub source_port: u16,
-    pub destination_ip: String,
+    pub destination_ip: Address,
     pub destination_port: u16,
     pub protocol: Protocol,
     pub reason: String,
@@ -103,9 +145,9 @@ pub struct DropLabels {
 impl Foldable for DropLabels {
     fn overflow(&self) -> Self {
         Self {
-            source_ip: OVERFLOW.to_owned(),
+            source_ip: Address::Overflow,
             source_port: 0,
-            destination_ip: OVERFLOW.to_owned(),
+            destination_ip: Address::Overflow,
             destination_port: 0,
             protocol: self.protocol,
             reason: self.reason.clone(),
@@ -113,7 +155,7 @@ impl Foldable for DropLabels {
     }
 
     fn is_overflow(&self) -> bool {
-        self.source_ip == OVERFLOW
+        self.source_ip == Address::Overflow
     }
 }
 
@@ -128,24 +170,24 @@ pub struct ReasonLabels {
 /// `osprey_tcp_retransmits_total`: the retransmitting flow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RetransmitLabels {
-    pub source_ip: String,
+    pub source_ip: Address,
     pub source_port: u16,
-    pub destination_ip: String,
+    pub destination_ip: Address,
     pub destination_port: u16,
 }
 
 impl Foldable for RetransmitLabels {
     fn overflow(&self) -> Self {
         Self {
-            source_ip: OVERFLOW.to_owned(),
+            source_ip: Address::Overflow,
             source_port: 0,
-            destination_ip: OVERFLOW.to_owned(),
+            destination_ip: Address::Overflow,
             destination_port: 0,
         }
     }
 
     fn is_overflow(&self) -> bool {
-        self.source_ip == OVERFLOW
+        self.source_ip == Address::Overflow
     }
 }
 
@@ -153,8 +195,8 @@ impl Foldable for RetransmitLabels {
 /// and the outcome (`established`, `refused`, `timeout`, `reset`, `error`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ConnLabels {
-    pub source_ip: String,
-    pub destination_ip: String,
+    pub source_ip: Address,
+    pub destination_ip: Address,
     pub destination_port: u16,
     pub outcome: &'static str,
 }
@@ -162,15 +204,15 @@ pub struct ConnLabels {
 impl Foldable for ConnLabels {
     fn overflow(&self) -> Self {
         Self {
-            source_ip: OVERFLOW.to_owned(),
-            destination_ip: OVERFLOW.to_owned(),
+            source_ip: Address::Overflow,
+            destination_ip: Address::Overflow,
             destination_port: 0,
             outcome: self.outcome,
         }
     }
 
     fn is_overflow(&self) -> bool {
-        self.source_ip == OVERFLOW
+        self.source_ip == Address::Overflow
     }
 }
 
@@ -215,9 +257,9 @@ mod tests {
     #[test]
     fn per_flow_labels_fold_addresses_and_ports_and_keep_the_rest() {
         let flow = FlowLabels {
-            source_ip: "10.0.0.1".into(),
+            source_ip: Address::Ip([10, 0, 0, 1].into()),
             source_port: 40000,
-            destination_ip: "10.0.0.2".into(),
+            destination_ip: Address::Ip([10, 0, 0, 2].into()),
             destination_port: 443,
             protocol: Protocol::Tcp,
             direction: Direction::Egress,
@@ -227,9 +269,9 @@ mod tests {
         assert!(folded.is_overflow());
         assert_eq!(
             (
-                folded.source_ip.as_str(),
+                folded.source_ip.to_string().as_str(),
                 folded.source_port,
-                folded.destination_ip.as_str(),
+                folded.destination_ip.to_string().as_str(),
                 folded.destination_port
             ),
             (OVERFLOW, 0, OVERFLOW, 0)
@@ -239,8 +281,8 @@ mod tests {
             (Protocol::Tcp, Direction::Egress)
         );
         let conn = ConnLabels {
-            source_ip: "10.0.0.1".into(),
-            destination_ip: "10.0.0.2".into(),
+            source_ip: Address::Ip([10, 0, 0, 1].into()),
+            destination_ip: Address::Ip([10, 0, 0, 2].into()),
             destination_port: 443,
             outcome: "refused",
         }

@@ -35,8 +35,8 @@ pub use container::{
 };
 pub use dns::{DnsLabels, RcodeLabels};
 pub use flow::{
-    ConnLabels, Direction, DropLabels, FlowLabels, LossLabels, LossReason, ProbeLabels, Protocol,
-    ReasonLabels, RetransmitLabels,
+    Address, ConnLabels, Direction, DropLabels, FlowLabels, LossLabels, LossReason, ProbeLabels,
+    Protocol, ReasonLabels, RetransmitLabels,
 };
 pub use http::{
     HttpDurationLabels, HubbleHttpDurationLabels, HubbleHttpRequestLabels,

@@ -81,6 +81,16 @@ pub struct FlowBatch {
 }
 
 impl FlowBatch {
+    /// Empties the batch and keeps its buffers, for the next drain.
+    pub fn clear(&mut self) {
+        self.flows.clear();
+        self.drops.clear();
+        self.retransmits.clear();
+        self.connections.clear();
+        self.loss = FlowLoss::default();
+        self.read_errors = 0;
+    }
+
     /// The flows' packets and bytes.
     fn totals(&self) -> (u64, u64) {
         self.flows
@@ -94,6 +104,13 @@ pub struct FlowDrainer {
     active: u32,
     /// The loss counters last read, for a drain that cannot read them.
     loss: FlowLoss,
+    /// The flow map's entries, read before the slots are merged in: one
+    /// buffer kept from drain to drain.
+    raw: Vec<(FlowKey, FlowStats)>,
+    /// Batches the aggregator has applied, sent back emptied: each drain
+    /// fills one, so a steady flow rate allocates nothing per drain (and
+    /// gives no pages back that the next drain would fault in again).
+    recycled: Option<Receiver<FlowBatch>>,
 }
 
 impl FlowDrainer {
@@ -102,7 +119,26 @@ impl FlowDrainer {
             maps,
             active: 0,
             loss: FlowLoss::default(),
+            raw: Vec::new(),
+            recycled: None,
         }
+    }
+
+    /// Fills the batches that come back on `recycled` instead of new ones.
+    pub fn recycling(mut self, recycled: Receiver<FlowBatch>) -> Self {
+        self.recycled = Some(recycled);
+        self
+    }
+
+    /// An applied batch, emptied, or a new one.
+    fn empty_batch(&self) -> FlowBatch {
+        let mut batch = self
+            .recycled
+            .as_ref()
+            .and_then(|r| r.try_recv().ok())
+            .unwrap_or_default();
+        batch.clear();
+        batch
     }
 
     /// The drain thread: drains every `interval` and sends each batch to
@@ -137,13 +173,16 @@ impl FlowDrainer {
             std::thread::sleep(FLIP_GRACE);
         }
 
-        let mut batch = FlowBatch::default();
-        let flows = match &mut self.maps.flows[idle as usize] {
-            FlowMap::Shared(map) => drain_shared(map, &mut batch.read_errors),
-            FlowMap::PerCpu(map) => drain_map(map, &mut batch.read_errors, sum_stats),
+        let mut batch = self.empty_batch();
+        let mut errors = 0;
+        let raw = std::mem::take(&mut self.raw);
+        let raw = match &mut self.maps.flows[idle as usize] {
+            FlowMap::Shared(map) => drain_shared(map, &mut errors, raw),
+            FlowMap::PerCpu(map) => drain_map(map, &mut errors, sum_stats, raw),
         };
-        let slots = drain_slots(&mut self.maps.slots, idle, &mut batch.read_errors);
-        batch.flows = merge_flows(flows, slots);
+        let slots = drain_slots(&mut self.maps.slots, idle, &mut errors);
+        merge_flows(&raw, slots, &mut batch.flows);
+        self.raw = raw;
         if let Err(e) = self.maps.clock.refresh() {
             warn!(error = %e, "flow times use the previous clock sample");
         }
@@ -151,15 +190,19 @@ impl FlowDrainer {
             flow.first_seen_ns = self.maps.clock.mono_ns(flow.stats.first_seen);
             flow.last_seen_ns = self.maps.clock.mono_ns(flow.stats.last_seen);
         }
-        batch.drops = drain_shared(&mut self.maps.drops[idle as usize], &mut batch.read_errors);
+        let i = idle as usize;
+        batch.drops = drain_shared(&mut self.maps.drops[i], &mut errors, batch.drops);
         batch.retransmits = drain_shared(
-            &mut self.maps.retransmits[idle as usize],
-            &mut batch.read_errors,
+            &mut self.maps.retransmits[i],
+            &mut errors,
+            batch.retransmits,
         );
         batch.connections = drain_shared(
-            &mut self.maps.connections[idle as usize],
-            &mut batch.read_errors,
+            &mut self.maps.connections[i],
+            &mut errors,
+            batch.connections,
         );
+        batch.read_errors = errors;
         let loss = self.maps.loss.get(&0, 0).map(|l| sum_loss(l.iter()));
         batch.loss = latest_loss(loss, &mut self.loss, &mut batch.read_errors);
         Ok(batch)
@@ -227,12 +270,13 @@ fn latest_loss(
     *last
 }
 
-/// The map's flows with the slots' added: one delta per flow. Only the
-/// slots (a few per CPU) are indexed, not the map's flows.
+/// The map's flows with the slots' added, into `out`: one delta per flow.
+/// Only the slots (a few per CPU) are indexed, not the map's flows.
 fn merge_flows(
-    flows: Vec<(FlowKey, FlowStats)>,
+    flows: &[(FlowKey, FlowStats)],
     slots: Vec<(FlowKey, FlowStats)>,
-) -> Vec<FlowDelta> {
+    out: &mut Vec<FlowDelta>,
+) {
     let mut by_key: HashMap<FlowKey, FlowStats> = HashMap::with_capacity(slots.len());
     // Two CPUs' slots can hold the same flow.
     for (key, stats) in slots {
@@ -242,8 +286,8 @@ fn merge_flows(
             .or_insert(stats);
     }
     let mut slots = by_key;
-    let mut out = Vec::with_capacity(flows.len() + slots.len());
-    for (key, stats) in flows {
+    out.reserve(flows.len() + slots.len());
+    for &(key, stats) in flows {
         let stats = match slots.remove(&key) {
             Some(slot) => sum_stats(&[stats, slot]),
             None => stats,
@@ -255,7 +299,6 @@ fn merge_flows(
             .into_iter()
             .map(|(key, stats)| FlowDelta::new(key, stats)),
     );
-    out
 }
 
 /// Sums per-CPU stats: counters add, first seen is the earliest, last seen
@@ -326,13 +369,15 @@ mod tests {
             src_port: port,
             ..FlowKey::default()
         };
-        let merged = merge_flows(
-            vec![(key(1), stats(100, 2, 50, 60, 0x02))],
+        let mut merged = Vec::new();
+        merge_flows(
+            &[(key(1), stats(100, 2, 50, 60, 0x02))],
             vec![
                 (key(1), stats(40, 1, 40, 90, 0x10)),
                 (key(2), stats(7, 1, 70, 70, 0)),
                 (key(1), stats(10, 1, 80, 80, 0x01)),
             ],
+            &mut merged,
         );
         let mut got: Vec<(u16, u64, u64, u64, u64, u32)> = merged
             .iter()

@@ -225,26 +225,34 @@ impl Enricher {
     }
 
     pub fn batch(&self, batch: FlowBatch) -> EnrichedBatch {
-        EnrichedBatch {
-            flows: batch
-                .flows
-                .into_iter()
-                .map(|d| (self.flow(&d.key), d))
-                .collect(),
-            drops: self.drops(&batch.drops),
-            retransmits: batch
+        let mut out = EnrichedBatch::default();
+        self.batch_into(&batch, &mut out);
+        out
+    }
+
+    /// Enriches `batch` into `out`, whose buffers are emptied and reused
+    /// (the aggregator keeps one from drain to drain).
+    pub fn batch_into(&self, batch: &FlowBatch, out: &mut EnrichedBatch) {
+        out.flows.clear();
+        out.flows
+            .extend(batch.flows.iter().map(|d| (self.flow(&d.key), *d)));
+        out.drops = self.drops(&batch.drops);
+        out.retransmits.clear();
+        out.retransmits.extend(
+            batch
                 .retransmits
                 .iter()
-                .map(|(key, n)| (self.flow(key), *n))
-                .collect(),
-            connections: batch
+                .map(|(key, n)| (self.flow(key), *n)),
+        );
+        out.connections.clear();
+        out.connections.extend(
+            batch
                 .connections
                 .iter()
-                .map(|(key, n)| (self.flow(&key.flow), key.outcome, *n))
-                .collect(),
-            loss: batch.loss,
-            read_errors: batch.read_errors,
-        }
+                .map(|(key, n)| (self.flow(&key.flow), key.outcome, *n)),
+        );
+        out.loss = batch.loss;
+        out.read_errors = batch.read_errors;
     }
 }
 

@@ -21,9 +21,9 @@ pub fn protocol(number: u8) -> Protocol {
 impl From<&FlowIdentity> for FlowLabels {
     fn from(flow: &FlowIdentity) -> Self {
         Self {
-            source_ip: flow.source.ip.to_string(),
+            source_ip: flow.source.ip.into(),
             source_port: flow.source.port,
-            destination_ip: flow.destination.ip.to_string(),
+            destination_ip: flow.destination.ip.into(),
             destination_port: flow.destination.port,
             protocol: flow.protocol,
             direction: flow.direction,

@@ -30,18 +30,22 @@ pub struct Drained<K, V> {
 /// keys are `K` and per-CPU values `V`, over `cpus` possible CPUs; each
 /// entry's values are folded with `fold`. An error of the first call that
 /// read nothing (a kernel without batch operations) is returned, nothing
-/// deleted; any later error comes with every entry read before it.
+/// deleted; any later error comes with every entry read before it. The
+/// entries are appended to `into` (emptied first): a buffer kept from the
+/// last drain needs no new memory.
 pub fn drain_per_cpu_hash<K: Copy, V: Copy>(
     fd: BorrowedFd<'_>,
     cpus: usize,
     fold: impl Fn(&[V]) -> V,
+    mut into: Vec<(K, V)>,
 ) -> std::io::Result<Drained<K, V>> {
     // Each CPU's value is 8-byte aligned in the value buffer.
     let stride = size_of::<V>().next_multiple_of(8);
     let entry = stride * cpus;
     let mut keys: Vec<MaybeUninit<K>> = vec![MaybeUninit::uninit(); CHUNK];
     let mut values: Vec<u64> = vec![0; CHUNK * entry / 8];
-    let mut out = Vec::new();
+    into.clear();
+    let mut out = into;
     let (mut token, mut next) = (0u32, 0u32);
     let mut first = true;
     loop {

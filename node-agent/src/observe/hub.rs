@@ -58,7 +58,7 @@ impl<T> Hub<T> {
         }
     }
 
-    pub fn publish(&self, records: Vec<T>) {
+    pub fn publish(&self, records: impl IntoIterator<Item = T>) {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         for record in records {
             let record = Arc::new(record);

@@ -46,8 +46,8 @@ impl FlowHandler for ConnAggregator {
     fn handle(&mut self, batch: &EnrichedBatch, now: Instant) {
         for (flow, outcome, count) in &batch.connections {
             let labels = ConnLabels {
-                source_ip: flow.source.ip.to_string(),
-                destination_ip: flow.destination.ip.to_string(),
+                source_ip: flow.source.ip.into(),
+                destination_ip: flow.destination.ip.into(),
                 destination_port: flow.destination.port,
                 outcome: outcome_name(*outcome),
             };
