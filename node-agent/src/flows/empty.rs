@@ -60,6 +60,9 @@ pub(super) fn drain_shared<K: aya::Pod, V: aya::Pod>(
     })
 }
 
+/// A drained map's entries.
+type Entries<K, V> = Vec<(K, V)>;
+
 /// Every entry of `map` in batches (values of `cpus` CPUs folded with
 /// `fold`) into `into`, or `into` back when this kernel has no batch
 /// operations (remembered in `no_batch`, so the caller drains key by key
@@ -71,7 +74,7 @@ fn drain_batch<K: Copy, V: Copy>(
     no_batch: &AtomicBool,
     errors: &mut u64,
     into: Vec<(K, V)>,
-) -> Result<Vec<(K, V)>, Vec<(K, V)>> {
+) -> Result<Entries<K, V>, Entries<K, V>> {
     use std::os::fd::AsFd;
     if no_batch.load(Ordering::Relaxed) {
         return Err(into);
