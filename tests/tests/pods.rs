@@ -73,6 +73,15 @@ fn blocked_pair(tag: &str, a_ip: &str, b_ip: &str) -> PodPair {
     pair
 }
 
+/// The Hubble contexts both pod tests run with: pods named, addresses where
+/// no pod owns them.
+const HUBBLE_CONTEXTS: [&str; 4] = [
+    "--hubble-source-context",
+    "pod|ip",
+    "--hubble-destination-context",
+    "workload|ip",
+];
+
 #[test]
 fn flows_and_drops_are_named_by_pod_and_workload() {
     let (a_ip, b_ip) = ("10.216.0.1", "10.216.0.2");
@@ -89,20 +98,22 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
         "ff",
     );
     let api = FakeApiServer::start(vec![web, elsewhere]);
-    let Some(agent) = agent::for_test(&[
-        "--drain-interval-ms",
-        "200",
-        "--kubeconfig",
-        api.kubeconfig(),
-        "--pod-scope",
-        "node",
-        "--node-name",
-        NODE,
-        "--hubble-source-context",
-        "pod|ip",
-        "--hubble-destination-context",
-        "workload|ip",
-    ]) else {
+    let Some(agent) = agent::for_test(
+        &[
+            HUBBLE_CONTEXTS.as_slice(),
+            &[
+                "--drain-interval-ms",
+                "200",
+                "--kubeconfig",
+                api.kubeconfig(),
+                "--pod-scope",
+                "node",
+                "--node-name",
+                NODE,
+            ],
+        ]
+        .concat(),
+    ) else {
         return;
     };
     let pods = || sum(&samples(&agent.scrape().1), "osprey_kubernetes_pods", &[]) as u64;
@@ -311,18 +322,20 @@ fn a_deleted_pods_series_leave_after_the_grace_period() {
     let (a_ip, b_ip) = ("10.236.0.1", "10.236.0.2");
     let db = db_pod(b_ip);
     let api = FakeApiServer::start(vec![web_pod(a_ip), db]);
-    let Some(agent) = agent::for_test(&[
-        "--drain-interval-ms",
-        "200",
-        "--flow-idle-ttl-secs",
-        "4",
-        "--kubeconfig",
-        api.kubeconfig(),
-        "--hubble-source-context",
-        "pod|ip",
-        "--hubble-destination-context",
-        "workload|ip",
-    ]) else {
+    let Some(agent) = agent::for_test(
+        &[
+            HUBBLE_CONTEXTS.as_slice(),
+            &[
+                "--drain-interval-ms",
+                "200",
+                "--flow-idle-ttl-secs",
+                "4",
+                "--kubeconfig",
+                api.kubeconfig(),
+            ],
+        ]
+        .concat(),
+    ) else {
         return;
     };
     let pods = || sum(&samples(&agent.scrape().1), "osprey_kubernetes_pods", &[]);
