@@ -97,7 +97,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     } else {
         config.cgroup.clone()
     };
-    let (probes, maps, resource_maps) = Probes::load_and_attach(
+    let (mut probes, maps, resource_maps) = Probes::load_and_attach(
         probes_path.clone(),
         cgroup.clone(),
         config.flow_map_entries,
@@ -129,6 +129,13 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     let (enricher, unknown) = Enricher::new(pods.clone(), probes.drop_reasons.clone())
         .ignoring(&config.drop_reasons_ignored);
     let enricher = enricher.counting_locations(&config.drop_locations_counted);
+    let enricher = match probes.symbol_program() {
+        Ok(kernel) => enricher.naming_with(kernel),
+        Err(e) => {
+            warn!(error = %e, "drop locations are named from /proc/kallsyms");
+            enricher
+        }
+    };
     if !unknown.is_empty() {
         // Kernels differ in their reasons: a name this one lacks is not an
         // error, but it ignores nothing.

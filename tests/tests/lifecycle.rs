@@ -20,8 +20,9 @@ fn program_ids(agent: &Agent) -> BTreeSet<u32> {
             .collect();
         // flow_ingress, flow_egress, skb_drop, tcp_retransmit, tcp_state,
         // sched_wakeup, sched_wakeup_new, sched_switch, sched_exit, block_io,
-        // oom_victim (attached), and clock_sample (loaded, only ever test-run).
-        (ids.len() == 12).then_some(ids)
+        // oom_victim (attached), clock_sample and symbol_name (loaded, only
+        // ever test-run).
+        (ids.len() == 13).then_some(ids)
     })
 }
 
@@ -74,14 +75,14 @@ fn runqueue_probes_can_be_left_off() {
     let Some(agent) = agent::for_test(&["--runqueue-latency", "false"]) else {
         return;
     };
-    // The twelve less the four scheduler programs.
+    // The thirteen less the four scheduler programs.
     let programs: BTreeSet<String> = eventually(10, "osprey_bpf_program_info", || {
         let names: BTreeSet<String> = samples(&agent.scrape().1)
             .into_iter()
             .filter(|s| s.name == "osprey_bpf_program_info")
             .filter_map(|s| s.labels.get("program").cloned())
             .collect();
-        (names.len() == 8).then_some(names)
+        (names.len() == 9).then_some(names)
     });
     assert!(
         programs.iter().all(|p| !p.starts_with("sched_")),

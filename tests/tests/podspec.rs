@@ -9,7 +9,7 @@
 //! ambient capabilities). The pod keeps its host network, host PID, host
 //! mounts (bpffs, tracefs, BTF, cgroupfs, the host's /proc and root) and
 //! security context. Every probe loads (`osprey_bpf_program_info` names all
-//! twelve programs and the log warns of none disabled), and what the agent
+//! thirteen programs and the log warns of none disabled), and what the agent
 //! sees from inside the pod matches the host: `node_network_*` of `lo` and
 //! of a host-side veth, `node_filesystem_size_bytes` of `/` and of a tmpfs
 //! mounted on the host for the test, and a test pod's (a cgroup whose
@@ -47,8 +47,9 @@ use osprey_e2e::{
     require, require_peer,
 };
 
-/// Every program the agent loads: eleven attached, clock_sample test-run.
-const PROGRAMS: [&str; 12] = [
+/// Every program the agent loads: eleven attached, clock_sample and
+/// symbol_name test-run.
+const PROGRAMS: [&str; 13] = [
     "block_io",
     "clock_sample",
     "flow_egress",
@@ -59,6 +60,7 @@ const PROGRAMS: [&str; 12] = [
     "sched_wakeup",
     "sched_wakeup_new",
     "skb_drop",
+    "symbol_name",
     "tcp_retransmit",
     "tcp_state",
 ];

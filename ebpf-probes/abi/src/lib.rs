@@ -137,6 +137,33 @@ pub struct ClockSample {
     pub mono_ns: u64,
 }
 
+/// Longest kernel symbol name the `symbol_name` program writes, with its
+/// NUL (names longer are cut; the kernel's own limit, `KSYM_NAME_LEN`, is
+/// 512, but the functions that free packets have short names).
+pub const SYMBOL_NAME_LEN: usize = 128;
+
+/// A kernel text address named by the kernel (`%ps`: the function it is in,
+/// and ` [module]` for a module's), written by the `symbol_name` program (the
+/// `SYMBOL_NAME` array, index 0), which userspace test-runs with the address
+/// as its one argument. An address in no function prints as `0x…`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SymbolName {
+    /// `bpf_snprintf`'s result: the length of the name with its NUL, or a
+    /// negative error (the program's return value is not the test run's).
+    pub written: i64,
+    pub name: [u8; SYMBOL_NAME_LEN],
+}
+
+impl Default for SymbolName {
+    fn default() -> Self {
+        Self {
+            written: 0,
+            name: [0; SYMBOL_NAME_LEN],
+        }
+    }
+}
+
 /// One of the last flows one CPU counted in one direction, with what it
 /// added since it took the slot. Consecutive packets of that flow add up here
 /// (no hash lookup); the flow reaches the active flow map when another flow
@@ -421,6 +448,7 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::ClockSample {}
+    unsafe impl aya::Pod for super::SymbolName {}
     unsafe impl aya::Pod for super::FlowSlots {}
     unsafe impl aya::Pod for super::FlowLoss {}
     unsafe impl aya::Pod for super::DropKey {}

@@ -22,6 +22,7 @@ mod payload;
 mod retransmits;
 mod sched;
 mod shared;
+mod symbols;
 
 #[cfg(not(test))]
 #[panic_handler]

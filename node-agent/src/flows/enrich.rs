@@ -18,7 +18,7 @@ use super::{
     traces::TraceIndex,
 };
 use crate::{
-    kernel::kallsyms::Kallsyms,
+    kernel::kallsyms::{Kallsyms, SymbolProgram},
     pods::{PodIndex, PodMeta, Reserved, ServiceMeta},
 };
 
@@ -118,6 +118,14 @@ impl Enricher {
     /// drop without a reason).
     pub fn counting_locations(mut self, functions: &[String]) -> Self {
         self.counted_locations = Arc::new(functions.iter().map(|f| f.trim().to_owned()).collect());
+        self
+    }
+
+    /// Has the kernel name drop locations (the `symbol_name` program), not
+    /// a pass over `/proc/kallsyms`.
+    pub fn naming_with(self, kernel: SymbolProgram) -> Self {
+        *self.locations.lock().unwrap_or_else(|e| e.into_inner()) =
+            Kallsyms::default().with_kernel(kernel);
         self
     }
 

@@ -1,17 +1,29 @@
-//! Kernel text addresses named by `/proc/kallsyms`: where the kernel freed a
-//! dropped packet (`skb:kfree_skb`'s `location`) becomes a function name.
+//! Kernel text addresses named: where the kernel freed a dropped packet
+//! (`skb:kfree_skb`'s `location`) becomes a function name.
 //!
-//! The table is ~200k lines; keeping it would cost megabytes for the few
-//! dozen places drops come from. Names are resolved on demand instead: the
-//! addresses a drain has not seen before are looked up together, in one pass
-//! over the file, and remembered (a bounded cache).
+//! The kernel names them itself when the `symbol_name` program is loaded (a
+//! test run per new address, the kernel's own symbol search, microseconds).
+//! Otherwise `/proc/kallsyms` is read: ~120k lines, tens of milliseconds of
+//! kernel time a pass, and megabytes if kept, so the addresses a drain has
+//! not seen before are looked up together, in one pass, and remembered.
+//! Either way the names are cached (bounded): a kernel frees packets in a
+//! few dozen places.
 
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
+    os::fd::{AsFd, AsRawFd},
     path::PathBuf,
     sync::Arc,
 };
+
+use aya::{
+    maps::{Array, MapData},
+    programs::ProgramFd,
+};
+use osprey_abi::SymbolName;
+
+use crate::kernel::test_run::test_run_raw_tracepoint_with;
 
 /// Addresses remembered; past this the cache starts again (a kernel has far
 /// fewer places that free packets).
@@ -21,9 +33,53 @@ const CACHE: usize = 4_096;
 /// addresses hidden by `kptr_restrict` to a process without CAP_SYSLOG).
 pub const UNKNOWN: &str = "unknown";
 
+/// The `symbol_name` program (loaded, never attached) and the array it
+/// writes a name to.
+pub struct SymbolProgram {
+    program: ProgramFd,
+    out: Array<MapData, SymbolName>,
+}
+
+impl std::fmt::Debug for SymbolProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SymbolProgram").finish_non_exhaustive()
+    }
+}
+
+impl SymbolProgram {
+    pub fn new(program: ProgramFd, out: Array<MapData, SymbolName>) -> Self {
+        Self { program, out }
+    }
+
+    /// The function `addr` is in, as the kernel names it; `None` for an
+    /// address in no function.
+    pub fn name(&self, addr: u64) -> std::io::Result<Option<String>> {
+        test_run_raw_tracepoint_with(self.program.as_fd().as_raw_fd(), &[addr])?;
+        let out = self.out.get(&0, 0).map_err(std::io::Error::other)?;
+        if out.written <= 0 {
+            return Err(std::io::Error::other(format!(
+                "bpf_snprintf returned {}",
+                out.written
+            )));
+        }
+        Ok(printed_name(&out.name))
+    }
+}
+
+/// The function name of `%ps`'s output: `name` or `name [module]`; an
+/// address in no function prints as `0x…`.
+fn printed_name(buf: &[u8]) -> Option<String> {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let text = std::str::from_utf8(&buf[..end]).ok()?;
+    let name = text.split(' ').next()?;
+    (!name.is_empty() && !name.starts_with("0x")).then(|| name.to_owned())
+}
+
 #[derive(Debug)]
 pub struct Kallsyms {
     path: PathBuf,
+    /// The kernel names addresses; the file is read only if it cannot.
+    kernel: Option<SymbolProgram>,
     names: HashMap<u64, Arc<str>>,
 }
 
@@ -37,8 +93,16 @@ impl Kallsyms {
     pub fn at(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
+            kernel: None,
             names: HashMap::new(),
         }
+    }
+
+    /// Names addresses with the `symbol_name` program, the file only for
+    /// those it fails on.
+    pub fn with_kernel(mut self, kernel: SymbolProgram) -> Self {
+        self.kernel = Some(kernel);
+        self
     }
 
     /// The function containing `addr`, if resolved before.
@@ -69,6 +133,25 @@ impl Kallsyms {
         new.dedup();
         if self.names.len() + new.len() > CACHE {
             self.names.clear();
+        }
+        if let Some(kernel) = &self.kernel {
+            let mut failed = Vec::new();
+            for addr in new {
+                match kernel.name(addr) {
+                    Ok(name) => {
+                        let name = name.as_deref().unwrap_or(UNKNOWN);
+                        self.names.insert(addr, name.into());
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, addr, "symbol_name failed; reading kallsyms");
+                        failed.push(addr);
+                    }
+                }
+            }
+            new = failed;
+            if new.is_empty() {
+                return;
+            }
         }
         let found = std::fs::File::open(&self.path)
             .map(|f| containing(BufReader::new(f), &new))
@@ -146,6 +229,19 @@ ffffffff81c00000 T br_handle_frame [bridge]
                 Some("br_handle_frame".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn the_kernels_printed_name_is_the_function() {
+        let mut buf = [0u8; 32];
+        buf[..24].copy_from_slice(b"br_handle_frame [bridge]");
+        assert_eq!(printed_name(&buf).as_deref(), Some("br_handle_frame"));
+        assert_eq!(
+            printed_name(b"icmpv6_rcv\0junk").as_deref(),
+            Some("icmpv6_rcv")
+        );
+        assert_eq!(printed_name(b"0xffffffff81a00400\0"), None);
+        assert_eq!(printed_name(b"\0"), None);
     }
 
     #[test]

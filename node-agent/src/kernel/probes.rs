@@ -16,6 +16,7 @@ use tracing::warn;
 
 use crate::kernel::clock::{self, KernelClock};
 use crate::kernel::grace::ProgramGrace;
+use crate::kernel::kallsyms::SymbolProgram;
 use crate::kernel::layout::resource_globals;
 // The layouts and map handles live in their own modules; callers keep
 // their `probes::` paths.
@@ -269,6 +270,16 @@ impl Probes {
             Ok(())
         })?;
         Ok(fd.expect("set by setup"))
+    }
+
+    /// The `symbol_name` program, loaded for test runs, and the array it
+    /// writes to: the kernel names drop locations.
+    pub fn symbol_program(&mut self) -> Result<SymbolProgram, ProbeError> {
+        let program = self.test_program("symbol_name")?;
+        Ok(SymbolProgram::new(
+            program,
+            take(&mut self.ebpf, "SYMBOL_NAME")?,
+        ))
     }
 
     /// The kernel maps this process holds (the probes' and the drain's

@@ -57,8 +57,18 @@ pub fn test_run(fd: RawFd, packet: &[u8], repeat: u32) -> std::io::Result<TestRu
 
 /// Runs the raw tracepoint program behind `fd` once, with no arguments.
 pub fn test_run_raw_tracepoint(fd: RawFd) -> std::io::Result<TestRun> {
+    test_run_raw_tracepoint_with(fd, &[])
+}
+
+/// Runs the raw tracepoint program behind `fd` once, with `args` as the
+/// tracepoint's arguments (its context).
+pub fn test_run_raw_tracepoint_with(fd: RawFd, args: &[u64]) -> std::io::Result<TestRun> {
     let mut attr = zeroed_attr();
     attr.test.prog_fd = fd as u32;
+    if !args.is_empty() {
+        attr.test.ctx_in = args.as_ptr() as u64;
+        attr.test.ctx_size_in = std::mem::size_of_val(args) as u32;
+    }
     run(attr)
 }
 
