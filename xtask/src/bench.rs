@@ -226,9 +226,45 @@ pub(crate) fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
     Ok((cpu, rss_kib / 1024.0))
 }
 
+/// RSS (MiB) of a process's mappings of BPF maps: its ring buffers, which
+/// the kernel maps whole at mmap (the data pages twice, so a record can be
+/// read across the wrap) and which are kernel memory, not the process's.
+pub(crate) fn bpf_map_rss(pid: u32) -> Result<f64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    let mut in_map = false;
+    let mut kib = 0.0;
+    for line in smaps.lines() {
+        match line.split_whitespace().next() {
+            Some("Rss:") if in_map => {
+                kib += line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            }
+            Some(first) if first.contains('-') && !first.ends_with(':') => {
+                in_map = line.ends_with("anon_inode:bpf-map");
+            }
+            _ => {}
+        }
+    }
+    Ok(kib / 1024.0)
+}
+
 /// Agent CPU and RSS while pod A opens `rate` new flows per second.
 pub(crate) fn agent_cost(agent: &Path, rate: u32, secs: u64) -> Result<(f64, f64)> {
-    let running = RunningAgent::start(agent, false)?;
+    agent_cost_with(agent, &[], rate, secs).map(|(cpu, rss, _)| (cpu, rss))
+}
+
+/// [`agent_cost`] of the agent run with `extra` flags, and the part of its
+/// RSS that is BPF map mappings ([`bpf_map_rss`]).
+pub(crate) fn agent_cost_with(
+    agent: &Path,
+    extra: &[&str],
+    rate: u32,
+    secs: u64,
+) -> Result<(f64, f64, f64)> {
+    let running = RunningAgent::start_with(agent, false, extra)?;
     // Past start-up (the first cgroup walk, the first drains).
     sleep(Duration::from_millis(2000));
     let pid = running.child.id();
@@ -252,56 +288,67 @@ pub(crate) fn agent_cost(agent: &Path, rate: u32, secs: u64) -> Result<(f64, f64
     sleep(Duration::from_millis(1500)); // the last drains
     let (cpu1, rss) = cpu_and_rss(pid)?;
     let wall = t0.elapsed().as_secs_f64();
-    Ok(((cpu1 - cpu0) / wall * 1000.0, rss))
+    Ok(((cpu1 - cpu0) / wall * 1000.0, rss, bpf_map_rss(pid)?))
 }
 
 /// Agent cost per flow rate; with `against` (another agent binary, e.g. the
 /// last release), both run in the same invocation, alternating rep by rep,
-/// and the table gains their ratio.
+/// and the table gains their ratio. This build also runs with HTTP capture
+/// off, the feature set of an agent from before the HTTP probe.
 pub fn flow_rates(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) -> Result<()> {
     let _pods = Pods::create()?;
-    let mut agents = vec![("this build", agent)];
-    agents.extend(against.map(|a| ("--against", a)));
+    let mut agents: Vec<(&str, &Path, &[&str])> = vec![("this build", agent, &[])];
+    if let Some(a) = against {
+        agents.push((
+            "this build, HTTP capture off",
+            agent,
+            &["--http-capture-bytes", "0"],
+        ));
+        agents.push(("--against", a, &[]));
+    }
     println!(
         "\nAgent cost with many flows: UDP from pod A, one datagram per flow, medians of {reps}\n"
     );
     println!(
-        "| new flows/s | agent | agent mCPU (range) | mCPU per 1k flows/s | agent RSS MiB (range) |"
+        "| new flows/s | agent | agent mCPU (range) | mCPU per 1k flows/s | agent RSS MiB (range) | of which BPF ring mappings MiB |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for rate in [1_000u32, 10_000] {
-        let mut runs: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); agents.len()];
+        // (cpu, rss, mapped) per agent, one entry per rep.
+        let mut runs: Vec<[Vec<f64>; 3]> = vec![Default::default(); agents.len()];
         for _ in 0..reps {
-            for ((_, path), (cpu, rss)) in agents.iter().zip(&mut runs) {
-                let (c, r) = agent_cost(path, rate, secs)?;
-                cpu.push(c);
-                rss.push(r);
+            for ((_, path, extra), run) in agents.iter().zip(&mut runs) {
+                let (c, r, m) = agent_cost_with(path, extra, rate, secs)?;
+                run[0].push(c);
+                run[1].push(r);
+                run[2].push(m);
             }
         }
-        let paired = |i: usize| -> Vec<f64> {
-            let (a, b) = (&runs[0], &runs[1]);
-            let (x, y) = if i == 0 { (&a.0, &b.0) } else { (&a.1, &b.1) };
-            x.iter().zip(y).map(|(x, y)| x / y).collect()
-        };
-        let ratios = (runs.len() == 2).then(|| (paired(0), paired(1)));
-        for ((name, _), (cpu, rss)) in agents.iter().zip(&runs) {
+        for ((name, _, _), [cpu, rss, mapped]) in agents.iter().zip(&runs) {
             let c = median(cpu.clone());
             println!(
-                "| {rate} | {name} | {c:.1} ({}) | {:.1} | {:.1} ({}) |",
+                "| {rate} | {name} | {c:.1} ({}) | {:.1} | {:.1} ({}) | {:.1} |",
                 range(cpu),
                 c / (f64::from(rate) / 1000.0),
                 median(rss.clone()),
-                range(rss)
+                range(rss),
+                median(mapped.clone()),
             );
         }
-        if let Some((cpu, rss)) = ratios {
-            println!(
-                "| {rate} | this build / --against, paired by rep | {:.3}× ({}) | | {:.3}× ({}) |",
-                median(cpu.clone()),
-                range(&cpu),
-                median(rss.clone()),
-                range(&rss)
-            );
+        if let Some((base, ours)) = runs.split_last().filter(|_| against.is_some()) {
+            for ((name, _, _), run) in agents.iter().zip(ours) {
+                let paired = |i: usize| -> Vec<f64> {
+                    run[i].iter().zip(&base[i]).map(|(x, y)| x / y).collect()
+                };
+                let (cpu, rss) = (paired(0), paired(1));
+                println!(
+                    "| {rate} | {name} / --against, paired by rep | {:.3}× ({}) | | {:.3}× ({}) | |",
+                    median(cpu.clone()),
+                    range(&cpu),
+                    median(rss.clone()),
+                    range(&rss)
+                );
+            }
         }
     }
     println!(

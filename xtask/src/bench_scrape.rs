@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::bench::{RunningAgent, cpu_and_rss, median};
+use crate::bench::{RunningAgent, cpu_and_rss, median, range};
 
 const CGROUPS: usize = 100;
 const SCRAPES: usize = 100;
@@ -159,6 +159,11 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
     let baseline = against
         .map(|a| RunningAgent::start_with(a, false, &[]))
         .transpose()?;
+    // The baseline's feature set: an agent from before the HTTP probe parses
+    // no scrape (the bench's own HTTP) and exposes no HTTP families.
+    let no_http = against
+        .map(|_| RunningAgent::start_with(agent, false, &["--http-capture-bytes", "0"]))
+        .transpose()?;
     let same = node_exporter(19_101, &SAME_COLLECTORS)?;
     let defaults = node_exporter(19_102, &[])?;
     let mut targets = vec![
@@ -198,7 +203,14 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
             },
         ),
     ];
-    if let Some(b) = &baseline {
+    if let (Some(b), Some(n)) = (&baseline, &no_http) {
+        targets.push((
+            "osprey-agent: node + cgroups, HTTP capture off (--http-capture-bytes 0)",
+            Target {
+                pid: n.child.id(),
+                url: n.url.clone(),
+            },
+        ));
         targets.push((
             "--against agent: node + cgroups (all /metrics)",
             Target {
@@ -207,17 +219,26 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
             },
         ));
     }
-    let mut rows = Vec::new();
-    for (name, t) in &targets {
-        let (mut wall, mut cpu, mut rss, mut bytes) = (Vec::new(), Vec::new(), Vec::new(), 0);
-        for _ in 0..reps {
+    // Rep by rep, every target in turn: each sees the same moments of the
+    // run (start-up of the others, cache and frequency), not one the first
+    // minute and another the last.
+    let mut runs = vec![(Vec::new(), Vec::new(), Vec::new(), 0usize); targets.len()];
+    for _ in 0..reps {
+        for ((_, t), (wall, cpu, rss, bytes)) in targets.iter().zip(&mut runs) {
             let (w, c, r, b) = measure(t)?;
             wall.push(w);
             cpu.push(c);
             rss.push(r);
-            bytes = b;
+            *bytes = b;
         }
-        let row = (median(wall), median(cpu), median(rss));
+    }
+    let mut rows = Vec::new();
+    for ((name, _), (wall, cpu, rss, bytes)) in targets.iter().zip(&runs) {
+        let row = (
+            median(wall.clone()),
+            median(cpu.clone()),
+            median(rss.clone()),
+        );
         println!(
             "| {name} | {bytes} | {:.2} | {:.2} | {:.1} |",
             row.0, row.1, row.2
@@ -230,12 +251,23 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
         rows[2].1 / rows[3].1
     );
     if baseline.is_some() {
-        println!(
-            "this build / --against, node + cgroups: wall {:.2}×, CPU {:.2}×, RSS {:.2}×",
-            rows[0].0 / rows[5].0,
-            rows[0].1 / rows[5].1,
-            rows[0].2 / rows[5].2
-        );
+        type Run = (Vec<f64>, Vec<f64>, Vec<f64>, usize);
+        let paired = |ours: usize, of: fn(&Run) -> &Vec<f64>| {
+            let ratios: Vec<f64> = of(&runs[ours])
+                .iter()
+                .zip(of(&runs[6]))
+                .map(|(x, y)| x / y)
+                .collect();
+            format!("{:.2}× ({})", median(ratios.clone()), range(&ratios))
+        };
+        for (ours, name) in [(0, "this build"), (5, "this build, HTTP capture off")] {
+            println!(
+                "{name} / --against, node + cgroups, paired by rep: wall {}, CPU {}, RSS {}",
+                paired(ours, |r| &r.0),
+                paired(ours, |r| &r.1),
+                paired(ours, |r| &r.2)
+            );
+        }
     }
     let open_files = ureq::get(&full.url)
         .call()?
