@@ -4,7 +4,7 @@
 //! metrics through the collector's remote-write, while the test makes
 //! traffic between two pods (traced HTTP, firewall drops, DNS NXDOMAIN, a
 //! retransmitting stream, refused connections), burns CPU in a throttled
-//! cgroup and OOM-kills an allocator.
+//! pod container, writes to disk from it and OOM-kills an allocator there.
 //!
 //! Every dashboard query (template variables substituted as Grafana's "All"
 //! does) returns at least one series through `/api/v1/query`, the panels
@@ -22,7 +22,6 @@ use std::{collections::BTreeMap, path::Path, sync::atomic::Ordering, time::Durat
 
 use osprey_e2e::{
     agent,
-    cgroup::TestCgroup,
     collector::{self, Collector},
     dashboard_stack::*,
     dns::{Dnsmasq, a_query, resolve_udp},
@@ -163,20 +162,36 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
         "-j",
         "DROP",
     ]);
-    // A throttled CPU burner: two busy loops on one CPU, at most half of it.
-    let burn = TestCgroup::new("dash-burn");
-    limit_cpu(&burn, 50_000, 100_000);
+    // Pod B's app container (the pods dashboard shows containers, not
+    // cgroups outside pods): a throttled CPU burner, two busy loops on one
+    // CPU at most half of it; direct writes to disk; later the OOM victim
+    // (its count seen at 0 before the kill: a counter born at 1 has no
+    // increase). Its processes live in pod B's network namespace.
+    let oom = kubelet_cgroup("burstable", DB);
+    limit_cpu(&oom, 50_000, 100_000);
+    oom.limit_memory(32 << 20);
+    let in_b = format!("ip netns exec {}", pair.b.name);
     let burners: Vec<Proc> = (0..2)
-        .map(|_| Proc(burn.run("timeout 6 taskset -c 0 sh -c 'while :; do :; done'")))
+        .map(|_| {
+            Proc(oom.run(&format!(
+                "{in_b} timeout 6 taskset -c 0 sh -c 'while :; do :; done'"
+            )))
+        })
         .collect();
+    let disk = std::env::temp_dir().join(format!("osprey-dash-io-{}", std::process::id()));
+    let wrote = oom
+        .run(&format!(
+            "{in_b} dd if=/dev/zero of={} bs=1M count=4 oflag=direct status=none",
+            disk.display()
+        ))
+        .wait()
+        .unwrap();
+    let _ = std::fs::remove_file(&disk);
+    assert!(wrote.success(), "direct writes from pod B's container");
     // Pod A's app container: its process lives in pod A's network
     // namespace, whose interface counters are its network series.
     let pod = kubelet_cgroup("besteffort", WEB);
     let _pod_process = Proc(pod.run(&format!("ip netns exec {} sleep 300", pair.a.name)));
-    // The OOM victim's cgroup, seen at 0 kills before the kill (a counter
-    // born at 1 has no increase).
-    let oom = TestCgroup::new("dash-oom");
-    oom.limit_memory(32 << 20);
 
     // HTTP: 200s, a 404 and 500s; first untraced, so that every series
     // exists in Prometheus before the traced round raises it (a series born
@@ -264,7 +279,7 @@ fn every_dashboard_query_returns_data_and_the_alerts_fire() {
             .filter(|r| !r.is_empty())
     });
     let status = oom
-        .run("python3 -c 'b = bytearray(256 << 20)'")
+        .run(&format!("{in_b} python3 -c 'b = bytearray(256 << 20)'"))
         .wait()
         .unwrap();
     {
