@@ -205,6 +205,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
     }));
     registry.register_collector(Box::new(resources::node::NodeCollector {
         host_root: config.host_root.clone(),
+        network_exclude: config.network_device_exclude()?,
     }));
     let event_hub = events::hub(config.observe_buffer, &mut registry);
     let oom_malformed = prometheus_client::metrics::counter::Counter::default();
@@ -249,7 +250,8 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
                     )
                     .sandbox_metrics(
                         config.container_sandbox_metrics == config::SandboxMetrics::All,
-                    ),
+                    )
+                    .pod_metrics(config.container_pod_metrics == config::PodMetrics::All),
                 ))
             }
             None => warn!(

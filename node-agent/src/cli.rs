@@ -128,6 +128,11 @@ pub struct RunArgs {
     #[arg(long, env = "OSPREY_CONTAINER_SANDBOX_METRICS", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_sandbox_metrics: Option<crate::config::SandboxMetrics>,
+    /// A pod's own cgroup: totals (CPU usage, working set, OOM) or all
+    /// container_* families.
+    #[arg(long, env = "OSPREY_CONTAINER_POD_METRICS", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_pod_metrics: Option<crate::config::PodMetrics>,
     #[arg(long, env = "OSPREY_CGROUP_OPEN_FILES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_open_files: Option<usize>,
@@ -211,6 +216,10 @@ pub struct RunArgs {
     #[arg(long, env = "OSPREY_HOST_ROOT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_root: Option<PathBuf>,
+    /// Interfaces left out of node_network_* (a regex; "" keeps all).
+    #[arg(long, env = "OSPREY_NODE_NETWORK_DEVICE_EXCLUDE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_network_device_exclude: Option<String>,
     /// Serve the endpoints over TLS with this certificate (PEM).
     #[arg(long, env = "OSPREY_TLS_CERT_FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -26,6 +26,8 @@ pub enum ConfigError {
     Merge(#[source] toml::de::Error),
     #[error("invalid config: {0}")]
     Invalid(&'static str),
+    #[error("invalid config: node_network_device_exclude is not a regular expression")]
+    DeviceExclude(#[source] regex::Error),
 }
 
 /// The agent's configuration. Every field has a default; see `deploy/agent.example.toml`.
@@ -78,6 +80,12 @@ pub struct Config {
     /// sum, plus network and OOM kills) or `all` (every `container_*`
     /// family, as cAdvisor does: ~20 more series per pod).
     pub container_sandbox_metrics: SandboxMetrics,
+    /// What a pod's own cgroup (`…/pod<uid>`: the kernel's total of its
+    /// containers, which publish the same figures themselves) publishes:
+    /// `totals` (default: CPU usage and working set, what cAdvisor users
+    /// query with `container=""`, plus OOM kills) or `all` (every
+    /// `container_*` family, as cAdvisor does: ~18 more series per pod).
+    pub container_pod_metrics: PodMetrics,
     /// Cgroup files kept open between scrapes and re-read from offset 0,
     /// which saves an open and a close per file per scrape (about 11 files
     /// per cgroup; ~20-30 µs of CPU per cgroup per scrape, a third of a
@@ -182,6 +190,12 @@ pub struct Config {
     /// where pid 1's root (`/proc/1/root`) is refused, checking that the
     /// path reaches the mount's own device. Unset: pid 1's root only.
     pub host_root: Option<PathBuf>,
+    /// Interfaces left out of `node_network_*`: a regular expression over
+    /// the device name, as node-exporter's `--collector.netdev.device-exclude`
+    /// (the default is kube-prometheus' setting of it). It leaves out pods'
+    /// host-side veths, 8 series per pod: a pod's traffic is in its
+    /// `container_network_*`. `""` keeps every interface.
+    pub node_network_device_exclude: String,
     /// Serve `listen` over TLS with this certificate chain (PEM): `/metrics`,
     /// `/healthz` and the flow and event streams, which reveal every
     /// connection on the node. Needs `tls_key_file`. Unset: plain HTTP.
@@ -223,6 +237,30 @@ pub enum SandboxMetrics {
     All,
 }
 
+/// kube-prometheus' `--collector.netdev.device-exclude` for node-exporter.
+pub const DEVICE_EXCLUDE: &str = "^(veth.*|[a-f0-9]{15})$";
+
+impl Config {
+    /// `node_network_device_exclude` compiled; `None` when empty.
+    pub fn network_device_exclude(&self) -> Result<Option<regex::Regex>, ConfigError> {
+        if self.node_network_device_exclude.is_empty() {
+            return Ok(None);
+        }
+        regex::Regex::new(&self.node_network_device_exclude)
+            .map(Some)
+            .map_err(ConfigError::DeviceExclude)
+    }
+}
+
+/// See [`Config::container_pod_metrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PodMetrics {
+    #[default]
+    Totals,
+    All,
+}
+
 /// When to watch pods on the Kubernetes API.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -246,6 +284,7 @@ impl Default for Config {
             flow_ports: FlowPorts::Server,
             cgroup_metrics_limit: 1_000,
             container_sandbox_metrics: SandboxMetrics::Minimal,
+            container_pod_metrics: PodMetrics::Totals,
             cgroup_open_files: 2_048,
             hubble_source_context: ContextSpec::default(),
             hubble_destination_context: ContextSpec::default(),
@@ -276,6 +315,7 @@ impl Default for Config {
             http_spans: crate::http::spans::HttpSpans::Traced,
             otlp_traces_endpoint: None,
             host_root: None,
+            node_network_device_exclude: DEVICE_EXCLUDE.to_owned(),
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
@@ -328,6 +368,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.network_device_exclude()?;
         if self.flow_map_entries == 0 {
             return Err(ConfigError::Invalid("flow_map_entries must be at least 1"));
         }
@@ -435,6 +476,20 @@ mod tests {
         let config = Config::from_file(std::path::Path::new(path)).unwrap();
         assert_eq!(config.flow_map_entries, 65_536);
         assert_eq!(config.listen.port(), 9811);
+    }
+
+    #[test]
+    fn a_bad_device_exclude_is_a_clear_error() {
+        let config: Config = toml::from_str("node_network_device_exclude = \"veth(\"").unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(matches!(err, ConfigError::DeviceExclude(_)), "{err}");
+        assert!(
+            err.to_string().contains("node_network_device_exclude"),
+            "{err}"
+        );
+        let re = Config::default().network_device_exclude().unwrap().unwrap();
+        assert!(re.is_match("veth1a2b3c") && re.is_match("0123456789abcde"));
+        assert!(!re.is_match("eth0") && !re.is_match("cni0") && !re.is_match("lo"));
     }
 
     #[test]

@@ -57,8 +57,10 @@ fn node_families_match_node_exporter() {
             .args([
                 "--collector.meminfo",
                 "--collector.netdev",
-                // Debian's default excludes lo (^lo$); the agent exposes it.
-                "--collector.netdev.device-exclude=^$",
+                // The agent's default (kube-prometheus' setting: pods'
+                // host-side veths left out); Debian's (^lo$) would leave out
+                // lo, which the agent exposes.
+                "--collector.netdev.device-exclude=^(veth.*|[a-f0-9]{15})$",
                 "--collector.pressure",
             ])
             .args([

@@ -218,14 +218,21 @@ fn flows_and_drops_are_named_by_pod_and_workload() {
             "{k}"
         );
     }
+    // The pod's own cgroup publishes the pod totals (CPU usage, working
+    // set) under the pod's labels, without a container; its containers
+    // publish the rest (`container_pod_metrics = "totals"`).
     let pod_id = format!("/{pod_cgroup}");
-    let pod_series: Vec<&Sample> = s
-        .iter()
-        .filter(|x| x.name == "container_memory_usage_bytes" && x.labels["id"] == pod_id)
-        .collect();
+    let of_pod = |name: &str| -> Vec<&Sample> {
+        s.iter()
+            .filter(|x| x.name == name && x.labels["id"] == pod_id)
+            .collect()
+    };
+    let pod_series = of_pod("container_memory_working_set_bytes");
     assert_eq!(pod_series.len(), 1, "the pod's own cgroup");
     assert_eq!(pod_series[0].labels["pod"], WEB);
     assert!(!pod_series[0].labels.contains_key("container"));
+    assert_eq!(of_pod("container_cpu_usage_seconds_total").len(), 1);
+    assert_eq!(of_pod("container_memory_usage_bytes").len(), 0);
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 

@@ -29,6 +29,19 @@ pub struct Cgroup {
     /// dashboards sum into pod totals, unless `container_sandbox_metrics =
     /// "all"`.
     pub sandbox: bool,
+    /// A pod's own cgroup (`…/pod<uid>`): the kernel's total of its
+    /// containers, which publish the same figures themselves. It too
+    /// publishes only the pod totals cAdvisor users query with
+    /// `container=""`, unless `container_pod_metrics = "all"`.
+    pub pod_own: bool,
+}
+
+impl Cgroup {
+    /// Publishes only the pod-total families ([`super::render::SANDBOX_FAMILIES`]),
+    /// its network and its OOM kills.
+    pub fn totals_only(&self) -> bool {
+        self.sandbox || self.pod_own
+    }
 }
 
 /// Block IO of one cgroup on one device.
@@ -165,12 +178,14 @@ impl CgroupCollector {
             .enumerate()
             .map(|(i, (id, stats))| {
                 let owner = self.pods.by_cgroup(&id);
-                let sandbox = !self.sandbox_all
-                    && owner.as_ref().is_some_and(|(_, c)| c.is_none())
-                    && crate::pods::cgroup::owner(&id).is_some_and(|(_, c)| c.is_some());
+                let pod_level = owner.as_ref().is_some_and(|(_, c)| c.is_none());
+                let container_path = crate::pods::cgroup::owner(&id).map(|(_, c)| c.is_some());
+                let sandbox = !self.sandbox_all && pod_level && container_path == Some(true);
+                let pod_own = !self.pod_all && pod_level && container_path == Some(false);
                 Cgroup {
                     owner,
                     sandbox,
+                    pod_own,
                     oom_kills: match &view {
                         Some(view) => Some(view.oom.get(&i).copied().unwrap_or(0)),
                         None => stats.oom_kills,

@@ -51,6 +51,8 @@ pub struct CgroupCollector {
     pods: PodIndex,
     /// Every family for sandbox (pause) cgroups too.
     sandbox_all: bool,
+    /// Every family for pods' own cgroups too.
+    pod_all: bool,
 }
 
 impl std::fmt::Debug for CgroupCollector {
@@ -80,6 +82,7 @@ impl CgroupCollector {
             opened: Default::default(),
             budget: FileBudget::new(open_files),
             sandbox_all: false,
+            pod_all: false,
         }
     }
 
@@ -87,6 +90,14 @@ impl CgroupCollector {
     /// only [`render::SANDBOX_FAMILIES`].
     pub fn sandbox_metrics(mut self, all: bool) -> Self {
         self.sandbox_all = all;
+        self
+    }
+
+    /// Publishes every family for pods' own cgroups (`…/pod<uid>`, the
+    /// kernel's totals of their containers) too, not only
+    /// [`render::SANDBOX_FAMILIES`].
+    pub fn pod_metrics(mut self, all: bool) -> Self {
+        self.pod_all = all;
         self
     }
 }

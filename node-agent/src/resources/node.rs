@@ -17,6 +17,8 @@ use prometheus_client::{
 pub struct NodeCollector {
     /// See `Config::host_root`.
     pub host_root: Option<std::path::PathBuf>,
+    /// Devices left out of `node_network_*` (`Config::node_network_device_exclude`).
+    pub network_exclude: Option<regex::Regex>,
 }
 
 fn gauge(
@@ -96,11 +98,19 @@ impl NodeCollector {
         Ok(())
     }
 
-    fn network(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn network(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Ok(devices) = procfs::net::dev_status() else {
             return Ok(());
         };
-        let mut devices: Vec<_> = devices.into_values().collect();
+        let excluded = |name: &str| {
+            self.network_exclude
+                .as_ref()
+                .is_some_and(|r| r.is_match(name))
+        };
+        let mut devices: Vec<_> = devices
+            .into_values()
+            .filter(|d| !excluded(&d.name))
+            .collect();
         devices.sort_by(|a, b| a.name.cmp(&b.name));
         type Get = fn(&procfs::net::DeviceStatus) -> u64;
         let families: [(&MetricDesc, Get); 8] = [
@@ -154,7 +164,7 @@ impl Collector for NodeCollector {
         Self::cpu(&mut encoder)?;
         Self::load(&mut encoder)?;
         Self::memory(&mut encoder)?;
-        Self::network(&mut encoder)?;
+        self.network(&mut encoder)?;
         Self::pressure(&mut encoder)?;
         super::node_storage::encode_filesystems(&mut encoder, self.host_root.as_deref())?;
         super::node_storage::encode_disks(&mut encoder)?;

@@ -68,9 +68,10 @@ fn runq_buckets(h: &osprey_abi::RunqHist) -> Vec<(f64, u64)> {
         .collect()
 }
 
-/// The families a pod's sandbox (pause) cgroup publishes by default: what
-/// cAdvisor users sum into a pod's totals. Its network and OOM kills are
-/// published as for any cgroup.
+/// The families a pod's sandbox (pause) cgroup and its own cgroup publish by
+/// default: what cAdvisor users sum into a pod's totals or query on the
+/// pod's cgroup (`container=""`). Their network and OOM kills are published
+/// as for any cgroup.
 pub const SANDBOX_FAMILIES: [&str; 2] = [
     osprey_model::catalogue::CONTAINER_CPU_USAGE_SECONDS.name,
     osprey_model::catalogue::CONTAINER_MEMORY_WORKING_SET_BYTES.name,
@@ -88,7 +89,7 @@ pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::f
         let mut family = desc.encode_descriptor(encoder, *metric_type)?;
         let sandbox_too = SANDBOX_FAMILIES.contains(&desc.name);
         for (labels, c) in cgroups() {
-            if c.sandbox && !sandbox_too {
+            if c.totals_only() && !sandbox_too {
                 continue;
             }
             let Some(value) = get(&c.stats) else { continue };
@@ -117,6 +118,9 @@ pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::f
     for (desc, get) in IO {
         let mut family = desc.encode_descriptor(encoder, MetricType::Counter)?;
         for ((i, device), v) in &scrape.io {
+            if scrape.cgroups[*i].totals_only() {
+                continue;
+            }
             let labels = CgroupDeviceLabels {
                 cgroup: &base[*i],
                 device,
@@ -136,7 +140,7 @@ pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::f
     let mut family =
         CONTAINER_CPU_RUNQUEUE_LATENCY_SECONDS.encode_descriptor(encoder, MetricType::Histogram)?;
     for (i, h) in &probes.runq {
-        if scrape.cgroups[*i].sandbox {
+        if scrape.cgroups[*i].totals_only() {
             continue;
         }
         let buckets = runq_buckets(h);
@@ -238,6 +242,7 @@ mod tests {
                     stats: stats.clone(),
                     oom_kills: Some(2),
                     sandbox: false,
+                    pod_own: false,
                 },
                 Cgroup {
                     id: "/system.slice".into(),
@@ -245,16 +250,34 @@ mod tests {
                     stats: CgroupStats::default(),
                     oom_kills: None,
                     sandbox: false,
+                    pod_own: false,
                 },
                 Cgroup {
                     id: "/kubepods/pod-u1/pause1".into(),
                     owner: Some((pod.clone(), None)),
-                    stats,
+                    stats: stats.clone(),
                     oom_kills: Some(0),
                     sandbox: true,
+                    pod_own: false,
+                },
+                // The pod's own cgroup: no process of its own, so no network.
+                Cgroup {
+                    id: "/kubepods/pod-u1".into(),
+                    owner: Some((pod.clone(), None)),
+                    stats: CgroupStats {
+                        network: Vec::new(),
+                        ..stats
+                    },
+                    oom_kills: Some(2),
+                    sandbox: false,
+                    pod_own: true,
                 },
             ],
-            io: [((1, "vda".to_owned()), Io::default())].into(),
+            io: [
+                ((1, "vda".to_owned()), Io::default()),
+                ((3, "vda".to_owned()), Io::default()),
+            ]
+            .into(),
             open_files: 3,
             probes: Some(Probes {
                 runq: [(
@@ -334,6 +357,22 @@ mod tests {
                 "container_network_transmit_packets_total",
                 "container_network_transmit_packets_dropped_total",
                 "container_network_transmit_errors_total",
+                "container_oom_events_total",
+            ],
+            "{text}"
+        );
+        // The pod's own cgroup: the pod totals and OOM kills only (no IO,
+        // no histogram: its containers publish them).
+        let pod_own: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("id=\"/kubepods/pod-u1\""))
+            .map(|l| l.split('{').next().unwrap())
+            .collect();
+        assert_eq!(
+            pod_own,
+            [
+                "container_cpu_usage_seconds_total",
+                "container_memory_working_set_bytes",
                 "container_oom_events_total",
             ],
             "{text}"
