@@ -151,8 +151,27 @@ impl TestCgroup {
     }
 }
 
+impl TestCgroup {
+    /// Moves every process still in the cgroup to its hierarchy's root (an
+    /// agent the test adopted and still runs): a cgroup with a process in
+    /// it cannot be removed, and one left behind is a stray pod cgroup in
+    /// the next test's and bench's scrapes.
+    fn evacuate(&self) {
+        for d in &self.dirs {
+            let Some(root) = d.to_str().and_then(|p| p.strip_suffix(self.id.as_str())) else {
+                continue;
+            };
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines() {
+                let _ = std::fs::write(PathBuf::from(root).join("cgroup.procs"), pid);
+            }
+        }
+    }
+}
+
 impl Drop for TestCgroup {
     fn drop(&mut self) {
+        self.evacuate();
         for d in &self.made {
             for _ in 0..50 {
                 if std::fs::remove_dir(d).is_ok() {
