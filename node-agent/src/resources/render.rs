@@ -338,14 +338,16 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} in\n{text}");
         }
+        // The families of the series whose labels contain `id`.
+        let families_of = |id: &str| -> Vec<&str> {
+            text.lines()
+                .filter(|l| l.contains(id))
+                .map(|l| l.split('{').next().unwrap())
+                .collect()
+        };
         // The sandbox: what pod totals sum, its network and OOM kills only.
-        let sandbox: Vec<&str> = text
-            .lines()
-            .filter(|l| l.contains("pause1"))
-            .map(|l| l.split('{').next().unwrap())
-            .collect();
         assert_eq!(
-            sandbox,
+            families_of("id=\"/kubepods/pod-u1/pause1\""),
             [
                 "container_cpu_usage_seconds_total",
                 "container_memory_working_set_bytes",
@@ -363,13 +365,8 @@ mod tests {
         );
         // The pod's own cgroup: the pod totals and OOM kills only (no IO,
         // no histogram: its containers publish them).
-        let pod_own: Vec<&str> = text
-            .lines()
-            .filter(|l| l.contains("id=\"/kubepods/pod-u1\""))
-            .map(|l| l.split('{').next().unwrap())
-            .collect();
         assert_eq!(
-            pod_own,
+            families_of("id=\"/kubepods/pod-u1\""),
             [
                 "container_cpu_usage_seconds_total",
                 "container_memory_working_set_bytes",
