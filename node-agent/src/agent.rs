@@ -179,7 +179,7 @@ pub async fn run(config: Config, sched_fields: probes::SchedFields) -> Result<()
         .with(ConnAggregator::register(&mut registry, &limits))
         .with(RttHistogram::register(&mut registry))
         .with(probe_loss);
-    let mut program_metrics = ProgramMetrics::register(&mut registry);
+    let mut program_metrics = ProgramMetrics::register(&mut registry, config.bpf_stats);
     let maps_footprint = probes.map_footprints();
     info!(
         memory_bytes = maps_footprint.iter().map(|m| m.memory_bytes).sum::<u64>(),

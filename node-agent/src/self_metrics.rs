@@ -23,11 +23,19 @@ pub struct ProgramMetrics {
     runs: Family<ProgramLabels, Counter>,
     run_nanos: Family<ProgramLabels, Counter>,
     seen: HashMap<String, (u64, u64)>,
+    /// The kernel keeps run statistics (`bpf_stats`): without them runs and
+    /// run time stay 0, series that would only say nothing ran.
+    run_stats: bool,
 }
 
 impl ProgramMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
+    /// `run_stats`: whether the kernel keeps run statistics (`bpf_stats`);
+    /// without them only `osprey_bpf_program_info` has series.
+    pub fn register(registry: &mut Registry, run_stats: bool) -> Self {
+        let m = Self {
+            run_stats,
+            ..Self::default()
+        };
         OSPREY_BPF_PROGRAM_INFO.register(registry, m.info.clone());
         OSPREY_BPF_PROGRAM_RUNS.register(registry, m.runs.clone());
         OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS.register(registry, m.run_nanos.clone());
@@ -49,6 +57,9 @@ impl ProgramMetrics {
                     id: *id,
                 })
                 .set(1);
+            if !self.run_stats {
+                continue;
+            }
             let (seen_runs, seen_nanos) = self.seen.get(program).copied().unwrap_or_default();
             let labels = ProgramLabels {
                 program: program.clone(),
@@ -78,4 +89,44 @@ pub fn register_maps(registry: &mut Registry, maps: &[MapFootprint]) {
     }
     OSPREY_BPF_MAP_MEMORY_BYTES.register(registry, memory);
     OSPREY_BPF_MAP_ENTRIES_MAX.register(registry, entries);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(runs: u64) -> Vec<ProgramStats> {
+        vec![ProgramStats {
+            name: "flow_egress".into(),
+            id: 7,
+            runs,
+            run_time_ns: runs * 50,
+        }]
+    }
+
+    #[test]
+    fn run_counters_have_series_only_while_the_kernel_keeps_statistics() {
+        let mut off = Registry::default();
+        let mut metrics = ProgramMetrics::register(&mut off, false);
+        metrics.update(&stats(0));
+        let text = crate::test_support::exposition(&off);
+        assert!(text.contains("osprey_bpf_program_info{program=\"flow_egress\",id=\"7\"} 1"));
+        assert!(!text.contains("osprey_bpf_program_runs_total{"), "{text}");
+
+        let mut on = Registry::default();
+        let mut metrics = ProgramMetrics::register(&mut on, true);
+        metrics.update(&stats(10));
+        metrics.update(&stats(25));
+        let text = crate::test_support::exposition(&on);
+        assert!(
+            text.contains("osprey_bpf_program_runs_total{program=\"flow_egress\"} 25"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "osprey_bpf_program_run_time_nanoseconds_total{program=\"flow_egress\"} 1250"
+            ),
+            "{text}"
+        );
+    }
 }
