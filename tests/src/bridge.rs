@@ -6,7 +6,7 @@
 
 use std::{net::IpAddr, process::Command};
 
-use crate::netns::{IFACE, Netns};
+use crate::netns::{Ends, IFACE, Netns};
 
 /// Pods on one bridge, addressed `<prefix>.1`, `<prefix>.2`, … /24, their
 /// default route the node (`<prefix>.254`, forwarding on).
@@ -93,5 +93,31 @@ impl BridgedNode {
 
     pub fn node(&self) -> &Netns {
         &self.node
+    }
+
+    /// Pod `client` talking to pod `server`.
+    pub fn ends(&self, client: usize, server: usize) -> PodEnds<'_> {
+        PodEnds {
+            node: self,
+            client,
+            server,
+        }
+    }
+}
+
+/// Two pods of a `BridgedNode`, as the ends of an exchange.
+pub struct PodEnds<'a> {
+    node: &'a BridgedNode,
+    client: usize,
+    server: usize,
+}
+
+impl Ends for PodEnds<'_> {
+    fn client(&self) -> (&Netns, IpAddr) {
+        (&self.node.pods[self.client], self.node.ips[self.client])
+    }
+
+    fn server(&self) -> (&Netns, IpAddr) {
+        (&self.node.pods[self.server], self.node.ips[self.server])
     }
 }

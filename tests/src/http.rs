@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::netns::PodPair;
+use crate::netns::Ends;
 
 /// What the server does for a path: (status, delay).
 pub fn behaviour(path: &str) -> (u16, Duration) {
@@ -103,11 +103,11 @@ pub enum Step {
 }
 
 /// Serves `connections` keep-alive connections, one after another, on
-/// `b_ip:port` in pod B; returns what it answered.
-pub fn serve(pair: &PodPair, port: u16, connections: usize) -> JoinHandle<Vec<Served>> {
+/// the server pod's address and `port`; returns what it answered.
+pub fn serve(ends: &impl Ends, port: u16, connections: usize) -> JoinHandle<Vec<Served>> {
     let (ready_tx, ready_rx) = mpsc::channel();
-    let b_ip = pair.b_ip;
-    let server = pair.b.run(move || {
+    let (pod, b_ip) = ends.server();
+    let server = pod.run(move || {
         let listener = TcpListener::bind(SocketAddr::new(b_ip, port)).expect("bind in pod b");
         ready_tx.send(()).unwrap();
         let mut served = Vec::new();
@@ -185,55 +185,52 @@ pub struct Asked {
     pub waited: Duration,
 }
 
-/// Runs each connection's plan from pod A, one connection after another;
-/// returns every request as the client saw it, in the order sent.
-pub fn client(pair: &PodPair, port: u16, plans: Vec<Vec<Step>>) -> Vec<Asked> {
-    let b_ip = pair.b_ip;
-    pair.a
-        .run(move || {
-            let mut asked = Vec::new();
-            for plan in plans {
-                let conn = TcpStream::connect_timeout(
-                    &SocketAddr::new(b_ip, port),
-                    Duration::from_secs(5),
-                )
-                .expect("connect from pod a");
-                conn.set_nodelay(true).unwrap();
-                let mut writer = conn.try_clone().unwrap();
-                let mut reader = BufReader::new(conn);
-                for step in plan {
-                    let reqs = match step {
-                        Step::One(r) => vec![r],
-                        Step::Pipelined(rs) => rs,
-                    };
-                    let start = Instant::now();
-                    match reqs.as_slice() {
-                        [r] if r.send == Send::Split => {
-                            let head = r.head();
-                            let cut = head.find("\r\n").unwrap() + 2;
-                            writer.write_all(&head.as_bytes()[..cut]).unwrap();
-                            std::thread::sleep(Duration::from_millis(20));
-                            writer.write_all(&head.as_bytes()[cut..]).unwrap();
-                        }
-                        _ => {
-                            let all: String = reqs.iter().map(Req::head).collect();
-                            writer.write_all(all.as_bytes()).unwrap();
-                        }
+/// Runs each connection's plan from the client pod, one connection after
+/// another; returns every request as the client saw it, in the order sent.
+pub fn client(ends: &impl Ends, port: u16, plans: Vec<Vec<Step>>) -> Vec<Asked> {
+    let ((pod, _), (_, b_ip)) = (ends.client(), ends.server());
+    pod.run(move || {
+        let mut asked = Vec::new();
+        for plan in plans {
+            let conn =
+                TcpStream::connect_timeout(&SocketAddr::new(b_ip, port), Duration::from_secs(5))
+                    .expect("connect from pod a");
+            conn.set_nodelay(true).unwrap();
+            let mut writer = conn.try_clone().unwrap();
+            let mut reader = BufReader::new(conn);
+            for step in plan {
+                let reqs = match step {
+                    Step::One(r) => vec![r],
+                    Step::Pipelined(rs) => rs,
+                };
+                let start = Instant::now();
+                match reqs.as_slice() {
+                    [r] if r.send == Send::Split => {
+                        let head = r.head();
+                        let cut = head.find("\r\n").unwrap() + 2;
+                        writer.write_all(&head.as_bytes()[..cut]).unwrap();
+                        std::thread::sleep(Duration::from_millis(20));
+                        writer.write_all(&head.as_bytes()[cut..]).unwrap();
                     }
-                    for r in &reqs {
-                        read_response(&mut reader);
-                        asked.push(Asked {
-                            method: r.method,
-                            path: r.path,
-                            waited: start.elapsed(),
-                        });
+                    _ => {
+                        let all: String = reqs.iter().map(Req::head).collect();
+                        writer.write_all(all.as_bytes()).unwrap();
                     }
                 }
+                for r in &reqs {
+                    read_response(&mut reader);
+                    asked.push(Asked {
+                        method: r.method,
+                        path: r.path,
+                        waited: start.elapsed(),
+                    });
+                }
             }
-            asked
-        })
-        .join()
-        .expect("client thread")
+        }
+        asked
+    })
+    .join()
+    .expect("client thread")
 }
 
 /// Reads a response: its status line, headers and body.

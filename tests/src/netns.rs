@@ -116,6 +116,23 @@ impl Drop for Netns {
     }
 }
 
+/// The two ends of an exchange: a client pod and a server pod, each a
+/// namespace and its address. A `PodPair`, or two pods of a `BridgedNode`.
+pub trait Ends {
+    fn client(&self) -> (&Netns, IpAddr);
+    fn server(&self) -> (&Netns, IpAddr);
+}
+
+impl Ends for PodPair {
+    fn client(&self) -> (&Netns, IpAddr) {
+        (&self.a, self.a_ip)
+    }
+
+    fn server(&self) -> (&Netns, IpAddr) {
+        (&self.b, self.b_ip)
+    }
+}
+
 /// Two namespaces joined by a veth pair, addressed `a` and `b`.
 pub struct PodPair {
     pub a: Netns,

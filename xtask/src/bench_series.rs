@@ -218,18 +218,22 @@ pub fn run(agent: &Path, secs: u64) -> Result<()> {
         marginal(first.rss_mib, last.rss_mib),
         marginal(first.cpu_m, last.cpu_m),
     );
-    println!();
-    println!(
-        "Families by series per pod (the {} pods row, top 15):",
-        last.pods
-    );
-    println!();
-    let mut top: Vec<_> = last.families.iter().collect();
-    top.sort_by(|a, b| b.1.cmp(a.1));
-    println!("| family | series | per pod |");
-    println!("|---|---|---|");
-    for (f, n) in top.into_iter().take(15) {
-        println!("| `{f}` | {n} | {:.1} |", *n as f64 / last.pods as f64);
+    // The smallest node shows the fixed part (node, agent, per-node
+    // families); the largest, what each pod adds.
+    for row in [first, last] {
+        println!();
+        println!(
+            "Families by series per pod (the {} pods row, top 20):",
+            row.pods
+        );
+        println!();
+        let mut top: Vec<_> = row.families.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1));
+        println!("| family | series | per pod |");
+        println!("|---|---|---|");
+        for (f, n) in top.into_iter().take(20) {
+            println!("| `{f}` | {n} | {:.1} |", *n as f64 / row.pods as f64);
+        }
     }
     Ok(())
 }

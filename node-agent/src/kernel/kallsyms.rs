@@ -52,8 +52,12 @@ impl SymbolProgram {
     }
 
     /// The function `addr` is in, as the kernel names it; `None` for an
-    /// address in no function.
-    pub fn name(&self, addr: u64) -> std::io::Result<Option<String>> {
+    /// address in no function. The slot is cleared first, so a run that
+    /// fails before writing cannot hand back the previous address's name.
+    pub fn name(&mut self, addr: u64) -> std::io::Result<Option<String>> {
+        self.out
+            .set(0, SymbolName::default(), 0)
+            .map_err(std::io::Error::other)?;
         test_run_raw_tracepoint_with(self.program.as_fd().as_raw_fd(), &[addr])?;
         let out = self.out.get(&0, 0).map_err(std::io::Error::other)?;
         if out.written <= 0 {
@@ -134,7 +138,7 @@ impl Kallsyms {
         if self.names.len() + new.len() > CACHE {
             self.names.clear();
         }
-        if let Some(kernel) = &self.kernel {
+        if let Some(kernel) = &mut self.kernel {
             let mut failed = Vec::new();
             for addr in new {
                 match kernel.name(addr) {
