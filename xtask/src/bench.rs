@@ -295,6 +295,21 @@ pub(crate) fn agent_cost_with(
 /// last release), both run in the same invocation, alternating rep by rep,
 /// and the table gains their ratio. This build also runs with HTTP capture
 /// off, the feature set of an agent from before the HTTP probe.
+/// One rep of one agent at one rate: mCPU, RSS MiB, and the MiB of that
+/// RSS that are BPF ring mappings.
+#[derive(Clone, Copy)]
+struct Cost {
+    cpu: f64,
+    rss: f64,
+    mapped: f64,
+}
+
+impl Cost {
+    fn column(run: &[Cost], of: impl Fn(&Cost) -> f64) -> Vec<f64> {
+        run.iter().map(of).collect()
+    }
+}
+
 pub fn flow_rates(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) -> Result<()> {
     let _pods = Pods::create()?;
     let mut agents: Vec<(&str, &Path, &[&str])> = vec![("this build", agent, &[])];
@@ -314,33 +329,32 @@ pub fn flow_rates(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) 
     );
     println!("|---|---|---|---|---|---|");
     for rate in [1_000u32, 10_000] {
-        // (cpu, rss, mapped) per agent, one entry per rep.
-        let mut runs: Vec<[Vec<f64>; 3]> = vec![Default::default(); agents.len()];
+        // Per agent, one cost per rep; the agents take turns within a rep.
+        let mut runs: Vec<Vec<Cost>> = vec![Vec::new(); agents.len()];
         for _ in 0..reps {
             for ((_, path, extra), run) in agents.iter().zip(&mut runs) {
-                let (c, r, m) = agent_cost_with(path, extra, rate, secs)?;
-                run[0].push(c);
-                run[1].push(r);
-                run[2].push(m);
+                let (cpu, rss, mapped) = agent_cost_with(path, extra, rate, secs)?;
+                run.push(Cost { cpu, rss, mapped });
             }
         }
-        for ((name, _, _), [cpu, rss, mapped]) in agents.iter().zip(&runs) {
+        for ((name, _, _), run) in agents.iter().zip(&runs) {
+            let (cpu, rss) = (Cost::column(run, |c| c.cpu), Cost::column(run, |c| c.rss));
             let c = median(cpu.clone());
             println!(
                 "| {rate} | {name} | {c:.1} ({}) | {:.1} | {:.1} ({}) | {:.1} |",
-                range(cpu),
+                range(&cpu),
                 c / (f64::from(rate) / 1000.0),
                 median(rss.clone()),
-                range(rss),
-                median(mapped.clone()),
+                range(&rss),
+                median(Cost::column(run, |c| c.mapped)),
             );
         }
         if let Some((base, ours)) = runs.split_last().filter(|_| against.is_some()) {
             for ((name, _, _), run) in agents.iter().zip(ours) {
-                let paired = |i: usize| -> Vec<f64> {
-                    run[i].iter().zip(&base[i]).map(|(x, y)| x / y).collect()
+                let paired = |of: fn(&Cost) -> f64| -> Vec<f64> {
+                    run.iter().zip(base).map(|(x, y)| of(x) / of(y)).collect()
                 };
-                let (cpu, rss) = (paired(0), paired(1));
+                let (cpu, rss) = (paired(|c| c.cpu), paired(|c| c.rss));
                 println!(
                     "| {rate} | {name} / --against, paired by rep | {:.3}× ({}) | | {:.3}× ({}) | |",
                     median(cpu.clone()),

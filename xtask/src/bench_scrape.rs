@@ -84,8 +84,36 @@ impl Drop for Cgroups {
 }
 
 struct Target {
+    role: Role,
     pid: u32,
     url: String,
+}
+
+/// What a target stands for in the ratios printed under the table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// This build, node + cgroups.
+    Full,
+    /// This build with its cgroup files reopened per scrape.
+    Reopen,
+    /// This build, node collectors only.
+    NodeOnly,
+    /// node-exporter with the agent's node collectors.
+    ExporterSame,
+    /// node-exporter with its defaults.
+    ExporterDefault,
+    /// This build with HTTP capture off (the baseline's feature set).
+    NoHttp,
+    /// The `--against` agent.
+    Against,
+}
+
+/// Where the target of `role` is in `targets`.
+fn at(targets: &[(&str, Target)], role: Role) -> usize {
+    targets
+        .iter()
+        .position(|(_, t)| t.role == role)
+        .expect("every role has a target")
 }
 
 /// (median wall ms per scrape, CPU ms per scrape, RSS MiB, body bytes).
@@ -170,6 +198,7 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
         (
             "osprey-agent: node + cgroups (all /metrics)",
             Target {
+                role: Role::Full,
                 pid: full.child.id(),
                 url: full.url.clone(),
             },
@@ -177,6 +206,7 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
         (
             "osprey-agent: node + cgroups, files reopened per scrape (--cgroup-open-files 0)",
             Target {
+                role: Role::Reopen,
                 pid: reopen.child.id(),
                 url: reopen.url.clone(),
             },
@@ -184,6 +214,7 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
         (
             "osprey-agent: node only (--cgroup-metrics-limit 0)",
             Target {
+                role: Role::NodeOnly,
                 pid: node_only.child.id(),
                 url: node_only.url.clone(),
             },
@@ -191,6 +222,7 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
         (
             "node-exporter: the same node collectors",
             Target {
+                role: Role::ExporterSame,
                 pid: same.0.id(),
                 url: "http://127.0.0.1:19101/metrics".into(),
             },
@@ -198,6 +230,7 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
         (
             "node-exporter: default collectors",
             Target {
+                role: Role::ExporterDefault,
                 pid: defaults.0.id(),
                 url: "http://127.0.0.1:19102/metrics".into(),
             },
@@ -207,6 +240,7 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
         targets.push((
             "osprey-agent: node + cgroups, HTTP capture off (--http-capture-bytes 0)",
             Target {
+                role: Role::NoHttp,
                 pid: n.child.id(),
                 url: n.url.clone(),
             },
@@ -214,6 +248,7 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
         targets.push((
             "--against agent: node + cgroups (all /metrics)",
             Target {
+                role: Role::Against,
                 pid: b.child.id(),
                 url: b.url.clone(),
             },
@@ -247,20 +282,24 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
     }
     println!(
         "\nnode part, agent / node-exporter (same collectors): wall {:.2}×, CPU {:.2}×",
-        rows[2].0 / rows[3].0,
-        rows[2].1 / rows[3].1
+        rows[at(&targets, Role::NodeOnly)].0 / rows[at(&targets, Role::ExporterSame)].0,
+        rows[at(&targets, Role::NodeOnly)].1 / rows[at(&targets, Role::ExporterSame)].1
     );
     if baseline.is_some() {
         type Run = (Vec<f64>, Vec<f64>, Vec<f64>, usize);
         let paired = |ours: usize, of: fn(&Run) -> &Vec<f64>| {
             let ratios: Vec<f64> = of(&runs[ours])
                 .iter()
-                .zip(of(&runs[6]))
+                .zip(of(&runs[at(&targets, Role::Against)]))
                 .map(|(x, y)| x / y)
                 .collect();
             format!("{:.2}× ({})", median(ratios.clone()), range(&ratios))
         };
-        for (ours, name) in [(0, "this build"), (5, "this build, HTTP capture off")] {
+        for (role, name) in [
+            (Role::Full, "this build"),
+            (Role::NoHttp, "this build, HTTP capture off"),
+        ] {
+            let ours = at(&targets, role);
             println!(
                 "{name} / --against, node + cgroups, paired by rep: wall {}, CPU {}, RSS {}",
                 paired(ours, |r| &r.0),
