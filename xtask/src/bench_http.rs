@@ -30,7 +30,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    bench::{IP_B, NS_A, NS_B, Pods, RunningAgent, cpu_and_rss, median, terminate},
+    bench::{IP_B, NS_A, NS_B, Pods, RunningAgent, cpu_and_rss, gauge, median, terminate},
     bench_probes::{Stream, iperf, prog_stats},
     sh,
 };
@@ -260,6 +260,15 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
             median(t.mcpu[2].clone()) - median(t.mcpu[1].clone()),
             median(t.mcpu[2].clone()),
         );
+        let (lost, requests) = t
+            .lost
+            .iter()
+            .fold((0.0, 0.0), |(l, r), (a, b)| (l + a, r + b));
+        println!(
+            "HTTP records lost to a full ring ({}): {lost:.0} over {reps} rounds, of about {:.0} (four starts per request)",
+            layout.name(),
+            requests * 4.0,
+        );
     }
     let extra = kernel(2) - kernel(1);
     println!();
@@ -278,12 +287,18 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
     Ok(())
 }
 
-/// requests/s, p99 and agent mCPU per 1k requests/s, per setup.
+/// requests/s, p99 and agent mCPU per 1k requests/s, per setup; and the
+/// HTTP records the ring had no room for, with HTTP on.
 struct Table {
     rate: Vec<Vec<f64>>,
     p99: Vec<Vec<f64>>,
     mcpu: Vec<Vec<f64>>,
+    /// (records lost to a full ring, requests) per round.
+    lost: Vec<(f64, f64)>,
 }
+
+/// What the kernel counted as lost to a full HTTP ring.
+const HTTP_RING_FULL: &str = "osprey_probe_lost_events_total{probe=\"http\"}";
 
 /// `reps` interleaved rounds of the three setups in one layout.
 fn measure(agent: &Path, server: &Server, layout: Layout, reps: usize, secs: u64) -> Result<Table> {
@@ -294,6 +309,7 @@ fn measure(agent: &Path, server: &Server, layout: Layout, reps: usize, secs: u64
         rate: vec![Vec::new(); 3],
         p99: vec![Vec::new(); 3],
         mcpu: vec![Vec::new(); 3],
+        lost: Vec::new(),
     };
     for round in 0..reps {
         for (i, setup) in setups.iter().enumerate() {
@@ -311,6 +327,11 @@ fn measure(agent: &Path, server: &Server, layout: Layout, reps: usize, secs: u64
                 let cpu = cpu_and_rss(a.child.id())?.0 - before;
                 // mCPU per 1k requests/s = CPU-s per second / (k requests per second) × 1000.
                 t.mcpu[i].push(cpu / secs as f64 / (load.per_sec / 1e3) * 1e3);
+                if *setup == Setup::HttpOn {
+                    // After a drain interval, so the last one is in.
+                    sleep(Duration::from_millis(1200));
+                    t.lost.push((gauge(a, HTTP_RING_FULL), load.requests));
+                }
             }
             eprintln!(
                 "xtask: http {} round {} {:>16}: {:.0} req/s, p99 {:.3} ms",
