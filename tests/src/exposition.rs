@@ -10,6 +10,20 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// Drop series (`osprey_flow_drops_total`, `hubble_drop_total`) with one of
+/// `addrs` at either end, each as a line for an assertion message.
+pub fn drops_touching(s: &[Sample], addrs: &[String]) -> Vec<String> {
+    s.iter()
+        .filter(|x| x.name == "osprey_flow_drops_total" || x.name == "hubble_drop_total")
+        .filter(|x| {
+            ["source_ip", "destination_ip", "source", "destination"]
+                .iter()
+                .any(|k| x.labels.get(*k).is_some_and(|v| addrs.contains(v)))
+        })
+        .map(|x| format!("{} {:?} {}", x.name, x.labels, x.value))
+        .collect()
+}
+
 /// Parses the sample lines of a text exposition (no escapes in our label values).
 pub fn samples(text: &str) -> Vec<Sample> {
     text.lines()

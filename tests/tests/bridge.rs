@@ -15,7 +15,7 @@ use std::{
 use osprey_e2e::{
     agent,
     bridge::BridgedNode,
-    exposition::{Sample, samples, sum},
+    exposition::{Sample, drops_touching, samples, sum},
     settle,
 };
 
@@ -144,19 +144,6 @@ fn send_to(
         .unwrap();
 }
 
-/// Counted drops (either family) with one of `addrs` at either end.
-fn counted_on(s: &[Sample], addrs: &[String]) -> Vec<String> {
-    s.iter()
-        .filter(|x| x.name == "osprey_flow_drops_total" || x.name == "hubble_drop_total")
-        .filter(|x| {
-            ["source_ip", "destination_ip", "source", "destination"]
-                .iter()
-                .any(|k| x.labels.get(*k).is_some_and(|v| addrs.contains(v)))
-        })
-        .map(|x| format!("{} {:?} {}", x.name, x.labels, x.value))
-        .collect()
-}
-
 /// A flow's drops for one reason: (`osprey_flow_drops_total`,
 /// `hubble_drop_total`).
 fn drops(s: &[Sample], src: IpAddr, port: u16, reason: &str) -> (f64, f64) {
@@ -273,7 +260,7 @@ fn a_bridged_node_shows_real_drops_only_and_counts_the_rest_apart() {
         (FORWARDED_SENT as f64, FORWARDED_SENT as f64),
         "every datagram the node had no route for"
     );
-    let mut counted = counted_on(&s, &ours_text);
+    let mut counted = drops_touching(&s, &ours_text);
     counted.retain(|c| {
         ![
             "\"NO_SOCKET\"",

@@ -12,7 +12,7 @@ use osprey_e2e::{
     agent,
     bridge::BridgedNode,
     dns::{self, Dnsmasq, a_query, query},
-    exposition::{Sample, samples, sum},
+    exposition::{Sample, drops_touching, samples, sum},
     http::{self, Req, Step},
     require, settle,
 };
@@ -264,15 +264,6 @@ fn http_and_dns_on_a_bridged_node_count_exactly_per_pod() {
     // Nothing of it is a drop: no drop series has one of our addresses at
     // either end (the bridge's own frees are `bridge.rs`'s subject).
     let ours: Vec<String> = ours.iter().map(ToString::to_string).collect();
-    let counted: Vec<String> = s
-        .iter()
-        .filter(|x| x.name == "osprey_flow_drops_total" || x.name == "hubble_drop_total")
-        .filter(|x| {
-            ["source_ip", "destination_ip", "source", "destination"]
-                .iter()
-                .any(|k| x.labels.get(*k).is_some_and(|v| ours.contains(v)))
-        })
-        .map(|x| format!("{} {:?} {}", x.name, x.labels, x.value))
-        .collect();
+    let counted = drops_touching(&s, &ours);
     assert!(counted.is_empty(), "drops on our pods: {counted:#?}");
 }

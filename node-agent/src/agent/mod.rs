@@ -39,28 +39,15 @@ pub async fn run(config: crate::config::Config, sched_fields: probes::SchedField
     let health = Health::default();
     let pods = identity::watch_pods(&config, &mut registry, &health).await?;
     let enricher = identity::enricher(&config, pods.clone(), &mut probes);
-    let families::Families {
-        flow_metrics,
-        contexts,
-        limits,
-        hub,
-        events,
-        flow_series,
-        handlers,
-        mut programs,
-        flow_log,
-        dns,
-        http,
-        oom_malformed,
-    } = families::Families::register(&config, &mut registry, &probes)?;
+    let mut families = families::Families::register(&config, &mut registry, &probes)?;
     cgroups::register(
         &config,
         &mut registry,
         &health,
         resource_maps,
         pods,
-        &events,
-        oom_malformed,
+        &families.events,
+        families.oom_malformed,
     );
     let push = config
         .otlp_endpoint
@@ -71,23 +58,23 @@ pub async fn run(config: crate::config::Config, sched_fields: probes::SchedField
 
     let shared = rings::Shared {
         health: &health,
-        hub: &hub,
-        contexts: &contexts,
+        hub: &families.hub,
+        contexts: &families.contexts,
         enricher: &enricher,
-        limits: &limits,
+        limits: &families.limits,
     };
-    rings::dns(&mut maps, dns, &shared);
-    rings::http(&config, &mut maps, http, &shared)?;
+    rings::dns(&mut maps, families.dns, &shared);
+    rings::http(&config, &mut maps, families.http, &shared)?;
 
     let (pipeline, summary) = flow::FlowPipeline::start(
         maps,
         config.drain_interval(),
-        flow_metrics,
+        families.flow_metrics,
         flow::Stages {
             enricher,
-            flow_series,
-            handlers,
-            hub: hub.clone(),
+            flow_series: families.flow_series,
+            handlers: families.handlers,
+            hub: families.hub.clone(),
         },
         &health,
     )?;
@@ -97,11 +84,11 @@ pub async fn run(config: crate::config::Config, sched_fields: probes::SchedField
         tls,
         expose::Sources {
             registry,
-            hub,
-            events,
+            hub: families.hub,
+            events: families.events,
             health: health.clone(),
             unauthenticated,
-            flow_log,
+            flow_log: families.flow_log,
             push,
             summary,
         },
@@ -114,7 +101,7 @@ pub async fn run(config: crate::config::Config, sched_fields: probes::SchedField
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = stats_tick.tick() => programs.update(&probes.run_stats()),
+            _ = stats_tick.tick() => families.programs.update(&probes.run_stats()),
         }
     }
 
