@@ -27,7 +27,7 @@ use crate::bench::{cpu_and_rss, median, terminate};
 pub(crate) const SERIES: u64 = 2_000;
 pub(crate) const REQUESTS: u64 = 250;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -81,9 +81,9 @@ fn request(run: &str, i: u64, t0_ms: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-struct Proc {
-    child: Child,
-    dir: PathBuf,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) dir: PathBuf,
 }
 
 impl Drop for Proc {
@@ -93,13 +93,13 @@ impl Drop for Proc {
     }
 }
 
-fn tmp(tag: &str) -> Result<PathBuf> {
+pub(crate) fn tmp(tag: &str) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("osprey-bench-{tag}-{}", free_port()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
-fn wait_http(url: &str) -> Result<()> {
+pub(crate) fn wait_http(url: &str) -> Result<()> {
     let t = Instant::now();
     while ureq::get(url)
         .timeout(Duration::from_secs(1))

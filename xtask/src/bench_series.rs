@@ -3,7 +3,10 @@
 //! `series-node` (the tests' bridged node with kubelet-style cgroups, pods
 //! named by the stand-in API server, HTTP and UDP to one server pod) at 10,
 //! 50 and 100 pods. Series are counted as Prometheus stores them: one per
-//! sample line of the scrape (each histogram bucket is one).
+//! sample line of the scrape (each histogram bucket is one); a real
+//! Prometheus 3.5 scraping the same agent checks that count, and stores it
+//! again with `convert_classic_histograms_to_nhcb`, where a histogram is
+//! one series.
 
 use std::{
     collections::BTreeMap,
@@ -16,7 +19,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{RunningAgent, cpu_and_rss, gauge, terminate};
+use crate::{
+    bench::{RunningAgent, cpu_and_rss, gauge, terminate},
+    bench_collector::{Proc, free_port, query, tmp, wait_http},
+};
 
 const PODS: [usize; 3] = [10, 50, 100];
 /// Target: at most this many series per pod on average, at default settings.
@@ -103,6 +109,62 @@ struct Row {
     bytes: usize,
     rss_mib: f64,
     cpu_m: f64,
+    /// The series a real Prometheus 3.5 stores from the same agent: as
+    /// classic histograms, and with `convert_classic_histograms_to_nhcb`
+    /// (each histogram one series).
+    stored: usize,
+    stored_nhcb: usize,
+}
+
+/// Prometheus' own series per target (`up` and `scrape_*`), left out of
+/// the stored counts.
+const PER_TARGET: &str = r#"count({job="agent",__name__!~"up|scrape_.+"})"#;
+
+/// Starts a Prometheus 3.5 scraping `target` every 2 s, with classic
+/// histograms converted to native ones with custom buckets when `nhcb`.
+fn prometheus(bin: &Path, target: &str, nhcb: bool) -> Result<(Proc, String)> {
+    let dir = tmp(if nhcb { "series-nhcb" } else { "series" })?;
+    let port = free_port();
+    let convert = if nhcb {
+        "    convert_classic_histograms_to_nhcb: true\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        dir.join("p.yml"),
+        format!(
+            "global:\n  scrape_interval: 2s\nscrape_configs:\n  - job_name: agent\n{convert}    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )?;
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", dir.join("p.yml").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=error")
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let url = format!("http://127.0.0.1:{port}");
+    let proc = Proc { child, dir };
+    wait_http(&format!("{url}/-/ready"))?;
+    Ok((proc, url))
+}
+
+/// What both Prometheus store after a few scrapes of the agent.
+fn stored(bin: &Path, agent_url: &str) -> Result<(usize, usize)> {
+    let target = agent_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics");
+    let (_classic, classic_url) = prometheus(bin, target, false)?;
+    let (_nhcb, nhcb_url) = prometheus(bin, target, true)?;
+    // Three scrapes at least.
+    sleep(Duration::from_secs(7));
+    Ok((
+        query(&classic_url, PER_TARGET) as usize,
+        query(&nhcb_url, PER_TARGET) as usize,
+    ))
 }
 
 impl Row {
@@ -119,7 +181,7 @@ impl Row {
     }
 }
 
-fn measure(agent: &Path, pods: usize, secs: u64) -> Result<Row> {
+fn measure(agent: &Path, prometheus3: &Path, pods: usize, secs: u64) -> Result<Row> {
     let node = SeriesNode::start(agent, pods)?;
     let running = RunningAgent::start_with(
         agent,
@@ -147,6 +209,8 @@ fn measure(agent: &Path, pods: usize, secs: u64) -> Result<Row> {
     sleep(Duration::from_secs(secs));
     let (cpu1, rss_mib) = cpu_and_rss(running.child.id())?;
     let (families, bytes) = scrape(&running.url)?;
+    // After the CPU window: their scrapes are not the agent's idle cost.
+    let (stored, stored_nhcb) = stored(prometheus3, &running.url)?;
     drop(running);
     drop(node);
     Ok(Row {
@@ -155,13 +219,15 @@ fn measure(agent: &Path, pods: usize, secs: u64) -> Result<Row> {
         bytes,
         rss_mib,
         cpu_m: (cpu1 - cpu0) / secs as f64 * 1e3,
+        stored,
+        stored_nhcb,
     })
 }
 
-pub fn run(agent: &Path, secs: u64) -> Result<()> {
+pub fn run(agent: &Path, prometheus3: &Path, secs: u64) -> Result<()> {
     let mut rows = Vec::new();
     for pods in PODS {
-        let row = measure(agent, pods, secs)?;
+        let row = measure(agent, prometheus3, pods, secs)?;
         eprintln!(
             "xtask: series with {pods} pods: {} series, {} bytes, {:.1} MiB, {:.1} mCPU",
             row.series(),
@@ -218,6 +284,25 @@ pub fn run(agent: &Path, secs: u64) -> Result<()> {
         marginal(first.rss_mib, last.rss_mib),
         marginal(first.cpu_m, last.cpu_m),
     );
+    println!();
+    println!(
+        "Series as a real Prometheus 3.5 stores them, scraping the same agent every 2 s (`up` and `scrape_*` left out):"
+    );
+    println!();
+    println!(
+        "| pods | counted from the scrape, per pod | stored, per pod | stored with `convert_classic_histograms_to_nhcb` (a histogram is one series), per pod |"
+    );
+    println!("|---|---|---|---|");
+    for r in &rows {
+        let per = |v: usize| v as f64 / r.pods as f64;
+        println!(
+            "| {} | {:.1} | {:.1} | **{:.1}** |",
+            r.pods,
+            per(r.series()),
+            per(r.stored),
+            per(r.stored_nhcb)
+        );
+    }
     // The smallest node shows the fixed part (node, agent, per-node
     // families); the largest, what each pod adds.
     for row in [first, last] {

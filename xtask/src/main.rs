@@ -200,7 +200,9 @@ fn main() -> Result<()> {
                 bench_identity::run(&agent, reps)?;
             }
             if part("series") {
-                bench_series::run(&agent, secs * 5)?;
+                let peers: std::collections::HashMap<_, _> =
+                    setup::peers::env()?.into_iter().collect();
+                bench_series::run(&agent, &peers["OSPREY_PROMETHEUS3"], secs * 5)?;
             }
             if part("memory") {
                 bench_memory::run(&agent, reps, secs + 2)?;
