@@ -10,6 +10,24 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// The trace ids of the exemplars on the sample lines that start with
+/// `name` (a counter, or a histogram's `_bucket`) and whose labels include
+/// all of `want`.
+pub fn exemplar_traces(text: &str, name: &str, want: &[(&str, &str)]) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.split_once(" # {"))
+        .filter(|(series, _)| {
+            want.iter()
+                .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|(_, exemplar)| {
+            let start = exemplar.find("trace_id=\"")? + "trace_id=\"".len();
+            Some(exemplar[start..start + exemplar[start..].find('"')?].to_owned())
+        })
+        .collect()
+}
+
 /// Drop series (`osprey_flow_drops_total`, `hubble_drop_total`) with one of
 /// `addrs` at either end, each as a line for an assertion message.
 pub fn drops_touching(s: &[Sample], addrs: &[String]) -> Vec<String> {

@@ -12,7 +12,7 @@ use osprey_e2e::{
     agent,
     bridge::BridgedNode,
     dns::{self, Dnsmasq, a_query, query},
-    exposition::{Sample, drops_touching, samples, sum},
+    exposition::{Sample, drops_touching, exemplar_traces, samples, sum},
     http::{self, Req, Step},
     require, settle,
 };
@@ -50,25 +50,6 @@ fn plan(client: u8) -> (Vec<Vec<Step>>, Vec<(String, &'static str)>) {
         (t[2].1.clone(), "/error"),
     ];
     (plans, traced)
-}
-
-/// The exemplars' `trace_id`s on the `family` bucket lines whose labels
-/// include all of `want`.
-fn exemplars(text: &str, family: &str, want: &[(&str, &str)]) -> Vec<String> {
-    let bucket = format!("{family}_bucket{{");
-    text.lines()
-        .filter(|l| l.starts_with(&bucket))
-        .filter(|l| {
-            let labels = l.split(" # ").next().unwrap_or("");
-            want.iter()
-                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| {
-            let ex = l.split(" # ").nth(1)?;
-            let start = ex.find("trace_id=\"")? + "trace_id=\"".len();
-            Some(ex[start..start + ex[start..].find('"')?].to_owned())
-        })
-        .collect()
 }
 
 #[test]
@@ -200,9 +181,9 @@ fn http_and_dns_on_a_bridged_node_count_exactly_per_pod() {
         let (status, _) = http::behaviour(path);
         let method = if *path == "/error" { "POST" } else { "GET" };
         let (src, st) = (ip(*c), status.to_string());
-        let got = exemplars(
+        let got = exemplar_traces(
             &text,
-            "http_server_request_duration_seconds",
+            "http_server_request_duration_seconds_bucket",
             &[
                 ("source", src.as_str()),
                 ("http_request_method", method),

@@ -10,7 +10,7 @@ use std::{
 
 use osprey_e2e::{
     agent,
-    exposition::{Sample, samples, sum},
+    exposition::{Sample, exemplar_traces, samples, sum},
     http::{self, Req, Served, Step},
     netns::PodPair,
     prometheus::{self, Prometheus},
@@ -249,23 +249,6 @@ fn requests_are_counted_timed_and_carry_their_trace_ids() {
 #[test]
 fn over_ipv6_with_the_trace_label_switched() {
     run("h6", "fd00:230::1", "fd00:230::2", 64, "traceID");
-}
-
-/// The trace ids of the exemplars on the series of `name` (a counter, or a
-/// histogram's buckets) whose labels include all of `want`.
-fn exemplar_traces(text: &str, name: &str, want: &[(&str, &str)]) -> Vec<String> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(" # {"))
-        .filter(|l| {
-            want.iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| {
-            let e = &l[l.find(" # {")?..];
-            let start = e.find("trace_id=\"")? + "trace_id=\"".len();
-            Some(e[start..start + 32].to_owned())
-        })
-        .collect()
 }
 
 /// A traced connection whose packets a firewall drops for a while: its

@@ -95,13 +95,19 @@ pub async fn run(config: crate::config::Config, sched_fields: probes::SchedField
     )
     .await?;
 
+    // The programs' info once; their run counters every drain interval,
+    // and only while the kernel keeps them (`bpf_stats`): without them a
+    // poll would re-read what cannot change.
+    families.programs.update(&probes.run_stats());
     let mut stats_tick = tokio::time::interval(config.drain_interval());
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = stats_tick.tick() => families.programs.update(&probes.run_stats()),
+            _ = stats_tick.tick(), if config.bpf_stats => {
+                families.programs.update(&probes.run_stats());
+            }
         }
     }
 
