@@ -123,13 +123,13 @@ pub struct RunArgs {
     #[arg(long, env = "OSPREY_CGROUP_METRICS_LIMIT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_metrics_limit: Option<usize>,
-    /// A pod's sandbox (pause) container: minimal (CPU usage, working set,
-    /// network, OOM) or all container_* families.
+    /// A pod's sandbox (pause) container: minimal (its network) or all
+    /// container_* families.
     #[arg(long, env = "OSPREY_CONTAINER_SANDBOX_METRICS", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_sandbox_metrics: Option<crate::config::SandboxMetrics>,
-    /// A pod's own cgroup: totals (CPU usage, working set, OOM) or all
-    /// container_* families.
+    /// A pod's own cgroup and the QoS classes above pods: totals (CPU usage,
+    /// working set) or all container_* families.
     #[arg(long, env = "OSPREY_CONTAINER_POD_METRICS", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_pod_metrics: Option<crate::config::PodMetrics>,
@@ -139,6 +139,10 @@ pub struct RunArgs {
     #[arg(long, env = "OSPREY_BPF_STATS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bpf_stats: Option<bool>,
+    /// Each kernel map's memory and maximum entries as series (else their total).
+    #[arg(long, env = "OSPREY_BPF_MAP_DETAILS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpf_map_details: Option<bool>,
     /// Time run-queue waits per cgroup from the scheduler's tracepoints.
     #[arg(long, env = "OSPREY_RUNQUEUE_LATENCY")]
     #[serde(skip_serializing_if = "Option::is_none")]

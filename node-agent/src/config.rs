@@ -76,15 +76,18 @@ pub struct Config {
     /// cgroups; 0 turns them off.
     pub cgroup_metrics_limit: usize,
     /// What a pod's sandbox (pause) container publishes: `minimal` (default:
-    /// CPU usage and working set, the part of the pod's totals dashboards
-    /// sum, plus network and OOM kills) or `all` (every `container_*`
-    /// family, as cAdvisor does: ~20 more series per pod).
+    /// its network; its CPU and memory are in its pod's totals, and its
+    /// series, with neither a `container` nor an `image` label, are outside
+    /// what dashboards sum: `container!=""`, `image!=""`) or `all` (every
+    /// `container_*` family, as cAdvisor does: ~22 more series per pod).
     pub container_sandbox_metrics: SandboxMetrics,
     /// What a pod's own cgroup (`…/pod<uid>`: the kernel's total of its
-    /// containers, which publish the same figures themselves) publishes:
+    /// containers, which publish the same figures themselves) and the
+    /// cgroups above pods (`kubepods` and its QoS classes) publish:
     /// `totals` (default: CPU usage and working set, what cAdvisor users
-    /// query with `container=""`, plus OOM kills) or `all` (every
-    /// `container_*` family, as cAdvisor does: ~18 more series per pod).
+    /// query with `container=""`; OOM kills are published on the killed
+    /// process's container) or `all` (every `container_*` family, as
+    /// cAdvisor does: ~19 more series per pod and per QoS class).
     pub container_pod_metrics: PodMetrics,
     /// Cgroup files kept open between scrapes and re-read from offset 0,
     /// which saves an open and a close per file per scrape (about 11 files
@@ -97,6 +100,12 @@ pub struct Config {
     /// and export them as `osprey_bpf_program_run_seconds_total`. Costs ~20-30 ns
     /// per run of every program (the bench measures it on an empty program).
     pub bpf_stats: bool,
+    /// Export each kernel map's memory and maximum entries
+    /// (`osprey_bpf_map_memory_bytes{map}`, `osprey_bpf_map_entries_max{map}`:
+    /// 50 series for the 25 maps). Without, only their total memory
+    /// (`osprey_bpf_maps_memory_bytes`); `osprey-agent map-memory` lists
+    /// the maps on demand.
+    pub bpf_map_details: bool,
     /// Time run-queue waits per cgroup (`container_cpu_runqueue_latency_seconds`)
     /// from the scheduler's tracepoints. They fire on every context switch
     /// and wake-up (≈ 110 and ≈ 90 ns each): on a node that switches
@@ -291,6 +300,7 @@ impl Default for Config {
             flow_log: None,
             observe_buffer: 4_096,
             bpf_stats: false,
+            bpf_map_details: false,
             runqueue_latency: true,
             drop_reasons_ignored: vec![
                 "SOCKET_CLOSE".to_owned(),

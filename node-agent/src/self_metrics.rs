@@ -7,8 +7,8 @@ use crate::kernel::{map_memory::MapFootprint, probes::ProgramStats};
 
 use osprey_model::{
     catalogue::{
-        OSPREY_BPF_MAP_ENTRIES_MAX, OSPREY_BPF_MAP_MEMORY_BYTES, OSPREY_BPF_PROGRAM_INFO,
-        OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS, OSPREY_BPF_PROGRAM_RUNS,
+        OSPREY_BPF_MAP_ENTRIES_MAX, OSPREY_BPF_MAP_MEMORY_BYTES, OSPREY_BPF_MAPS_MEMORY_BYTES,
+        OSPREY_BPF_PROGRAM_INFO, OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS, OSPREY_BPF_PROGRAM_RUNS,
     },
     labels::{MapLabels, ProgramInfoLabels, ProgramLabels},
 };
@@ -75,9 +75,20 @@ impl ProgramMetrics {
     }
 }
 
+/// `osprey_bpf_maps_memory_bytes`, and with `details` each map's
 /// `osprey_bpf_map_memory_bytes{map}` and `osprey_bpf_map_entries_max{map}`:
 /// fixed once the probes are loaded, so set once.
-pub fn register_maps(registry: &mut Registry, maps: &[MapFootprint]) {
+pub fn register_maps(registry: &mut Registry, maps: &[MapFootprint], details: bool) {
+    // None when maps cannot be looked up (least privilege): no total of 0.
+    if maps.is_empty() {
+        return;
+    }
+    let total = Gauge::<i64>::default();
+    total.set(maps.iter().map(|m| m.memory_bytes as i64).sum());
+    OSPREY_BPF_MAPS_MEMORY_BYTES.register(registry, total);
+    if !details {
+        return;
+    }
     let memory = Family::<MapLabels, Gauge>::default();
     let entries = Family::<MapLabels, Gauge>::default();
     for m in maps {

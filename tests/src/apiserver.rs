@@ -10,8 +10,8 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
-    net::{TcpListener, TcpStream},
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpListener,
     path::PathBuf,
     sync::{
         Arc, Condvar, Mutex,
@@ -112,6 +112,30 @@ pub fn node(name: &str, internal_ip: &str, pod_cidr: &str) -> Value {
     })
 }
 
+/// The stand-in's certificate and key, and the CA its kubeconfig names.
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+impl Tls {
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let chain = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+            .unwrap_or_else(|e| panic!("{}: {e}", self.cert.display()));
+        let key = PrivateKeyDer::from_pem_file(&self.key)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.key.display()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+            .expect("the stand-in API server's TLS configuration");
+        Arc::new(config)
+    }
+}
+
 pub struct FakeApiServer {
     pub url: String,
     state: Arc<(Mutex<State>, Condvar)>,
@@ -156,8 +180,27 @@ pub fn pod(
 
 impl FakeApiServer {
     pub fn start(pods: Vec<Value>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the fake API server");
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        Self::start_at(pods, "127.0.0.1:0")
+    }
+
+    /// Serves at `addr` over plain HTTP.
+    pub fn start_at(pods: Vec<Value>, addr: &str) -> Self {
+        Self::start_with(pods, addr, None)
+    }
+
+    /// Serves HTTPS at `addr` with `tls`, as a real API server does: no
+    /// HTTP for the agent's parser to read (`series-node`: at the API
+    /// server's own port, 6443, where it is no ephemeral port of a flow).
+    pub fn start_tls(pods: Vec<Value>, addr: &str, tls: &Tls) -> Self {
+        Self::start_with(pods, addr, Some(tls))
+    }
+
+    fn start_with(pods: Vec<Value>, addr: &str, tls: Option<&Tls>) -> Self {
+        let listener = TcpListener::bind(addr)
+            .unwrap_or_else(|e| panic!("binding the fake API server at {addr}: {e}"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
+        let config = tls.map(Tls::server_config);
         let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -168,21 +211,36 @@ impl FakeApiServer {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (state, stop) = (state.clone(), stop.clone());
-                    std::thread::spawn(move || serve(conn, &state, &stop));
+                    let (state, stop, config) = (state.clone(), stop.clone(), config.clone());
+                    std::thread::spawn(move || match config {
+                        None => serve(&mut BufReader::new(conn), &state, &stop),
+                        Some(config) => {
+                            let Ok(tls) = rustls::ServerConnection::new(config) else {
+                                return;
+                            };
+                            let mut reader = BufReader::new(rustls::StreamOwned::new(tls, conn));
+                            serve(&mut reader, &state, &stop);
+                            let stream = reader.get_mut();
+                            stream.conn.send_close_notify();
+                            let _ = stream.flush();
+                        }
+                    });
                 }
             });
         }
         // One file per server: tests of one binary run in parallel, each
         // with its own server (the port tells them apart).
         let port = url.rsplit(':').next().unwrap_or_default().to_owned();
+        let ca = tls.map_or(String::new(), |t| {
+            format!("    certificate-authority: {}\n", t.ca.display())
+        });
         let kubeconfig =
             std::env::temp_dir().join(format!("osprey-kubeconfig-{}-{port}", std::process::id()));
         std::fs::write(
             &kubeconfig,
             format!(
                 "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
-                 clusters:\n- name: fake\n  cluster:\n    server: {url}\n\
+                 clusters:\n- name: fake\n  cluster:\n    server: {url}\n{ca}\
                  contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
                  users:\n- name: fake\n  user: {{}}\n"
             ),
@@ -310,8 +368,12 @@ fn on_node(object: &Value, node: Option<&str>) -> bool {
     node.is_none_or(|n| object["spec"]["nodeName"].as_str() == Some(n))
 }
 
-fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>, stop: &AtomicBool) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
+/// Answers one request read from `reader`; the caller closes the connection.
+fn serve<S: Read + Write>(
+    reader: &mut BufReader<S>,
+    state: &Arc<(Mutex<State>, Condvar)>,
+    stop: &AtomicBool,
+) {
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
         return;
@@ -338,10 +400,9 @@ fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>, stop: &AtomicBoo
     };
     if down {
         // As an API server that is gone: the connection closes unanswered.
-        let _ = conn.shutdown(std::net::Shutdown::Both);
         return;
     }
-    let mut out = conn;
+    let out = reader.get_mut();
     let Some(kind) = path
         .strip_prefix("/api/v1/")
         .filter(|k| ["pods", "services", "nodes"].contains(k))

@@ -288,6 +288,8 @@ fn full_flow_map_counts_lost_packets() {
         "3000",
         "--flow-map-entries",
         "8",
+        "--bpf-map-details",
+        "true",
         "--cgroup",
         &watched,
     ]) else {

@@ -95,9 +95,20 @@ impl RunningAgent {
     }
 
     pub(crate) fn start_with(agent: &Path, bpf_stats: bool, extra: &[&str]) -> Result<Self> {
+        Self::start_at(agent, "127.0.0.1:0", bpf_stats, extra)
+    }
+
+    /// Listening at `listen` (the series bench: the agent's own port, as a
+    /// scraper finds it on a node, so that its scrapes are one server's flows).
+    pub(crate) fn start_at(
+        agent: &Path,
+        listen: &str,
+        bpf_stats: bool,
+        extra: &[&str],
+    ) -> Result<Self> {
         let (child, line) = spawn_quiet(
             Command::new(agent)
-                .args(["--listen", "127.0.0.1:0", "--drain-interval-ms", "1000"])
+                .args(["--listen", listen, "--drain-interval-ms", "1000"])
                 .args(["--bpf-stats", if bpf_stats { "true" } else { "false" }])
                 .args(extra),
         )

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     bench::{RunningAgent, cpu_and_rss, gauge, terminate},
-    bench_collector::{Proc, free_port, query, tmp, wait_http},
+    bench_collector::{Proc, query, tmp, wait_http},
 };
 
 const PODS: [usize; 3] = [10, 50, 100];
@@ -124,7 +124,10 @@ const PER_TARGET: &str = r#"count({job="agent",__name__!~"up|scrape_.+"})"#;
 /// histograms converted to native ones with custom buckets when `nhcb`.
 fn prometheus(bin: &Path, target: &str, nhcb: bool) -> Result<(Proc, String)> {
     let dir = tmp(if nhcb { "series-nhcb" } else { "series" })?;
-    let port = free_port();
+    // Prometheus' own port (and the next), not an ephemeral one: on a node
+    // its API answers at a port of its own, and the bench's queries to it
+    // are the agent's flows and HTTP like any other traffic.
+    let port = if nhcb { 9091 } else { 9090 };
     let convert = if nhcb {
         "    convert_classic_histograms_to_nhcb: true\n"
     } else {
@@ -183,8 +186,9 @@ impl Row {
 
 fn measure(agent: &Path, prometheus3: &Path, pods: usize, secs: u64) -> Result<Row> {
     let node = SeriesNode::start(agent, pods)?;
-    let running = RunningAgent::start_with(
+    let running = RunningAgent::start_at(
         agent,
+        "127.0.0.1:9811",
         false,
         &[
             "--kubeconfig",

@@ -10,6 +10,12 @@ pub const OSPREY_BPF_MAP_MEMORY_BYTES: MetricDesc = MetricDesc {
     unit: Some("By"),
 };
 
+pub const OSPREY_BPF_MAPS_MEMORY_BYTES: MetricDesc = MetricDesc {
+    name: "osprey_bpf_maps_memory_bytes",
+    help: "Kernel memory of all eBPF maps of this agent (memlock in their fdinfo, charged to the agent's memory cgroup), at this host's possible CPUs",
+    unit: Some("By"),
+};
+
 pub const OSPREY_BPF_MAP_ENTRIES_MAX: MetricDesc = MetricDesc {
     name: "osprey_bpf_map_entries_max",
     help: "Maximum entries of each eBPF map of this agent (bytes for a ring buffer)",
@@ -144,6 +150,7 @@ pub const OSPREY_OTLP_QUEUE_BYTES: MetricDesc = MetricDesc {
 
 /// The agent's metrics about itself.
 pub const AGENT_FAMILIES: &[MetricDesc] = &[
+    OSPREY_BPF_MAPS_MEMORY_BYTES,
     OSPREY_BPF_MAP_MEMORY_BYTES,
     OSPREY_BPF_MAP_ENTRIES_MAX,
     OSPREY_BPF_PROGRAM_INFO,

@@ -60,16 +60,39 @@ impl EncodeLabelValue for Direction {
     }
 }
 
-/// An address label (`source_ip`, `destination_ip`): the address, or
-/// `overflow` in a series folded by its budget. Kept as an address, hashed
+/// An address label (`source_ip`, `destination_ip`): the address, an IPv6
+/// range that names a link rather than an endpoint (`fe80::/10`,
+/// `ff00::/8`), or `overflow` in a series folded by its budget. Kept as an address, hashed
 /// and compared as one, and written out as text only when rendered: a live
 /// series is looked up once per drain, and formatting both addresses of
 /// every flow took 5 % of the agent's CPU at 10k flows/s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Address {
     Ip(IpAddr),
+    /// A range in CIDR notation.
+    Range(&'static str),
     Overflow,
 }
+
+impl Address {
+    /// The address, or its range when it names a link rather than an
+    /// endpoint: IPv6 link-local unicast (`fe80::/10`: every interface has
+    /// one, a pod's veth pair two, so each pod start would add series of
+    /// neighbour discovery) and multicast (`ff00::/8`: a solicited-node
+    /// group per address).
+    pub fn endpoint(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => Self::Range(LINK_LOCAL_V6),
+            IpAddr::V6(v6) if v6.is_multicast() => Self::Range(MULTICAST_V6),
+            ip => Self::Ip(ip),
+        }
+    }
+}
+
+/// IPv6 link-local unicast, as an [`Address::Range`].
+pub const LINK_LOCAL_V6: &str = "fe80::/10";
+/// IPv6 multicast, as an [`Address::Range`].
+pub const MULTICAST_V6: &str = "ff00::/8";
 
 impl From<IpAddr> for Address {
     fn from(ip: IpAddr) -> Self {
@@ -81,16 +104,18 @@ impl std::fmt::Display for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Ip(ip) => ip.fmt(f),
+            Self::Range(range) => f.write_str(range),
             Self::Overflow => f.write_str(OVERFLOW),
         }
     }
 }
 
-/// As rendered: `"10.0.0.1"`, `"fd00::1"` or `"overflow"`.
+/// As rendered: `"10.0.0.1"`, `"fd00::1"`, `"fe80::/10"` or `"overflow"`.
 impl PartialEq<&str> for Address {
     fn eq(&self, other: &&str) -> bool {
         match self {
             Self::Ip(ip) => other.parse::<IpAddr>() == Ok(*ip),
+            Self::Range(range) => other == range,
             Self::Overflow => *other == OVERFLOW,
         }
     }

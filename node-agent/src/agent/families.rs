@@ -104,9 +104,9 @@ impl Families {
                 .map(|m| format!("{}={}", m.name, m.max_entries))
                 .collect::<Vec<_>>()
                 .join(","),
-            "kernel maps loaded (osprey_bpf_map_memory_bytes has each map's memory)"
+            "kernel maps loaded (`osprey-agent map-memory` lists each map's memory)"
         );
-        crate::self_metrics::register_maps(registry, &maps);
+        crate::self_metrics::register_maps(registry, &maps, config.bpf_map_details);
         let flow_log = observe::flowlog::FlowLogMetrics::register(registry);
         let dns = dns::tracker::DnsMetrics::register(registry);
         let http = (config.http_capture_bytes > 0).then(|| {

@@ -1,9 +1,10 @@
 //! The flow label sets of the metric catalogue (`osprey_model::labels`),
 //! built from the agent's flows: the protocol of a kernel key, a flow's
-//! labels, and the fold of a client's ephemeral port.
+//! labels, and the folds of a client's ephemeral port and of IPv6 link
+//! addresses.
 
 use osprey_abi::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
-use osprey_model::labels::{FlowLabels, Protocol};
+use osprey_model::labels::{Address, FlowLabels, Protocol};
 
 use super::enrich::FlowIdentity;
 
@@ -21,9 +22,9 @@ pub fn protocol(number: u8) -> Protocol {
 impl From<&FlowIdentity> for FlowLabels {
     fn from(flow: &FlowIdentity) -> Self {
         Self {
-            source_ip: flow.source.ip.into(),
+            source_ip: Address::endpoint(flow.source.ip),
             source_port: flow.source.port,
-            destination_ip: flow.destination.ip.into(),
+            destination_ip: Address::endpoint(flow.destination.ip),
             destination_port: flow.destination.port,
             protocol: flow.protocol,
             direction: flow.direction,
@@ -152,5 +153,36 @@ mod tests {
         assert_eq!(labels.source_ip, "fd00::1");
         assert_eq!(labels.protocol, Protocol::ICMPv6);
         assert_eq!(labels.direction, Direction::Egress);
+    }
+
+    /// A veth's router solicitation: its link-local source and the routers'
+    /// group are named by their ranges; a unique local or global address,
+    /// and every IPv4 one (169.254.20.10 is NodeLocal DNSCache's), as is.
+    #[test]
+    fn ipv6_link_local_and_multicast_addresses_are_labelled_by_their_range() {
+        let v6 = |a: &str| osprey_abi::addr_words(&a.parse::<Ipv6Addr>().unwrap().octets());
+        let mut key = FlowKey {
+            src_addr: v6("fe80::fc12:fbff:fefc:3a6e"),
+            dst_addr: v6("ff02::2"),
+            src_port: 133,
+            family: FAMILY_V6,
+            protocol: PROTO_ICMPV6,
+            direction: DIR_EGRESS,
+            ..FlowKey::default()
+        };
+        let labels = folded(&PortFold::default(), &key);
+        assert_eq!(labels.source_ip, "fe80::/10");
+        assert_eq!(labels.destination_ip, "ff00::/8");
+        assert_eq!(labels.source_port, 133);
+        (key.src_addr, key.dst_addr) = (v6("fd00::1"), v6("2001:db8::2"));
+        let labels = folded(&PortFold::default(), &key);
+        assert_eq!(labels.source_ip, "fd00::1");
+        assert_eq!(labels.destination_ip, "2001:db8::2");
+        key.family = FAMILY_V4;
+        key.src_addr = osprey_abi::addr_words(&[169, 254, 20, 10]);
+        key.dst_addr = osprey_abi::addr_words(&[224, 0, 0, 251]);
+        let labels = folded(&PortFold::default(), &key);
+        assert_eq!(labels.source_ip, "169.254.20.10");
+        assert_eq!(labels.destination_ip, "224.0.0.251");
     }
 }

@@ -25,23 +25,48 @@ pub struct Cgroup {
     /// OOM kills: from the oom tracepoint when the probes run, else cgroupfs.
     pub oom_kills: Option<u64>,
     /// A pod's sandbox (pause) container: a container cgroup of a known pod
-    /// that is none of its listed containers. It publishes only what
-    /// dashboards sum into pod totals, unless `container_sandbox_metrics =
-    /// "all"`.
+    /// that is none of its listed containers. It publishes only its
+    /// network, unless `container_sandbox_metrics = "all"`.
     pub sandbox: bool,
     /// A pod's own cgroup (`…/pod<uid>`): the kernel's total of its
     /// containers, which publish the same figures themselves. It too
     /// publishes only the pod totals cAdvisor users query with
     /// `container=""`, unless `container_pod_metrics = "all"`.
     pub pod_own: bool,
+    /// A parent of pods' cgroups (`kubepods`, its QoS classes `burstable`
+    /// and `besteffort`): the kernel's total of its pods, which publish the
+    /// same figures themselves. Like a pod's own cgroup, it publishes only
+    /// the totals, unless `container_pod_metrics = "all"`.
+    pub pods_parent: bool,
 }
 
 impl Cgroup {
-    /// Publishes only the pod-total families ([`super::render::SANDBOX_FAMILIES`]),
-    /// its network and its OOM kills.
+    /// Publishes only its network and, unless a sandbox, the pod-total
+    /// families ([`super::render::TOTALS_FAMILIES`]). OOM kills are
+    /// published on the container whose process was killed, not again on
+    /// the totals above it.
     pub fn totals_only(&self) -> bool {
-        self.sandbox || self.pod_own
+        self.sandbox || self.pod_own || self.pods_parent
     }
+}
+
+/// The cgroups above pods' own cgroups, the root excepted: `kubepods` and
+/// its QoS classes, in either cgroup driver's layout.
+fn pods_parents(ids: &[String]) -> HashSet<&str> {
+    let mut parents = HashSet::new();
+    for id in ids {
+        if !matches!(crate::pods::cgroup::owner(id), Some((_, None))) {
+            continue;
+        }
+        let mut dir = id.as_str();
+        while let Some(at) = dir.rfind('/').filter(|&at| at > 0) {
+            dir = &dir[..at];
+            if !parents.insert(dir) {
+                break;
+            }
+        }
+    }
+    parents
 }
 
 /// Block IO of one cgroup on one device.
@@ -172,6 +197,11 @@ impl CgroupCollector {
                 }
             }
         }
+        let parents: HashSet<String> = if self.pod_all {
+            HashSet::new()
+        } else {
+            pods_parents(&ids).into_iter().map(str::to_owned).collect()
+        };
         let cgroups = ids
             .into_iter()
             .zip(stats)
@@ -186,6 +216,7 @@ impl CgroupCollector {
                     owner,
                     sandbox,
                     pod_own,
+                    pods_parent: parents.contains(&id),
                     oom_kills: match &view {
                         Some(view) => Some(view.oom.get(&i).copied().unwrap_or(0)),
                         None => stats.oom_kills,
@@ -277,5 +308,43 @@ fn kernel_view(kernel: &KernelResources, ids: &[String], v2_ids: &[Option<u64>])
         io,
         oom,
         loss: kernel.loss(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parents_of_pods_in_both_drivers_layouts_but_not_the_root() {
+        let uid = "0f3c8a1e-2b4d-4c6e-8f10-123456789abc";
+        let ids: Vec<String> = [
+            "/".to_owned(),
+            "/kubepods".to_owned(),
+            "/kubepods/burstable".to_owned(),
+            format!("/kubepods/burstable/pod{uid}"),
+            format!("/kubepods/burstable/pod{uid}/4f2a9c"),
+            "/kubepods/besteffort".to_owned(),
+            "/kubepods.slice/kubepods-besteffort.slice".to_owned(),
+            format!(
+                "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice",
+                uid.replace('-', "_")
+            ),
+            "/system.slice".to_owned(),
+            "/system.slice/containerd.service".to_owned(),
+        ]
+        .into();
+        let parents = pods_parents(&ids);
+        let mut got: Vec<&str> = parents.into_iter().collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "/kubepods",
+                "/kubepods.slice",
+                "/kubepods.slice/kubepods-besteffort.slice",
+                "/kubepods/burstable"
+            ]
+        );
     }
 }

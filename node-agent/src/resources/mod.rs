@@ -87,15 +87,15 @@ impl CgroupCollector {
     }
 
     /// Publishes every family for pods' sandbox (pause) cgroups too, not
-    /// only [`render::SANDBOX_FAMILIES`].
+    /// only their network.
     pub fn sandbox_metrics(mut self, all: bool) -> Self {
         self.sandbox_all = all;
         self
     }
 
     /// Publishes every family for pods' own cgroups (`…/pod<uid>`, the
-    /// kernel's totals of their containers) too, not only
-    /// [`render::SANDBOX_FAMILIES`].
+    /// kernel's totals of their containers) and their parents (`kubepods`,
+    /// its QoS classes) too, not only [`render::TOTALS_FAMILIES`].
     pub fn pod_metrics(mut self, all: bool) -> Self {
         self.pod_all = all;
         self

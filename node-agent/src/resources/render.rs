@@ -51,28 +51,36 @@ fn counter(
         .encode_counter::<NoLabelSet, _, f64>(&value, None)
 }
 
-/// The kernel's buckets with their upper bounds: 4 µs, 16 µs, …, 4^11 µs ≈
-/// 4.2 s, then +Inf (12 buckets, a resolution of ×4 per bucket).
+/// The kernel's first bucket published as its own: the ones below (waits
+/// up to 4 and 16 µs, a run queue's ordinary hand-over) are summed into it.
+const RUNQ_FIRST: usize = 2;
+/// The kernel's last bucket published as its own: the ones above (waits
+/// past ≈ 1 s) are summed into +Inf.
+const RUNQ_LAST: usize = 9;
+
+/// The kernel's buckets (bucket `i` up to 4^(i+1) µs) as published: 64 µs,
+/// 256 µs, …, 4^10 µs ≈ 1.05 s, then +Inf (9 buckets, a resolution of ×4
+/// where a wait starts to matter; the run-queue alert's p99 > 100 ms lies
+/// between 65 and 262 ms).
 fn runq_buckets(h: &osprey_abi::RunqHist) -> Vec<(f64, u64)> {
-    h.buckets
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let le = if i + 1 >= osprey_abi::RUNQ_BUCKETS {
-                f64::INFINITY
-            } else {
-                (1u64 << ((i + 1) * 2)) as f64 / 1e6
-            };
-            (le, *n)
-        })
-        .collect()
+    let mut out: Vec<(f64, u64)> = (RUNQ_FIRST..=RUNQ_LAST)
+        .map(|i| ((1u64 << ((i + 1) * 2)) as f64 / 1e6, h.buckets[i]))
+        .collect();
+    out[0].1 += h.buckets[..RUNQ_FIRST].iter().sum::<u64>();
+    out.push((
+        f64::INFINITY,
+        h.buckets[RUNQ_LAST + 1..].iter().sum::<u64>(),
+    ));
+    out
 }
 
-/// The families a pod's sandbox (pause) cgroup and its own cgroup publish by
-/// default: what cAdvisor users sum into a pod's totals or query on the
-/// pod's cgroup (`container=""`). Their network and OOM kills are published
-/// as for any cgroup.
-pub const SANDBOX_FAMILIES: [&str; 2] = [
+/// The families a pod's own cgroup and the pods' parents publish by default:
+/// what cAdvisor users query on the pod's cgroup (`container=""`, no
+/// `image`). A pod's sandbox (pause) cgroup publishes none of them: its
+/// figures are in its pod's totals, and its series, with neither a
+/// `container` nor an `image` label, are outside what dashboards sum
+/// (`container!=""`, `image!=""`). Network is published as for any cgroup.
+pub const TOTALS_FAMILIES: [&str; 2] = [
     osprey_model::catalogue::CONTAINER_CPU_USAGE_SECONDS.name,
     osprey_model::catalogue::CONTAINER_MEMORY_WORKING_SET_BYTES.name,
 ];
@@ -87,9 +95,11 @@ pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::f
     let cgroups = || base.iter().zip(&scrape.cgroups);
     for (desc, metric_type, get) in FAMILIES {
         let mut family = desc.encode_descriptor(encoder, *metric_type)?;
-        let sandbox_too = SANDBOX_FAMILIES.contains(&desc.name);
+        let totals = TOTALS_FAMILIES.contains(&desc.name);
         for (labels, c) in cgroups() {
-            if c.totals_only() && !sandbox_too {
+            // A sandbox publishes no totals; other totals-only cgroups, only those.
+            let published = if totals { !c.sandbox } else { !c.totals_only() };
+            if !published {
                 continue;
             }
             let Some(value) = get(&c.stats) else { continue };
@@ -130,6 +140,9 @@ pub(super) fn render(scrape: &Scrape, encoder: &mut DescriptorEncoder) -> std::f
     }
     let mut family = CONTAINER_OOM_EVENTS.encode_descriptor(encoder, MetricType::Counter)?;
     for (labels, c) in cgroups() {
+        if c.totals_only() {
+            continue;
+        }
         if let Some(v) = c.oom_kills {
             counter(&mut family, labels, v as f64)?;
         }
@@ -243,6 +256,7 @@ mod tests {
                     oom_kills: Some(2),
                     sandbox: false,
                     pod_own: false,
+                    pods_parent: false,
                 },
                 Cgroup {
                     id: "/system.slice".into(),
@@ -251,6 +265,7 @@ mod tests {
                     oom_kills: None,
                     sandbox: false,
                     pod_own: false,
+                    pods_parent: false,
                 },
                 Cgroup {
                     id: "/kubepods/pod-u1/pause1".into(),
@@ -259,6 +274,7 @@ mod tests {
                     oom_kills: Some(0),
                     sandbox: true,
                     pod_own: false,
+                    pods_parent: false,
                 },
                 // The pod's own cgroup: no process of its own, so no network.
                 Cgroup {
@@ -266,11 +282,25 @@ mod tests {
                     owner: Some((pod.clone(), None)),
                     stats: CgroupStats {
                         network: Vec::new(),
-                        ..stats
+                        ..stats.clone()
                     },
                     oom_kills: Some(2),
                     sandbox: false,
                     pod_own: true,
+                    pods_parent: false,
+                },
+                // The pods' parent (QoS class): their totals only.
+                Cgroup {
+                    id: "/kubepods".into(),
+                    owner: None,
+                    stats: CgroupStats {
+                        network: Vec::new(),
+                        ..stats
+                    },
+                    oom_kills: Some(2),
+                    sandbox: false,
+                    pod_own: false,
+                    pods_parent: true,
                 },
             ],
             io: [
@@ -298,19 +328,22 @@ mod tests {
     }
 
     #[test]
-    fn runqueue_buckets_are_powers_of_four_microseconds() {
-        let mut h = RunqHist {
-            buckets: [1; osprey_abi::RUNQ_BUCKETS],
+    fn runqueue_buckets_are_powers_of_four_microseconds_from_64_to_a_second() {
+        // The kernel's bucket i holds i + 1 waits.
+        let h = RunqHist {
+            buckets: std::array::from_fn(|i| i as u64 + 1),
             sum_ns: 0,
-            count: 12,
+            count: 78,
         };
-        h.buckets[11] = 5;
         let b = runq_buckets(&h);
-        assert_eq!(b.len(), 12);
-        assert_eq!(b[0], (4e-6, 1));
-        assert_eq!(b[1].0, 16e-6);
-        assert_eq!(b[10].0, (1u64 << 22) as f64 / 1e6);
-        assert_eq!(b[11], (f64::INFINITY, 5));
+        assert_eq!(b.len(), 9);
+        // Up to 4, 16 and 64 µs: 1 + 2 + 3.
+        assert_eq!(b[0], (64e-6, 6));
+        assert_eq!(b[1], (256e-6, 4));
+        assert_eq!(b[7], ((1u64 << 20) as f64 / 1e6, 10));
+        // Past 4^10 µs: 11 + 12.
+        assert_eq!(b[8], (f64::INFINITY, 23));
+        assert_eq!(b.iter().map(|(_, n)| n).sum::<u64>(), h.count);
     }
 
     /// Every family of the catalogue's container list is rendered, under
@@ -345,12 +378,11 @@ mod tests {
                 .map(|l| l.split('{').next().unwrap())
                 .collect()
         };
-        // The sandbox: what pod totals sum, its network and OOM kills only.
+        // The sandbox: its network only (its CPU and memory are in the pod's
+        // totals); OOM kills are the killed process's container's.
         assert_eq!(
             families_of("id=\"/kubepods/pod-u1/pause1\""),
             [
-                "container_cpu_usage_seconds_total",
-                "container_memory_working_set_bytes",
                 "container_network_receive_bytes_total",
                 "container_network_receive_packets_total",
                 "container_network_receive_packets_dropped_total",
@@ -359,20 +391,20 @@ mod tests {
                 "container_network_transmit_packets_total",
                 "container_network_transmit_packets_dropped_total",
                 "container_network_transmit_errors_total",
-                "container_oom_events_total",
             ],
             "{text}"
         );
-        // The pod's own cgroup: the pod totals and OOM kills only (no IO,
-        // no histogram: its containers publish them).
-        assert_eq!(
-            families_of("id=\"/kubepods/pod-u1\""),
-            [
-                "container_cpu_usage_seconds_total",
-                "container_memory_working_set_bytes",
-                "container_oom_events_total",
-            ],
-            "{text}"
-        );
+        // The pod's own cgroup and the pods' parent: the totals only (no
+        // IO, no histogram, no OOM kills: their containers publish them).
+        for id in ["id=\"/kubepods/pod-u1\"", "id=\"/kubepods\""] {
+            assert_eq!(
+                families_of(id),
+                [
+                    "container_cpu_usage_seconds_total",
+                    "container_memory_working_set_bytes",
+                ],
+                "{text}"
+            );
+        }
     }
 }

@@ -35,6 +35,11 @@ pub(super) fn stats(
         })
         .unwrap_or_default();
     let mem = read_memory(memory, &MEMORY, oom);
+    // Periods are counted only under a CPU quota (see v2).
+    let (periods, throttled, throttled_ns) = match periods {
+        Some(p) if p > 0 => (periods, throttled, throttled_ns),
+        _ => (None, None, None),
+    };
     let stats = CgroupStats {
         cpu_usage_seconds: cpuacct
             .with("cpuacct.usage", parse_u64)

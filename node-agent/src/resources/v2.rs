@@ -40,6 +40,12 @@ pub(super) fn stats(dir: &Dir, oom: bool) -> Option<(CgroupStats, Option<u32>)> 
         .unwrap_or_default();
     let mem = read_memory(dir, &MEMORY, oom);
     let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
+    // The kernel counts periods only under a CPU quota (cpu.max): without
+    // one they stay 0, and cAdvisor publishes them only for a quota too.
+    let (periods, throttled, throttled_us) = match periods {
+        Some(p) if p > 0 => (periods, throttled, throttled_us),
+        _ => (None, None, None),
+    };
     let stats = CgroupStats {
         cpu_usage_seconds: secs(usage_us),
         cpu_user_seconds: secs(user_us),

@@ -5,7 +5,8 @@
 //! pause container and an app container, a process in each), pod 0 the
 //! server: every other pod sends it an HTTP request and a UDP datagram
 //! every 500 ms. The stand-in API server lists the pods (Deployments, their
-//! app containers by id), a Service in front of the server and this node.
+//! app containers by id), a Service in front of the server and this node,
+//! over HTTPS at port 6443 as a real one.
 //! Prints `kubeconfig: PATH`, then runs until its stdin closes, and cleans
 //! up. The apps are this binary too (`series-node server`, `series-node
 //! client IP`), each in its pod's network namespace and app cgroup, so their
@@ -19,8 +20,9 @@ use std::{
 };
 
 use osprey_e2e::{
-    apiserver::{FakeApiServer, node, pod, service},
+    apiserver::{FakeApiServer, Tls, node, pod, service},
     bridge::BridgedNode,
+    certs::{Certs, SERVER_ON_LOOPBACK},
     cgroup::TestCgroup,
 };
 
@@ -83,7 +85,16 @@ fn main() {
             std::thread::sleep(Duration::from_millis(300));
         }
     }
-    let api = FakeApiServer::start(objects);
+    // As a real API server: HTTPS (no HTTP for the agent's parser to read)
+    // at its own port (no ephemeral port in the agent's flows).
+    let certs = Certs::new("series-node").expect("openssl makes the API server's certificate");
+    certs.leaf("ca", "apiserver", SERVER_ON_LOOPBACK);
+    let tls = Tls {
+        cert: certs.pem("apiserver"),
+        key: certs.key("apiserver"),
+        ca: certs.pem("ca"),
+    };
+    let api = FakeApiServer::start_tls(objects, "127.0.0.1:6443", &tls);
     println!("kubeconfig: {}", api.kubeconfig());
     let _ = std::io::stdout().flush();
     // Until the bench closes our stdin.

@@ -13,8 +13,10 @@ use super::FlowHandler;
 use crate::flows::enrich::EnrichedBatch;
 
 /// Buckets: bucket `i` counts smoothed RTTs up to 2^(i+1) µs (2 µs to
-/// ≈ 36 min, then +Inf): 32 buckets, a factor of two apart.
-pub const RTT_BUCKETS: usize = 32;
+/// ≈ 4.2 s, then +Inf): 23 buckets, a factor of two apart. A smoothed RTT
+/// beyond seconds is a path that is down, not one to resolve (the kernel
+/// caps its retransmission timeout at 120 s).
+pub const RTT_BUCKETS: usize = 23;
 
 /// The histogram, whose buckets carry the trace most recently seen on a
 /// connection they counted.
