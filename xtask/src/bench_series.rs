@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     bench::{RunningAgent, cpu_and_rss, gauge, terminate},
-    bench_collector::{Proc, query, tmp, wait_http},
+    bench_collector::{Proc, tmp},
 };
 
 const PODS: [usize; 3] = [10, 50, 100];
@@ -120,39 +120,123 @@ struct Row {
 /// the stored counts.
 const PER_TARGET: &str = r#"count({job="agent",__name__!~"up|scrape_.+"})"#;
 
-/// Starts a Prometheus 3.5 scraping `target` every 2 s, with classic
-/// histograms converted to native ones with custom buckets when `nhcb`.
-fn prometheus(bin: &Path, target: &str, nhcb: bool) -> Result<(Proc, String)> {
-    let dir = tmp(if nhcb { "series-nhcb" } else { "series" })?;
-    // Prometheus' own port (and the next), not an ephemeral one: on a node
-    // its API answers at a port of its own, and the bench's queries to it
-    // are the agent's flows and HTTP like any other traffic.
-    let port = if nhcb { 9091 } else { 9090 };
-    let convert = if nhcb {
-        "    convert_classic_histograms_to_nhcb: true\n"
-    } else {
-        ""
-    };
-    std::fs::write(
-        dir.join("p.yml"),
-        format!(
-            "global:\n  scrape_interval: 2s\nscrape_configs:\n  - job_name: agent\n{convert}    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )?;
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", dir.join("p.yml").display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=error")
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let url = format!("http://127.0.0.1:{port}");
-    let proc = Proc { child, dir };
-    wait_http(&format!("{url}/-/ready"))?;
-    Ok((proc, url))
+/// A self-signed certificate for 127.0.0.1 in `dir` (`cert.pem`, `key.pem`).
+fn certificate(dir: &Path) -> Result<()> {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-days",
+            "1",
+            "-nodes",
+            "-subj",
+            "/CN=prometheus",
+        ])
+        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir)
+        .output()
+        .context("openssl (cargo xtask setup installs it)")?;
+    if !out.status.success() {
+        bail!("openssl: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// `GET url` over HTTPS trusting `dir`'s certificate; the body.
+fn https_get(dir: &Path, url: &str, query: Option<&str>) -> Option<String> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sf", "--max-time", "5", "--cacert"])
+        .arg(dir.join("cert.pem"))
+        .arg(url);
+    if let Some(q) = query {
+        cmd.args(["-G", "--data-urlencode", &format!("query={q}")]);
+    }
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A Prometheus 3.5 scraping `target` every 2 s, with classic histograms
+/// converted to native ones with custom buckets when `nhcb`.
+struct Prometheus {
+    proc: Proc,
+    url: String,
+}
+
+impl Prometheus {
+    /// Its web UI and API answer over HTTPS, as a node's other TLS traffic:
+    /// the bench's readiness checks and queries are then TCP, not HTTP
+    /// requests the agent would count into new series of its own while
+    /// Prometheus stores them.
+    fn start(bin: &Path, target: &str, nhcb: bool) -> Result<Self> {
+        let dir = tmp(if nhcb { "series-nhcb" } else { "series" })?;
+        certificate(&dir)?;
+        // Prometheus' own port (and the next), not an ephemeral one, as on a node.
+        let port = if nhcb { 9091 } else { 9090 };
+        let convert = if nhcb {
+            "    convert_classic_histograms_to_nhcb: true\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            dir.join("p.yml"),
+            format!(
+                "global:\n  scrape_interval: 2s\nscrape_configs:\n  - job_name: agent\n{convert}    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )?;
+        std::fs::write(
+            dir.join("web.yml"),
+            "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n",
+        )?;
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", dir.join("p.yml").display()))
+            .arg(format!(
+                "--web.config.file={}",
+                dir.join("web.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=error")
+            .current_dir(&dir)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let prometheus = Self {
+            url: format!("https://127.0.0.1:{port}"),
+            proc: Proc { child, dir },
+        };
+        let started = Instant::now();
+        while https_get(
+            &prometheus.proc.dir,
+            &format!("{}/-/ready", prometheus.url),
+            None,
+        )
+        .is_none()
+        {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("Prometheus at {} was not ready in 30 s", prometheus.url);
+            }
+            sleep(Duration::from_millis(200));
+        }
+        Ok(prometheus)
+    }
+
+    /// The value of an instant query (0 when it has none).
+    fn query(&self, q: &str) -> f64 {
+        https_get(
+            &self.proc.dir,
+            &format!("{}/api/v1/query", self.url),
+            Some(q),
+        )
+        .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|v| v["data"]["result"][0]["value"][1].as_str()?.parse().ok())
+        .unwrap_or(0.0)
+    }
 }
 
 /// What both Prometheus store after a few scrapes of the agent.
@@ -160,14 +244,28 @@ fn stored(bin: &Path, agent_url: &str) -> Result<(usize, usize)> {
     let target = agent_url
         .trim_start_matches("http://")
         .trim_end_matches("/metrics");
-    let (_classic, classic_url) = prometheus(bin, target, false)?;
-    let (_nhcb, nhcb_url) = prometheus(bin, target, true)?;
-    // Three scrapes at least.
+    let classic = Prometheus::start(bin, target, false)?;
+    let nhcb = Prometheus::start(bin, target, true)?;
+    // Three scrapes at least; then until each has stored a scrape (a
+    // large scrape can miss the 2 s timeout while both CPUs are busy).
     sleep(Duration::from_secs(7));
-    Ok((
-        query(&classic_url, PER_TARGET) as usize,
-        query(&nhcb_url, PER_TARGET) as usize,
-    ))
+    let settled = |p: &Prometheus| -> Result<usize> {
+        let started = Instant::now();
+        loop {
+            let n = p.query(PER_TARGET) as usize;
+            if n > 0 {
+                return Ok(n);
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "Prometheus at {} stored no scrape of the agent in 60 s",
+                    p.url
+                );
+            }
+            sleep(Duration::from_secs(1));
+        }
+    };
+    Ok((settled(&classic)?, settled(&nhcb)?))
 }
 
 impl Row {
