@@ -27,7 +27,7 @@ pub enum ConfigError {
     #[error("invalid config: {0}")]
     Invalid(&'static str),
     #[error("invalid config: node_network_device_exclude is not a regular expression")]
-    DeviceExclude(#[source] regex::Error),
+    DeviceExclude(#[source] regex_lite::Error),
 }
 
 /// The agent's configuration. Every field has a default; see `deploy/agent.example.toml`.
@@ -251,11 +251,11 @@ pub const DEVICE_EXCLUDE: &str = "^(veth.*|[a-f0-9]{15})$";
 
 impl Config {
     /// `node_network_device_exclude` compiled; `None` when empty.
-    pub fn network_device_exclude(&self) -> Result<Option<regex::Regex>, ConfigError> {
+    pub fn network_device_exclude(&self) -> Result<Option<regex_lite::Regex>, ConfigError> {
         if self.node_network_device_exclude.is_empty() {
             return Ok(None);
         }
-        regex::Regex::new(&self.node_network_device_exclude)
+        regex_lite::Regex::new(&self.node_network_device_exclude)
             .map(Some)
             .map_err(ConfigError::DeviceExclude)
     }

@@ -121,17 +121,8 @@ pub struct Tls {
 
 impl Tls {
     fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-        let chain = CertificateDer::pem_file_iter(&self.cert)
-            .and_then(|c| c.collect::<Result<Vec<_>, _>>())
-            .unwrap_or_else(|e| panic!("{}: {e}", self.cert.display()));
-        let key = PrivateKeyDer::from_pem_file(&self.key)
-            .unwrap_or_else(|e| panic!("{}: {e}", self.key.display()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
-            .expect("the stand-in API server's TLS configuration");
+        let config = osprey_tls::server_config(&self.cert, &self.key, None)
+            .unwrap_or_else(|e| panic!("the stand-in API server's TLS configuration: {e}"));
         Arc::new(config)
     }
 }

@@ -61,12 +61,24 @@ fn pem_err(path: &Path) -> impl Fn(rustls::pki_types::pem::Error) -> TlsError + 
 }
 
 /// The server side: certificate chain and key, and optionally the CA whose
-/// client certificates are required.
+/// client certificates are required; HTTP/2 and HTTP/1.1 offered by ALPN.
 pub fn acceptor(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<TlsAcceptor, TlsError> {
+    let mut config = server_config(cert, key, client_ca)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// [`acceptor`]'s configuration, without ALPN: for a server that speaks
+/// one protocol over a plain stream.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certificates(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err(key))?;
@@ -84,11 +96,9 @@ pub fn acceptor(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder
+    builder
         .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        .map_err(|e| TlsError::Rustls(e.to_string()))
 }
 
 /// Serves `app` over TLS until `stop`; each request carries [`ClientCert`].

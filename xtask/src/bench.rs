@@ -237,44 +237,76 @@ pub(crate) fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
     Ok((cpu, rss_kib / 1024.0))
 }
 
-/// RSS (MiB) of a process's mappings of BPF maps: its ring buffers, which
-/// the kernel maps whole at mmap (the data pages twice, so a record can be
-/// read across the wrap) and which are kernel memory, not the process's.
-pub(crate) fn bpf_map_rss(pid: u32) -> Result<f64> {
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
-    let mut in_map = false;
-    let mut kib = 0.0;
-    for line in smaps.lines() {
-        match line.split_whitespace().next() {
-            Some("Rss:") if in_map => {
-                kib += line
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0);
+/// A process's resident memory in MiB, by what it is.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Rss {
+    /// VmRSS: everything below, the libraries and the stacks.
+    pub total: f64,
+    /// RssAnon: the process's own heap and stacks.
+    pub anon: f64,
+    /// The resident pages of its executable: clean, shared with the page
+    /// cache, and more of them the larger the binary (the kernel maps the
+    /// neighbours of each page a fault reads, 64 KiB at a time).
+    pub exe: f64,
+    /// Its mappings of BPF ring buffers: kernel memory (each map's own
+    /// figure in `osprey-agent map-memory`), mapped whole at mmap, the data
+    /// pages twice so a record can be read across the wrap.
+    pub rings: f64,
+}
+
+impl Rss {
+    /// Read from `/proc/PID/status` and `/proc/PID/smaps`.
+    pub(crate) fn of(pid: u32) -> Result<Self> {
+        let kib = |line: &str| -> f64 {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1024.0
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map_or(0.0, kib)
+        };
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
+        let exe = exe.to_string_lossy();
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+        let (mut in_exe, mut in_ring) = (false, false);
+        let mut rss = Rss {
+            total: field("VmRSS:"),
+            anon: field("RssAnon:"),
+            ..Rss::default()
+        };
+        for line in smaps.lines() {
+            match line.split_whitespace().next() {
+                Some("Rss:") if in_exe => rss.exe += kib(line),
+                Some("Rss:") if in_ring => rss.rings += kib(line),
+                Some(first) if first.contains('-') && !first.ends_with(':') => {
+                    in_ring = line.ends_with("anon_inode:bpf-map");
+                    in_exe = line.ends_with(&*exe);
+                }
+                _ => {}
             }
-            Some(first) if first.contains('-') && !first.ends_with(':') => {
-                in_map = line.ends_with("anon_inode:bpf-map");
-            }
-            _ => {}
         }
+        Ok(rss)
     }
-    Ok(kib / 1024.0)
 }
 
 /// Agent CPU and RSS while pod A opens `rate` new flows per second.
 pub(crate) fn agent_cost(agent: &Path, rate: u32, secs: u64) -> Result<(f64, f64)> {
-    agent_cost_with(agent, &[], rate, secs).map(|(cpu, rss, _)| (cpu, rss))
+    agent_cost_with(agent, &[], rate, secs).map(|(cpu, rss)| (cpu, rss.total))
 }
 
-/// [`agent_cost`] of the agent run with `extra` flags, and the part of its
-/// RSS that is BPF map mappings ([`bpf_map_rss`]).
+/// [`agent_cost`] of the agent run with `extra` flags, its RSS by kind.
 pub(crate) fn agent_cost_with(
     agent: &Path,
     extra: &[&str],
     rate: u32,
     secs: u64,
-) -> Result<(f64, f64, f64)> {
+) -> Result<(f64, Rss)> {
     let running = RunningAgent::start_with(agent, false, extra)?;
     // Past start-up (the first cgroup walk, the first drains).
     sleep(Duration::from_millis(2000));
@@ -297,22 +329,20 @@ pub(crate) fn agent_cost_with(
             ]),
     )?;
     sleep(Duration::from_millis(1500)); // the last drains
-    let (cpu1, rss) = cpu_and_rss(pid)?;
+    let (cpu1, _) = cpu_and_rss(pid)?;
     let wall = t0.elapsed().as_secs_f64();
-    Ok(((cpu1 - cpu0) / wall * 1000.0, rss, bpf_map_rss(pid)?))
+    Ok(((cpu1 - cpu0) / wall * 1000.0, Rss::of(pid)?))
 }
 
 /// Agent cost per flow rate; with `against` (another agent binary, e.g. the
 /// last release), both run in the same invocation, alternating rep by rep,
 /// and the table gains their ratio. This build also runs with HTTP capture
 /// off, the feature set of an agent from before the HTTP probe.
-/// One rep of one agent at one rate: mCPU, RSS MiB, and the MiB of that
-/// RSS that are BPF ring mappings.
+/// One rep of one agent at one rate: mCPU and RSS.
 #[derive(Clone, Copy)]
 struct Cost {
     cpu: f64,
-    rss: f64,
-    mapped: f64,
+    rss: Rss,
 }
 
 impl Cost {
@@ -336,28 +366,33 @@ pub fn flow_rates(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) 
         "\nAgent cost with many flows: UDP from pod A, one datagram per flow, medians of {reps}\n"
     );
     println!(
-        "| new flows/s | agent | agent mCPU (range) | mCPU per 1k flows/s | agent RSS MiB (range) | of which BPF ring mappings MiB |"
+        "| new flows/s | agent | agent mCPU (range) | mCPU per 1k flows/s | agent RSS MiB (range) | of which anonymous | executable | BPF ring mappings |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for rate in [1_000u32, 10_000] {
         // Per agent, one cost per rep; the agents take turns within a rep.
         let mut runs: Vec<Vec<Cost>> = vec![Vec::new(); agents.len()];
         for _ in 0..reps {
             for ((_, path, extra), run) in agents.iter().zip(&mut runs) {
-                let (cpu, rss, mapped) = agent_cost_with(path, extra, rate, secs)?;
-                run.push(Cost { cpu, rss, mapped });
+                let (cpu, rss) = agent_cost_with(path, extra, rate, secs)?;
+                run.push(Cost { cpu, rss });
             }
         }
         for ((name, _, _), run) in agents.iter().zip(&runs) {
-            let (cpu, rss) = (Cost::column(run, |c| c.cpu), Cost::column(run, |c| c.rss));
+            let (cpu, rss) = (
+                Cost::column(run, |c| c.cpu),
+                Cost::column(run, |c| c.rss.total),
+            );
             let c = median(cpu.clone());
             println!(
-                "| {rate} | {name} | {c:.1} ({}) | {:.1} | {:.1} ({}) | {:.1} |",
+                "| {rate} | {name} | {c:.1} ({}) | {:.1} | {:.1} ({}) | {:.1} | {:.1} | {:.1} |",
                 range(&cpu),
                 c / (f64::from(rate) / 1000.0),
                 median(rss.clone()),
                 range(&rss),
-                median(Cost::column(run, |c| c.mapped)),
+                median(Cost::column(run, |c| c.rss.anon)),
+                median(Cost::column(run, |c| c.rss.exe)),
+                median(Cost::column(run, |c| c.rss.rings)),
             );
         }
         if let Some((base, ours)) = runs.split_last().filter(|_| against.is_some()) {
@@ -365,13 +400,18 @@ pub fn flow_rates(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) 
                 let paired = |of: fn(&Cost) -> f64| -> Vec<f64> {
                     run.iter().zip(base).map(|(x, y)| of(x) / of(y)).collect()
                 };
-                let (cpu, rss) = (paired(|c| c.cpu), paired(|c| c.rss));
+                let (cpu, rss) = (paired(|c| c.cpu), paired(|c| c.rss.total));
+                let (anon, exe) = (paired(|c| c.rss.anon), paired(|c| c.rss.exe));
                 println!(
-                    "| {rate} | {name} / --against, paired by rep | {:.3}× ({}) | | {:.3}× ({}) | |",
+                    "| {rate} | {name} / --against, paired by rep | {:.3}× ({}) | | {:.3}× ({}) | {:.3}× ({}) | {:.3}× ({}) | |",
                     median(cpu.clone()),
                     range(&cpu),
                     median(rss.clone()),
-                    range(&rss)
+                    range(&rss),
+                    median(anon.clone()),
+                    range(&anon),
+                    median(exe.clone()),
+                    range(&exe),
                 );
             }
         }

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::bench::{RunningAgent, cpu_and_rss, median, range};
+use crate::bench::{Rss, RunningAgent, cpu_and_rss, median, range};
 
 const CGROUPS: usize = 100;
 const SCRAPES: usize = 100;
@@ -116,8 +116,23 @@ fn at(targets: &[(&str, Target)], role: Role) -> usize {
         .expect("every role has a target")
 }
 
-/// (median wall ms per scrape, CPU ms per scrape, RSS MiB, body bytes).
-fn measure(t: &Target) -> Result<(f64, f64, f64, usize)> {
+/// One target's figures, rep by rep.
+#[derive(Clone, Default)]
+struct Run {
+    /// Median wall ms per scrape.
+    wall: Vec<f64>,
+    /// CPU ms per scrape.
+    cpu: Vec<f64>,
+    /// RSS MiB, in all, anonymous and the executable's.
+    rss: Vec<f64>,
+    anon: Vec<f64>,
+    exe: Vec<f64>,
+    /// Body bytes.
+    bytes: usize,
+}
+
+/// (median wall ms per scrape, CPU ms per scrape, RSS, body bytes).
+fn measure(t: &Target) -> Result<(f64, f64, Rss, usize)> {
     // One keep-alive connection: the scrapes must not open new flows that
     // the agent would then count and expose.
     let http = ureq::Agent::new();
@@ -130,11 +145,11 @@ fn measure(t: &Target) -> Result<(f64, f64, f64, usize)> {
         get()?;
         walls.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    let (cpu1, rss) = cpu_and_rss(t.pid)?;
+    let (cpu1, _) = cpu_and_rss(t.pid)?;
     Ok((
         median(walls),
         (cpu1 - cpu0) * 1e3 / SCRAPES as f64,
-        rss,
+        Rss::of(t.pid)?,
         body.len(),
     ))
 }
@@ -174,8 +189,10 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
     println!(
         "\nScrape cost: node + {CGROUPS} cgroups (each with a process), {SCRAPES} scrapes per rep, medians of {reps}\n"
     );
-    println!("| target | series bytes | wall ms / scrape | CPU ms / scrape | RSS MiB |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| target | series bytes | wall ms / scrape | CPU ms / scrape | RSS MiB | of which anonymous | executable |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let full = RunningAgent::start_with(agent, false, &[])?;
     // The first scrape opens (and keeps) the cgroup files: the kernel's slab
     // grows by what the kept files cost.
@@ -257,26 +274,29 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
     // Rep by rep, every target in turn: each sees the same moments of the
     // run (start-up of the others, cache and frequency), not one the first
     // minute and another the last.
-    let mut runs = vec![(Vec::new(), Vec::new(), Vec::new(), 0usize); targets.len()];
+    let mut runs = vec![Run::default(); targets.len()];
     for _ in 0..reps {
-        for ((_, t), (wall, cpu, rss, bytes)) in targets.iter().zip(&mut runs) {
+        for ((_, t), run) in targets.iter().zip(&mut runs) {
             let (w, c, r, b) = measure(t)?;
-            wall.push(w);
-            cpu.push(c);
-            rss.push(r);
-            *bytes = b;
+            run.wall.push(w);
+            run.cpu.push(c);
+            run.rss.push(r.total);
+            run.anon.push(r.anon);
+            run.exe.push(r.exe);
+            run.bytes = b;
         }
     }
     let mut rows = Vec::new();
-    for ((name, _), (wall, cpu, rss, bytes)) in targets.iter().zip(&runs) {
-        let row = (
-            median(wall.clone()),
-            median(cpu.clone()),
-            median(rss.clone()),
-        );
+    for ((name, _), run) in targets.iter().zip(&runs) {
+        let row = (median(run.wall.clone()), median(run.cpu.clone()));
         println!(
-            "| {name} | {bytes} | {:.2} | {:.2} | {:.1} |",
-            row.0, row.1, row.2
+            "| {name} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
+            run.bytes,
+            row.0,
+            row.1,
+            median(run.rss.clone()),
+            median(run.anon.clone()),
+            median(run.exe.clone()),
         );
         rows.push(row);
     }
@@ -286,7 +306,6 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
         rows[at(&targets, Role::NodeOnly)].1 / rows[at(&targets, Role::ExporterSame)].1
     );
     if baseline.is_some() {
-        type Run = (Vec<f64>, Vec<f64>, Vec<f64>, usize);
         let paired = |ours: usize, of: fn(&Run) -> &Vec<f64>| {
             let ratios: Vec<f64> = of(&runs[ours])
                 .iter()
@@ -301,10 +320,13 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
         ] {
             let ours = at(&targets, role);
             println!(
-                "{name} / --against, node + cgroups, paired by rep: wall {}, CPU {}, RSS {}",
-                paired(ours, |r| &r.0),
-                paired(ours, |r| &r.1),
-                paired(ours, |r| &r.2)
+                "{name} / --against, node + cgroups, paired by rep: wall {}, CPU {}, RSS {} \
+                 (anonymous {}, executable {})",
+                paired(ours, |r| &r.wall),
+                paired(ours, |r| &r.cpu),
+                paired(ours, |r| &r.rss),
+                paired(ours, |r| &r.anon),
+                paired(ours, |r| &r.exe),
             );
         }
     }

@@ -50,9 +50,9 @@ impl Cgroup {
     }
 }
 
-/// The cgroups above pods' own cgroups, the root excepted: `kubepods` and
-/// its QoS classes, in either cgroup driver's layout.
-fn pods_parents(ids: &[String]) -> HashSet<&str> {
+/// Which of `ids` are above pods' own cgroups, the root excepted:
+/// `kubepods` and its QoS classes, in either cgroup driver's layout.
+fn pods_parents(ids: &[String]) -> Vec<bool> {
     let mut parents = HashSet::new();
     for id in ids {
         if !matches!(crate::pods::cgroup::owner(id), Some((_, None))) {
@@ -66,7 +66,7 @@ fn pods_parents(ids: &[String]) -> HashSet<&str> {
             }
         }
     }
-    parents
+    ids.iter().map(|id| parents.contains(id.as_str())).collect()
 }
 
 /// Block IO of one cgroup on one device.
@@ -197,10 +197,10 @@ impl CgroupCollector {
                 }
             }
         }
-        let parents: HashSet<String> = if self.pod_all {
-            HashSet::new()
+        let parents = if self.pod_all {
+            vec![false; ids.len()]
         } else {
-            pods_parents(&ids).into_iter().map(str::to_owned).collect()
+            pods_parents(&ids)
         };
         let cgroups = ids
             .into_iter()
@@ -216,7 +216,7 @@ impl CgroupCollector {
                     owner,
                     sandbox,
                     pod_own,
-                    pods_parent: parents.contains(&id),
+                    pods_parent: parents[i],
                     oom_kills: match &view {
                         Some(view) => Some(view.oom.get(&i).copied().unwrap_or(0)),
                         None => stats.oom_kills,
@@ -334,16 +334,17 @@ mod tests {
             "/system.slice/containerd.service".to_owned(),
         ]
         .into();
-        let parents = pods_parents(&ids);
-        let mut got: Vec<&str> = parents.into_iter().collect();
-        got.sort();
+        let got: Vec<&str> = ids
+            .iter()
+            .zip(pods_parents(&ids))
+            .filter_map(|(id, parent)| parent.then_some(id.as_str()))
+            .collect();
         assert_eq!(
             got,
             [
                 "/kubepods",
-                "/kubepods.slice",
+                "/kubepods/burstable",
                 "/kubepods.slice/kubepods-besteffort.slice",
-                "/kubepods/burstable"
             ]
         );
     }

@@ -18,7 +18,7 @@ pub struct NodeCollector {
     /// See `Config::host_root`.
     pub host_root: Option<std::path::PathBuf>,
     /// Devices left out of `node_network_*` (`Config::node_network_device_exclude`).
-    pub network_exclude: Option<regex::Regex>,
+    pub network_exclude: Option<regex_lite::Regex>,
 }
 
 fn gauge(
