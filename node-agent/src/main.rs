@@ -12,6 +12,13 @@ use node_agent::{
 };
 
 fn main() -> Result<()> {
+    // Two malloc arenas instead of glibc's up to eight per CPU. The agent's
+    // threads (runtime workers, the one a scrape's `block_in_place` hands
+    // its worker to, the drain and ring readers) each took an arena of their
+    // own and kept its freed pages: 0.8 MiB of anonymous RSS more than with
+    // two after 500 scrapes of a standalone node (GLIBC_TUNABLES, same build).
+    // SAFETY: mallopt sets an allocator parameter; no thread has started.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
