@@ -6,7 +6,7 @@ use anyhow::Result;
 use tokio::sync::mpsc;
 use tracing::info;
 
-use osprey_abi::{DnsEvent, HttpEvent};
+use osprey_abi::DnsEvent;
 
 use crate::{
     config::Config,
@@ -95,7 +95,7 @@ pub fn http(
     supervise::spawn(
         shared.health,
         "http-events",
-        ring::read_polling::<HttpEvent, _>(
+        ring::read_polling::<http::HttpStart, _>(
             "http",
             ring,
             lost.clone(),

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use osprey_abi::{DIR_INGRESS, HttpEvent};
+use osprey_abi::DIR_INGRESS;
 use osprey_model::{
     labels::{
         ContextLabels, HttpDurationLabels, HubbleHttpDurationLabels, HubbleHttpRequestLabels,
@@ -120,7 +120,7 @@ impl HttpTracker {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Vec<HttpEvent>>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Vec<super::HttpStart>>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -138,12 +138,8 @@ impl HttpTracker {
         }
     }
 
-    pub fn observe(&mut self, event: &HttpEvent, now: SystemTime) {
-        let captured = (event.captured as usize).min(event.payload.len());
-        let segment = message::parse(
-            &event.payload[..captured],
-            event.captured < event.payload_len,
-        );
+    pub fn observe(&mut self, event: &super::HttpStart, now: SystemTime) {
+        let segment = message::parse(&event.payload, event.cut);
         for reason in &segment.unparsed {
             self.metrics.unparsed(reason);
         }

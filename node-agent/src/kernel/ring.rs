@@ -1,8 +1,8 @@
-//! One reader for every kernel ring buffer (DNS events, OOM kills, and the
-//! HTTP records to come): woken by the kernel through `AsyncFd` (no polling),
-//! it decodes each record as a `T` and hands every wake-up's records to a
-//! sink. A record too short to be a `T` (shorter than its
-//! [`Record::MIN_LEN`]) is counted in `malformed`.
+//! One reader for every kernel ring buffer (DNS events, OOM kills, HTTP
+//! starts): woken by the kernel through `AsyncFd` (or polled, for a ring
+//! whose programs rarely wake it), it decodes each record as a `T` and hands
+//! every wake-up's records to a sink. A record too short to be a `T`
+//! ([`Record::decode`] gives `None`) is counted in `malformed`.
 
 use aya::{
     Pod,
@@ -12,25 +12,27 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::warn;
 
-/// A kernel ring record. Most are sent whole; the payload records (DNS,
-/// HTTP) are sent cut after their captured bytes, so only their fixed part
-/// must be there; the rest of the `T` reads as zeros.
-pub trait Record: Pod {
-    const MIN_LEN: usize = std::mem::size_of::<Self>();
+/// A kernel ring record as userspace keeps it.
+pub trait Record: Sized {
+    /// The record in `bytes`, or `None` if they are too short to hold one.
+    fn decode(bytes: &[u8]) -> Option<Self>;
 }
 
-impl Record for osprey_abi::OomEvent {}
+impl Record for osprey_abi::OomEvent {
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        decode_pod(bytes, std::mem::size_of::<Self>())
+    }
+}
 
+/// Sent cut after its captured bytes: only the fixed part must be there.
 impl Record for osprey_abi::DnsEvent {
-    const MIN_LEN: usize = std::mem::offset_of!(osprey_abi::DnsEvent, payload);
-}
-
-impl Record for osprey_abi::HttpEvent {
-    const MIN_LEN: usize = std::mem::offset_of!(osprey_abi::HttpEvent, payload);
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        decode_pod(bytes, std::mem::offset_of!(Self, payload))
+    }
 }
 
 /// Records handed to the sink at a time: a ring read after a long poll
-/// holds many, and each is a whole `T` in memory once decoded.
+/// holds many.
 pub const CHUNK: usize = 256;
 
 /// Reads `ring` until its fd fails, passing each wake-up's records to
@@ -131,7 +133,7 @@ fn drain<T: Record>(ring: &mut RingBuf<MapData>, malformed: &Counter) -> (Vec<T>
         let Some(item) = ring.next() else {
             return (records, true);
         };
-        records.extend(decode::<T>(&item).or_else(|| {
+        records.extend(T::decode(&item).or_else(|| {
             malformed.inc();
             None
         }));
@@ -139,10 +141,10 @@ fn drain<T: Record>(ring: &mut RingBuf<MapData>, malformed: &Counter) -> (Vec<T>
     (records, false)
 }
 
-/// `bytes` as a `T`, if it holds at least `T::MIN_LEN` of it; bytes past
-/// the record read as zeros.
-pub fn decode<T: Record>(bytes: &[u8]) -> Option<T> {
-    if bytes.len() < T::MIN_LEN {
+/// `bytes` as a `T`, if they hold at least `min_len` of it; bytes past the
+/// record read as zeros.
+pub fn decode_pod<T: Pod>(bytes: &[u8], min_len: usize) -> Option<T> {
+    if bytes.len() < min_len {
         return None;
     }
     let len = bytes.len().min(std::mem::size_of::<T>());
@@ -171,21 +173,21 @@ mod tests {
                 std::mem::size_of::<osprey_abi::OomEvent>(),
             )
         };
-        let got: osprey_abi::OomEvent = decode(bytes).unwrap();
+        let got = osprey_abi::OomEvent::decode(bytes).unwrap();
         assert_eq!(got.trigger_cgroup_id, 42);
-        assert!(decode::<osprey_abi::OomEvent>(&bytes[1..]).is_none());
+        assert!(osprey_abi::OomEvent::decode(&bytes[1..]).is_none());
     }
 
     #[test]
     fn payload_records_may_end_after_their_captured_bytes() {
-        use osprey_abi::HttpEvent;
-        let fixed = std::mem::offset_of!(HttpEvent, payload);
+        use osprey_abi::DnsEvent;
+        let fixed = std::mem::offset_of!(DnsEvent, payload);
         let mut bytes = vec![0u8; fixed + 5];
         bytes[fixed - 4..fixed].copy_from_slice(&5u32.to_ne_bytes()); // captured
-        bytes[fixed..].copy_from_slice(b"GET /");
-        let got: HttpEvent = decode(&bytes).unwrap();
+        bytes[fixed..].copy_from_slice(b"\x12\x34\x01\x00\x00");
+        let got = DnsEvent::decode(&bytes).unwrap();
         assert_eq!(got.captured, 5);
-        assert_eq!(&got.payload[..6], b"GET /\0");
-        assert!(decode::<HttpEvent>(&bytes[..fixed - 1]).is_none());
+        assert_eq!(&got.payload[..6], b"\x12\x34\x01\x00\x00\0");
+        assert!(DnsEvent::decode(&bytes[..fixed - 1]).is_none());
     }
 }
