@@ -201,7 +201,8 @@ pub struct Config {
     pub host_root: Option<PathBuf>,
     /// Interfaces left out of `node_network_*`: a regular expression over
     /// the device name, as node-exporter's `--collector.netdev.device-exclude`
-    /// (the default is kube-prometheus' setting of it). It leaves out pods'
+    /// (the default is kube-prometheus' setting of it), in RE2 syntax as Go
+    /// reads it, without Unicode classes (`regex-lite`). It leaves out pods'
     /// host-side veths, 8 series per pod: a pod's traffic is in its
     /// `container_network_*`. `""` keeps every interface.
     pub node_network_device_exclude: String,
