@@ -37,35 +37,23 @@ impl crate::kernel::ring::Record for HttpStart {
         if bytes.len() < fixed {
             return None;
         }
-        let at = |offset: usize| bytes[offset..].as_ptr();
-        // SAFETY: each field lies in `bytes[..fixed]` (checked above), is
-        // plain data (any bit pattern is a value) and is read unaligned.
-        let (ts_ns, flow, payload_len, captured) = unsafe {
-            (
-                at(offset_of!(HttpEvent, ts_ns))
-                    .cast::<u64>()
-                    .read_unaligned(),
-                at(offset_of!(HttpEvent, flow))
-                    .cast::<FlowKey>()
-                    .read_unaligned(),
-                at(offset_of!(HttpEvent, payload_len))
-                    .cast::<u32>()
-                    .read_unaligned(),
-                at(offset_of!(HttpEvent, captured))
-                    .cast::<u32>()
-                    .read_unaligned(),
-            )
-        };
+        let captured: u32 = field(bytes, offset_of!(HttpEvent, captured))?;
+        let payload_len: u32 = field(bytes, offset_of!(HttpEvent, payload_len))?;
         let copied = (captured as usize)
             .min(HTTP_PAYLOAD_MAX)
             .min(bytes.len() - fixed);
         Some(HttpStart {
-            ts_ns,
-            flow,
+            ts_ns: field(bytes, offset_of!(HttpEvent, ts_ns))?,
+            flow: field(bytes, offset_of!(HttpEvent, flow))?,
             cut: captured < payload_len,
             payload: bytes[fixed..fixed + copied].into(),
         })
     }
+}
+
+/// The plain-data field of type `F` at `offset` in `bytes`, if it is there.
+fn field<F: aya::Pod>(bytes: &[u8], offset: usize) -> Option<F> {
+    crate::kernel::ring::decode_pod(bytes.get(offset..)?, std::mem::size_of::<F>())
 }
 
 #[cfg(test)]
