@@ -229,12 +229,16 @@ pub(crate) fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
     };
     let cpu = ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
-    Ok((cpu, rss_kib / 1024.0))
+    Ok((cpu, mib(&status, "VmRSS:")))
+}
+
+/// The MiB of the first line of `/proc` text (status, smaps) that starts
+/// with `field` ("VmRSS:", "Rss:"), its value being in kB; 0 if none.
+fn mib(text: &str, field: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// A process's resident memory in MiB, by what it is.
@@ -257,33 +261,20 @@ pub(crate) struct Rss {
 impl Rss {
     /// Read from `/proc/PID/status` and `/proc/PID/smaps`.
     pub(crate) fn of(pid: u32) -> Result<Self> {
-        let kib = |line: &str| -> f64 {
-            line.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-                / 1024.0
-        };
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .map_or(0.0, kib)
-        };
         let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
         let exe = exe.to_string_lossy();
         let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
         let (mut in_exe, mut in_ring) = (false, false);
         let mut rss = Rss {
-            total: field("VmRSS:"),
-            anon: field("RssAnon:"),
+            total: mib(&status, "VmRSS:"),
+            anon: mib(&status, "RssAnon:"),
             ..Rss::default()
         };
         for line in smaps.lines() {
             match line.split_whitespace().next() {
-                Some("Rss:") if in_exe => rss.exe += kib(line),
-                Some("Rss:") if in_ring => rss.rings += kib(line),
+                Some("Rss:") if in_exe => rss.exe += mib(line, "Rss:"),
+                Some("Rss:") if in_ring => rss.rings += mib(line, "Rss:"),
                 Some(first) if first.contains('-') && !first.ends_with(':') => {
                     in_ring = line.ends_with("anon_inode:bpf-map");
                     in_exe = line.ends_with(&*exe);
@@ -421,4 +412,18 @@ pub fn flow_rates(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) 
          second), so the agent holds `rate` live flow series; mCPU = agent CPU time / wall time."
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mib;
+
+    #[test]
+    fn proc_fields_read_in_mib() {
+        let status = "Name:\tosprey-agent\nVmRSS:\t    2048 kB\nRssAnon:\t     512 kB\n";
+        assert_eq!(mib(status, "VmRSS:"), 2.0);
+        assert_eq!(mib(status, "RssAnon:"), 0.5);
+        assert_eq!(mib(status, "RssFile:"), 0.0);
+        assert_eq!(mib("Rss:                 128 kB", "Rss:"), 0.125);
+    }
 }
