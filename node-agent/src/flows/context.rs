@@ -9,7 +9,10 @@
 //! (which Prometheus treats as no label); `pod|service|reserved-identity`
 //! keeps the label's values bounded by the cluster's objects.
 
-use std::str::FromStr;
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    str::FromStr,
+};
 
 use osprey_model::labels::ContextLabels;
 use serde::Deserialize;
@@ -92,15 +95,29 @@ impl TryFrom<String> for ContextSpec {
 }
 
 /// What is known of one endpoint of a flow.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Endpoint<'a> {
-    pub ip: &'a str,
+    /// Written out only when `ip` is the option that names the endpoint.
+    pub ip: IpAddr,
     pub namespace: Option<&'a str>,
     pub pod: Option<&'a str>,
     pub workload: Option<&'a str>,
     /// A Service's namespace and name.
     pub service: Option<(&'a str, &'a str)>,
     pub reserved: Option<&'static str>,
+}
+
+impl Default for Endpoint<'_> {
+    fn default() -> Self {
+        Self {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            namespace: None,
+            pod: None,
+            workload: None,
+            service: None,
+            reserved: None,
+        }
+    }
 }
 
 impl ContextSpec {
@@ -124,7 +141,7 @@ impl ContextSpec {
                 },
                 ContextOption::Service => e.service.map(|(ns, name)| format!("{ns}/{name}")),
                 ContextOption::ReservedIdentity => e.reserved.map(str::to_owned),
-                ContextOption::Ip => Some(e.ip.to_owned()),
+                ContextOption::Ip => Some(e.ip.to_string()),
             })
             .unwrap_or_default()
     }
@@ -146,10 +163,7 @@ impl Contexts {
     /// The context labels of traffic between two peers.
     pub fn between(&self, source: &Peer, destination: &Peer) -> ContextLabels {
         let side = |spec: &ContextSpec, peer: &Peer| {
-            spec.is_enabled().then(|| {
-                let ip = peer.ip.to_string();
-                spec.resolve(&Endpoint::of(&ip, peer))
-            })
+            spec.is_enabled().then(|| spec.resolve(&Endpoint::of(peer)))
         };
         ContextLabels {
             source: side(&self.source, source),
@@ -159,11 +173,10 @@ impl Contexts {
 }
 
 impl<'a> Endpoint<'a> {
-    /// A peer, its address written as `ip`.
-    pub fn of(ip: &'a str, peer: &'a Peer) -> Self {
+    pub fn of(peer: &'a Peer) -> Self {
         let pod = peer.pod.as_deref();
         Self {
-            ip,
+            ip: peer.ip,
             namespace: pod.map(|p| p.namespace.as_str()),
             pod: pod.map(|p| p.name.as_str()),
             workload: pod.map(|p| p.workload.as_str()),
@@ -197,23 +210,23 @@ mod tests {
     #[test]
     fn resolves_the_first_known_identity() {
         let bare = Endpoint {
-            ip: "10.0.0.1",
+            ip: "10.0.0.1".parse().unwrap(),
             ..Default::default()
         };
         let known = Endpoint {
-            ip: "10.0.0.1",
+            ip: "10.0.0.1".parse().unwrap(),
             namespace: Some("shop"),
             pod: Some("web-1"),
             workload: Some("web"),
             ..Default::default()
         };
         let service = Endpoint {
-            ip: "10.96.0.10",
+            ip: "10.96.0.10".parse().unwrap(),
             service: Some(("shop", "web")),
             ..Default::default()
         };
         let outside = Endpoint {
-            ip: "192.0.2.1",
+            ip: "192.0.2.1".parse().unwrap(),
             reserved: Some("reserved:world"),
             ..Default::default()
         };

@@ -16,7 +16,9 @@
 //! - `invalid_traceparent`: a `traceparent` the W3C rules reject; the request
 //!   counts, without a trace.
 
-use httparse::{EMPTY_HEADER, Header, Status};
+use std::mem::MaybeUninit;
+
+use httparse::{Header, ParserConfig, Status};
 
 use super::traceparent::TraceParent;
 
@@ -137,7 +139,7 @@ fn one(bytes: &[u8]) -> One {
 /// the body length is unknown).
 #[allow(clippy::type_complexity)]
 fn header_block(bytes: &[u8]) -> Result<(Start, Option<Option<usize>>), Unparsable> {
-    let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     match parse_head(bytes, &mut headers).map_err(|()| Bad)? {
         (start, Status::Complete(head), body) => Ok((start, Some(body.map(|b| head + b)))),
         (_, Status::Partial, _) => {
@@ -148,7 +150,7 @@ fn header_block(bytes: &[u8]) -> Result<(Start, Option<Option<usize>>), Unparsab
             let mut cut = Vec::with_capacity(end + 4);
             cut.extend_from_slice(&bytes[..end + 2]);
             cut.extend_from_slice(b"\r\n");
-            let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+            let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
             match parse_head(&cut, &mut headers).map_err(|()| Bad)? {
                 (start, Status::Complete(_), _) => Ok((start, None)),
                 _ => Err(Bad),
@@ -165,13 +167,18 @@ enum Unparsable {
 use Unparsable::{Bad, Cut};
 
 /// One request or response head, and the length of its body if known.
+/// `headers` is left uninitialised (no 2 KiB of zeroes per start); the
+/// parser hands back the part it filled.
 fn parse_head<'b>(
     bytes: &'b [u8],
-    headers: &mut [Header<'b>],
+    headers: &mut [MaybeUninit<Header<'b>>],
 ) -> Result<(Start, Status<usize>, Option<usize>), ()> {
+    let config = ParserConfig::default();
     if bytes.starts_with(b"HTTP/") {
-        let mut res = httparse::Response::new(headers);
-        let status = res.parse(bytes).map_err(|_| ())?;
+        let mut res = httparse::Response::new(&mut []);
+        let status = config
+            .parse_response_with_uninit_headers(&mut res, bytes, headers)
+            .map_err(|_| ())?;
         let code = res.code.unwrap_or(0);
         let chunked = has_chunked(res.headers);
         let body = if chunked {
@@ -181,8 +188,10 @@ fn parse_head<'b>(
         };
         Ok((Start::Response(Response { status: code }), status, body))
     } else {
-        let mut req = httparse::Request::new(headers);
-        let status = req.parse(bytes).map_err(|_| ())?;
+        let mut req = httparse::Request::new(&mut []);
+        let status = config
+            .parse_request_with_uninit_headers(&mut req, bytes, headers)
+            .map_err(|_| ())?;
         let (Some(method), Some(target)) = (req.method, req.path) else {
             return Err(());
         };

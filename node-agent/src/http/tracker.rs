@@ -8,18 +8,15 @@
 //! start to response start at the same socket).
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, VecDeque, hash_map::Entry},
     net::IpAddr,
     time::{Duration, Instant, SystemTime},
 };
 
 use osprey_abi::DIR_INGRESS;
-use osprey_model::{
-    labels::{
-        ContextLabels, HttpDurationLabels, HubbleHttpDurationLabels, HubbleHttpRequestLabels,
-        HubbleHttpResponseLabels, Reporter, TraceExemplar, TraceLabel,
-    },
-    record::HttpInfo,
+use osprey_model::labels::{
+    ContextLabels, HttpDurationLabels, HubbleHttpDurationLabels, HubbleHttpRequestLabels,
+    HubbleHttpResponseLabels, Reporter, TraceExemplar, TraceLabel,
 };
 use tokio::sync::mpsc;
 
@@ -36,13 +33,17 @@ use crate::{
         enrich::{Enricher, Peer, address},
     },
     observe::{
+        entry::{FlowEntry, HttpExchange},
         hub::FlowHub,
-        record::{FlowRecord, Verdict, with_peers},
     },
 };
 
 /// A request without a response for this long is counted as unanswered.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a connection's ends, as resolved at a request, name its later
+/// requests: a keep-alive connection is resolved about once a second, not
+/// at every request, and a pod the API names later is seen within that.
+const ENDS_TTL: Duration = Duration::from_secs(1);
 /// Requests waiting per connection (pipelining depth); past it the oldest
 /// is counted as unanswered.
 const MAX_PENDING: usize = 64;
@@ -58,15 +59,29 @@ struct ConnKey {
     remote: (IpAddr, u16),
 }
 
+/// A connection's ends and context labels: resolved at a request, kept for
+/// `ENDS_TTL`.
+#[derive(Debug)]
+struct Ends {
+    client: Peer,
+    server: Peer,
+    context: ContextLabels,
+    resolved: Instant,
+}
+
+/// A socket's view of a connection: its ends, and its requests waiting for
+/// their responses, oldest first.
+#[derive(Debug)]
+struct Conn {
+    ends: Ends,
+    pending: VecDeque<Pending>,
+}
+
 #[derive(Debug)]
 struct Pending {
     ts_ns: u64,
     at: SystemTime,
-    /// The connection's ends and context labels, and the request's
-    /// exemplar: resolved once, at the request.
-    client: Peer,
-    server: Peer,
-    context: ContextLabels,
+    /// The request's exemplar: made once, at the request.
     exemplar: Option<TraceExemplar>,
     request: Request,
     trace: Option<RequestTrace>,
@@ -99,7 +114,7 @@ pub struct HttpTracker {
     contexts: Contexts,
     enricher: Enricher,
     options: HttpOptions,
-    conns: HashMap<ConnKey, VecDeque<Pending>>,
+    conns: HashMap<ConnKey, Conn, foldhash::fast::RandomState>,
 }
 
 impl HttpTracker {
@@ -116,7 +131,7 @@ impl HttpTracker {
             contexts,
             enricher,
             options,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
         }
     }
 
@@ -186,13 +201,19 @@ impl HttpTracker {
         }
     }
 
-    /// The client and server ends of a connection.
-    fn ends(&self, key: &ConnKey) -> (Peer, Peer) {
+    /// The client and server ends of a connection, named now.
+    fn ends(&self, key: &ConnKey, now: Instant) -> Ends {
         let local = self.enricher.peer(key.local.0, key.local.1);
         let remote = self.enricher.peer(key.remote.0, key.remote.1);
-        match key.reporter {
+        let (client, server) = match key.reporter {
             Reporter::Server => (remote, local),
             Reporter::Client => (local, remote),
+        };
+        Ends {
+            context: self.contexts.between(&client, &server),
+            client,
+            server,
+            resolved: now,
         }
     }
 
@@ -239,44 +260,70 @@ impl HttpTracker {
     }
 
     fn request(&mut self, key: ConnKey, ts_ns: u64, request: Request, now: SystemTime) {
-        let (client, server) = self.ends(&key);
-        let context = self.contexts.between(&client, &server);
-        let labels = HubbleHttpRequestLabels {
-            context: context.clone(),
-            method: request.method.to_owned(),
-            protocol: "HTTP/1.1",
-            reporter: key.reporter.as_str(),
-        };
+        let mono = Instant::now();
+        if !self.conns.contains_key(&key) && self.conns.len() >= MAX_CONNECTIONS {
+            // Connections with nothing waiting make room first.
+            self.conns.retain(|_, conn| !conn.pending.is_empty());
+        }
+        let stale = self
+            .conns
+            .get(&key)
+            .is_none_or(|conn| mono.duration_since(conn.ends.resolved) >= ENDS_TTL);
+        let ends = stale.then(|| self.ends(&key, mono));
         let trace = self.trace(&request.trace);
         let exemplar = self.exemplar(&trace);
         if let Some(trace) = &exemplar {
             // The connection's flows, drops and retransmits carry it from now.
             self.enricher
                 .traces()
-                .note(key.local, key.remote, trace.clone(), Instant::now());
+                .note(key.local, key.remote, trace.clone(), mono);
         }
+        let room = self.conns.len() < MAX_CONNECTIONS;
+        let (context, conn) = match self.conns.entry(key) {
+            Entry::Occupied(entry) => {
+                let conn = entry.into_mut();
+                if let Some(ends) = ends {
+                    conn.ends = ends;
+                }
+                (conn.ends.context.clone(), Some(conn))
+            }
+            Entry::Vacant(entry) => {
+                let ends = ends.expect("a connection not tracked yet is resolved");
+                if room {
+                    let conn = entry.insert(Conn {
+                        ends,
+                        pending: VecDeque::new(),
+                    });
+                    (conn.ends.context.clone(), Some(conn))
+                } else {
+                    (ends.context, None)
+                }
+            }
+        };
+        let labels = HubbleHttpRequestLabels {
+            context,
+            method: request.method.to_owned(),
+            protocol: "HTTP/1.1",
+            reporter: key.reporter.as_str(),
+        };
         count(
             &mut self.metrics.requests,
             labels,
-            Instant::now(),
+            mono,
             exemplar.clone(),
             now,
         );
-        if !self.conns.contains_key(&key) && self.conns.len() >= MAX_CONNECTIONS {
+        let Some(conn) = conn else {
             self.metrics.unanswered.inc();
             return;
-        }
-        let queue = self.conns.entry(key).or_default();
-        if queue.len() >= MAX_PENDING {
-            queue.pop_front();
+        };
+        if conn.pending.len() >= MAX_PENDING {
+            conn.pending.pop_front();
             self.metrics.unanswered.inc();
         }
-        queue.push_back(Pending {
+        conn.pending.push_back(Pending {
             ts_ns,
             at: now,
-            client,
-            server,
-            context,
             exemplar,
             request,
             trace,
@@ -284,21 +331,23 @@ impl HttpTracker {
     }
 
     fn response(&mut self, key: ConnKey, ts_ns: u64, status: u16, now: SystemTime) {
-        let Some(pending) = self.conns.get_mut(&key).and_then(VecDeque::pop_front) else {
+        let Some(conn) = self.conns.get_mut(&key) else {
             self.metrics.unparsed("response_without_request");
             return;
         };
-        if self.conns.get(&key).is_some_and(VecDeque::is_empty) {
-            self.conns.remove(&key);
-        }
+        let Some(pending) = conn.pending.pop_front() else {
+            self.metrics.unparsed("response_without_request");
+            return;
+        };
         let seconds = ts_ns.saturating_sub(pending.ts_ns) as f64 / 1e9;
-        let Pending {
+        let Ends {
             client,
             server,
             context,
-            exemplar,
-            request,
             ..
+        } = &conn.ends;
+        let Pending {
+            exemplar, request, ..
         } = &pending;
         let route = self.options.routes.of(&request.path);
         if let (Some(t), Some(sink)) = (&pending.trace, &self.options.sink)
@@ -359,48 +408,156 @@ impl HttpTracker {
             now,
         );
         if self.hub.wanted() > 0 {
-            let record = FlowRecord {
-                traffic_direction: Some(
-                    match key.reporter {
-                        Reporter::Server => "ingress",
-                        Reporter::Client => "egress",
-                    }
-                    .into(),
-                ),
-                http: Some(HttpInfo {
-                    method: request.method.to_owned(),
-                    path: request.path.clone(),
-                    status,
-                    latency_ms: seconds * 1e3,
-                    reporter: reporter.to_owned(),
-                    trace_id: exemplar.as_ref().map(|e| e.trace_id.clone()),
-                }),
-                ..FlowRecord::new(
-                    pending.at,
-                    Verdict::Forwarded,
-                    "TCP",
-                    (client.ip.to_string(), client.port),
-                    (server.ip.to_string(), server.port),
-                    1,
-                )
+            let exchange = HttpExchange {
+                at: pending.at,
+                client: client.clone(),
+                server: server.clone(),
+                reporter: key.reporter,
+                method: request.method,
+                path: pending.request.path,
+                status,
+                latency_ms: seconds * 1e3,
+                trace_id: pending.exemplar.map(|e| e.trace_id),
             };
-            self.hub.publish(vec![with_peers(record, client, server)]);
+            self.hub.publish([FlowEntry::Http(exchange)]);
         }
     }
 
     fn expire(&mut self, now: SystemTime) {
         let unanswered = &self.metrics.unanswered;
-        self.conns.retain(|_, queue| {
-            queue.retain(|p| {
+        let mono = Instant::now();
+        self.conns.retain(|_, conn| {
+            conn.pending.retain(|p| {
                 let keep = now.duration_since(p.at).unwrap_or_default() < ANSWER_TIMEOUT;
                 if !keep {
                     unanswered.inc();
                 }
                 keep
             });
-            !queue.is_empty()
+            // Kept while its ends are fresh: its next request reuses them.
+            !conn.pending.is_empty() || mono.duration_since(conn.ends.resolved) < ENDS_TTL
         });
         self.metrics.expire(Instant::now());
         self.enricher.traces().expire(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use osprey_abi::{DIR_EGRESS, FlowKey, PROTO_TCP};
+    use osprey_model::BudgetMetrics;
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::{
+        flows::handlers::Limits,
+        pods::{PodIndex, PodMeta},
+        test_support::{exposition, v4_flow},
+    };
+
+    fn start(flow: FlowKey, ts_ns: u64, payload: &[u8]) -> super::super::HttpStart {
+        super::super::HttpStart {
+            ts_ns,
+            flow,
+            cut: false,
+            payload: payload.into(),
+        }
+    }
+
+    /// The server's socket (10.0.0.2:80) sees `path` enter at `at_ms` and
+    /// a 200 leave `took_ms` later.
+    fn exchange(tracker: &mut HttpTracker, path: &str, at_ms: u64, took_ms: u64) {
+        let request = v4_flow([10, 0, 0, 1], 40_000, [10, 0, 0, 2], 80, PROTO_TCP);
+        let mut response = v4_flow([10, 0, 0, 2], 80, [10, 0, 0, 1], 40_000, PROTO_TCP);
+        response.direction = DIR_EGRESS;
+        let head = format!("GET {path} HTTP/1.1\r\nHost: db\r\n\r\n");
+        let now = SystemTime::now();
+        tracker.observe(&start(request, at_ms * 1_000_000, head.as_bytes()), now);
+        let status = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        tracker.observe(&start(response, (at_ms + took_ms) * 1_000_000, status), now);
+    }
+
+    #[test]
+    fn a_connection_keeps_its_ends_for_a_second_and_its_exchanges_become_records() {
+        let mut registry = Registry::default();
+        let limits = Limits {
+            idle_ttl: Duration::from_secs(60),
+            series_budget: 100,
+            budgets: BudgetMetrics::register(&mut registry),
+        };
+        let metrics = HttpMetrics::register(&mut registry, &limits);
+        let hub = FlowHub::new(16, &mut registry);
+        let pods = PodIndex::default();
+        let contexts = Contexts {
+            source: "pod|ip".parse().unwrap(),
+            destination: "pod|ip".parse().unwrap(),
+        };
+        let enricher = Enricher::new(pods.clone(), BTreeMap::new());
+        let mut tracker = HttpTracker::new(
+            metrics,
+            hub.clone(),
+            contexts,
+            enricher,
+            HttpOptions::default(),
+        );
+
+        exchange(&mut tracker, "/a", 1, 3);
+        let recent = hub.recent();
+        assert_eq!(recent.len(), 1);
+        let record = recent[0].record();
+        assert_eq!(
+            (record.source_ip.as_str(), record.source_port),
+            ("10.0.0.1", 40_000)
+        );
+        assert_eq!(
+            (record.destination_ip.as_str(), record.destination_port),
+            ("10.0.0.2", 80)
+        );
+        assert_eq!(record.traffic_direction.as_deref(), Some("ingress"));
+        assert_eq!(record.destination_pod, None);
+        let http = record.http.as_ref().expect("an HTTP record");
+        assert_eq!(
+            (http.method.as_str(), http.path.as_str(), http.status),
+            ("GET", "/a", 200)
+        );
+        assert_eq!((http.latency_ms, http.reporter.as_str()), (3.0, "server"));
+
+        // The API names the server's pod now: the connection's next request,
+        // within a second, is still named as resolved at its first.
+        pods.upsert(PodMeta {
+            namespace: "shop".into(),
+            name: "db-0".into(),
+            uid: "u1".into(),
+            workload: "db".into(),
+            workload_kind: "StatefulSet".into(),
+            ips: vec!["10.0.0.2".parse().unwrap()],
+            containers: Vec::new(),
+        });
+        exchange(&mut tracker, "/b", 10, 1);
+        let text = exposition(&registry);
+        let requests = |destination: &str| {
+            format!(
+                "hubble_http_requests_total{{source=\"10.0.0.1\",destination=\"{destination}\",method=\"GET\",protocol=\"HTTP/1.1\",reporter=\"server\"}}"
+            )
+        };
+        assert!(
+            text.contains(&format!("{} 2\n", requests("10.0.0.2"))),
+            "{text}"
+        );
+
+        // A second later, its next request is named afresh.
+        std::thread::sleep(ENDS_TTL + Duration::from_millis(50));
+        exchange(&mut tracker, "/c", 20, 1);
+        let text = exposition(&registry);
+        assert!(
+            text.contains(&format!("{} 1\n", requests("shop/db-0"))),
+            "{text}"
+        );
+        let recent = hub.recent();
+        let last = recent.last().unwrap().record();
+        assert_eq!(last.destination_pod.as_deref(), Some("db-0"));
+        assert_eq!(last.http.as_ref().map(|h| h.path.as_str()), Some("/c"));
     }
 }

@@ -8,9 +8,10 @@ use axum::{
 use serde::Deserialize;
 
 use super::{
+    entry::FlowEntry,
     hub::FlowHub,
     ndjson::{StreamQuery, query},
-    record::{FlowFilter, FlowRecord},
+    record::FlowFilter,
 };
 
 /// The query string. (serde's `flatten` cannot parse numbers from a query
@@ -70,7 +71,7 @@ pub async fn flows(State(hub): State<FlowHub>, q: StreamQuery<ObserveQuery>) -> 
         Err(bad) => return bad.into_response(),
     };
     let filter = query.filter();
-    super::ndjson::stream(&hub, query.follow, query.last, move |r: &FlowRecord| {
-        filter.matches(r)
+    super::ndjson::stream(&hub, query.follow, query.last, move |e: &FlowEntry| {
+        filter.matches(&e.record())
     })
 }

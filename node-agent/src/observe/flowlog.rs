@@ -62,9 +62,12 @@ pub fn spawn(
                 },
             };
             match next {
-                // Not a network drop (drop_reasons_ignored): not logged.
-                Ok(record) if record.drop_ignored => {}
-                Ok(record) => {
+                Ok(entry) => {
+                    let record = entry.record();
+                    // Not a network drop (drop_reasons_ignored): not logged.
+                    if record.drop_ignored {
+                        continue;
+                    }
                     let mut line = serde_json::to_vec(&*record).unwrap_or_default();
                     line.push(b'\n');
                     // Batch writes: flush once the burst of one drain is written.

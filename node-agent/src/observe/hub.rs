@@ -12,10 +12,10 @@ use osprey_model::catalogue::{MetricDesc, OSPREY_OBSERVE_LOST_RECORDS};
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use tokio::sync::broadcast;
 
-use super::record::FlowRecord;
+use super::entry::FlowEntry;
 
-/// The hub of flow records.
-pub type FlowHub = Hub<FlowRecord>;
+/// The hub of flow records (HTTP exchanges made records when read).
+pub type FlowHub = Hub<FlowEntry>;
 
 pub struct Hub<T> {
     recent: Arc<Mutex<VecDeque<Arc<T>>>>,
@@ -58,10 +58,10 @@ impl<T> Hub<T> {
         }
     }
 
-    pub fn publish(&self, records: impl IntoIterator<Item = T>) {
+    pub fn publish<R: Into<T>>(&self, records: impl IntoIterator<Item = R>) {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         for record in records {
-            let record = Arc::new(record);
+            let record = Arc::new(record.into());
             if recent.len() == self.capacity {
                 recent.pop_front();
             }

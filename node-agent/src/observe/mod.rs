@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod client;
+pub mod entry;
 pub mod flowlog;
 pub mod hub;
 pub mod ndjson;
