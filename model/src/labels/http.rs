@@ -16,7 +16,7 @@ use crate::{Foldable, OVERFLOW};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpDurationLabels {
     pub context: ContextLabels,
-    pub method: String,
+    pub method: &'static str,
     pub status: u16,
     pub route: Option<String>,
     pub server_port: u16,
@@ -25,7 +25,7 @@ pub struct HttpDurationLabels {
 impl EncodeLabelSet for HttpDurationLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         self.context.encode(encoder)?;
-        ("http_request_method", self.method.as_str()).encode(encoder.encode_label())?;
+        ("http_request_method", self.method).encode(encoder.encode_label())?;
         ("http_response_status_code", self.status as u64).encode(encoder.encode_label())?;
         if let Some(route) = &self.route {
             ("http_route", route.as_str()).encode(encoder.encode_label())?;
@@ -38,7 +38,7 @@ impl Foldable for HttpDurationLabels {
     fn overflow(&self) -> Self {
         Self {
             context: self.context.overflow(),
-            method: self.method.clone(),
+            method: self.method,
             status: self.status,
             route: self.route.as_ref().map(|_| OVERFLOW.to_owned()),
             server_port: 0,
@@ -71,7 +71,7 @@ impl Reporter {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HubbleHttpRequestLabels {
     pub context: ContextLabels,
-    pub method: String,
+    pub method: &'static str,
     pub protocol: &'static str,
     pub reporter: &'static str,
 }
@@ -81,8 +81,8 @@ labels_with_context!(HubbleHttpRequestLabels { method => "method", protocol => "
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HubbleHttpResponseLabels {
     pub context: ContextLabels,
-    pub method: String,
-    pub status: String,
+    pub method: &'static str,
+    pub status: u16,
     pub reporter: &'static str,
 }
 labels_with_context!(HubbleHttpResponseLabels { method => "method", status => "status", reporter => "reporter" });
@@ -91,7 +91,7 @@ labels_with_context!(HubbleHttpResponseLabels { method => "method", status => "s
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HubbleHttpDurationLabels {
     pub context: ContextLabels,
-    pub method: String,
+    pub method: &'static str,
     pub reporter: &'static str,
 }
 labels_with_context!(HubbleHttpDurationLabels { method => "method", reporter => "reporter" });
@@ -156,7 +156,7 @@ mod tests {
     fn duration_labels_fold_ports_routes_and_context_but_keep_method_and_status() {
         let l = HttpDurationLabels {
             context: context(),
-            method: "GET".into(),
+            method: "GET",
             status: 404,
             route: Some("/users/{id}".into()),
             server_port: 8080,

@@ -2,7 +2,7 @@
 //! have them: the context labels (`source` / `destination`, present only when
 //! context options are configured) first, then the family's own.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::Arc};
 
 use prometheus_client::encoding::{
     EncodeLabel, EncodeLabelSet, EncodeLabelValue, LabelSetEncoder, LabelValueEncoder,
@@ -14,15 +14,16 @@ use super::flow::Protocol;
 /// are configured (absent otherwise, as in Hubble).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ContextLabels {
-    pub source: Option<String>,
-    pub destination: Option<String>,
+    /// Shared, not copied: a connection's labels go to several families.
+    pub source: Option<Arc<str>>,
+    pub destination: Option<Arc<str>>,
 }
 
 impl ContextLabels {
     /// Each configured end as `overflow`; none configured: unchanged (the
     /// family is bounded by its own labels then).
     pub fn overflow(&self) -> Self {
-        let fold = |v: &Option<String>| v.as_ref().map(|_| crate::budget::OVERFLOW.to_owned());
+        let fold = |v: &Option<Arc<str>>| v.as_ref().map(|_| Arc::from(crate::budget::OVERFLOW));
         Self {
             source: fold(&self.source),
             destination: fold(&self.destination),
@@ -38,10 +39,10 @@ impl ContextLabels {
     /// Encodes the configured labels, in Hubble's order (before the family's own).
     pub fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         if let Some(v) = &self.source {
-            ("source", v.as_str()).encode(encoder.encode_label())?;
+            ("source", &**v).encode(encoder.encode_label())?;
         }
         if let Some(v) = &self.destination {
-            ("destination", v.as_str()).encode(encoder.encode_label())?;
+            ("destination", &**v).encode(encoder.encode_label())?;
         }
         Ok(())
     }

@@ -163,7 +163,8 @@ impl Contexts {
     /// The context labels of traffic between two peers.
     pub fn between(&self, source: &Peer, destination: &Peer) -> ContextLabels {
         let side = |spec: &ContextSpec, peer: &Peer| {
-            spec.is_enabled().then(|| spec.resolve(&Endpoint::of(peer)))
+            spec.is_enabled()
+                .then(|| spec.resolve(&Endpoint::of(peer)).into())
         };
         ContextLabels {
             source: side(&self.source, source),

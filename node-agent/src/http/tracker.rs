@@ -302,7 +302,7 @@ impl HttpTracker {
         };
         let labels = HubbleHttpRequestLabels {
             context,
-            method: request.method.to_owned(),
+            method: request.method,
             protocol: "HTTP/1.1",
             reporter: key.reporter.as_str(),
         };
@@ -372,7 +372,7 @@ impl HttpTracker {
         let mono = Instant::now();
         let semconv = HttpDurationLabels {
             context: context.clone(),
-            method: request.method.to_owned(),
+            method: request.method,
             status,
             route,
             server_port: server.port,
@@ -387,8 +387,8 @@ impl HttpTracker {
             &mut self.metrics.responses,
             HubbleHttpResponseLabels {
                 context: context.clone(),
-                method: request.method.to_owned(),
-                status: status.to_string(),
+                method: request.method,
+                status,
                 reporter,
             },
             mono,
@@ -399,7 +399,7 @@ impl HttpTracker {
             &mut self.metrics.duration,
             HubbleHttpDurationLabels {
                 context: context.clone(),
-                method: request.method.to_owned(),
+                method: request.method,
                 reporter,
             },
             mono,
