@@ -17,6 +17,10 @@
 //!   completed. Both ends are on this node, so each request is seen twice
 //!   (four HTTP starts); per side is half of it;
 //! - agent CPU per 1k requests/s, from /proc.
+//!
+//! With `--against <agent>`, that agent with HTTP on is a fourth setup in
+//! every round, and its CPU per request is paired round by round with this
+//! build's.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -43,6 +47,8 @@ enum Setup {
     Detached,
     HttpOff,
     HttpOn,
+    /// The `--against` agent, HTTP on.
+    AgainstOn,
 }
 
 impl Setup {
@@ -51,10 +57,20 @@ impl Setup {
             Setup::Detached => "probes detached",
             Setup::HttpOff => "agent, HTTP off",
             Setup::HttpOn => "agent, HTTP on",
+            Setup::AgainstOn => "--against agent, HTTP on",
         }
     }
 
     fn start(self, agent: &Path, bpf_stats: bool) -> Result<Option<RunningAgent>> {
+        self.start_against(agent, None, bpf_stats)
+    }
+
+    fn start_against(
+        self,
+        agent: &Path,
+        against: Option<&Path>,
+        bpf_stats: bool,
+    ) -> Result<Option<RunningAgent>> {
         Ok(match self {
             Setup::Detached => None,
             Setup::HttpOff => Some(RunningAgent::start_with(
@@ -63,6 +79,11 @@ impl Setup {
                 &["--http-capture-bytes", "0"],
             )?),
             Setup::HttpOn => Some(RunningAgent::start_with(agent, bpf_stats, &[])?),
+            Setup::AgainstOn => Some(RunningAgent::start_with(
+                against.context("no --against agent")?,
+                bpf_stats,
+                &[],
+            )?),
         })
     }
 }
@@ -165,7 +186,7 @@ fn flow_program_ns(agent: &Path) -> Result<f64> {
     Ok(flow_programs(agent)?.1)
 }
 
-pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
+pub fn run(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) -> Result<()> {
     let which = Command::new("wrk")
         .arg("--version")
         .stdout(Stdio::null())
@@ -175,7 +196,7 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
     }
     let _pods = Pods::create()?;
     let mut server = Server::start()?;
-    let setups = [Setup::Detached, Setup::HttpOff, Setup::HttpOn];
+    let setups = setups(against);
     let layouts = if std::thread::available_parallelism()?.get() >= 2 {
         vec![Layout::Shared, Layout::Pinned]
     } else {
@@ -183,7 +204,10 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
     };
     let mut tables = Vec::new();
     for &layout in &layouts {
-        tables.push((layout, measure(agent, &server, layout, reps, secs)?));
+        tables.push((
+            layout,
+            measure(agent, against, &server, layout, reps, secs)?,
+        ));
     }
     // Kernel time per request, with the kernel's stats on (they cost a
     // little themselves, equally in both).
@@ -260,6 +284,18 @@ pub fn run(agent: &Path, reps: usize, secs: u64) -> Result<()> {
             median(t.mcpu[2].clone()) - median(t.mcpu[1].clone()),
             median(t.mcpu[2].clone()),
         );
+        if against.is_some() {
+            let (on, base) = (&t.mcpu[2], &t.mcpu[3]);
+            let paired: Vec<f64> = on.iter().zip(base).map(|(a, b)| a / b).collect();
+            println!(
+                "HTTP on, this build / --against ({}): agent mCPU per 1k req/s {:.3}× (paired by round, {:.3}–{:.3}), requests/s {:.3}×",
+                layout.name(),
+                median(paired.clone()),
+                paired.iter().copied().fold(f64::INFINITY, f64::min),
+                paired.iter().copied().fold(0.0, f64::max),
+                median(t.rate[2].clone()) / median(t.rate[3].clone()),
+            );
+        }
         let (lost, requests) = t
             .lost
             .iter()
@@ -300,20 +336,36 @@ struct Table {
 /// What the kernel counted as lost to a full HTTP ring.
 const HTTP_RING_FULL: &str = "osprey_probe_lost_events_total{probe=\"http\"}";
 
-/// `reps` interleaved rounds of the three setups in one layout.
-fn measure(agent: &Path, server: &Server, layout: Layout, reps: usize, secs: u64) -> Result<Table> {
-    let setups = [Setup::Detached, Setup::HttpOff, Setup::HttpOn];
+/// Detached, HTTP off, HTTP on, and the `--against` agent if given.
+fn setups(against: Option<&Path>) -> Vec<Setup> {
+    let mut setups = vec![Setup::Detached, Setup::HttpOff, Setup::HttpOn];
+    if against.is_some() {
+        setups.push(Setup::AgainstOn);
+    }
+    setups
+}
+
+/// `reps` interleaved rounds of the setups in one layout.
+fn measure(
+    agent: &Path,
+    against: Option<&Path>,
+    server: &Server,
+    layout: Layout,
+    reps: usize,
+    secs: u64,
+) -> Result<Table> {
+    let setups = setups(against);
     let (load_cpus, agent_cpus) = layout.cpus();
     pin(server.0.id(), load_cpus)?;
     let mut t = Table {
-        rate: vec![Vec::new(); 3],
-        p99: vec![Vec::new(); 3],
-        mcpu: vec![Vec::new(); 3],
+        rate: vec![Vec::new(); setups.len()],
+        p99: vec![Vec::new(); setups.len()],
+        mcpu: vec![Vec::new(); setups.len()],
         lost: Vec::new(),
     };
     for round in 0..reps {
         for (i, setup) in setups.iter().enumerate() {
-            let running = setup.start(agent, false)?;
+            let running = setup.start_against(agent, against, false)?;
             if let Some(a) = &running {
                 pin(a.child.id(), agent_cpus)?;
             }

@@ -67,7 +67,7 @@ enum Task {
         #[arg(long)]
         only: Option<String>,
         /// Another agent binary (its probe object beside it) measured in the
-        /// same invocation in the flows and scrape parts: before vs after.
+        /// same invocation in the flows, scrape and http parts: before vs after.
         #[arg(long)]
         against: Option<std::path::PathBuf>,
         /// Measure this agent binary (its probe object beside it) as "this
@@ -194,7 +194,7 @@ fn main() -> Result<()> {
                 bench_scrape::run(&agent, against.as_deref(), reps)?;
             }
             if part("http") {
-                bench_http::run(&agent, reps, secs + 4)?;
+                bench_http::run(&agent, against.as_deref(), reps, secs + 4)?;
             }
             if part("identity") {
                 bench_identity::run(&agent, reps)?;
