@@ -46,10 +46,9 @@ pub fn drops_of(flow: FlowKey, drops: &[(u32, u64)]) -> crate::flows::drain::Flo
     }
 }
 
-/// Pod `shop/db-0` of StatefulSet `db`, at 10.0.0.2, in a fresh index.
-pub fn db_pod() -> crate::pods::PodIndex {
-    let pods = crate::pods::PodIndex::default();
-    pods.upsert(crate::pods::PodMeta {
+/// Pod `shop/db-0` of StatefulSet `db`, at 10.0.0.2.
+pub fn db_pod_meta() -> crate::pods::PodMeta {
+    crate::pods::PodMeta {
         namespace: "shop".into(),
         name: "db-0".into(),
         uid: "u1".into(),
@@ -57,6 +56,12 @@ pub fn db_pod() -> crate::pods::PodIndex {
         workload_kind: "StatefulSet".into(),
         ips: vec!["10.0.0.2".parse().unwrap()],
         containers: Vec::new(),
-    });
+    }
+}
+
+/// [`db_pod_meta`] in a fresh index.
+pub fn db_pod() -> crate::pods::PodIndex {
+    let pods = crate::pods::PodIndex::default();
+    pods.upsert(db_pod_meta());
     pods
 }

@@ -453,8 +453,8 @@ mod tests {
     use super::*;
     use crate::{
         flows::handlers::Limits,
-        pods::{PodIndex, PodMeta},
-        test_support::{exposition, v4_flow},
+        pods::PodIndex,
+        test_support::{db_pod_meta, exposition, v4_flow},
     };
 
     fn start(flow: FlowKey, ts_ns: u64, payload: &[u8]) -> super::super::HttpStart {
@@ -526,15 +526,7 @@ mod tests {
 
         // The API names the server's pod now: the connection's next request,
         // within a second, is still named as resolved at its first.
-        pods.upsert(PodMeta {
-            namespace: "shop".into(),
-            name: "db-0".into(),
-            uid: "u1".into(),
-            workload: "db".into(),
-            workload_kind: "StatefulSet".into(),
-            ips: vec!["10.0.0.2".parse().unwrap()],
-            containers: Vec::new(),
-        });
+        pods.upsert(db_pod_meta());
         exchange(&mut tracker, "/b", 10, 1);
         let text = exposition(&registry);
         let requests = |destination: &str| {
