@@ -115,6 +115,9 @@ pub struct HttpTracker {
     enricher: Enricher,
     options: HttpOptions,
     conns: HashMap<ConnKey, Conn, foldhash::fast::RandomState>,
+    /// The table was full of connections with requests waiting at the last
+    /// look: until the next `expire`, a new one is not looked for room for.
+    crowded: bool,
 }
 
 impl HttpTracker {
@@ -132,6 +135,7 @@ impl HttpTracker {
             enricher,
             options,
             conns: HashMap::default(),
+            crowded: false,
         }
     }
 
@@ -261,9 +265,10 @@ impl HttpTracker {
 
     fn request(&mut self, key: ConnKey, ts_ns: u64, request: Request, now: SystemTime) {
         let mono = Instant::now();
-        if !self.conns.contains_key(&key) && self.conns.len() >= MAX_CONNECTIONS {
+        if !self.crowded && !self.conns.contains_key(&key) && self.conns.len() >= MAX_CONNECTIONS {
             // Connections with nothing waiting make room first.
             self.conns.retain(|_, conn| !conn.pending.is_empty());
+            self.crowded = self.conns.len() >= MAX_CONNECTIONS;
         }
         let stale = self
             .conns
@@ -437,6 +442,7 @@ impl HttpTracker {
             // Kept while its ends are fresh: its next request reuses them.
             !conn.pending.is_empty() || mono.duration_since(conn.ends.resolved) < ENDS_TTL
         });
+        self.crowded = false;
         self.metrics.expire(Instant::now());
         self.enricher.traces().expire(Instant::now());
     }
@@ -479,8 +485,9 @@ mod tests {
         tracker.observe(&start(response, (at_ms + took_ms) * 1_000_000, status), now);
     }
 
-    #[test]
-    fn a_connection_keeps_its_ends_for_a_second_and_its_exchanges_become_records() {
+    /// A tracker over `pods` naming both ends `pod|ip`, its hub, and the
+    /// registry its families are in.
+    fn tracker(pods: &PodIndex) -> (HttpTracker, FlowHub, Registry) {
         let mut registry = Registry::default();
         let limits = Limits {
             idle_ttl: Duration::from_secs(60),
@@ -489,19 +496,25 @@ mod tests {
         };
         let metrics = HttpMetrics::register(&mut registry, &limits);
         let hub = FlowHub::new(16, &mut registry);
-        let pods = PodIndex::default();
         let contexts = Contexts {
             source: "pod|ip".parse().unwrap(),
             destination: "pod|ip".parse().unwrap(),
         };
         let enricher = Enricher::new(pods.clone(), BTreeMap::new());
-        let mut tracker = HttpTracker::new(
+        let tracker = HttpTracker::new(
             metrics,
             hub.clone(),
             contexts,
             enricher,
             HttpOptions::default(),
         );
+        (tracker, hub, registry)
+    }
+
+    #[test]
+    fn a_connection_keeps_its_ends_for_a_second_and_its_exchanges_become_records() {
+        let pods = PodIndex::default();
+        let (mut tracker, hub, registry) = tracker(&pods);
 
         exchange(&mut tracker, "/a", 1, 3);
         let recent = hub.recent();
@@ -551,5 +564,56 @@ mod tests {
         let last = recent.last().unwrap().record();
         assert_eq!(last.destination_pod.as_deref(), Some("db-0"));
         assert_eq!(last.http.as_ref().map(|h| h.path.as_str()), Some("/c"));
+    }
+
+    /// The value of a plain sample line of `name` in the exposition.
+    fn sample(registry: &Registry, name: &str) -> String {
+        let text = exposition(registry);
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    #[test]
+    fn a_full_table_makes_room_from_connections_with_nothing_waiting() {
+        let pods = PodIndex::default();
+        let (mut tracker, _hub, registry) = tracker(&pods);
+        let now = SystemTime::now();
+        // The server's socket at 10.0.0.2:80; client `n` at 10.(1 + n / 65536).x.y:1000.
+        let client = |n: usize| [10, 1 + (n >> 16) as u8, (n >> 8) as u8, n as u8];
+        let request = |n: usize| {
+            let flow = v4_flow(client(n), 1000, [10, 0, 0, 2], 80, PROTO_TCP);
+            start(flow, 1_000, b"GET / HTTP/1.1\r\n\r\n")
+        };
+        let response = |n: usize| {
+            let mut flow = v4_flow([10, 0, 0, 2], 80, client(n), 1000, PROTO_TCP);
+            flow.direction = DIR_EGRESS;
+            start(flow, 2_000_000, b"HTTP/1.1 204 No Content\r\n\r\n")
+        };
+        for n in 0..MAX_CONNECTIONS {
+            tracker.observe(&request(n), now);
+        }
+        let unanswered = "osprey_http_unanswered_requests_total";
+        assert_eq!(sample(&registry, unanswered), "0");
+        // Every connection has a request waiting: no room.
+        tracker.observe(&request(MAX_CONNECTIONS), now);
+        assert_eq!(sample(&registry, unanswered), "1");
+        // One is answered; until the next expiry the table is not searched again.
+        tracker.observe(&response(0), now);
+        tracker.observe(&request(MAX_CONNECTIONS + 1), now);
+        assert_eq!(sample(&registry, unanswered), "2");
+        // Then the answered one makes room, and the new request is paired.
+        tracker.expire(now);
+        tracker.observe(&request(MAX_CONNECTIONS + 2), now);
+        tracker.observe(&response(MAX_CONNECTIONS + 2), now);
+        assert_eq!(sample(&registry, unanswered), "2");
+        let text = exposition(&registry);
+        let served = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("hubble_http_responses_total{") && l.contains("status=\"204\"")
+            })
+            .count();
+        assert_eq!(served, 2, "{text}");
     }
 }
