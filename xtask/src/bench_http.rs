@@ -214,7 +214,7 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) -> Resu
     let kernel_layout = *layouts.last().expect("a layout");
     let (load_cpus, agent_cpus) = kernel_layout.cpus();
     pin(server.0.id(), load_cpus)?;
-    let mut kernel_ns = vec![Vec::new(); 3];
+    let mut kernel_ns = vec![Vec::new(); setups.len()];
     for _ in 0..reps {
         for (i, setup) in [Setup::HttpOff, Setup::HttpOn].iter().enumerate() {
             let running = setup.start(agent, true)?;
