@@ -69,6 +69,24 @@ struct Ends {
     resolved: Instant,
 }
 
+impl Ends {
+    /// The client and server ends of the connection `key`, named now.
+    fn resolve(enricher: &Enricher, contexts: &Contexts, key: &ConnKey, now: Instant) -> Self {
+        let local = enricher.peer(key.local.0, key.local.1);
+        let remote = enricher.peer(key.remote.0, key.remote.1);
+        let (client, server) = match key.reporter {
+            Reporter::Server => (remote, local),
+            Reporter::Client => (local, remote),
+        };
+        Self {
+            context: contexts.between(&client, &server),
+            client,
+            server,
+            resolved: now,
+        }
+    }
+}
+
 /// A socket's view of a connection: its ends, and its requests waiting for
 /// their responses, oldest first.
 #[derive(Debug)]
@@ -205,22 +223,6 @@ impl HttpTracker {
         }
     }
 
-    /// The client and server ends of a connection, named now.
-    fn ends(&self, key: &ConnKey, now: Instant) -> Ends {
-        let local = self.enricher.peer(key.local.0, key.local.1);
-        let remote = self.enricher.peer(key.remote.0, key.remote.1);
-        let (client, server) = match key.reporter {
-            Reporter::Server => (remote, local),
-            Reporter::Client => (local, remote),
-        };
-        Ends {
-            context: self.contexts.between(&client, &server),
-            client,
-            server,
-            resolved: now,
-        }
-    }
-
     /// The request's trace: its caller's, or (with `http_spans = "all"`
     /// and somewhere to send spans) a new one.
     fn trace(&self, trace: &Trace) -> Option<RequestTrace> {
@@ -265,16 +267,11 @@ impl HttpTracker {
 
     fn request(&mut self, key: ConnKey, ts_ns: u64, request: Request, now: SystemTime) {
         let mono = Instant::now();
-        if !self.crowded && !self.conns.contains_key(&key) && self.conns.len() >= MAX_CONNECTIONS {
+        if !self.crowded && self.conns.len() >= MAX_CONNECTIONS && !self.conns.contains_key(&key) {
             // Connections with nothing waiting make room first.
             self.conns.retain(|_, conn| !conn.pending.is_empty());
             self.crowded = self.conns.len() >= MAX_CONNECTIONS;
         }
-        let stale = self
-            .conns
-            .get(&key)
-            .is_none_or(|conn| mono.duration_since(conn.ends.resolved) >= ENDS_TTL);
-        let ends = stale.then(|| self.ends(&key, mono));
         let trace = self.trace(&request.trace);
         let exemplar = self.exemplar(&trace);
         if let Some(trace) = &exemplar {
@@ -283,17 +280,20 @@ impl HttpTracker {
                 .traces()
                 .note(key.local, key.remote, trace.clone(), mono);
         }
+        // One lookup: a tracked connection's ends are named again once
+        // stale, a new connection's at once.
+        let (enricher, contexts) = (&self.enricher, &self.contexts);
         let room = self.conns.len() < MAX_CONNECTIONS;
         let (context, conn) = match self.conns.entry(key) {
             Entry::Occupied(entry) => {
                 let conn = entry.into_mut();
-                if let Some(ends) = ends {
-                    conn.ends = ends;
+                if mono.duration_since(conn.ends.resolved) >= ENDS_TTL {
+                    conn.ends = Ends::resolve(enricher, contexts, &key, mono);
                 }
                 (conn.ends.context.clone(), Some(conn))
             }
             Entry::Vacant(entry) => {
-                let ends = ends.expect("a connection not tracked yet is resolved");
+                let ends = Ends::resolve(enricher, contexts, &key, mono);
                 if room {
                     let conn = entry.insert(Conn {
                         ends,
