@@ -11,6 +11,7 @@ mod bench_scale;
 mod bench_scrape;
 mod bench_series;
 mod build;
+mod layout;
 mod setup;
 mod sh;
 mod stack;
@@ -71,11 +72,15 @@ enum Task {
         #[arg(long)]
         against: Option<std::path::PathBuf>,
         /// Measure this agent binary (its probe object beside it) as "this
-        /// build" in the flows and scrape parts, e.g. one commit against
+        /// build" in the flows, scrape and http parts, e.g. one commit against
         /// another, instead of the tree's own build.
         #[arg(long)]
         agent: Option<std::path::PathBuf>,
     },
+    /// Profile the agent through the benches' workloads and write the
+    /// functions that ran to node-agent/osprey-agent.order, which the linker
+    /// places side by side (fewer of the agent's code pages resident).
+    Layout,
     /// (Used by bench, inside a namespace) send `rate` new UDP flows per second.
     #[command(hide = true)]
     Flowgen {
@@ -100,6 +105,10 @@ fn main() -> Result<()> {
         Task::Build => {
             setup::setup()?;
             build::all().map(|_| ())
+        }
+        Task::Layout => {
+            setup::setup()?;
+            layout::run()
         }
         Task::Run { stack, args } => {
             setup::setup()?;
@@ -158,11 +167,11 @@ fn main() -> Result<()> {
                 Some(a)
                     if only
                         .as_deref()
-                        .is_some_and(|o| ["flows", "scrape"].contains(&o)) =>
+                        .is_some_and(|o| ["flows", "scrape", "http"].contains(&o)) =>
                 {
                     a
                 }
-                Some(_) => anyhow::bail!("--agent is for --only flows or --only scrape"),
+                Some(_) => anyhow::bail!("--agent is for --only flows, scrape or http"),
                 None => built,
             };
             let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
