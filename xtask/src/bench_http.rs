@@ -34,7 +34,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    bench::{IP_B, NS_A, NS_B, Pods, RunningAgent, cpu_and_rss, gauge, median, terminate},
+    bench::{IP_B, NS_A, NS_B, Pods, RunningAgent, cpu_and_rss, gauge, median, range, terminate},
     bench_probes::{Stream, iperf, prog_stats},
     sh,
 };
@@ -288,11 +288,10 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize, secs: u64) -> Resu
             let (on, base) = (&t.mcpu[2], &t.mcpu[3]);
             let paired: Vec<f64> = on.iter().zip(base).map(|(a, b)| a / b).collect();
             println!(
-                "HTTP on, this build / --against ({}): agent mCPU per 1k req/s {:.3}× (paired by round, {:.3}–{:.3}), requests/s {:.3}×",
+                "HTTP on, this build / --against ({}): agent mCPU per 1k req/s {:.3}× (paired by round, {}), requests/s {:.3}×",
                 layout.name(),
                 median(paired.clone()),
-                paired.iter().copied().fold(f64::INFINITY, f64::min),
-                paired.iter().copied().fold(0.0, f64::max),
+                range(&paired),
                 median(t.rate[2].clone()) / median(t.rate[3].clone()),
             );
         }
