@@ -20,7 +20,7 @@ use osprey_e2e::{agent, cgroup::TestCgroup, is_root, require};
 
 /// Flips that must fall inside a run, and the rounds allowed for them.
 const HELD: u64 = 10;
-const MAX_ROUNDS: usize = 100;
+const MAX_ROUNDS: usize = 400;
 
 /// The marker packets `handover_probe` wrote that a batch holds.
 fn marked(batch: &FlowBatch) -> u64 {
@@ -57,35 +57,37 @@ fn a_program_still_on_the_old_map_is_in_that_maps_drain() {
     let fd = program.as_fd().as_raw_fd();
     let mut drainer = FlowDrainer::new(maps);
     // How long the program holds its map (a raw tracepoint's test run is
-    // not timed by the kernel): the flip falls a quarter in.
+    // not timed by the kernel).
     let start = Instant::now();
     test_run_raw_tracepoint(fd).expect("test run of handover_probe");
-    let flip_after = start.elapsed() / 4;
+    let run = start.elapsed();
     assert!(
-        flip_after > Duration::from_micros(100),
-        "handover_probe ran {:?}: too short to catch",
-        start.elapsed()
+        run > Duration::from_micros(100),
+        "handover_probe ran {run:?}: too short to catch"
     );
     drainer.drain().expect("a first drain");
 
     // Rounds until the flip has fallen inside the program's run, after it
-    // read the index, `HELD` times (on a busy machine the run can start
-    // after the flip, or end before it; such a round still checks that the
-    // packet is drained once).
-    let mut held = 0;
+    // read the index, `HELD` times. On a busy machine the run can start
+    // after the flip (the thread or the syscall was late) or end before
+    // it; the flip's delay steps later after the one and earlier after the
+    // other, from a quarter of the run. Every round checks that the packet
+    // is drained once.
+    let step = run / 16;
+    let mut flip_after = run / 4;
+    let (mut held, mut early, mut late) = (0, 0, 0);
     for round in 0..MAX_ROUNDS {
         let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let run = thread::spawn(move || {
+        let program = thread::spawn(move || {
             started_tx.send(()).unwrap();
             let ran = test_run_raw_tracepoint(fd);
             (ran, Instant::now())
         });
         started_rx.recv().unwrap();
-        // The program has read the index and is spinning on it.
         thread::sleep(flip_after);
         let flipped = Instant::now();
         let during = drainer.drain().expect("drain");
-        let (ran, ended) = run.join().unwrap();
+        let (ran, ended) = program.join().unwrap();
         ran.expect("test run of handover_probe");
         let after = drainer.drain().expect("drain");
         let (during, after) = (marked(&during), marked(&after));
@@ -95,12 +97,21 @@ fn a_program_still_on_the_old_map_is_in_that_maps_drain() {
             "round {round}: the program's one packet belongs in the drain of the map it \
              picked (in the drain during its run: {during}, in the next: {after})"
         );
-        if flipped < ended {
-            held += during;
+        if ended <= flipped {
+            late += 1;
+            flip_after = flip_after.saturating_sub(step);
+        } else if during == 0 {
+            early += 1;
+            flip_after = (flip_after + step).min(run);
+        } else {
+            held += 1;
         }
         if held == HELD {
             return;
         }
     }
-    panic!("only {held} of {MAX_ROUNDS} flips fell while the program held the old map");
+    panic!(
+        "only {held} of {MAX_ROUNDS} flips fell while the program held the old map \
+         ({early} before it read the index, {late} after it ended; run {run:?})"
+    );
 }
