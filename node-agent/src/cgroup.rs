@@ -84,7 +84,13 @@ pub fn v2_root() -> Result<PathBuf, CgroupError> {
 /// relative to `root` ("/" for the root) for at most `limit` cgroups;
 /// `visit` says whether to go into the directory.
 pub fn walk(root: &Path, limit: usize, mut visit: impl FnMut(&Path, String) -> bool) {
-    fn go(root: &Path, dir: &Path, left: &mut usize, visit: &mut dyn FnMut(&Path, String) -> bool) {
+    fn go(
+        root: &Path,
+        dir: &Path,
+        left: &mut usize,
+        buf: &mut Vec<u8>,
+        visit: &mut dyn FnMut(&Path, String) -> bool,
+    ) {
         if *left == 0 {
             return;
         }
@@ -93,21 +99,48 @@ pub fn walk(root: &Path, limit: usize, mut visit: impl FnMut(&Path, String) -> b
         if !visit(dir, format!("/{}", rel.display())) {
             return;
         }
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.path())
-            .collect();
+        let mut dirs = subdirs(dir, buf);
         dirs.sort();
         for d in dirs {
-            go(root, &d, left, visit);
+            go(root, &d, left, buf, visit);
         }
     }
     let mut left = limit;
-    go(root, root, &mut left, &mut visit);
+    let mut buf = Vec::with_capacity(32 * 1024);
+    go(root, root, &mut left, &mut buf, &mut visit);
+}
+
+/// The directories in `dir`, read with `getdents64` into `buf`: a cgroup
+/// directory holds a few dozen files for each child cgroup, and std's
+/// `read_dir` allocates a name for each of them (most of a scrape's
+/// allocations were those names).
+fn subdirs(dir: &Path, buf: &mut Vec<u8>) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+
+    use rustix::fs::{FileType, Mode, OFlags, RawDir};
+    let mut out = Vec::new();
+    let Ok(fd) = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return out;
+    };
+    let mut entries = RawDir::new(&fd, buf.spare_capacity_mut());
+    while let Some(Ok(entry)) = entries.next() {
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let path = || dir.join(std::ffi::OsStr::from_bytes(name));
+        match entry.file_type() {
+            FileType::Directory => out.push(path()),
+            // A filesystem that does not say: ask it.
+            FileType::Unknown if path().is_dir() => out.push(path()),
+            _ => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ impl Dir {
             let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
             let len = match kept.iter().find(|(n, _)| *n == name) {
                 Some((_, file)) => {
-                    let len = pread_all(file, buf);
+                    let len = pread_all(file, buf, one_record(name));
                     if len.is_none() {
                         self.stale.store(true, Ordering::Relaxed);
                     }
@@ -110,7 +110,7 @@ impl Dir {
                 }
                 None => {
                     let file = self.openat(name)?;
-                    let len = pread_all(&file, buf)?;
+                    let len = pread_all(&file, buf, one_record(name))?;
                     if self.budget.take() {
                         kept.push((name, file));
                     }
@@ -139,9 +139,20 @@ impl Dir {
     }
 }
 
-/// Reads a file whole into `buf` with `pread` from offset 0 until EOF (at
-/// most 1 MiB), growing `buf` as needed; returns the length.
-fn pread_all(file: &File, buf: &mut Vec<u8>) -> Option<usize> {
+/// Whether the kernel renders cgroup file `name` as one seq_file record:
+/// the whole text at once, its buffer grown until the text fits, so a read
+/// shorter than asked for is the end. Every cgroup file the agent reads is
+/// one record but the pid lists, a record per pid, whose reads can end
+/// short at a page while pids remain.
+fn one_record(name: &str) -> bool {
+    !matches!(name, "cgroup.procs" | "cgroup.threads" | "tasks")
+}
+
+/// Reads a file whole into `buf` with `pread` from offset 0 (at most
+/// 1 MiB), growing `buf` as needed; returns the length. Reads until EOF, or
+/// (`one_record`) until a read shorter than asked for: that saves the read
+/// that would only find the end, half of a scrape's reads.
+fn pread_all(file: &File, buf: &mut Vec<u8>, one_record: bool) -> Option<usize> {
     use std::os::unix::fs::FileExt;
     let mut len = 0;
     loop {
@@ -151,9 +162,15 @@ fn pread_all(file: &File, buf: &mut Vec<u8>) -> Option<usize> {
             }
             buf.resize(len * 2, 0);
         }
+        let asked = buf.len() - len;
         match file.read_at(&mut buf[len..], len as u64) {
             Ok(0) => break,
-            Ok(n) => len += n,
+            Ok(n) => {
+                len += n;
+                if one_record && n < asked {
+                    break;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return None,
         }

@@ -5,36 +5,29 @@
 use osprey_model::catalogue::{NODE_NETSTAT, NODE_SOCKSTAT, NODE_SOCKSTAT_MEM_BYTES};
 use prometheus_client::{encoding::DescriptorEncoder, metrics::MetricType};
 
-/// `Proto: names…` / `Proto: values…` line pairs (/proc/net/snmp, /proc/net/netstat).
-fn paired(text: &str) -> Vec<(String, String, f64)> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::new();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let (Some((proto, names)), Some((_, values))) =
-            (names.split_once(':'), values.split_once(':'))
-        else {
-            continue;
-        };
-        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
-            if let Ok(v) = v.parse::<f64>() {
-                out.push((proto.to_owned(), n.to_owned(), v));
-            }
-        }
-    }
-    out
+/// `Proto: names…` / `Proto: values…` line pairs (/proc/net/snmp,
+/// /proc/net/netstat), borrowed from `text`.
+fn paired(text: &str) -> impl Iterator<Item = (&str, &str, f64)> {
+    let mut lines = text.lines();
+    std::iter::from_fn(move || Some((lines.next()?, lines.next()?)))
+        .filter_map(|(names, values)| Some((names.split_once(':')?, values.split_once(':')?.1)))
+        .flat_map(|((proto, names), values)| {
+            names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .filter_map(move |(n, v)| Some((proto, n, v.parse::<f64>().ok()?)))
+        })
 }
 
-/// /proc/net/snmp6: `Ip6InReceives  123` → ("Ip6", "InReceives").
-fn snmp6(text: &str) -> Vec<(String, String, f64)> {
-    text.lines()
-        .filter_map(|l| {
-            let (name, value) = l.split_once(char::is_whitespace)?;
-            let split = name.find('6')? + 1;
-            let (proto, key) = name.split_at(split);
-            Some((proto.to_owned(), key.to_owned(), value.trim().parse().ok()?))
-        })
-        .collect()
+/// /proc/net/snmp6: `Ip6InReceives  123` → ("Ip6", "InReceives"), borrowed
+/// from `text`.
+fn snmp6(text: &str) -> impl Iterator<Item = (&str, &str, f64)> {
+    text.lines().filter_map(|l| {
+        let (name, value) = l.split_once(char::is_whitespace)?;
+        let split = name.find('6')? + 1;
+        let (proto, key) = name.split_at(split);
+        Some((proto, key, value.trim().parse().ok()?))
+    })
 }
 
 /// node-exporter's default field regex, spelled out.
@@ -67,14 +60,14 @@ fn wanted(proto: &str, key: &str) -> bool {
 
 pub fn encode_netstat(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let mut stats = paired(&read("/proc/net/snmp"));
-    stats.extend(paired(&read("/proc/net/netstat")));
-    stats.extend(snmp6(&read("/proc/net/snmp6")));
-    for (proto, key, value) in stats {
-        if !wanted(&proto, &key) {
-            continue;
-        }
-        let parts = [proto.as_str(), key.as_str()];
+    let (snmp, netstat, six) = (
+        read("/proc/net/snmp"),
+        read("/proc/net/netstat"),
+        read("/proc/net/snmp6"),
+    );
+    let stats = paired(&snmp).chain(paired(&netstat)).chain(snmp6(&six));
+    for (proto, key, value) in stats.filter(|(p, k, _)| wanted(p, k)) {
+        let parts = [proto, key];
         let (name, help) = (NODE_NETSTAT.name(&parts), NODE_NETSTAT.help(&parts));
         encoder
             .encode_descriptor(&name, &help, None, MetricType::Unknown)?
@@ -126,13 +119,15 @@ mod tests {
     #[test]
     fn parses_proc_net_files_like_node_exporter() {
         let snmp = "Tcp: RtoMin ActiveOpens CurrEstab\nTcp: 200 17 3\nUdp: InDatagrams NoPorts\nUdp: 5 1\n";
-        let got = paired(snmp);
-        assert!(got.contains(&("Tcp".into(), "ActiveOpens".into(), 17.0)));
+        let got: Vec<_> = paired(snmp).collect();
+        assert!(got.contains(&("Tcp", "ActiveOpens", 17.0)));
+        assert!(got.contains(&("Udp", "NoPorts", 1.0)));
         assert!(wanted("Tcp", "ActiveOpens") && wanted("Tcp", "CurrEstab"));
         assert!(!wanted("Tcp", "RtoMin"));
         assert!(wanted("Udp", "NoPorts") && wanted("TcpExt", "ListenDrops"));
-        let six = snmp6("Ip6InOctets                     \t1024\nUdpLite6InDatagrams 0\n");
-        assert_eq!(six[0], ("Ip6".into(), "InOctets".into(), 1024.0));
+        let six: Vec<_> =
+            snmp6("Ip6InOctets                     \t1024\nUdpLite6InDatagrams 0\n").collect();
+        assert_eq!(six[0], ("Ip6", "InOctets", 1024.0));
         assert_eq!(six[1].0, "UdpLite6");
         let s = sockstat(
             "sockets: used 120\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 3\n",
