@@ -273,10 +273,15 @@ pub fn run(agent: &Path, against: Option<&Path>, reps: usize) -> Result<()> {
     }
     // Rep by rep, every target in turn: each sees the same moments of the
     // run (start-up of the others, cache and frequency), not one the first
-    // minute and another the last.
+    // minute and another the last. Odd reps go in reverse order, so that no
+    // target always comes right after the same other one.
     let mut runs = vec![Run::default(); targets.len()];
-    for _ in 0..reps {
-        for ((_, t), run) in targets.iter().zip(&mut runs) {
+    for rep in 0..reps {
+        let mut turn: Vec<_> = targets.iter().zip(&mut runs).collect();
+        if rep % 2 == 1 {
+            turn.reverse();
+        }
+        for ((_, t), run) in turn {
             let (w, c, r, b) = measure(t)?;
             run.wall.push(w);
             run.cpu.push(c);
