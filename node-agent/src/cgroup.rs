@@ -165,4 +165,35 @@ mod tests {
             Mounts::default()
         );
     }
+
+    /// The walk finds every directory, in name order, depth first, through
+    /// directories whose entries take several `getdents64` calls, and no
+    /// file, symlink or anything past the limit.
+    #[test]
+    fn walks_directories_in_name_order_past_many_files() {
+        let root = std::env::temp_dir().join(format!("osprey-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["b/x", "a", "c/y/z"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        // ~90 KiB of entries in `a`: more than the walk's 32 KiB buffer.
+        for i in 0..2000 {
+            std::fs::write(root.join(format!("a/file-with-a-long-name-{i:05}")), "").unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("b"), root.join("d")).unwrap();
+        let mut seen = Vec::new();
+        walk(&root, usize::MAX, |_, rel| {
+            seen.push(rel);
+            true
+        });
+        assert_eq!(seen, ["/", "/a", "/b", "/b/x", "/c", "/c/y", "/c/y/z"]);
+        let mut first = Vec::new();
+        walk(&root, 3, |_, rel| {
+            let go_in = rel != "/b";
+            first.push(rel);
+            go_in
+        });
+        assert_eq!(first, ["/", "/a", "/b"]);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
