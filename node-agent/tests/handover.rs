@@ -2,9 +2,12 @@
 //! index before a flip, and is still running when the drain starts (a vCPU
 //! the hypervisor descheduled mid-program), has its packet in the batch
 //! drained from the map it picked. The self-test program `handover_probe`
-//! holds the map it picked for a millisecond or two before writing to it;
-//! without the drain's RCU wait its packet lands after the drain read that
-//! map, and this test fails.
+//! says when it has picked a map, holds it until it sees the flip, and
+//! writes to it a millisecond or two later; without the drain's RCU wait
+//! its packet lands after the drain read that map, and this test fails.
+//! The test flips only once the program has picked, and the program itself
+//! says whether the flip fell while it held the map: no clock of the test's
+//! decides what a round proved.
 
 use std::{
     os::fd::{AsFd, AsRawFd},
@@ -12,24 +15,76 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::maps::{Array, MapData};
+
 use node_agent::{
     flows::drain::{FlowBatch, FlowDrainer},
     kernel::{probes::Probes, test_run::test_run_raw_tracepoint},
 };
 use osprey_e2e::{agent, cgroup::TestCgroup, is_root, require};
 
-/// Flips that must fall inside a run, and the rounds allowed for them.
-const HELD: u64 = 10;
-const MAX_ROUNDS: usize = 400;
+/// Rounds, each a flip inside the program's hold.
+const ROUNDS: usize = 10;
 
-/// The marker packets `handover_probe` wrote that a batch holds.
-fn marked(batch: &FlowBatch) -> u64 {
-    batch
-        .flows
-        .iter()
-        .filter(|f| f.key == osprey_abi::handover_key(f.key.src_port))
-        .map(|f| f.stats.packets)
-        .sum()
+/// The marker packets `handover_probe` wrote that a batch holds: those
+/// written after a flip it saw while holding its map, and the others.
+fn marked(batch: &FlowBatch) -> (u64, u64) {
+    let count = |held| {
+        batch
+            .flows
+            .iter()
+            .filter(|f| f.key == osprey_abi::handover_key(f.key.src_port, held))
+            .map(|f| f.stats.packets)
+            .sum()
+    };
+    (count(true), count(false))
+}
+
+/// Two CPUs this process may run on: the program's thread and the test's
+/// must not share one, or the test could not flip while the program holds
+/// its CPU.
+fn two_cpus() -> Option<(usize, usize)> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, with the set's own size.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: reads bits of an initialised set.
+    let mut cpus = (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) });
+    Some((cpus.next()?, cpus.next()?))
+}
+
+/// Runs the calling thread on `cpu` only.
+fn pin_to(cpu: usize) {
+    // SAFETY: as in `two_cpus`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (it came from a set).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: a valid set of its own size, for this thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Waits until `handover_probe` has read the active index.
+fn wait_for_pick(picked: &Array<MapData, u64>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while picked.get(&0, 0).expect("read HANDOVER_PICKED") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "handover_probe did not start within 10 s"
+        );
+        std::hint::spin_loop();
+    }
 }
 
 #[test]
@@ -51,67 +106,32 @@ fn a_program_still_on_the_old_map_is_in_that_maps_drain() {
         0,
     )
     .expect("the probes load");
-    let program = probes
-        .test_program("handover_probe")
-        .expect("handover_probe loads");
+    let (program, mut picked) = probes.handover_program().expect("handover_probe loads");
     let fd = program.as_fd().as_raw_fd();
     let mut drainer = FlowDrainer::new(maps);
-    // How long the program holds its map (a raw tracepoint's test run is
-    // not timed by the kernel).
-    let start = Instant::now();
-    test_run_raw_tracepoint(fd).expect("test run of handover_probe");
-    let run = start.elapsed();
-    assert!(
-        run > Duration::from_micros(100),
-        "handover_probe ran {run:?}: too short to catch"
-    );
     drainer.drain().expect("a first drain");
+    let cpus = two_cpus();
+    require!(cpus.is_some(), "the hand-over test needs two CPUs");
+    let (test_cpu, program_cpu) = cpus.unwrap();
+    pin_to(test_cpu);
 
-    // Rounds until the flip has fallen inside the program's run, after it
-    // read the index, `HELD` times. On a busy machine the run can start
-    // after the flip (the thread or the syscall was late) or end before
-    // it; the flip's delay steps later after the one and earlier after the
-    // other, from a quarter of the run. Every round checks that the packet
-    // is drained once.
-    let step = run / 16;
-    let mut flip_after = run / 4;
-    let (mut held, mut early, mut late) = (0, 0, 0);
-    for round in 0..MAX_ROUNDS {
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
+    for round in 0..ROUNDS {
+        picked.set(0, 0, 0).expect("clear HANDOVER_PICKED");
         let program = thread::spawn(move || {
-            started_tx.send(()).unwrap();
-            let ran = test_run_raw_tracepoint(fd);
-            (ran, Instant::now())
+            pin_to(program_cpu);
+            test_run_raw_tracepoint(fd)
         });
-        started_rx.recv().unwrap();
-        thread::sleep(flip_after);
-        let flipped = Instant::now();
+        wait_for_pick(&picked);
         let during = drainer.drain().expect("drain");
-        let (ran, ended) = program.join().unwrap();
-        ran.expect("test run of handover_probe");
+        program.join().unwrap().expect("test run of handover_probe");
         let after = drainer.drain().expect("drain");
         let (during, after) = (marked(&during), marked(&after));
         assert_eq!(
-            (during + after, during <= 1),
-            (1, true),
-            "round {round}: the program's one packet belongs in the drain of the map it \
-             picked (in the drain during its run: {during}, in the next: {after})"
+            (during, after),
+            ((1, 0), (0, 0)),
+            "round {round}: the program saw the flip while it held the map it picked, so its \
+             packet belongs in the drain of that map ((held, not held) packets in the drain \
+             during its run: {during:?}, in the next: {after:?})"
         );
-        if ended <= flipped {
-            late += 1;
-            flip_after = flip_after.saturating_sub(step);
-        } else if during == 0 {
-            early += 1;
-            flip_after = (flip_after + step).min(run);
-        } else {
-            held += 1;
-        }
-        if held == HELD {
-            return;
-        }
     }
-    panic!(
-        "only {held} of {MAX_ROUNDS} flips fell while the program held the old map \
-         ({early} before it read the index, {late} after it ended; run {run:?})"
-    );
 }

@@ -50,14 +50,16 @@ pub struct FlowKey {
 }
 
 /// The marker flow `handover_probe` writes into flow map `index` (IP
-/// protocol 253, reserved for experiments by RFC 3692: no real flow has it).
-pub const fn handover_key(index: u16) -> FlowKey {
+/// protocol 253, reserved for experiments by RFC 3692: no real flow has it);
+/// `held` when the program saw the active index change while it held the
+/// map it had picked.
+pub const fn handover_key(index: u16, held: bool) -> FlowKey {
     FlowKey {
         src_addr: [0; 4],
         dst_addr: [0; 4],
         cgroup_id: 0,
         src_port: index,
-        dst_port: 0,
+        dst_port: held as u16,
         family: 0,
         protocol: 253,
         direction: 0,

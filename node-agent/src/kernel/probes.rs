@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, fs::File, os::fd::OwnedFd, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::{Array, MapData},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, ProgramFd, RawTracePoint,
         TracePoint,
@@ -270,6 +271,13 @@ impl Probes {
             Ok(())
         })?;
         Ok(fd.expect("set by setup"))
+    }
+
+    /// The `handover_probe` self-test, loaded for test runs, and the array
+    /// in which it says when it picked a flow map (0 until it has).
+    pub fn handover_program(&mut self) -> Result<(ProgramFd, Array<MapData, u64>), ProbeError> {
+        let program = self.test_program("handover_probe")?;
+        Ok((program, take(&mut self.ebpf, "HANDOVER_PICKED")?))
     }
 
     /// The `symbol_name` program, loaded for test runs, and the array it
