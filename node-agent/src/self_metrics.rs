@@ -8,7 +8,8 @@ use crate::kernel::{map_memory::MapFootprint, probes::ProgramStats};
 use osprey_model::{
     catalogue::{
         OSPREY_BPF_MAP_ENTRIES_MAX, OSPREY_BPF_MAP_MEMORY_BYTES, OSPREY_BPF_MAPS_MEMORY_BYTES,
-        OSPREY_BPF_PROGRAM_INFO, OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS, OSPREY_BPF_PROGRAM_RUNS,
+        OSPREY_BPF_PROGRAM_INFO, OSPREY_BPF_PROGRAM_MISSED_RUNS,
+        OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS, OSPREY_BPF_PROGRAM_RUNS,
     },
     labels::{MapLabels, ProgramInfoLabels, ProgramLabels},
 };
@@ -22,7 +23,10 @@ pub struct ProgramMetrics {
     info: Family<ProgramInfoLabels, Gauge>,
     runs: Family<ProgramLabels, Counter>,
     run_nanos: Family<ProgramLabels, Counter>,
-    seen: HashMap<String, (u64, u64)>,
+    missed: Family<ProgramLabels, Counter>,
+    /// The kernel's cumulative runs, run time and missed runs at the last
+    /// update.
+    seen: HashMap<String, (u64, u64, u64)>,
     /// The kernel keeps run statistics (`bpf_stats`): without them runs and
     /// run time stay 0, series that would only say nothing ran.
     run_stats: bool,
@@ -30,7 +34,8 @@ pub struct ProgramMetrics {
 
 impl ProgramMetrics {
     /// `run_stats`: whether the kernel keeps run statistics (`bpf_stats`);
-    /// without them only `osprey_bpf_program_info` has series.
+    /// without them only `osprey_bpf_program_info` and the missed runs
+    /// (which the kernel always counts) have series.
     pub fn register(registry: &mut Registry, run_stats: bool) -> Self {
         let m = Self {
             run_stats,
@@ -39,6 +44,7 @@ impl ProgramMetrics {
         OSPREY_BPF_PROGRAM_INFO.register(registry, m.info.clone());
         OSPREY_BPF_PROGRAM_RUNS.register(registry, m.runs.clone());
         OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS.register(registry, m.run_nanos.clone());
+        OSPREY_BPF_PROGRAM_MISSED_RUNS.register(registry, m.missed.clone());
         m
     }
 
@@ -49,6 +55,7 @@ impl ProgramMetrics {
             id,
             runs,
             run_time_ns: nanos,
+            missed_runs: missed,
         } in stats
         {
             self.info
@@ -57,20 +64,24 @@ impl ProgramMetrics {
                     id: *id,
                 })
                 .set(1);
-            if !self.run_stats {
-                continue;
-            }
-            let (seen_runs, seen_nanos) = self.seen.get(program).copied().unwrap_or_default();
+            let (seen_runs, seen_nanos, seen_missed) =
+                self.seen.get(program).copied().unwrap_or_default();
+            self.seen.insert(program.clone(), (*runs, *nanos, *missed));
             let labels = ProgramLabels {
                 program: program.clone(),
             };
+            self.missed
+                .get_or_create(&labels)
+                .inc_by(missed.saturating_sub(seen_missed));
+            if !self.run_stats {
+                continue;
+            }
             self.runs
                 .get_or_create(&labels)
                 .inc_by(runs.saturating_sub(seen_runs));
             self.run_nanos
                 .get_or_create(&labels)
                 .inc_by(nanos.saturating_sub(seen_nanos));
-            self.seen.insert(program.clone(), (*runs, *nanos));
         }
     }
 }
@@ -112,6 +123,7 @@ mod tests {
             id: 7,
             runs,
             run_time_ns: runs * 50,
+            missed_runs: runs / 5,
         }]
     }
 
@@ -123,6 +135,12 @@ mod tests {
         let text = crate::test_support::exposition(&off);
         assert!(text.contains("osprey_bpf_program_info{program=\"flow_egress\",id=\"7\"} 1"));
         assert!(!text.contains("osprey_bpf_program_runs_total{"), "{text}");
+        metrics.update(&stats(10));
+        let text = crate::test_support::exposition(&off);
+        assert!(
+            text.contains("osprey_bpf_program_missed_runs_total{program=\"flow_egress\"} 2"),
+            "the kernel counts missed runs without bpf_stats: {text}"
+        );
 
         let mut on = Registry::default();
         let mut metrics = ProgramMetrics::register(&mut on, true);
@@ -137,6 +155,10 @@ mod tests {
             text.contains(
                 "osprey_bpf_program_run_time_nanoseconds_total{program=\"flow_egress\"} 1250"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains("osprey_bpf_program_missed_runs_total{program=\"flow_egress\"} 5"),
             "{text}"
         );
     }

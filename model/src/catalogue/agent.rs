@@ -34,6 +34,12 @@ pub const OSPREY_BPF_PROGRAM_RUNS: MetricDesc = MetricDesc {
     unit: Some("{run}"),
 };
 
+pub const OSPREY_BPF_PROGRAM_MISSED_RUNS: MetricDesc = MetricDesc {
+    name: "osprey_bpf_program_missed_runs",
+    help: "Runs of each kernel program the kernel skipped because another tracing program was running on that CPU: events the program never saw",
+    unit: Some("{run}"),
+};
+
 pub const OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS: MetricDesc = MetricDesc {
     name: "osprey_bpf_program_run_time_nanoseconds",
     help: "Time spent in each kernel program, from the kernel's own statistics",
@@ -155,6 +161,7 @@ pub const AGENT_FAMILIES: &[MetricDesc] = &[
     OSPREY_BPF_MAP_ENTRIES_MAX,
     OSPREY_BPF_PROGRAM_INFO,
     OSPREY_BPF_PROGRAM_RUNS,
+    OSPREY_BPF_PROGRAM_MISSED_RUNS,
     OSPREY_BPF_PROGRAM_RUN_TIME_NANOSECONDS,
     OSPREY_METRIC_SERIES_FOLDED,
     OSPREY_SERIES,

@@ -95,9 +95,9 @@ pub async fn run(config: crate::config::Config, sched_fields: probes::SchedField
     )
     .await?;
 
-    // The programs' info once; their run counters every drain interval,
-    // and only while the kernel keeps them (`bpf_stats`): without them a
-    // poll would re-read what cannot change.
+    // The programs' info, missed runs (which the kernel always counts) and,
+    // while the kernel keeps them (`bpf_stats`), run counters: every drain
+    // interval.
     families.programs.update(&probes.run_stats());
     let mut stats_tick = tokio::time::interval(config.drain_interval());
     let shutdown = shutdown_signal();
@@ -105,7 +105,7 @@ pub async fn run(config: crate::config::Config, sched_fields: probes::SchedField
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = stats_tick.tick(), if config.bpf_stats => {
+            _ = stats_tick.tick() => {
                 families.programs.update(&probes.run_stats());
             }
         }

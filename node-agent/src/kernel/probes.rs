@@ -75,6 +75,10 @@ pub struct ProgramStats {
     pub id: u32,
     pub runs: u64,
     pub run_time_ns: u64,
+    /// Runs the kernel skipped: the hook fired while another tracing
+    /// program ran on that CPU (`recsn_misses`, kept whether or not
+    /// `bpf_stats` is on).
+    pub missed_runs: u64,
 }
 
 /// The loaded and attached kernel programs.
@@ -308,10 +312,30 @@ impl Probes {
                     id: info.id(),
                     runs: info.run_count(),
                     run_time_ns: info.run_time().as_nanos() as u64,
+                    missed_runs: missed_runs(&info).unwrap_or(0),
                 })
             })
             .collect()
     }
+}
+
+/// `recursion_misses` of the program's fdinfo: runs the kernel skipped
+/// because another tracing program was running on the CPU (kernel ≥ 5.12;
+/// aya 0.14 does not read `bpf_prog_info.recursion_misses`).
+fn missed_runs(info: &aya::programs::ProgramInfo) -> Option<u64> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = info.fd().ok()?;
+    let fdinfo =
+        std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd())).ok()?;
+    fdinfo_field(&fdinfo, "recursion_misses")
+}
+
+/// The number after `key:` in a bpf fd's fdinfo.
+fn fdinfo_field(fdinfo: &str, key: &str) -> Option<u64> {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Finds program `name` as a `T` and runs `f` on it (load, attach); a failing
@@ -346,4 +370,19 @@ where
 {
     let map = ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))?;
     T::try_from(map).map_err(|source| ProbeError::MapType { name, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fdinfo_field;
+
+    #[test]
+    fn reads_a_field_of_a_programs_fdinfo() {
+        // A program fd's fdinfo as kernel 6.18 writes it.
+        let fdinfo = "pos:\t0\nflags:\t02000002\nprog_type:\t17\nprog_id:\t10423\n\
+                      run_time_ns:\t0\nrun_cnt:\t0\nrecursion_misses:\t3\nverified_insns:\t21\n";
+        assert_eq!(fdinfo_field(fdinfo, "recursion_misses"), Some(3));
+        assert_eq!(fdinfo_field(fdinfo, "run_cnt"), Some(0));
+        assert_eq!(fdinfo_field(fdinfo, "recursion"), None);
+    }
 }
