@@ -294,6 +294,66 @@ fn threads_and_processes_per_cgroup() {
     assert_eq!(sum(&s, "container_threads", &id), 5.0, "main + 4 threads");
 }
 
+/// Pid lists longer than a page: the kernel renders `cgroup.procs`,
+/// `cgroup.threads` and `tasks` a record per pid, so a read can end short at
+/// a page boundary while pids remain, and the agent must read on to the end.
+/// 650 children and 1,500 threads put ~4.5 KiB and ~15 KiB in the lists;
+/// the counts are the workload's own, by construction.
+#[test]
+fn pid_lists_past_a_page_are_counted_whole() {
+    const CHILDREN: u32 = 650;
+    const THREADS: u32 = 1500;
+    let Some(agent) = agent::for_test(&[]) else {
+        return;
+    };
+    let cg = TestCgroup::new("manypids");
+    // The children wait on a pipe the parent holds: they exit with it.
+    let py = cg.run(&format!(
+        "python3 -c 'import os, threading, time\n\
+         r, w = os.pipe()\n\
+         for _ in range({CHILDREN}):\n\
+         \x20   if os.fork() == 0:\n\
+         \x20       os.close(w); os.read(r, 1); os._exit(0)\n\
+         os.close(r)\n\
+         threading.stack_size(256 * 1024)\n\
+         done = threading.Event()\n\
+         [threading.Thread(target=done.wait, daemon=True).start() for _ in range({THREADS})]\n\
+         time.sleep(60)'"
+    ));
+    let status = format!("/proc/{}/status", py.id());
+    let threads_of_main = || {
+        std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("Threads:"))
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+            })
+            .unwrap_or(0)
+    };
+    osprey_e2e::settle(20, || (threads_of_main() == THREADS + 1, ()));
+    assert_eq!(threads_of_main(), THREADS + 1, "the workload did not start");
+    let id = [("id", cg.id.as_str())];
+    let s = osprey_e2e::settle(5, || {
+        let s = samples(&agent.scrape().1);
+        (
+            sum(&s, "container_threads", &id) == f64::from(CHILDREN + 1 + THREADS),
+            s,
+        )
+    });
+    kill(py);
+    assert_eq!(
+        sum(&s, "container_processes", &id),
+        f64::from(CHILDREN + 1),
+        "the parent and its children"
+    );
+    assert_eq!(
+        sum(&s, "container_threads", &id),
+        f64::from(CHILDREN + 1 + THREADS),
+        "one thread per child, the parent's main thread and its threads"
+    );
+}
+
 /// The agent keeps cgroup files open between scrapes; a cgroup removed and
 /// created again under the same path (a restarted container) must be read
 /// afresh, not through the old, dead files.

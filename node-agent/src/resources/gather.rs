@@ -97,8 +97,9 @@ pub struct Scrape {
 }
 
 impl CgroupCollector {
-    /// Reads every cgroup's files on two threads (a scrape is mostly file
-    /// reads in the kernel; two cores halve its latency). Cgroup directories
+    /// Reads every cgroup's files on two threads, this one and one spawned
+    /// (a scrape is mostly file reads in the kernel; two cores halve its
+    /// latency). Cgroup directories
     /// and, within the file budget, their files stay open between scrapes;
     /// a cgroup removed (and maybe re-created) since is opened again.
     /// Returns each cgroup's figures and v2 id.
@@ -122,21 +123,29 @@ impl CgroupCollector {
         // The oom tracepoint counts OOM kills when the probes run.
         let oom_from_files = self.kernel.is_none();
         let chunk = ids.len().div_ceil(THREADS).max(1);
+        let read = |part: &[Arc<Opened>]| {
+            part.iter()
+                .map(|o| (o.stats(oom_from_files), o.v2_id()))
+                .collect::<Vec<_>>()
+        };
+        // The first part on this thread, the others on threads of their own
+        // (one spawn per scrape, not two). A part whose thread panicked
+        // reads as unread: each of its cgroups is opened and read again
+        // below, here.
+        let mut parts = opened.chunks(chunk);
+        let here = parts.next().unwrap_or_default();
         let stats: Vec<(Option<CgroupStats>, Option<u64>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = opened
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|o| (o.stats(oom_from_files), o.v2_id()))
-                            .collect::<Vec<_>>()
-                    })
-                })
+            let handles: Vec<_> = parts
+                .map(|part| (part.len(), scope.spawn(move || read(part))))
                 .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
+            let mut stats = read(here);
+            for (len, handle) in handles {
+                match handle.join() {
+                    Ok(part) => stats.extend(part),
+                    Err(_) => stats.extend((0..len).map(|_| (None, None))),
+                }
+            }
+            stats
         });
         let mut cache = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         ids.iter()
